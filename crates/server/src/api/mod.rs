@@ -1,0 +1,29 @@
+//! The iwinv API v1 under `/v1`: one module per resource.
+
+pub mod catalog;
+pub mod scripts;
+pub mod ssh_keys;
+
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use openwinv_wire::Envelope;
+
+use crate::AppState;
+use crate::error::ApiResult;
+
+/// A successful answer with rows.
+pub type Reply<T> = ApiResult<Json<Envelope<Vec<T>>>>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/zones", get(catalog::zones))
+        .route("/v1/flavors", get(catalog::flavors))
+        .route("/v1/flavors/{flavor_id}", get(catalog::flavor))
+        .route("/v1/images", get(catalog::images))
+        .route("/v1/images/{image_id}", get(catalog::image))
+        .route("/v1/block-storages/types", get(catalog::block_storage_types))
+        .route("/v1/auth/ssh_key", get(ssh_keys::list).post(ssh_keys::create))
+        .route("/v1/auth/ssh_key/{ssh_key_id}", delete(ssh_keys::delete))
+        .route("/v1/instance/script", get(scripts::list).post(scripts::create))
+        .route("/v1/instance/script/{user_script_id}", delete(scripts::delete))
+}

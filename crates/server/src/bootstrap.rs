@@ -1,0 +1,148 @@
+//! First start and every start: the data directory, the encryption key, the operator token, the
+//! store, and, on an empty store only, the catalog, the `dev` account and its access key.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use openwinv_store::crypto::Sealer;
+use openwinv_store::{AccountRecord, Bootstrap, NewKeyRecord, Store, ids};
+
+use crate::auth::Authenticator;
+use crate::catalog::{CatalogCache, CatalogFile, DEFAULT_CATALOG};
+use crate::clock::Clock;
+use crate::config::{Config, Driver};
+use crate::metrics::Metrics;
+use crate::{AppState, Inner};
+
+pub const BOOTSTRAP_ACCOUNT: &str = "dev";
+
+/// Prepares everything the server needs and returns its state.
+pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState> {
+    let data = config.data_dir.clone();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data)
+        .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+
+    let sealer = match &config.encryption_key {
+        Some(hex) => Sealer::from_hex(hex).context("encryption_key")?,
+        None => Sealer::from_hex(&read_or_create_secret(&data.join("encryption-key"), Sealer::generate_hex)?)
+            .context("the encryption-key file in the data directory")?,
+    };
+    let admin_token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => read_or_create_secret(&data.join("admin-token"), || ids::random_base62(40))?,
+    };
+
+    let store = Store::open(&config.database_url).await.context("cannot open the database")?;
+    let clock = Clock::new(config.driver == Driver::Sim);
+    clock.load(&store).await?;
+
+    let catalog_text = match &config.catalog_file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => DEFAULT_CATALOG.to_owned(),
+    };
+    let catalog = CatalogFile::parse(&catalog_text).map_err(anyhow::Error::msg)?;
+    let (access_key, secret_key) =
+        config.bootstrap_key.clone().unwrap_or_else(|| (new_access_key(), new_secret_key()));
+    let now = clock.unix();
+    let account = AccountRecord {
+        account_id: ids::new_id("ACCOUNT"),
+        name: BOOTSTRAP_ACCOUNT.into(),
+        enabled: 1,
+        created_at: now,
+    };
+    let sealed = sealer.seal(&secret_key);
+    let account_id = account.account_id.clone();
+    let entries = catalog.to_entries();
+    let seeded = store
+        .bootstrap(
+            Bootstrap {
+                key: NewKeyRecord {
+                    access_key: &access_key,
+                    account_id: &account_id,
+                    secret_sealed: &sealed,
+                    rate_limit: i64::from(config.default_rate_limit),
+                    allow: &[],
+                    created_at: now,
+                },
+                account,
+                catalog: &entries,
+            },
+            now,
+        )
+        .await?;
+    if seeded {
+        let host = if local.ip().is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
+        let endpoint = format!("http://{host}:{}", local.port());
+        let creds = data.join("credentials");
+        write_private(
+            &creds,
+            &format!(
+                "# openwinv client credentials for account `{BOOTSTRAP_ACCOUNT}`\n\
+                 endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n"
+            ),
+        )?;
+        println!("First start: created account `{BOOTSTRAP_ACCOUNT}` with an access key (shown once, saved to {}):", creds.display());
+        println!("  IWINV_ENDPOINT={endpoint}");
+        println!("  IWINV_ACCESS_KEY={access_key}");
+        println!("  IWINV_SECRET_KEY={secret_key}");
+        println!("Operator token: {}", data.join("admin-token").display());
+        tracing::info!(account = BOOTSTRAP_ACCOUNT, "bootstrapped an empty store");
+    }
+
+    let catalog = CatalogCache::load(&store).await?;
+    Ok(AppState::new(Inner {
+        auth: Authenticator::new(clock.clone()),
+        config,
+        store,
+        sealer,
+        clock,
+        catalog,
+        metrics: Metrics::default(),
+        admin_token,
+    }))
+}
+
+/// A new access key: 20 upper-case letters and digits.
+pub fn new_access_key() -> String {
+    ids::random_base62(40).chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).take(20).collect()
+}
+
+/// A new secret key: 40 base62 characters.
+pub fn new_secret_key() -> String {
+    ids::random_base62(40)
+}
+
+fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = make();
+            write_private(path, &format!("{value}\n"))?;
+            Ok(value)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a file readable only by its owner (0600), replacing any old one.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The one server clock. Everything that needs time reads it: the signature window, the rate
+//! limiter, timestamps on rows, and (later) lifecycle delays, metering and the month close.
+//!
+//! It is the host's real time plus an offset. With the simulated driver an operator may set or
+//! advance it; it keeps running from the new point. The offset lives in the store so that every
+//! server process on one database shares it and a restart keeps it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use openwinv_store::Store;
+
+const OFFSET_KEY: &str = "clock_offset_ns";
+
+#[derive(Debug)]
+pub struct Clock {
+    /// Nanoseconds from the host's real time: exact, so that a clock set to T reads T or later.
+    offset_ns: AtomicI64,
+    settable: bool,
+}
+
+impl Clock {
+    pub fn new(settable: bool) -> Arc<Clock> {
+        Arc::new(Clock { offset_ns: AtomicI64::new(0), settable })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        let real = Timestamp::now();
+        real.checked_add(SignedDuration::from_nanos(self.offset_ns.load(Ordering::Relaxed)))
+            .unwrap_or(real)
+    }
+
+    /// Unix seconds.
+    pub fn unix(&self) -> i64 {
+        self.now().as_second()
+    }
+
+    /// Time since the Unix epoch, for the rate limiter.
+    pub fn since_epoch(&self) -> Duration {
+        let ns = self.now().as_nanosecond();
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ns.load(Ordering::Relaxed) / 1_000_000
+    }
+
+    pub fn settable(&self) -> bool {
+        self.settable
+    }
+
+    /// Makes `now()` return `to` from this moment on, and records it for the other processes.
+    pub async fn set(&self, store: &Store, to: Timestamp) -> openwinv_store::Result<()> {
+        let offset = i64::try_from(to.duration_since(Timestamp::now()).as_nanos()).unwrap_or(i64::MAX);
+        store.meta_set(OFFSET_KEY, &offset.to_string()).await?;
+        self.offset_ns.store(offset, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the shared offset from the store.
+    pub async fn load(&self, store: &Store) -> openwinv_store::Result<()> {
+        if let Some(v) = store.meta_get(OFFSET_KEY).await?
+            && let Ok(offset) = v.parse::<i64>()
+        {
+            self.offset_ns.store(offset, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Adapter so that governor's rate limiter reads the server clock.
+#[derive(Debug, Clone)]
+pub struct GovernorClock(pub Arc<Clock>);
+
+impl governor::clock::Clock for GovernorClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.since_epoch()
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in the billing time zone (spec §5).
+pub fn format_timestamp(unix: i64, tz: &jiff::tz::TimeZone) -> String {
+    Timestamp::from_second(unix)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_in_the_billing_zone() {
+        let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap();
+        // 2026-11-30T15:00:00Z is midnight of Dec 1 in Seoul.
+        assert_eq!(format_timestamp(1_796_050_800, &seoul), "2026-12-01 00:00:00");
+        assert_eq!(format_timestamp(1_796_050_800, &jiff::tz::TimeZone::UTC), "2026-11-30 15:00:00");
+    }
+}

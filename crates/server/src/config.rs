@@ -1,0 +1,184 @@
+//! Server configuration: a TOML file, the environment (`OPENWINV_*`) and flags. Flags override
+//! the environment, which overrides the file (the CLI folds flags and environment into one
+//! `Settings` with clap); unset values take the defaults below.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./openwinv-data";
+/// iwinv's limit: 60 requests per minute per access key.
+pub const DEFAULT_RATE_LIMIT: u32 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Sim,
+    Qemu,
+}
+
+impl std::str::FromStr for Driver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Driver, String> {
+        match s {
+            "sim" => Ok(Driver::Sim),
+            "qemu" => Ok(Driver::Qemu),
+            _ => Err(format!("unknown driver `{s}` (expected sim or qemu)")),
+        }
+    }
+}
+
+/// Every setting, each optional: one layer of configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; default `<data_dir>/openwinv.db`.
+    pub database: Option<String>,
+    pub driver: Option<Driver>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Requests per minute for new access keys; 0 = unlimited.
+    pub default_rate_limit: Option<u32>,
+    /// 64 hex characters; default: `<data_dir>/encryption-key`, made at first start.
+    pub encryption_key: Option<String>,
+    /// Bearer token of `/admin/v1`; default: `<data_dir>/admin-token`, made at first start.
+    pub admin_token: Option<String>,
+    /// A catalog TOML file to seed an empty store with instead of the built-in one.
+    pub catalog: Option<PathBuf>,
+    /// IANA zone for dates and months; default `Asia/Seoul`.
+    pub billing_timezone: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+}
+
+impl Settings {
+    pub fn from_file(path: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// `self` with unset values taken from `lower`.
+    pub fn over(self, lower: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            database: self.database.or(lower.database),
+            driver: self.driver.or(lower.driver),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
+            default_rate_limit: self.default_rate_limit.or(lower.default_rate_limit),
+            encryption_key: self.encryption_key.or(lower.encryption_key),
+            admin_token: self.admin_token.or(lower.admin_token),
+            catalog: self.catalog.or(lower.catalog),
+            billing_timezone: self.billing_timezone.or(lower.billing_timezone),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub driver: Driver,
+    pub trusted_proxies: Vec<IpNet>,
+    pub default_rate_limit: u32,
+    pub encryption_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub catalog_file: Option<PathBuf>,
+    pub billing_timezone: jiff::tz::TimeZone,
+    pub log_json: bool,
+    /// First access key, fixed by `OPENWINV_BOOTSTRAP_ACCESS_KEY` / `_SECRET_KEY`.
+    pub bootstrap_key: Option<(String, String)>,
+}
+
+impl Config {
+    pub fn resolve(s: Settings) -> anyhow::Result<Config> {
+        let listen: SocketAddr = s
+            .listen
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN)
+            .parse()
+            .context("listen must be an address such as 127.0.0.1:8080")?;
+        let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = match s.database {
+            Some(url) => url,
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("openwinv.db").display()),
+        };
+        let trusted_proxies = s
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| parse_cidr(p).with_context(|| format!("trusted_proxies: `{p}` is not an address or CIDR")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tz_name = s.billing_timezone.as_deref().unwrap_or("Asia/Seoul");
+        let billing_timezone = jiff::tz::TimeZone::get(tz_name)
+            .with_context(|| format!("billing_timezone: unknown time zone `{tz_name}`"))?;
+        let log_json = match s.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("log_format must be text or json, not `{other}`"),
+        };
+        let bootstrap_key = match (
+            std::env::var("OPENWINV_BOOTSTRAP_ACCESS_KEY").ok(),
+            std::env::var("OPENWINV_BOOTSTRAP_SECRET_KEY").ok(),
+        ) {
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Some((a, s)),
+            (None, None) => None,
+            _ => bail!("set both OPENWINV_BOOTSTRAP_ACCESS_KEY and OPENWINV_BOOTSTRAP_SECRET_KEY, or neither"),
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            driver: s.driver.unwrap_or(Driver::Sim),
+            trusted_proxies,
+            default_rate_limit: s.default_rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            encryption_key: s.encryption_key,
+            admin_token: s.admin_token,
+            catalog_file: s.catalog,
+            billing_timezone,
+            log_json,
+            bootstrap_key,
+        })
+    }
+}
+
+/// An IPv4/IPv6 network, or a bare address taken as a single-host network.
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn higher_layers_win() {
+        let file = Settings { listen: Some("127.0.0.1:1".into()), default_rate_limit: Some(5), ..Default::default() };
+        let flags = Settings { listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        let c = Config::resolve(flags.over(file)).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.default_rate_limit, 5);
+        assert_eq!(c.driver, Driver::Sim);
+        assert!(c.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::resolve(Settings { billing_timezone: Some("Mars/Base".into()), ..Default::default() })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("billing_timezone"));
+        let e = Config::resolve(Settings { trusted_proxies: Some(vec!["nope".into()]), ..Default::default() })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("trusted_proxies"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The openwinv control plane: the iwinv API v1 under `/v1`, the operator API under `/admin/v1`,
+//! health, metrics and documentation.
+//!
+//! Handlers are small: extract, validate, call the store, answer with the envelope. Shared state is
+//! one explicit `AppState`.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod catalog;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod metrics;
+pub mod openapi;
+pub mod reference;
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use openwinv_store::Store;
+use openwinv_store::crypto::Sealer;
+use openwinv_wire::ErrorCode;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::catalog::CatalogCache;
+use crate::clock::Clock;
+use crate::config::{Config, Driver};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+pub use crate::config::Settings;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub sealer: Sealer,
+    pub clock: Arc<Clock>,
+    pub catalog: CatalogCache,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    pub admin_token: String,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS` in the billing time zone.
+    pub fn timestamp(&self, unix: i64) -> String {
+        clock::format_timestamp(unix, &self.config.billing_timezone)
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let v1 = api::routes().layer(from_fn_with_state(state.clone(), auth::require_signature));
+    let admin = admin::routes().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .merge(v1)
+        .merge(admin)
+        .merge(reference::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
+        .with_state(state)
+}
+
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&openwinv_store::ids::new_id("REQ")).ok().map(RequestId::new)
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("There is no route {}.", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(ErrorCode::NotFound, format!("The route {} does not accept {method}.", uri.path()))
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into_response()
+}
+
+/// Runs `openwinv serve` until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.driver == Driver::Qemu {
+        anyhow::bail!("the QEMU driver is not available in this build yet; use --driver sim");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let state = bootstrap::start(config, local).await?;
+    tokio::spawn(refresh_shared_state(state.clone()));
+    let app = router(state.clone());
+    println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(%local, "listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    state.store.close().await;
+    Ok(())
+}
+
+/// Picks up what other server processes on the same database changed: the clock and the catalog.
+async fn refresh_shared_state(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.clock.load(&state.store).await {
+            tracing::warn!(error = %e, "could not read the shared clock");
+        }
+        if let Err(e) = state.catalog.refresh(&state.store).await {
+            tracing::warn!(error = %e, "could not refresh the catalog");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

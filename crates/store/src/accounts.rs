@@ -1,0 +1,70 @@
+//! Accounts: the tenants. Every resource row carries its account id.
+
+use crate::{Result, Store, StoreError, flag, ids};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccountRecord {
+    pub account_id: String,
+    pub name: String,
+    pub enabled: i64,
+    pub created_at: i64,
+}
+
+impl AccountRecord {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled != 0
+    }
+}
+
+const COLUMNS: &str = "account_id, name, enabled, created_at";
+
+impl Store {
+    pub async fn create_account(&self, name: &str, now: i64) -> Result<AccountRecord> {
+        let rec = AccountRecord {
+            account_id: ids::new_id("ACCOUNT"),
+            name: name.to_owned(),
+            enabled: 1,
+            created_at: now,
+        };
+        insert_account(self.pool(), &rec).await?;
+        Ok(rec)
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<AccountRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM accounts ORDER BY created_at, account_id"))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM accounts WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Returns false when no such account exists.
+    pub async fn set_account_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
+        let r = sqlx::query("UPDATE accounts SET enabled = $1 WHERE name = $2")
+            .bind(flag(enabled))
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+pub(crate) async fn insert_account<'e, E>(exec: E, rec: &AccountRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO accounts (account_id, name, enabled, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&rec.account_id)
+        .bind(&rec.name)
+        .bind(rec.enabled)
+        .bind(rec.created_at)
+        .execute(exec)
+        .await
+        .map_err(StoreError::from_insert)?;
+    Ok(())
+}

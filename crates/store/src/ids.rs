@@ -1,0 +1,75 @@
+//! Resource ids: a prefix plus 22 base62 characters (spec §5).
+//!
+//! The first 8 characters encode the creation time in milliseconds and increase strictly within a
+//! process, the other 14 are random (83 bits). Ordering by id is then ordering by creation, which
+//! keeps lists in creation order when several rows share a creation second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+const TIME_CHARS: usize = 8;
+const RANDOM_CHARS: usize = 14;
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// 22 random base62 characters (about 131 bits).
+pub fn random_base62(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char).collect()
+}
+
+/// A new id such as `SSHKEY-0Q3fZ1kd8Jx0…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}{}", time_part(next_millis()), random_base62(RANDOM_CHARS))
+}
+
+/// Milliseconds since the epoch, strictly increasing within this process.
+fn next_millis() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+fn time_part(mut ms: u64) -> String {
+    let mut out = [b'0'; TIME_CHARS];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(ms % 62) as usize];
+        ms /= 62;
+    }
+    String::from_utf8(out.to_vec()).expect("base62 is ASCII")
+}
+
+/// Whether `id` has the shape `PREFIX-` + 22 base62 characters.
+pub fn has_shape(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|tail| tail.len() == 22 && tail.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| super::new_id("X")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn shape() {
+        let id = super::new_id("SSHKEY");
+        assert!(super::has_shape("SSHKEY", &id), "{id}");
+        assert!(!super::has_shape("SCRIPT", &id));
+        assert!(!super::has_shape("SSHKEY", "SSHKEY-short"));
+    }
+}

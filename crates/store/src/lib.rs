@@ -1,0 +1,150 @@
+//! Persistence for openwinv.
+//!
+//! One code path for SQLite (the default, embedded, WAL) and PostgreSQL (several server processes):
+//! queries go through sqlx's `Any` driver with `$N` placeholders, which both backends accept, and
+//! stay in the SQL subset the two (and CockroachDB) share. Each backend has its own embedded
+//! migrations, kept equivalent. Times are Unix seconds, money is integer won, ids are text.
+
+mod accounts;
+mod catalog;
+pub mod crypto;
+pub mod ids;
+mod keys;
+mod meta;
+mod scripts;
+mod ssh_keys;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use accounts::AccountRecord;
+pub use catalog::CatalogEntry;
+pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
+pub use scripts::ScriptRecord;
+pub use ssh_keys::SshKeyRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same unique key exists.
+    #[error("already exists")]
+    Conflict,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn from_insert(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A page request already validated by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct PageQuery {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…` and runs the embedded migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Corrupt(
+                "database URL must start with sqlite: or postgres:".into(),
+            ));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let mut pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        pool_options = match backend {
+            Backend::Sqlite => pool_options
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => pool_options.max_connections(16),
+        };
+        let pool = pool_options.connect_with(options).await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Succeeds when the database answers a query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `%…%` pattern for a case-insensitive substring match with `lower(col) LIKE $n ESCAPE '\'`.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    let mut p = String::from("%");
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+pub(crate) fn flag(b: bool) -> i64 {
+    i64::from(b)
+}

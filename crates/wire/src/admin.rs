@@ -1,0 +1,90 @@
+//! Operator API (`/admin/v1`) bodies and rows [ext].
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub account_id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewAccount {
+    pub name: String,
+}
+
+/// An access key as the operator sees it; the secret is shown only when the key is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccessKey {
+    pub access_key: String,
+    pub account: String,
+    pub enabled: bool,
+    /// Requests per minute; 0 means unlimited.
+    pub rate_limit: u32,
+    /// CIDRs the key may be used from; empty means any address.
+    pub allow: Vec<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// Answer to key creation and import: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedKey {
+    pub access_key: String,
+    pub secret_key: String,
+    pub account: String,
+    pub rate_limit: u32,
+    pub allow: Vec<String>,
+}
+
+/// Body of key creation (and, with both keys, import). Omitted fields take the server defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct NewKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+}
+
+/// Body of a key update: each present field replaces the stored one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct KeyUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+}
+
+/// The server clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClockState {
+    /// RFC 3339, UTC.
+    pub now: String,
+    /// Unix seconds.
+    pub unix: i64,
+    /// How far the clock is from the host's real time, in milliseconds.
+    pub offset_ms: i64,
+    /// Whether an operator may set it (simulated driver only).
+    pub settable: bool,
+}
+
+/// Body of `PUT /admin/v1/clock`: an RFC 3339 instant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SetClock {
+    pub now: String,
+}
+
+/// Body of `POST /admin/v1/clock/advance`: a duration such as `90s`, `1h30m` or `PT2H`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdvanceClock {
+    pub duration: String,
+}
