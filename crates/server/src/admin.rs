@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/accounts", get(list_accounts).post(create_account))
         .route("/admin/v1/accounts/{name}/disable", post(disable_account))
         .route("/admin/v1/accounts/{name}/enable", post(enable_account))
+        .route("/admin/v1/accounts/{name}/quota", put(set_quota))
         .route("/admin/v1/accounts/{name}/keys", post(create_key))
         .route("/admin/v1/keys", get(list_keys))
         .route("/admin/v1/keys/{access_key}", put(update_key).delete(delete_key))
@@ -36,10 +37,17 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/accounts/{name}/scripts/{id}", delete(delete_script))
         .route("/admin/v1/clock", get(show_clock).put(set_clock))
         .route("/admin/v1/clock/advance", post(advance_clock))
+        .merge(crate::admin_sim::routes())
 }
 
 fn account_wire(state: &AppState, a: AccountRecord) -> Account {
-    Account { enabled: a.is_enabled(), created_at: state.timestamp(a.created_at), account_id: a.account_id, name: a.name }
+    Account {
+        enabled: a.is_enabled(),
+        created_at: state.timestamp(a.created_at),
+        quota: crate::quota::of(&a),
+        account_id: a.account_id,
+        name: a.name,
+    }
 }
 
 fn key_wire(state: &AppState, k: KeyRecord) -> AccessKey {
@@ -67,12 +75,14 @@ fn check_token(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
     }
 }
 
-async fn list_accounts(State(state): State<AppState>) -> Reply<Account> {
+#[utoipa::path(get, path = "/admin/v1/accounts", tag = "operator", security(("admin_token" = [])), responses((status = 200, body = Envelope<Vec<Account>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_accounts(State(state): State<AppState>) -> Reply<Account> {
     let rows = state.store.list_accounts().await?.into_iter().map(|a| account_wire(&state, a)).collect();
     Ok(Json(Envelope::rows(rows)))
 }
 
-async fn create_account(State(state): State<AppState>, body: Body) -> Reply<Account> {
+#[utoipa::path(post, path = "/admin/v1/accounts", tag = "operator", security(("admin_token" = [])), request_body = openwinv_wire::admin::NewAccount, responses((status = 200, body = Envelope<Vec<Account>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn create_account(State(state): State<AppState>, body: Body) -> Reply<Account> {
     let name = body.required_str("name")?;
     check_token("name", &name, 1, 64)?;
     match state.store.create_account(&name, state.clock.unix()).await {
@@ -92,12 +102,33 @@ async fn set_account(state: AppState, name: String, enabled: bool) -> Reply<Acco
     Ok(Json(Envelope::rows(vec![account_wire(&state, account(&state, &name).await?)])))
 }
 
-async fn disable_account(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Account> {
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/disable", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), responses((status = 200, body = Envelope<Vec<Account>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn disable_account(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Account> {
     set_account(state, name, false).await
 }
 
-async fn enable_account(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Account> {
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/enable", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), responses((status = 200, body = Envelope<Vec<Account>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn enable_account(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Account> {
     set_account(state, name, true).await
+}
+
+#[utoipa::path(put, path = "/admin/v1/accounts/{name}/quota", tag = "operator", security(("admin_token" = [])),
+    params(("name" = String, Path)), request_body = openwinv_wire::admin::QuotaUpdate,
+    responses((status = 200, body = Envelope<Vec<Account>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn set_quota(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<Account> {
+    let read = |field: &str| -> ApiResult<Option<i64>> {
+        match body.int(field)? {
+            Some(n) if !(0..=1_000_000).contains(&n) => {
+                Err(ApiError::param(format!("The field `{field}` must be 0 to 1000000, or null for the default.")))
+            }
+            other => Ok(other),
+        }
+    };
+    let (instances, vcpu, storage) = (read("instances")?, read("vcpu")?, read("block_storage_gb")?);
+    if !state.store.set_account_quota(&name, instances, vcpu, storage).await? {
+        return Err(ApiError::not_found(format!("The account `{name}`")));
+    }
+    Ok(Json(Envelope::rows(vec![account_wire(&state, account(&state, &name).await?)])))
 }
 
 fn allow_list(body: &Body) -> ApiResult<Option<Vec<String>>> {
@@ -120,7 +151,8 @@ fn rate_limit(body: &Body) -> ApiResult<Option<i64>> {
 }
 
 /// Creates a key for an account; with `access_key` and `secret_key` in the body, imports that pair.
-async fn create_key(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<IssuedKey> {
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/keys", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = openwinv_wire::admin::NewKey, responses((status = 200, body = Envelope<Vec<IssuedKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn create_key(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<IssuedKey> {
     let account = account(&state, &name).await?;
     let (access_key, secret_key) = match (body.str("access_key")?, body.str("secret_key")?) {
         (Some(a), Some(s)) => {
@@ -162,7 +194,8 @@ async fn create_key(State(state): State<AppState>, Path(name): Path<String>, bod
     }])))
 }
 
-async fn list_keys(State(state): State<AppState>, q: Query) -> Reply<AccessKey> {
+#[utoipa::path(get, path = "/admin/v1/keys", tag = "operator", security(("admin_token" = [])), params(("account" = Option<String>, Query)), responses((status = 200, body = Envelope<Vec<AccessKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_keys(State(state): State<AppState>, q: Query) -> Reply<AccessKey> {
     if let Some(name) = q.str("account") {
         account(&state, name).await?;
     }
@@ -172,12 +205,17 @@ async fn list_keys(State(state): State<AppState>, q: Query) -> Reply<AccessKey> 
 
 async fn key_answer(state: &AppState, access_key: &str) -> Reply<AccessKey> {
     state.auth.forget(access_key);
-    let k = state.store.key(access_key).await?.ok_or_else(|| ApiError::not_found(format!("The access key `{access_key}`")))?;
+    let k = state
+        .store
+        .key(access_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The access key `{access_key}`")))?;
     Ok(Json(Envelope::rows(vec![key_wire(state, k)])))
 }
 
 /// Changes `enabled`, `rate_limit` and/or `allow`.
-async fn update_key(State(state): State<AppState>, Path(access_key): Path<String>, body: Body) -> Reply<AccessKey> {
+#[utoipa::path(put, path = "/admin/v1/keys/{access_key}", tag = "operator", security(("admin_token" = [])), params(("access_key" = String, Path)), request_body = openwinv_wire::admin::KeyUpdate, responses((status = 200, body = Envelope<Vec<AccessKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn update_key(State(state): State<AppState>, Path(access_key): Path<String>, body: Body) -> Reply<AccessKey> {
     let enabled = match body.0.get("enabled") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -191,36 +229,39 @@ async fn update_key(State(state): State<AppState>, Path(access_key): Path<String
     key_answer(&state, &access_key).await
 }
 
-async fn disable_key(State(state): State<AppState>, Path(access_key): Path<String>) -> Reply<AccessKey> {
+#[utoipa::path(post, path = "/admin/v1/keys/{access_key}/disable", tag = "operator", security(("admin_token" = [])), params(("access_key" = String, Path)), responses((status = 200, body = Envelope<Vec<AccessKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn disable_key(State(state): State<AppState>, Path(access_key): Path<String>) -> Reply<AccessKey> {
     if !state.store.update_key(&access_key, Some(false), None, None).await? {
         return Err(ApiError::not_found(format!("The access key `{access_key}`")));
     }
     key_answer(&state, &access_key).await
 }
 
-async fn delete_key(State(state): State<AppState>, Path(access_key): Path<String>) -> Reply<AccessKey> {
-    let k = state.store.key(&access_key).await?.ok_or_else(|| ApiError::not_found(format!("The access key `{access_key}`")))?;
+#[utoipa::path(delete, path = "/admin/v1/keys/{access_key}", tag = "operator", security(("admin_token" = [])), params(("access_key" = String, Path)), responses((status = 200, body = Envelope<Vec<AccessKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn delete_key(State(state): State<AppState>, Path(access_key): Path<String>) -> Reply<AccessKey> {
+    let k = state
+        .store
+        .key(&access_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The access key `{access_key}`")))?;
     state.store.delete_key(&access_key).await?;
     state.auth.forget(&access_key);
     Ok(Json(Envelope::rows(vec![key_wire(&state, k)])))
 }
 
 /// The catalog as TOML (`Content-Type: application/toml`).
-async fn export_catalog(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+#[utoipa::path(get, path = "/admin/v1/catalog", tag = "operator", security(("admin_token" = [])),
+    responses((status = 200, content_type = "application/toml", body = String)))]
+pub async fn export_catalog(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     state.catalog.refresh(&state.store).await.map_err(ApiError::internal)?;
     Ok(([(CONTENT_TYPE, "application/toml; charset=utf-8")], state.catalog.get().to_toml()))
 }
 
-#[derive(serde::Serialize)]
-struct ImportSummary {
-    zones: usize,
-    flavors: usize,
-    images: usize,
-    block_storage_types: usize,
-}
+use openwinv_wire::admin::CatalogImportSummary as ImportSummary;
 
 /// Replaces the whole catalog with the TOML body.
-async fn import_catalog(State(state): State<AppState>, body: axum::body::Bytes) -> Reply<ImportSummary> {
+#[utoipa::path(put, path = "/admin/v1/catalog", tag = "operator", security(("admin_token" = [])), request_body = String, responses((status = 200, body = Envelope<Vec<ImportSummary>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn import_catalog(State(state): State<AppState>, body: axum::body::Bytes) -> Reply<ImportSummary> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::param("The catalog must be UTF-8 TOML."))?;
     let file = CatalogFile::parse(text).map_err(ApiError::param)?;
     state.store.replace_catalog(&file.to_entries()).await?;
@@ -233,27 +274,36 @@ async fn import_catalog(State(state): State<AppState>, body: axum::body::Bytes) 
     }])))
 }
 
-async fn list_ssh_keys(State(state): State<AppState>, Path(name): Path<String>, q: Query) -> Reply<SshKey> {
+#[utoipa::path(get, path = "/admin/v1/accounts/{name}/ssh-keys", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_ssh_keys(State(state): State<AppState>, Path(name): Path<String>, q: Query) -> Reply<SshKey> {
     ssh_keys::list_for(&state, &account(&state, &name).await?.account_id, &q).await
 }
 
-async fn create_ssh_key(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<SshKey> {
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/ssh-keys", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = openwinv_wire::keys::NewSshKey, responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn create_ssh_key(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<SshKey> {
     ssh_keys::create_for(&state, &account(&state, &name).await?.account_id, &body).await
 }
 
-async fn delete_ssh_key(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Reply<SshKey> {
+#[utoipa::path(delete, path = "/admin/v1/accounts/{name}/ssh-keys/{id}", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path), ("id" = String, Path)), responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn delete_ssh_key(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Reply<SshKey> {
     ssh_keys::delete_for(&state, &account(&state, &name).await?.account_id, &id).await
 }
 
-async fn list_scripts(State(state): State<AppState>, Path(name): Path<String>, q: Query) -> Reply<UserScript> {
+#[utoipa::path(get, path = "/admin/v1/accounts/{name}/scripts", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_scripts(State(state): State<AppState>, Path(name): Path<String>, q: Query) -> Reply<UserScript> {
     scripts::list_for(&state, &account(&state, &name).await?.account_id, &q).await
 }
 
-async fn create_script(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<UserScript> {
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/scripts", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = openwinv_wire::keys::NewUserScript, responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn create_script(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<UserScript> {
     scripts::create_for(&state, &account(&state, &name).await?.account_id, &body).await
 }
 
-async fn delete_script(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> Reply<UserScript> {
+#[utoipa::path(delete, path = "/admin/v1/accounts/{name}/scripts/{id}", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path), ("id" = String, Path)), responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn delete_script(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Reply<UserScript> {
     scripts::delete_for(&state, &account(&state, &name).await?.account_id, &id).await
 }
 
@@ -267,7 +317,8 @@ fn clock_state(state: &AppState) -> ClockState {
     }
 }
 
-async fn show_clock(State(state): State<AppState>) -> Reply<ClockState> {
+#[utoipa::path(get, path = "/admin/v1/clock", tag = "operator", security(("admin_token" = [])), responses((status = 200, body = Envelope<Vec<ClockState>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn show_clock(State(state): State<AppState>) -> Reply<ClockState> {
     Ok(Json(Envelope::rows(vec![clock_state(&state)])))
 }
 
@@ -278,6 +329,8 @@ async fn move_clock(state: &AppState, to: Timestamp) -> Reply<ClockState> {
     }
     let backwards = to < state.clock.now();
     state.clock.set(&state.store, to).await?;
+    // Timed steps that became due run now rather than at the workers' next poll.
+    state.engine.wake();
     if backwards {
         // Buckets measured against a later time would refuse everything until it came back.
         state.auth.reset();
@@ -286,20 +339,24 @@ async fn move_clock(state: &AppState, to: Timestamp) -> Reply<ClockState> {
 }
 
 /// Sets the clock to an RFC 3339 instant; it keeps running from there.
-async fn set_clock(State(state): State<AppState>, body: Body) -> Reply<ClockState> {
+#[utoipa::path(put, path = "/admin/v1/clock", tag = "operator", security(("admin_token" = [])), request_body = openwinv_wire::admin::SetClock, responses((status = 200, body = Envelope<Vec<ClockState>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn set_clock(State(state): State<AppState>, body: Body) -> Reply<ClockState> {
     let now = body.required_str("now")?;
-    let to: Timestamp = now
-        .parse()
-        .map_err(|_| ApiError::param(format!("The field `now` must be an RFC 3339 time such as 2026-12-01T00:00:00+09:00, not `{now}`.")))?;
+    let to: Timestamp = now.parse().map_err(|_| {
+        ApiError::param(format!(
+            "The field `now` must be an RFC 3339 time such as 2026-12-01T00:00:00+09:00, not `{now}`."
+        ))
+    })?;
     move_clock(&state, to).await
 }
 
 /// Moves the clock forward by a duration such as `90s`, `1h30m`, `2 days` or `PT2H`.
-async fn advance_clock(State(state): State<AppState>, body: Body) -> Reply<ClockState> {
+#[utoipa::path(post, path = "/admin/v1/clock/advance", tag = "operator", security(("admin_token" = [])), request_body = openwinv_wire::admin::AdvanceClock, responses((status = 200, body = Envelope<Vec<ClockState>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn advance_clock(State(state): State<AppState>, body: Body) -> Reply<ClockState> {
     let text = body.required_str("duration")?;
-    let by: SignedDuration = text
-        .parse()
-        .map_err(|_| ApiError::param(format!("The field `duration` must be a duration such as 90s or 1h30m, not `{text}`.")))?;
+    let by: SignedDuration = text.parse().map_err(|_| {
+        ApiError::param(format!("The field `duration` must be a duration such as 90s or 1h30m, not `{text}`."))
+    })?;
     if by.is_negative() {
         return Err(ApiError::param("The field `duration` must not be negative; use PUT /admin/v1/clock to go back."));
     }

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use openwinv_wire::{ErrorCode, headers, signing};
 
 use crate::AppState;
-use crate::clock::{Clock, GovernorClock};
+use crate::clock::Clock;
 use crate::config::parse_cidr;
 use crate::error::ApiError;
 
@@ -53,6 +53,18 @@ struct ResolvedKey {
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, GovernorClock, StateInformationMiddleware>;
 
+/// Adapter so that governor's rate limiter reads the server clock.
+#[derive(Debug, Clone)]
+pub struct GovernorClock(pub Arc<Clock>);
+
+impl governor::clock::Clock for GovernorClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.since_epoch()
+    }
+}
+
 pub struct Authenticator {
     keys: Mutex<HashMap<String, (Instant, Option<ResolvedKey>)>>,
     limiters: Mutex<HashMap<String, (u32, Arc<Limiter>)>>,
@@ -62,12 +74,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(clock: Arc<Clock>) -> Authenticator {
-        Authenticator {
-            keys: Mutex::default(),
-            limiters: Mutex::default(),
-            touched: Mutex::default(),
-            clock,
-        }
+        Authenticator { keys: Mutex::default(), limiters: Mutex::default(), touched: Mutex::default(), clock }
     }
 
     /// Drops what this process remembers of a key (after an operator change).
@@ -201,12 +208,8 @@ async fn authenticate(
         .ok_or_else(|| ApiError::new(ErrorCode::CheckSignature, "The X-iwinv-Timestamp header is missing."))?;
     let signature = header(h, headers::SIGNATURE)
         .ok_or_else(|| ApiError::new(ErrorCode::CheckSignature, "The X-iwinv-Signature header is missing."))?;
-    let ts: i64 = timestamp
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| timestamp.parse().ok())
-        .flatten()
-        .ok_or_else(|| {
+    let ts: i64 =
+        timestamp.bytes().all(|b| b.is_ascii_digit()).then(|| timestamp.parse().ok()).flatten().ok_or_else(|| {
             ApiError::new(ErrorCode::CheckSignature, "X-iwinv-Timestamp must be Unix time in whole seconds.")
         })?;
     let now = auth.clock.unix();

@@ -6,14 +6,17 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use openwinv_engine::{ComputeDriver, Engine, EngineConfig, Pacing, SimDriver};
 use openwinv_store::crypto::Sealer;
 use openwinv_store::{AccountRecord, Bootstrap, NewKeyRecord, Store, ids};
 
 use crate::auth::Authenticator;
 use crate::catalog::{CatalogCache, CatalogFile, DEFAULT_CATALOG};
 use crate::clock::Clock;
-use crate::config::{Config, Driver};
+use crate::config::{Config, Driver, SimMode};
 use crate::metrics::Metrics;
 use crate::{AppState, Inner};
 
@@ -47,14 +50,16 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         None => DEFAULT_CATALOG.to_owned(),
     };
     let catalog = CatalogFile::parse(&catalog_text).map_err(anyhow::Error::msg)?;
-    let (access_key, secret_key) =
-        config.bootstrap_key.clone().unwrap_or_else(|| (new_access_key(), new_secret_key()));
+    let (access_key, secret_key) = config.bootstrap_key.clone().unwrap_or_else(|| (new_access_key(), new_secret_key()));
     let now = clock.unix();
     let account = AccountRecord {
         account_id: ids::new_id("ACCOUNT"),
         name: BOOTSTRAP_ACCOUNT.into(),
         enabled: 1,
         created_at: now,
+        quota_instances: None,
+        quota_vcpu: None,
+        quota_storage_gb: None,
     };
     let sealed = sealer.seal(&secret_key);
     let account_id = account.account_id.clone();
@@ -87,7 +92,10 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                  endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n"
             ),
         )?;
-        println!("First start: created account `{BOOTSTRAP_ACCOUNT}` with an access key (shown once, saved to {}):", creds.display());
+        println!(
+            "First start: created account `{BOOTSTRAP_ACCOUNT}` with an access key (shown once, saved to {}):",
+            creds.display()
+        );
         println!("  IWINV_ENDPOINT={endpoint}");
         println!("  IWINV_ACCESS_KEY={access_key}");
         println!("  IWINV_SECRET_KEY={secret_key}");
@@ -95,8 +103,34 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         tracing::info!(account = BOOTSTRAP_ACCOUNT, "bootstrapped an empty store");
     }
 
-    let catalog = CatalogCache::load(&store).await?;
+    let catalog = Arc::new(CatalogCache::load(&store).await?);
+    let pacing = match config.sim_mode {
+        SimMode::Timed if config.sim_delay.is_zero() => Pacing::Immediate,
+        SimMode::Timed => Pacing::Timed(config.sim_delay),
+        SimMode::Explicit => Pacing::Explicit,
+    };
+    let driver: Arc<dyn ComputeDriver> = Arc::new(SimDriver::new(pacing));
+    let engine_config = EngineConfig {
+        workers: config.workers,
+        repeat_steps: config.repeat_steps,
+        faults: config.driver == Driver::Sim,
+        lease: config.lease,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(store.clone(), clock.clone(), driver.pacing(), engine_config);
+    let deps = Arc::new(crate::sagas::Deps {
+        store: store.clone(),
+        driver: driver.clone(),
+        catalog: catalog.clone(),
+        sealer: sealer.clone(),
+        clock: clock.clone(),
+    });
+    for saga in crate::sagas::all(deps) {
+        engine.register(saga);
+    }
     Ok(AppState::new(Inner {
+        engine: Arc::new(engine),
+        driver,
         auth: Authenticator::new(clock.clone()),
         config,
         store,
@@ -105,12 +139,18 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         catalog,
         metrics: Metrics::default(),
         admin_token,
+        live_bills: Default::default(),
     }))
 }
 
 /// A new access key: 20 upper-case letters and digits.
 pub fn new_access_key() -> String {
-    ids::random_base62(40).chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).take(20).collect()
+    ids::random_base62(40)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .take(20)
+        .collect()
 }
 
 /// A new secret key: 40 base62 characters.

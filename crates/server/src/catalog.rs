@@ -54,6 +54,9 @@ pub struct ZoneDef {
     /// `on` or `off`.
     #[serde(default = "on")]
     pub status: String,
+    /// The zone's public address pool (IPv4 CIDR); omitted = instances get no public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_pool: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,13 +178,17 @@ impl CatalogFile {
             if !matches!(z.status.as_str(), "on" | "off") {
                 return Err(format!("zone `{}`: status must be on or off", z.id));
             }
+            if let Some(pool) = &z.public_pool {
+                match pool.parse::<ipnet::Ipv4Net>() {
+                    Ok(net) if net.prefix_len() <= 30 => {}
+                    _ => {
+                        return Err(format!("zone `{}`: public_pool must be an IPv4 CIDR of /30 or larger", z.id));
+                    }
+                }
+            }
         }
         let known_zone = |owner: &str, z: &String| {
-            if zones.contains(z.as_str()) {
-                Ok(())
-            } else {
-                Err(format!("{owner}: unknown zone `{z}`"))
-            }
+            if zones.contains(z.as_str()) { Ok(()) } else { Err(format!("{owner}: unknown zone `{z}`")) }
         };
         let mut images = HashSet::new();
         for i in &self.images {
@@ -306,9 +313,7 @@ impl FlavorDef {
                 network: self.network,
                 gpu: self.gpu,
             }),
-            supporting_images: Some(
-                catalog.images.iter().filter(|i| self.supports(i)).map(|i| i.id.clone()).collect(),
-            ),
+            supporting_images: Some(catalog.images.iter().filter(|i| self.supports(i)).map(|i| i.id.clone()).collect()),
             zone: Some(self.zones.clone()),
             price: Some(wire::FlavorPrice {
                 full: wire::PriceTerm { term: "month".into(), krw: wire::Money::from_price(self.price_month) },

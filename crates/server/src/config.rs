@@ -21,6 +21,30 @@ pub enum Driver {
     Qemu,
 }
 
+/// How the simulated driver paces hypervisor work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimMode {
+    /// Each hypervisor step takes `sim_delay` seconds of server-clock time.
+    Timed,
+    /// Each hypervisor step waits for `openwinv admin sim step <operation_id>`.
+    Explicit,
+}
+
+impl std::str::FromStr for SimMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SimMode, String> {
+        match s {
+            "timed" => Ok(SimMode::Timed),
+            "explicit" => Ok(SimMode::Explicit),
+            _ => Err(format!("unknown sim mode `{s}` (expected timed or explicit)")),
+        }
+    }
+}
+
+/// Seconds each simulated hypervisor step takes by default: enough to see `pending` and `work`.
+pub const DEFAULT_SIM_DELAY: f64 = 3.0;
+
 impl std::str::FromStr for Driver {
     type Err = String;
     fn from_str(s: &str) -> Result<Driver, String> {
@@ -55,6 +79,13 @@ pub struct Settings {
     pub billing_timezone: Option<String>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
+    /// Seconds per simulated hypervisor step (timed mode); 0 = immediate.
+    pub sim_delay: Option<f64>,
+    pub sim_mode: Option<SimMode>,
+    /// Operation workers in this process.
+    pub workers: Option<usize>,
+    /// Mark regular bills paid as they are issued (default false: they start `unpaid`).
+    pub bills_paid_on_issue: Option<bool>,
 }
 
 impl Settings {
@@ -77,6 +108,10 @@ impl Settings {
             catalog: self.catalog.or(lower.catalog),
             billing_timezone: self.billing_timezone.or(lower.billing_timezone),
             log_format: self.log_format.or(lower.log_format),
+            sim_delay: self.sim_delay.or(lower.sim_delay),
+            sim_mode: self.sim_mode.or(lower.sim_mode),
+            workers: self.workers.or(lower.workers),
+            bills_paid_on_issue: self.bills_paid_on_issue.or(lower.bills_paid_on_issue),
         }
     }
 }
@@ -97,6 +132,16 @@ pub struct Config {
     pub log_json: bool,
     /// First access key, fixed by `OPENWINV_BOOTSTRAP_ACCESS_KEY` / `_SECRET_KEY`.
     pub bootstrap_key: Option<(String, String)>,
+    pub sim_delay: std::time::Duration,
+    pub sim_mode: SimMode,
+    pub workers: usize,
+    /// Test hook (`OPENWINV_SIM_REPEAT_STEPS=1`): every saga step runs twice.
+    pub repeat_steps: bool,
+    /// How long a worker's claim on an operation lasts without progress (`OPENWINV_LEASE_SECS`,
+    /// default 30): after a crash, another process or the restarted one resumes after this.
+    pub lease: std::time::Duration,
+    /// New regular bills are issued already `paid`.
+    pub bills_paid_on_issue: bool,
 }
 
 impl Config {
@@ -134,7 +179,22 @@ impl Config {
             (None, None) => None,
             _ => bail!("set both OPENWINV_BOOTSTRAP_ACCESS_KEY and OPENWINV_BOOTSTRAP_SECRET_KEY, or neither"),
         };
+        let sim_delay = s.sim_delay.unwrap_or(DEFAULT_SIM_DELAY);
+        if !(0.0..=86_400.0).contains(&sim_delay) {
+            bail!("sim_delay must be 0 to 86400 seconds, not {sim_delay}");
+        }
+        let workers = s.workers.unwrap_or(4);
+        if !(1..=256).contains(&workers) {
+            bail!("workers must be 1 to 256, not {workers}");
+        }
         Ok(Config {
+            sim_delay: std::time::Duration::from_secs_f64(sim_delay),
+            sim_mode: s.sim_mode.unwrap_or(SimMode::Timed),
+            workers,
+            repeat_steps: std::env::var("OPENWINV_SIM_REPEAT_STEPS").is_ok_and(|v| v == "1"),
+            lease: std::time::Duration::from_secs(
+                std::env::var("OPENWINV_LEASE_SECS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(30),
+            ),
             listen,
             data_dir,
             database_url,
@@ -147,6 +207,7 @@ impl Config {
             billing_timezone,
             log_json,
             bootstrap_key,
+            bills_paid_on_issue: s.bills_paid_on_issue.unwrap_or(false),
         })
     }
 }
@@ -174,11 +235,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::resolve(Settings { billing_timezone: Some("Mars/Base".into()), ..Default::default() })
-            .unwrap_err();
+        let e =
+            Config::resolve(Settings { billing_timezone: Some("Mars/Base".into()), ..Default::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("billing_timezone"));
-        let e = Config::resolve(Settings { trusted_proxies: Some(vec!["nope".into()]), ..Default::default() })
-            .unwrap_err();
+        let e =
+            Config::resolve(Settings { trusted_proxies: Some(vec!["nope".into()]), ..Default::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("trusted_proxies"));
     }
 }

@@ -9,7 +9,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub status: StatusCode,
     pub message: String,
-    pub headers: HeaderMap,
+    /// Extra headers (rate-limit ones); boxed to keep `Result<_, ApiError>` small.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -20,7 +21,7 @@ impl ApiError {
             code,
             status: StatusCode::from_u16(code.http_status()).expect("catalog statuses are valid"),
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: None,
         }
     }
 
@@ -31,7 +32,7 @@ impl ApiError {
 
     pub fn with_header(mut self, name: &'static str, value: impl ToString) -> ApiError {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
-            self.headers.insert(name, v);
+            self.headers.get_or_insert_with(Default::default).insert(name, v);
         }
         self
     }
@@ -73,7 +74,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope::new(self.code, self.message);
         let mut resp = (self.status, axum::Json(body)).into_response();
-        resp.headers_mut().extend(self.headers);
+        if let Some(h) = self.headers {
+            resp.headers_mut().extend(*h);
+        }
         resp
     }
 }

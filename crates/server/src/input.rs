@@ -54,11 +54,9 @@ impl Query {
     pub fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
         match self.str(name) {
             None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| ApiError::param(format!("The query parameter `{name}` must be a non-negative integer, not `{v}`."))),
+            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+                ApiError::param(format!("The query parameter `{name}` must be a non-negative integer, not `{v}`."))
+            }),
         }
     }
 
@@ -69,7 +67,9 @@ impl Query {
                 None => Ok(default),
                 Some(v) => match v.parse::<u64>() {
                     Ok(n) if n >= 1 => Ok(n),
-                    _ => Err(ApiError::param(format!("The query parameter `{name}` must be an integer of at least 1, not `{v}`."))),
+                    _ => Err(ApiError::param(format!(
+                        "The query parameter `{name}` must be an integer of at least 1, not `{v}`."
+                    ))),
                 },
             }
         };
@@ -110,12 +110,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type =
+            req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("multipart/form-data") {
             let mut multipart = axum::extract::Multipart::from_request(req, state)
                 .await
@@ -149,11 +145,9 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(Body(map)),
             Ok(_) => Err(ApiError::param("The JSON body must be an object.")),
-            Err(e) => Err(ApiError::param(format!(
-                "The JSON body is malformed at line {}, column {}.",
-                e.line(),
-                e.column()
-            ))),
+            Err(e) => {
+                Err(ApiError::param(format!("The JSON body is malformed at line {}, column {}.", e.line(), e.column())))
+            }
         }
     }
 }

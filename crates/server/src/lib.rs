@@ -5,17 +5,24 @@
 //! one explicit `AppState`.
 
 pub mod admin;
+pub mod admin_sim;
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod bootstrap;
 pub mod catalog;
-pub mod clock;
 pub mod config;
 pub mod error;
+pub mod idempotency;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
 pub mod reference;
+pub mod sagas;
+
+/// The one server clock lives in the engine; it is re-exported here for the handlers.
+pub use openwinv_engine::clock;
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -28,6 +35,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use openwinv_engine::{ComputeDriver, Engine};
 use openwinv_store::Store;
 use openwinv_store::crypto::Sealer;
 use openwinv_wire::ErrorCode;
@@ -49,13 +57,17 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
+    pub engine: Arc<Engine>,
+    pub driver: Arc<dyn ComputeDriver>,
     pub store: Store,
     pub sealer: Sealer,
     pub clock: Arc<Clock>,
-    pub catalog: CatalogCache,
+    pub catalog: Arc<CatalogCache>,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub admin_token: String,
+    /// Accounts' usage of the current month, for the live bill.
+    pub live_bills: billing::LiveCache,
 }
 
 impl Deref for AppState {
@@ -78,8 +90,14 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let v1 = api::routes().layer(from_fn_with_state(state.clone(), auth::require_signature));
-    let admin = admin::routes().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    // Layers run outermost-last: the signature check, then Idempotency-Key, then the handler.
+    let v1 = api::routes()
+        .merge(api::operations::routes())
+        .merge(billing::routes())
+        .layer(from_fn_with_state(state.clone(), idempotency::layer))
+        .layer(from_fn_with_state(state.clone(), auth::require_signature));
+    let admin =
+        admin::routes().merge(billing::admin_routes()).layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(v1)
         .merge(admin)
@@ -88,12 +106,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .with_state(state)
@@ -128,7 +144,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     let state = bootstrap::start(config, local).await?;
+    state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
+    tokio::spawn(billing::close::run(state.clone()));
     let app = router(state.clone());
     println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     tracing::info!(%local, "listening");
@@ -145,8 +163,12 @@ async fn refresh_shared_state(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let before = state.clock.offset_ms();
         if let Err(e) = state.clock.load(&state.store).await {
             tracing::warn!(error = %e, "could not read the shared clock");
+        }
+        if state.clock.offset_ms() != before {
+            state.engine.wake();
         }
         if let Err(e) = state.catalog.refresh(&state.store).await {
             tracing::warn!(error = %e, "could not refresh the catalog");

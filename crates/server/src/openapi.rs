@@ -4,8 +4,10 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use crate::api::{catalog, scripts, ssh_keys};
-use crate::reference;
+use crate::api::{catalog, firewalls, scripts, ssh_keys, volumes};
+use crate::billing::handlers as bills;
+use crate::idempotency::OpenApiDoc;
+use crate::{admin, admin_sim, reference};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,10 +22,20 @@ use crate::reference;
         catalog::block_storage_types,
         ssh_keys::list, ssh_keys::create, ssh_keys::delete,
         scripts::list, scripts::create, scripts::delete,
+        volumes::list, volumes::detail, volumes::create, volumes::delete, volumes::attach, volumes::detach,
+        firewalls::sg_list, firewalls::sg_detail, firewalls::sg_create, firewalls::sg_edit, firewalls::sg_delete,
+        firewalls::sg_rules, firewalls::sg_add_rule, firewalls::sg_edit_rule, firewalls::sg_delete_rule,
+        firewalls::sg_instances, firewalls::sg_attach, firewalls::sg_detach,
+        firewalls::fw_list, firewalls::fw_detail, firewalls::fw_create, firewalls::fw_edit, firewalls::fw_delete,
+        firewalls::fw_instances, firewalls::fw_attach, firewalls::fw_detach,
         reference::healthz, reference::readyz, reference::error_page,
         reference::instance_fields_page, reference::flavor_fields_page,
+        admin::list_accounts, admin::create_account, admin::disable_account, admin::enable_account, admin::set_quota, admin::create_key, admin::list_keys, admin::update_key, admin::disable_key, admin::delete_key, admin::import_catalog, admin::list_ssh_keys, admin::create_ssh_key, admin::delete_ssh_key, admin::list_scripts, admin::create_script, admin::delete_script, admin::show_clock, admin::set_clock, admin::advance_clock, admin::export_catalog,
+        crate::api::operations::show,
+        bills::live, bills::list, bills::detail, bills::pay,
+        admin_sim::add_fault, admin_sim::list_faults, admin_sim::clear_faults, admin_sim::delete_fault, admin_sim::step,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &OpenApiDoc),
     security(("timestamp" = [], "credential" = [], "signature" = [])),
 )]
 struct ApiDoc;
@@ -40,6 +52,12 @@ impl utoipa::Modify for Security {
         ] {
             c.add_security_scheme(name, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(header))));
         }
+        c.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(
+                utoipa::openapi::security::HttpAuthScheme::Bearer,
+            )),
+        );
     }
 }
 

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/error", get(error_page))
         .route("/fields/v1/instances", get(instance_fields_page))
         .route("/fields/v1/flavors", get(flavor_fields_page))
+        .route("/console/{token}", get(crate::api::instances::console_page))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
@@ -36,7 +37,8 @@ pub async fn healthz() -> Json<Envelope<Vec<serde_json::Value>>> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Vec<serde_json::Value>>>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "store not ready");
-        ApiError::new(ErrorCode::DevCheckReturn, "The store is not reachable.").with_status(StatusCode::SERVICE_UNAVAILABLE)
+        ApiError::new(ErrorCode::DevCheckReturn, "The store is not reachable.")
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
     })?;
     Ok(Json(Envelope::rows(vec![json!({"status": "ready"})])))
 }
@@ -83,10 +85,8 @@ fn page(title: &str, head: &[&str], rows: Vec<Vec<String>>) -> Html<String> {
 /// The error catalog.
 #[utoipa::path(get, path = "/error", tag = "reference", responses((status = 200, description = "HTML, or JSON with Accept: application/json")))]
 pub async fn error_page(headers: HeaderMap) -> Response {
-    let rows: Vec<_> = ErrorCode::ALL
-        .iter()
-        .map(|c| (c.code(), c.as_str(), c.http_status(), c.description()))
-        .collect();
+    let rows: Vec<_> =
+        ErrorCode::ALL.iter().map(|c| (c.code(), c.as_str(), c.http_status(), c.description())).collect();
     if wants_json(&headers) {
         let rows: Vec<_> = rows
             .iter()
@@ -104,11 +104,16 @@ pub async fn error_page(headers: HeaderMap) -> Response {
 
 fn fields_page(headers: &HeaderMap, title: &str, table: &[(u64, &str, &str)]) -> Response {
     if wants_json(headers) {
-        let rows: Vec<_> = table.iter().map(|(bit, f, shape)| json!({"bit": bit, "field": f, "shape": shape})).collect();
+        let rows: Vec<_> =
+            table.iter().map(|(bit, f, shape)| json!({"bit": bit, "field": f, "shape": shape})).collect();
         return Json(Envelope::rows(rows)).into_response();
     }
-    page(title, &["bit", "field", "shape"], table.iter().map(|(b, f, s)| vec![b.to_string(), f.to_string(), s.to_string()]).collect())
-        .into_response()
+    page(
+        title,
+        &["bit", "field", "shape"],
+        table.iter().map(|(b, f, s)| vec![b.to_string(), f.to_string(), s.to_string()]).collect(),
+    )
+    .into_response()
 }
 
 /// The instance `fields` bits.

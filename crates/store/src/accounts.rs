@@ -8,6 +8,9 @@ pub struct AccountRecord {
     pub name: String,
     pub enabled: i64,
     pub created_at: i64,
+    pub quota_instances: Option<i64>,
+    pub quota_vcpu: Option<i64>,
+    pub quota_storage_gb: Option<i64>,
 }
 
 impl AccountRecord {
@@ -16,7 +19,7 @@ impl AccountRecord {
     }
 }
 
-const COLUMNS: &str = "account_id, name, enabled, created_at";
+const COLUMNS: &str = "account_id, name, enabled, created_at, quota_instances, quota_vcpu, quota_storage_gb";
 
 impl Store {
     pub async fn create_account(&self, name: &str, now: i64) -> Result<AccountRecord> {
@@ -25,6 +28,9 @@ impl Store {
             name: name.to_owned(),
             enabled: 1,
             created_at: now,
+            quota_instances: None,
+            quota_vcpu: None,
+            quota_storage_gb: None,
         };
         insert_account(self.pool(), &rec).await?;
         Ok(rec)
@@ -41,6 +47,33 @@ impl Store {
             .bind(name)
             .fetch_optional(self.pool())
             .await?)
+    }
+
+    pub async fn account_by_id(&self, account_id: &str) -> Result<Option<AccountRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM accounts WHERE account_id = $1"))
+            .bind(account_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Replaces an account's quotas (`None` = the server default); false when it does not exist.
+    pub async fn set_account_quota(
+        &self,
+        name: &str,
+        instances: Option<i64>,
+        vcpu: Option<i64>,
+        storage_gb: Option<i64>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE accounts SET quota_instances = $1, quota_vcpu = $2, quota_storage_gb = $3 WHERE name = $4",
+        )
+        .bind(instances)
+        .bind(vcpu)
+        .bind(storage_gb)
+        .bind(name)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Returns false when no such account exists.

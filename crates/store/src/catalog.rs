@@ -34,10 +34,7 @@ impl Store {
     }
 }
 
-pub(crate) async fn replace_catalog(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    entries: &[CatalogEntry],
-) -> Result<()> {
+pub(crate) async fn replace_catalog(tx: &mut sqlx::Transaction<'_, sqlx::Any>, entries: &[CatalogEntry]) -> Result<()> {
     sqlx::query("DELETE FROM catalog_entries").execute(&mut **tx).await?;
     for e in entries {
         sqlx::query("INSERT INTO catalog_entries (kind, id, position, body) VALUES ($1, $2, $3, $4)")
@@ -49,9 +46,8 @@ pub(crate) async fn replace_catalog(
             .await?;
     }
     // A version number rather than a timestamp: two imports in one second still differ.
-    let current: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = 'catalog_version'")
-        .fetch_optional(&mut **tx)
-        .await?;
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT value FROM meta WHERE key = 'catalog_version'").fetch_optional(&mut **tx).await?;
     let next = current.and_then(|(v,)| v.parse::<i64>().ok()).unwrap_or(0) + 1;
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES ('catalog_version', $1) \

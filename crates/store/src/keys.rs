@@ -96,10 +96,8 @@ impl Store {
     }
 
     pub async fn delete_key(&self, access_key: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM access_keys WHERE access_key = $1")
-            .bind(access_key)
-            .execute(self.pool())
-            .await?;
+        let r =
+            sqlx::query("DELETE FROM access_keys WHERE access_key = $1").bind(access_key).execute(self.pool()).await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -117,12 +115,11 @@ impl Store {
     /// false, writing nothing, when the store was bootstrapped before (by this or another process).
     pub async fn bootstrap(&self, seed: Bootstrap<'_>, now: i64) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('bootstrapped_at', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(now.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let claimed =
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('bootstrapped_at', $1) ON CONFLICT (key) DO NOTHING")
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await?;
         if claimed.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(false);

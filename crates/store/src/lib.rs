@@ -6,13 +6,21 @@
 //! migrations, kept equivalent. Times are Unix seconds, money is integer won, ids are text.
 
 mod accounts;
+pub mod bills;
 mod catalog;
 pub mod crypto;
+mod faults;
+pub mod firewalls;
+pub mod idempotency;
 pub mod ids;
+pub mod instances;
 mod keys;
 mod meta;
+pub mod operations;
 mod scripts;
 mod ssh_keys;
+pub mod usage;
+pub mod volumes;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,10 +29,18 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::AccountRecord;
+pub use bills::{BillFilter, BillItemRecord, BillRecord};
 pub use catalog::CatalogEntry;
+pub use faults::FaultRecord;
+pub use firewalls::{FirewallRecord, FirewallRefused, FirewallRuleRecord};
+pub use idempotency::{Claim, IdempotencyRecord};
+pub use instances::{InstanceFilter, InstanceRecord, Refused, Reprice, Settle, Usage};
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
+pub use operations::{NewOperation, OperationRecord, Progress};
 pub use scripts::ScriptRecord;
 pub use ssh_keys::SshKeyRecord;
+pub use usage::{Prices, Rate};
+pub use volumes::{VolumeFilter, VolumeRecord, VolumeRefused, VolumeSettle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,25 +94,21 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::Corrupt(
-                "database URL must start with sqlite: or postgres:".into(),
-            ));
+            return Err(StoreError::Corrupt("database URL must start with sqlite: or postgres:".into()));
         };
         let options = AnyConnectOptions::from_str(url)?;
         let mut pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         pool_options = match backend {
-            Backend::Sqlite => pool_options
-                .max_connections(8)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+            Backend::Sqlite => pool_options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                              PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                }),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
             Backend::Postgres => pool_options.max_connections(16),
         };
         let pool = pool_options.connect_with(options).await?;

@@ -5,10 +5,8 @@ use crate::{Result, Store};
 
 impl Store {
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>> {
-        let v: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(self.pool())
-            .await?;
+        let v: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(self.pool()).await?;
         Ok(v.map(|(v,)| v))
     }
 

@@ -52,13 +52,11 @@ impl Store {
     }
 
     pub async fn script(&self, account_id: &str, id: &str) -> Result<Option<ScriptRecord>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM user_scripts WHERE account_id = $1 AND user_script_id = $2"
-        ))
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM user_scripts WHERE account_id = $1 AND user_script_id = $2"))
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     pub async fn delete_script(&self, account_id: &str, id: &str) -> Result<bool> {

@@ -9,6 +9,37 @@ pub struct Account {
     pub name: String,
     pub enabled: bool,
     pub created_at: String,
+    /// The quotas in force (the server defaults unless the operator set others).
+    pub quota: Quota,
+}
+
+/// Account quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    pub instances: i64,
+    pub vcpu: i64,
+    pub block_storage_gb: i64,
+}
+
+/// Body of `PUT /admin/v1/accounts/{name}/quota`: each field replaces the stored value; a missing
+/// or null field goes back to the server default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_storage_gb: Option<i64>,
+}
+
+/// What a catalog import replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogImportSummary {
+    pub zones: usize,
+    pub flavors: usize,
+    pub images: usize,
+    pub block_storage_types: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

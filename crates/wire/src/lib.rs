@@ -5,11 +5,16 @@
 //! never define their own JSON shapes.
 
 pub mod admin;
+pub mod billing;
 pub mod catalog;
 pub mod envelope;
 pub mod error;
+pub mod firewalls;
+pub mod instances;
 pub mod keys;
+pub mod operations;
 pub mod signing;
+pub mod volumes;
 
 pub use envelope::{Envelope, ErrorEnvelope};
 pub use error::ErrorCode;
@@ -22,6 +27,7 @@ pub mod headers {
     pub const REQUEST_ID: &str = "x-request-id";
     pub const OPERATION_ID: &str = "x-operation-id";
     pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+    pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
     pub const RATELIMIT_LIMIT: &str = "ratelimit-limit";
     pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
     pub const RATELIMIT_RESET: &str = "ratelimit-reset";

@@ -93,9 +93,7 @@ pub async fn flavors(State(state): State<AppState>, q: Query) -> Reply<Flavor> {
         .flavors
         .iter()
         .filter(|f| zones.as_ref().is_none_or(|z| f.zones.iter().any(|fz| z.contains(fz))))
-        .filter(|f| {
-            images.as_ref().is_none_or(|ids| c.images.iter().any(|i| ids.contains(&i.id) && f.supports(i)))
-        })
+        .filter(|f| images.as_ref().is_none_or(|ids| c.images.iter().any(|i| ids.contains(&i.id) && f.supports(i))))
         .filter(|f| types.as_ref().is_none_or(|t| t.contains(&f.kind)))
         .filter(|f| image_type.as_ref().is_none_or(|t| c.images.iter().any(|i| &i.image_type == t && f.supports(i))))
         .filter(|f| within(f.vcpu, min_vcpu, max_vcpu))
@@ -182,11 +180,7 @@ pub async fn block_storage_types(State(state): State<AppState>, q: Query) -> Rep
     {
         return Err(ApiError::param(format!("The query parameter `type` names no block storage type: `{t}`.")));
     }
-    let rows = c
-        .block_storage_types
-        .iter()
-        .filter(|t| wanted.is_none_or(|w| t.kind == w))
-        .map(|t| t.to_wire())
-        .collect();
+    let rows =
+        c.block_storage_types.iter().filter(|t| wanted.is_none_or(|w| t.kind == w)).map(|t| t.to_wire()).collect();
     Ok(Json(Envelope::rows(rows)))
 }

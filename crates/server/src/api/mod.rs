@@ -1,10 +1,14 @@
 //! The iwinv API v1 under `/v1`: one module per resource.
 
 pub mod catalog;
+pub mod firewalls;
+pub mod instances;
+pub mod operations;
 pub mod scripts;
 pub mod ssh_keys;
+pub mod volumes;
 
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use openwinv_wire::Envelope;
 
@@ -22,8 +26,21 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/images", get(catalog::images))
         .route("/v1/images/{image_id}", get(catalog::image))
         .route("/v1/block-storages/types", get(catalog::block_storage_types))
+        .route("/v1/block-storages", get(volumes::list).post(volumes::create))
+        .route("/v1/block-storages/{block_storage_id}", get(volumes::detail).delete(volumes::delete))
+        .route("/v1/block-storages/{block_storage_id}/attach/{instance_id}", post(volumes::attach))
+        .route("/v1/block-storages/{block_storage_id}/detach", post(volumes::detach))
         .route("/v1/auth/ssh_key", get(ssh_keys::list).post(ssh_keys::create))
         .route("/v1/auth/ssh_key/{ssh_key_id}", delete(ssh_keys::delete))
         .route("/v1/instance/script", get(scripts::list).post(scripts::create))
         .route("/v1/instance/script/{user_script_id}", delete(scripts::delete))
+        .route("/v1/instances", get(instances::list).post(instances::create))
+        .route("/v1/instances/{instance_id}", get(instances::detail).put(instances::edit).delete(instances::delete))
+        .route("/v1/instances/{instance_id}/start", post(instances::start))
+        .route("/v1/instances/{instance_id}/shutdown", post(instances::shutdown))
+        .route("/v1/instances/{instance_id}/reboot", post(instances::reboot))
+        .route("/v1/instances/{instance_id}/rebuild", post(instances::rebuild))
+        .route("/v1/instances/{instance_id}/resize", post(instances::resize))
+        .route("/v1/instances/{instance_id}/remote-console", get(instances::remote_console))
+        .merge(firewalls::routes())
 }

@@ -17,14 +17,23 @@ pub const NAME_MAX: usize = 64;
 pub const CONTENT_MAX_BYTES: usize = 32 * 1024;
 
 pub fn to_wire(state: &AppState, r: ScriptRecord) -> UserScript {
-    UserScript { created_at: state.timestamp(r.created_at), user_script_id: r.user_script_id, name: r.name, content: r.content }
+    UserScript {
+        created_at: state.timestamp(r.created_at),
+        user_script_id: r.user_script_id,
+        name: r.name,
+        content: r.content,
+    }
 }
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<UserScript> {
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
     let (rows, total) = state
         .store
-        .list_scripts(account_id, q.str("name"), PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 })
+        .list_scripts(
+            account_id,
+            q.str("name"),
+            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
+        )
         .await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
@@ -33,10 +42,13 @@ pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<Us
 pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<UserScript> {
     let name = text_field("name", &body.required_str("name")?, 1, NAME_MAX)?;
     let content = body.required_str("content")?;
-    if content.trim().is_empty() || content.len() > CONTENT_MAX_BYTES {
+    if content.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::CheckLength, "The field `content` must not be empty or only blanks."));
+    }
+    if content.len() > CONTENT_MAX_BYTES {
         return Err(ApiError::new(
             ErrorCode::CheckLength,
-            format!("The field `content` must be 1 to {CONTENT_MAX_BYTES} bytes long, not {}.", content.len()),
+            format!("The field `content` must be at most {CONTENT_MAX_BYTES} bytes long, not {}.", content.len()),
         ));
     }
     let rec = ScriptRecord {
@@ -51,7 +63,11 @@ pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Repl
 }
 
 pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<UserScript> {
-    let rec = state.store.script(account_id, id).await?.ok_or_else(|| ApiError::not_found(format!("The user script `{id}`")))?;
+    let rec = state
+        .store
+        .script(account_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The user script `{id}`")))?;
     if !state.store.delete_script(account_id, id).await? {
         return Err(ApiError::not_found(format!("The user script `{id}`")));
     }
@@ -69,7 +85,11 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 /// Stores a user script [ext].
 #[utoipa::path(post, path = "/v1/instance/script", tag = "user scripts", request_body = NewUserScript,
     responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
-pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Body) -> Reply<UserScript> {
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Reply<UserScript> {
     create_for(&state, &caller.account_id, &body).await
 }
 

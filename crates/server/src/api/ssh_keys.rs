@@ -20,7 +20,12 @@ pub const NAME_MAX: usize = 64;
 const PUBLIC_KEY_MAX_BYTES: usize = 16 * 1024;
 
 pub fn to_wire(state: &AppState, r: SshKeyRecord) -> SshKey {
-    SshKey { start_date: state.timestamp(r.created_at), ssh_key_id: r.ssh_key_id, name: r.name, fingerprint: r.fingerprint }
+    SshKey {
+        start_date: state.timestamp(r.created_at),
+        ssh_key_id: r.ssh_key_id,
+        name: r.name,
+        fingerprint: r.fingerprint,
+    }
 }
 
 /// Parses an OpenSSH public key line and returns it normalised with its SHA256 fingerprint.
@@ -30,14 +35,17 @@ pub fn parse_public_key(text: &str) -> ApiResult<(String, String)> {
         return Err(ApiError::param("The field `public_key` must be one OpenSSH public key line."));
     }
     let key = PublicKey::from_openssh(text).map_err(|_| {
-        ApiError::param("The field `public_key` is not an OpenSSH public key (expected e.g. `ssh-ed25519 AAAA… comment`).")
+        ApiError::param(
+            "The field `public_key` is not an OpenSSH public key (expected e.g. `ssh-ed25519 AAAA… comment`).",
+        )
     })?;
     match key.key_data() {
         KeyData::Ed25519(_) | KeyData::Ecdsa(_) => {}
         KeyData::Rsa(rsa) => {
-            let bits = rsa.n.as_positive_bytes().map_or(0, |b| {
-                b.len() * 8 - b.first().map_or(0, |first| first.leading_zeros() as usize)
-            });
+            let bits = rsa
+                .n
+                .as_positive_bytes()
+                .map_or(0, |b| b.len() * 8 - b.first().map_or(0, |first| first.leading_zeros() as usize));
             if bits < MIN_RSA_BITS {
                 return Err(ApiError::param(format!(
                     "The field `public_key` is an RSA key of {bits} bits; at least {MIN_RSA_BITS} are required."
@@ -86,7 +94,8 @@ pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Repl
 }
 
 pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<SshKey> {
-    let rec = state.store.ssh_key(account_id, id).await?.ok_or_else(|| ApiError::not_found(format!("The SSH key `{id}`")))?;
+    let rec =
+        state.store.ssh_key(account_id, id).await?.ok_or_else(|| ApiError::not_found(format!("The SSH key `{id}`")))?;
     if !state.store.delete_ssh_key(account_id, id).await? {
         return Err(ApiError::not_found(format!("The SSH key `{id}`")));
     }
@@ -124,7 +133,8 @@ pub async fn delete(
 mod tests {
     use super::*;
 
-    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
 
     #[test]
     fn accepts_ed25519_with_sha256_fingerprint() {

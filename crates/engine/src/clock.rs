@@ -1,5 +1,5 @@
 //! The one server clock. Everything that needs time reads it: the signature window, the rate
-//! limiter, timestamps on rows, and (later) lifecycle delays, metering and the month close.
+//! limiter, timestamps on rows, lifecycle delays, and (later) metering and the month close.
 //!
 //! It is the host's real time plus an offset. With the simulated driver an operator may set or
 //! advance it; it keeps running from the new point. The offset lives in the store so that every
@@ -28,8 +28,12 @@ impl Clock {
 
     pub fn now(&self) -> Timestamp {
         let real = Timestamp::now();
-        real.checked_add(SignedDuration::from_nanos(self.offset_ns.load(Ordering::Relaxed)))
-            .unwrap_or(real)
+        real.checked_add(SignedDuration::from_nanos(self.offset_ns.load(Ordering::Relaxed))).unwrap_or(real)
+    }
+
+    /// Unix milliseconds.
+    pub fn unix_ms(&self) -> i64 {
+        self.now().as_millisecond()
     }
 
     /// Unix seconds.
@@ -67,18 +71,6 @@ impl Clock {
             self.offset_ns.store(offset, Ordering::Relaxed);
         }
         Ok(())
-    }
-}
-
-/// Adapter so that governor's rate limiter reads the server clock.
-#[derive(Debug, Clone)]
-pub struct GovernorClock(pub Arc<Clock>);
-
-impl governor::clock::Clock for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.0.since_epoch()
     }
 }
 

@@ -1,0 +1,334 @@
+//! The worker side: claim due operations with leases, drive each step by step, persist progress,
+//! retry transient failures with backoff, unwind on permanent ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openwinv_store::operations::{FAILED, PARKED, RUNNING, SUCCEEDED};
+use openwinv_store::{OperationRecord, Progress, Store};
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::driver::Pacing;
+use crate::faults;
+use crate::saga::{OpContext, Saga, StepError};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker tasks in this process.
+    pub workers: usize,
+    /// Operations one worker claims and drives at once.
+    pub batch: i64,
+    /// How often idle workers look for due operations (other processes, timers).
+    pub poll: Duration,
+    /// How long a claim lasts without progress before another worker may take over.
+    pub lease: Duration,
+    /// Forward attempts of a step that fails transiently before the operation unwinds.
+    pub max_attempts: i64,
+    /// Test hook: run every step (and undo) twice, to prove steps idempotent.
+    pub repeat_steps: bool,
+    /// Consult the fault rules (simulated driver only).
+    pub faults: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 4,
+            batch: 32,
+            poll: Duration::from_millis(200),
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            repeat_steps: false,
+            faults: false,
+        }
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    clock: Arc<Clock>,
+    pacing: Pacing,
+    sagas: HashMap<&'static str, Arc<dyn Saga>>,
+    config: EngineConfig,
+    owner: String,
+    notify: Notify,
+}
+
+fn host_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+enum Next {
+    /// Keep driving this operation.
+    Continue,
+    /// Stop driving: it finished, waits, or belongs to someone else now.
+    Stop,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: Arc<Clock>, pacing: Pacing, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            clock,
+            pacing,
+            sagas: HashMap::new(),
+            config,
+            owner: openwinv_store::ids::new_id("WORKER"),
+            notify: Notify::new(),
+        }
+    }
+
+    pub fn register(&mut self, saga: Arc<dyn Saga>) {
+        self.sagas.insert(saga.kind(), saga);
+    }
+
+    pub fn pacing(&self) -> Pacing {
+        self.pacing
+    }
+
+    /// Wakes idle workers: a new operation was written, a permit granted, or the clock moved.
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Starts the workers of this process.
+    pub fn spawn(self: &Arc<Self>) {
+        for _ in 0..self.config.workers.max(1) {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.work().await });
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let notified = self.notify.notified();
+            let claimed = match self.claim().await {
+                Ok(ops) => ops,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim operations");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                let _ = tokio::time::timeout(self.config.poll, notified).await;
+                continue;
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for op in claimed {
+                let engine = self.clone();
+                set.spawn(async move { engine.drive(op).await });
+            }
+            while set.join_next().await.is_some() {}
+        }
+    }
+
+    async fn claim(&self) -> openwinv_store::Result<Vec<OperationRecord>> {
+        let now = host_ms();
+        self.store
+            .claim_operations(
+                &self.owner,
+                now,
+                now + self.config.lease.as_millis() as i64,
+                self.clock.unix_ms(),
+                self.config.batch,
+            )
+            .await
+    }
+
+    /// Drives one claimed operation until it finishes, waits, or loses its lease.
+    async fn drive(&self, mut op: OperationRecord) {
+        let Some(saga) = self.sagas.get(op.kind.as_str()).cloned() else {
+            tracing::error!(kind = %op.kind, operation = %op.operation_id, "no saga for this operation kind");
+            return;
+        };
+        let params: Map<String, Value> = serde_json::from_str(&op.params).unwrap_or_default();
+        let mut ctx = OpContext {
+            operation_id: op.operation_id.clone(),
+            account_id: op.account_id.clone(),
+            kind: op.kind.clone(),
+            resource_id: op.resource_id.clone(),
+            params,
+        };
+        loop {
+            let next = if op.undoing != 0 {
+                self.undo_step(&*saga, &mut op, &mut ctx).await
+            } else {
+                self.forward_step(&*saga, &mut op, &mut ctx).await
+            };
+            match next {
+                Ok(Next::Continue) => continue,
+                Ok(Next::Stop) => return,
+                Err(e) => {
+                    // The store failed while saving: leave the lease to expire; we or another
+                    // worker resume from the last saved step.
+                    tracing::warn!(operation = %op.operation_id, error = %e, "could not save progress");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn forward_step(
+        &self,
+        saga: &dyn Saga,
+        op: &mut OperationRecord,
+        ctx: &mut OpContext,
+    ) -> openwinv_store::Result<Next> {
+        let steps = saga.steps();
+        let i = op.step as usize;
+        if i >= steps.len() {
+            op.status = SUCCEEDED.into();
+            return self.save(op, ctx, None, 0).await;
+        }
+        let step = steps[i];
+        let mut permits_used = 0;
+        if step.paced {
+            match self.pacing {
+                Pacing::Immediate => {}
+                Pacing::Timed(d) => {
+                    if op.waited_step != op.step && !d.is_zero() {
+                        op.waited_step = op.step;
+                        op.next_run_at = self.clock.unix_ms() + d.as_millis() as i64;
+                        self.save(op, ctx, None, 0).await?;
+                        return Ok(Next::Stop);
+                    }
+                }
+                Pacing::Explicit => {
+                    if op.permits <= 0 {
+                        op.next_run_at = PARKED;
+                        self.save(op, ctx, None, 0).await?;
+                        return Ok(Next::Stop);
+                    }
+                    permits_used = 1;
+                    op.permits -= 1;
+                }
+            }
+        }
+        let mut result = if self.config.faults {
+            match faults::check(&self.store, &op.kind, step.name, &op.operation_id).await? {
+                Some(err) => Err(err),
+                None => Ok(()),
+            }
+        } else {
+            Ok(())
+        };
+        if result.is_ok() {
+            result = saga.run(i, ctx).await;
+            if result.is_ok() && self.config.repeat_steps {
+                result = saga.run(i, ctx).await;
+            }
+        }
+        match result {
+            Ok(()) => {
+                op.step += 1;
+                op.attempts = 0;
+                op.next_run_at = self.clock.unix_ms();
+                self.save(op, ctx, None, permits_used).await
+            }
+            Err(StepError::Transient(msg)) if op.attempts + 1 < self.config.max_attempts => {
+                op.attempts += 1;
+                op.next_run_at = self.clock.unix_ms() + backoff_ms(op.attempts);
+                tracing::info!(operation = %op.operation_id, step = step.name, attempt = op.attempts, error = %msg, "step failed; retrying");
+                self.save(op, ctx, Some(&msg), permits_used).await?;
+                Ok(Next::Stop)
+            }
+            Err(StepError::Transient(msg)) | Err(StepError::Permanent(msg)) => {
+                let msg = format!("step `{}` failed: {msg}", step.name);
+                tracing::info!(operation = %op.operation_id, error = %msg, "operation unwinding");
+                op.undoing = 1;
+                op.step -= 1;
+                op.attempts = 0;
+                op.error = Some(msg.clone());
+                op.next_run_at = self.clock.unix_ms();
+                self.save(op, ctx, Some(&msg), permits_used).await
+            }
+        }
+    }
+
+    async fn undo_step(
+        &self,
+        saga: &dyn Saga,
+        op: &mut OperationRecord,
+        ctx: &mut OpContext,
+    ) -> openwinv_store::Result<Next> {
+        let error = op.error.clone().unwrap_or_else(|| "failed".into());
+        let result = if op.step < 0 {
+            saga.failed(ctx, &error).await
+        } else {
+            let i = op.step as usize;
+            let mut r = saga.undo(i, ctx).await;
+            if r.is_ok() && self.config.repeat_steps {
+                r = saga.undo(i, ctx).await;
+            }
+            r
+        };
+        match result {
+            Ok(()) if op.step < 0 => {
+                op.status = FAILED.into();
+                self.save(op, ctx, Some(&error), 0).await
+            }
+            Ok(()) => {
+                op.step -= 1;
+                op.attempts = 0;
+                self.save(op, ctx, Some(&error), 0).await
+            }
+            Err(e) => {
+                // Undo must happen eventually: keep retrying, with a capped backoff.
+                op.attempts += 1;
+                op.next_run_at = self.clock.unix_ms() + backoff_ms(op.attempts.min(8));
+                tracing::warn!(operation = %op.operation_id, step = op.step, error = %e, "undo failed; retrying");
+                self.save(op, ctx, Some(&error), 0).await?;
+                Ok(Next::Stop)
+            }
+        }
+    }
+
+    /// Persists `op`; keeps the lease while the operation is due now, else releases it.
+    async fn save(
+        &self,
+        op: &mut OperationRecord,
+        ctx: &OpContext,
+        error: Option<&str>,
+        permits_used: i64,
+    ) -> openwinv_store::Result<Next> {
+        let finished = op.status != RUNNING;
+        let due_now = !finished && op.next_run_at <= self.clock.unix_ms();
+        let params = serde_json::to_string(&ctx.params).expect("params serialize");
+        let saved = self
+            .store
+            .save_progress(
+                &op.operation_id,
+                &self.owner,
+                &Progress {
+                    status: &op.status,
+                    step: op.step,
+                    undoing: op.undoing != 0,
+                    params: &params,
+                    error,
+                    attempts: op.attempts,
+                    waited_step: op.waited_step,
+                    permits_used,
+                    next_run_at: op.next_run_at,
+                    finished_at: finished.then(|| self.clock.unix()),
+                    lease_until: due_now.then(|| host_ms() + self.config.lease.as_millis() as i64),
+                },
+            )
+            .await?;
+        if !saved {
+            tracing::warn!(operation = %op.operation_id, "lease lost; another worker has the operation");
+            return Ok(Next::Stop);
+        }
+        if !due_now {
+            // Someone may be waiting on this (a timer elsewhere, a test): let idle workers look.
+            self.notify.notify_waiters();
+        }
+        Ok(if due_now { Next::Continue } else { Next::Stop })
+    }
+}
+
+fn backoff_ms(attempt: i64) -> i64 {
+    100 * (1 << attempt.clamp(0, 9))
+}

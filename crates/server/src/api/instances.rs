@@ -1,0 +1,920 @@
+//! Instances (spec §7): list, detail, create, edit, delete, actions and the remote console.
+//!
+//! Mutations validate completely, then write the instance change and its operation in one
+//! transaction and answer 202 with `X-Operation-Id`; the engine does the rest.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use ipnet::Ipv4Net;
+use openwinv_store::instances::status;
+use openwinv_store::{InstanceFilter, InstanceRecord, NewOperation, PageQuery, Refused, VolumeRecord, ids};
+use openwinv_wire::catalog::instance_fields;
+use openwinv_wire::instances::*;
+use openwinv_wire::{Envelope, ErrorCode};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use serde_json::json;
+
+use super::{Reply, volumes};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, Query, enum_error, text_field};
+use crate::sagas::addresses;
+use crate::sagas::instance::Kind;
+
+/// Most instances one create request makes [iwinv].
+pub const MAX_COUNT: i64 = 10;
+pub const NAME_MAX: usize = 64;
+pub const DESCRIPTION_MAX: usize = 255;
+/// Volumes an instance can have attached.
+pub const MAX_VOLUMES: u32 = 8;
+/// How long a remote-console link is valid, in seconds.
+pub const CONSOLE_TTL: i64 = 300;
+const PASSWORD_LEN: usize = 20;
+const STATUSES: &[&str] = &[status::PENDING, status::ACTIVE, status::OFF, status::WORK, status::ERROR];
+
+type Accepted<T> = ApiResult<(StatusCode, HeaderMap, Json<Envelope<Vec<T>>>)>;
+
+fn accepted<T>(operation_ids: &[String], rows: Vec<T>) -> (StatusCode, HeaderMap, Json<Envelope<Vec<T>>>) {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&operation_ids.join(",")) {
+        h.insert(openwinv_wire::headers::OPERATION_ID, v);
+    }
+    (StatusCode::ACCEPTED, h, Json(Envelope::rows(rows)))
+}
+
+/// A random password of 20 characters with upper and lower case letters, digits and symbols.
+pub fn new_password() -> String {
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnpqrstuvwxyz";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!@#$%^*-_=+";
+    let mut rng = rand::thread_rng();
+    let all: Vec<u8> = [UPPER, LOWER, DIGIT, SYMBOL].concat();
+    let mut chars: Vec<u8> = [UPPER, LOWER, DIGIT, SYMBOL].iter().map(|set| set[rng.gen_range(0..set.len())]).collect();
+    while chars.len() < PASSWORD_LEN {
+        chars.push(all[rng.gen_range(0..all.len())]);
+    }
+    chars.shuffle(&mut rng);
+    String::from_utf8(chars).expect("ASCII")
+}
+
+fn is_windows(image: &ImageDef) -> bool {
+    image.os_type == "windows"
+}
+
+fn instance_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("The instance `{id}`"))
+}
+
+fn id_invalid(field: &str, id: &str) -> ApiError {
+    ApiError::new(ErrorCode::IdInvalid, format!("The {field} `{id}` does not exist."))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+fn fields_mask(q: &Query) -> ApiResult<u64> {
+    match q.str("fields") {
+        None => Ok(instance_fields::DEFAULT),
+        Some(v) => v.trim().parse::<u64>().ok().filter(|m| *m > 0).ok_or_else(|| {
+            ApiError::param(format!("The query parameter `fields` must be a positive bit mask, not `{v}`."))
+        }),
+    }
+}
+
+/// Builds the row an API client sees, with only the fields in `mask`.
+async fn view(state: &AppState, r: &InstanceRecord, mask: u64, host: &str) -> ApiResult<Instance> {
+    let catalog = state.catalog.get();
+    let has = |bit: u64| mask & bit != 0;
+    let mut v = Instance::default();
+    if has(1) {
+        v.instance_id = Some(r.instance_id.clone());
+    }
+    if has(2) {
+        v.name = Some(r.name.clone());
+    }
+    if has(4) {
+        v.description = Some(r.description.clone());
+    }
+    if has(8) {
+        v.status = Some(r.status.clone());
+    }
+    if has(16) {
+        v.provide = Some("Y".into());
+    }
+    if has(32) {
+        v.start_date = Some(state.timestamp(r.created_at));
+    }
+    if has(64) {
+        v.stop_date = Some(r.stop_date.map(|t| state.timestamp(t)));
+    }
+    if has(128) {
+        let password = state.sealer.open(&r.password_sealed).map_err(ApiError::internal)?;
+        v.default_account = Some(DefaultAccount { username: r.username.clone(), password });
+    }
+    if has(256) {
+        let net = addresses::private_net();
+        v.ip = Some(vec![InstanceIp {
+            public: PublicIp { address: r.public_ip.clone(), attached: r.public_ip.is_some() },
+            private: PrivateIp {
+                address: r.private_ip.clone(),
+                netmask: net.netmask().to_string(),
+                network: net.network().to_string(),
+                broadcast: net.broadcast().to_string(),
+                gateway: addresses::gateway(&net).to_string(),
+            },
+            kind: "ipv4".into(),
+        }]);
+    }
+    if has(512) {
+        let name =
+            catalog.zones.iter().find(|z| z.id == r.zone_id).map_or_else(|| r.zone_id.clone(), |z| z.name.clone());
+        v.zone = Some(InstanceZone { zone_id: r.zone_id.clone(), name });
+    }
+    if has(1024)
+        && let Some(f) = catalog.flavors.iter().find(|f| f.id == r.flavor_id)
+    {
+        v.flavor = Some(InstanceFlavor {
+            flavor_id: f.id.clone(),
+            name: f.name.clone(),
+            kind: f.kind.clone(),
+            vcpu: f.vcpu,
+            memory: f.memory,
+            disk: f.disk,
+            network: f.network,
+            gpu: f.gpu,
+        });
+    }
+    if has(2048)
+        && let Some(i) = catalog.images.iter().find(|i| i.id == r.image_id)
+    {
+        let w = i.to_wire();
+        v.image = Some(InstanceImage {
+            image_id: w.image_id,
+            visibility: w.visibility,
+            os: w.os,
+            image_type: w.image_type,
+            zone: w.zone,
+        });
+    }
+    if has(4096) {
+        v.monitoring = Some(Monitoring {
+            port: None,
+            resource: vec!["cpu".into(), "memory".into(), "disk".into(), "network".into()],
+        });
+    }
+    if has(8192) {
+        let attached = state.store.volumes_of_instance(&r.instance_id).await?;
+        v.block_storage = Some(
+            attached
+                .into_iter()
+                .map(|b| AttachedVolume {
+                    volume_id: b.block_storage_id.clone(),
+                    block_storage_id: b.block_storage_id,
+                    name: b.name,
+                    size: u32::try_from(b.size).unwrap_or(u32::MAX),
+                    kind: b.kind,
+                    status: b.status,
+                })
+                .collect(),
+        );
+    }
+    if has(16384) {
+        let link = if r.status == status::ACTIVE { Some(console_link(state, r, host).await?.0) } else { None };
+        v.vnc = Some(Vnc { link, kind: "serial".into() });
+    }
+    if has(32768) {
+        v.connection_limit = Some(ConnectionLimit { block_storage: MAX_VOLUMES, ip: 1 });
+    }
+    if has(65536) {
+        v.traffic = Some(Traffic { default: 2048, period: "month".into(), limit: 2048, reset_allow_count: 0 });
+    }
+    if has(131072) {
+        v.firewall = Some(state.store.firewall_ids_of(&r.instance_id).await?);
+    }
+    Ok(v)
+}
+
+fn host_of(headers: &HeaderMap) -> String {
+    headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned()
+}
+
+/// A new one-time console link, and its expiry (Unix seconds).
+async fn console_link(state: &AppState, r: &InstanceRecord, host: &str) -> ApiResult<(String, i64)> {
+    let token = ids::random_base62(32);
+    let expires = state.clock.unix() + CONSOLE_TTL;
+    state.store.insert_console_token(&token, &r.account_id, &r.instance_id, expires).await?;
+    Ok((format!("http://{host}/console/{token}"), expires))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/// Flavor ids matching the flavor-based filters, or None when none is given.
+fn flavor_filter(q: &Query, c: &CatalogFile) -> ApiResult<Option<Vec<String>>> {
+    let types = q.csv("type");
+    if let Some(types) = &types {
+        let mut known: Vec<&str> = FLAVOR_TYPES.to_vec();
+        known.extend(c.flavors.iter().map(|f| f.kind.as_str()));
+        if let Some(bad) = types.iter().find(|t| !known.contains(&t.as_str())) {
+            return Err(enum_error("type", bad, FLAVOR_TYPES));
+        }
+    }
+    let core_type = q.str("core_type").map(str::to_owned);
+    let bounds = [
+        ("vcpu", q.uint("min_vcpu")?, q.uint("max_vcpu")?),
+        ("memory", q.uint("min_memory")?, q.uint("max_memory")?),
+        ("disk", q.uint("min_disk")?, q.uint("max_disk")?),
+        ("gpu", q.uint("min_gpu")?, q.uint("max_gpu")?),
+    ];
+    if types.is_none() && core_type.is_none() && bounds.iter().all(|(_, lo, hi)| lo.is_none() && hi.is_none()) {
+        return Ok(None);
+    }
+    let value = |f: &FlavorDef, what: &str| -> u64 {
+        u64::from(match what {
+            "vcpu" => f.vcpu,
+            "memory" => f.memory,
+            "disk" => f.disk,
+            _ => f.gpu.unwrap_or(0),
+        })
+    };
+    Ok(Some(
+        c.flavors
+            .iter()
+            .filter(|f| types.as_ref().is_none_or(|t| t.contains(&f.kind)))
+            .filter(|f| core_type.as_ref().is_none_or(|t| t == &f.kind))
+            .filter(|f| {
+                bounds.iter().all(|(what, lo, hi)| {
+                    let v = value(f, what);
+                    lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi)
+                })
+            })
+            .map(|f| f.id.clone())
+            .collect(),
+    ))
+}
+
+/// `ip` filter: addresses or IPv4 CIDRs → inclusive integer ranges.
+fn ip_ranges(q: &Query) -> ApiResult<Option<Vec<(i64, i64)>>> {
+    let Some(items) = q.csv("ip") else {
+        return Ok(None);
+    };
+    items
+        .iter()
+        .map(|item| {
+            let net: Ipv4Net =
+                item.parse().or_else(|_| item.parse::<std::net::Ipv4Addr>().map(Ipv4Net::from)).map_err(|_| {
+                    ApiError::param(format!(
+                        "The query parameter `ip` has `{item}`, which is not an IPv4 address or CIDR."
+                    ))
+                })?;
+            Ok((addresses::as_number(net.network()), addresses::as_number(net.broadcast())))
+        })
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Some)
+}
+
+/// Instances of the account, filtered and paginated.
+#[utoipa::path(get, path = "/v1/instances", tag = "instances",
+    params(
+        ("status" = Option<String>, Query, description = "csv of pending, active, off, work, error"),
+        ("ip" = Option<String>, Query, description = "csv of addresses or CIDRs, public or private"),
+        ("name" = Option<String>, Query, description = "substring"),
+        ("zone_id" = Option<String>, Query), ("image_id" = Option<String>, Query),
+        ("type" = Option<String>, Query, description = "csv of flavor types"),
+        ("core_type" = Option<String>, Query, description = "flavor type"),
+        ("min_vcpu" = Option<u32>, Query), ("max_vcpu" = Option<u32>, Query),
+        ("min_memory" = Option<u32>, Query), ("max_memory" = Option<u32>, Query),
+        ("min_disk" = Option<u32>, Query), ("max_disk" = Option<u32>, Query),
+        ("min_gpu" = Option<u32>, Query), ("max_gpu" = Option<u32>, Query),
+        ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query),
+        ("fields" = Option<u64>, Query, description = "bit mask, see /fields/v1/instances; default 245631"),
+    ),
+    responses((status = 200, body = Envelope<Vec<Instance>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    q: Query,
+) -> Reply<Instance> {
+    let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
+    let mask = fields_mask(&q)?;
+    let catalog = state.catalog.get();
+    let statuses = q.csv("status");
+    if let Some(bad) = statuses.iter().flatten().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(enum_error("status", bad, STATUSES));
+    }
+    let filter = InstanceFilter {
+        statuses,
+        name: q.str("name").map(str::to_owned),
+        zone_id: q.str("zone_id").map(str::to_owned),
+        image_id: q.str("image_id").map(str::to_owned),
+        flavor_ids: flavor_filter(&q, &catalog)?,
+        ip_ranges: ip_ranges(&q)?,
+    };
+    let (rows, total) = state
+        .store
+        .list_instances(
+            &caller.account_id,
+            &filter,
+            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
+        )
+        .await?;
+    let host = host_of(&headers);
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(view(&state, r, mask, &host).await?);
+    }
+    Ok(Json(Envelope::page(out, page, total as u64)))
+}
+
+/// One instance; another account's or an unknown id is 404.
+#[utoipa::path(get, path = "/v1/instances/{instance_id}", tag = "instances",
+    params(("instance_id" = String, Path), ("fields" = Option<u64>, Query)),
+    responses((status = 200, body = Envelope<Vec<Instance>>), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Query,
+) -> Reply<Instance> {
+    let mask = fields_mask(&q)?;
+    let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    Ok(Json(Envelope::rows(vec![view(&state, &r, mask, &host_of(&headers)).await?])))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create
+
+fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "y" | "yes" => Ok(true),
+        "false" | "0" | "n" | "no" => Ok(false),
+        _ => Err(ApiError::param(format!("The body field `{name}` must be true or false, not `{v}`."))),
+    }
+}
+
+/// Creates 1–10 instances, all or none.
+#[utoipa::path(post, path = "/v1/instances", tag = "instances",
+    request_body(content = serde_json::Value, description = "zone_id, image_id, flavor_id (required); name, description, count, ssh_key_id, user_script_id, attach_public_ip, block_storage.N.size / .name / .type (type default ssd)"),
+    responses((status = 202, body = Envelope<Vec<CreateReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 403, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Accepted<CreateReceipt> {
+    let catalog = state.catalog.get();
+    let zone_id = body.required_str("zone_id")?;
+    let image_id = body.required_str("image_id")?;
+    let flavor_id = body.required_str("flavor_id")?;
+    let zone = catalog.zones.iter().find(|z| z.id == zone_id).ok_or_else(|| id_invalid("zone_id", &zone_id))?;
+    let image = catalog.images.iter().find(|i| i.id == image_id).ok_or_else(|| id_invalid("image_id", &image_id))?;
+    let flavor =
+        catalog.flavors.iter().find(|f| f.id == flavor_id).ok_or_else(|| id_invalid("flavor_id", &flavor_id))?;
+    if !image.zones.contains(&zone.id) {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableCombination,
+            format!("The image `{image_id}` is not offered in the zone `{zone_id}`."),
+        ));
+    }
+    if !flavor.zones.contains(&zone.id) || !flavor.provide || flavor.status != "on" {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableFlavor,
+            format!("The flavor `{flavor_id}` cannot be ordered in the zone `{zone_id}`."),
+        ));
+    }
+    if !flavor.supports(image) {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableCombination,
+            format!("The flavor `{flavor_id}` does not support the image `{image_id}`."),
+        ));
+    }
+    let name = match body.str("name")? {
+        Some(n) => text_field("name", &n, 1, NAME_MAX)?,
+        None => format!("instance-{}", ids::random_base62(6).to_lowercase()),
+    };
+    let description = match body.str("description")? {
+        Some(d) => Some(text_field("description", &d, 0, DESCRIPTION_MAX)?).filter(|d| !d.is_empty()),
+        None => None,
+    };
+    let count = body.int("count")?.unwrap_or(1);
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(ApiError::param(format!("The body field `count` must be 1 to {MAX_COUNT}, not {count}.")));
+    }
+    if count > 1 && name.chars().count() + 3 > NAME_MAX {
+        return Err(ApiError::new(
+            ErrorCode::CheckLength,
+            format!("The field `name` must leave room for the -N suffix: at most {} characters.", NAME_MAX - 3),
+        ));
+    }
+    let key_ids = body.str_list("ssh_key_id")?.unwrap_or_default();
+    let mut keys = Vec::new();
+    for id in &key_ids {
+        let k = state.store.ssh_key(&caller.account_id, id).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnavailableSshKey,
+                format!("The SSH key `{id}` is not one of this account's keys."),
+            )
+        })?;
+        keys.push(json!({"ssh_key_id": k.ssh_key_id, "name": k.name, "fingerprint": k.fingerprint, "public_key": k.public_key}));
+    }
+    if !keys.is_empty() && is_windows(image) {
+        return Err(ApiError::new(ErrorCode::UnavailableSshKey, "SSH keys cannot be used with a Windows image."));
+    }
+    let user_script_id = body.str("user_script_id")?.filter(|s| !s.is_empty());
+    if let Some(id) = &user_script_id
+        && state.store.script(&caller.account_id, id).await?.is_none()
+    {
+        return Err(id_invalid("user_script_id", id));
+    }
+    let volume_requests = volumes::requested(&body, &catalog, &zone_id)?;
+    // Deprecated [iwinv]: a firewall to attach; the create operation attaches it.
+    let security_group = body.str("security_group")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(fw) = &security_group
+        && !state.store.firewall_exists(&caller.account_id, fw).await?
+    {
+        return Err(id_invalid("security_group", fw));
+    }
+    let create_params = match &security_group {
+        Some(fw) => json!({"security_group": fw}).to_string(),
+        None => "{}".to_owned(),
+    };
+    let attach_public_ip = match body.0.get("attach_public_ip") {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => parse_bool("attach_public_ip", &body.str("attach_public_ip")?.unwrap_or_default())?,
+    };
+    if zone.status != "on" {
+        return Err(ApiError::new(
+            ErrorCode::DevCheckReturn,
+            format!("The zone `{zone_id}` is closed for new instances."),
+        ));
+    }
+
+    let now = state.clock.unix();
+    let now_ms = state.clock.unix_ms();
+    let username = if is_windows(image) { "Administrator" } else { "root" };
+    let ssh_keys = serde_json::to_string(&keys).expect("json");
+    let mut rows = Vec::new();
+    let mut passwords = Vec::new();
+    let mut op_ids = Vec::new();
+    for n in 1..=count {
+        let password = new_password();
+        let instance_id = ids::new_id("INSTANCE");
+        let operation_id = ids::new_id("OP");
+        rows.push(InstanceRecord {
+            instance_id,
+            account_id: caller.account_id.clone(),
+            name: if count > 1 { format!("{name}-{n}") } else { name.clone() },
+            description: description.clone(),
+            status: status::PENDING.into(),
+            power: "off".into(),
+            zone_id: zone_id.clone(),
+            flavor_id: flavor_id.clone(),
+            image_id: image_id.clone(),
+            username: username.into(),
+            password_sealed: state.sealer.seal(&password),
+            user_script_id: user_script_id.clone(),
+            ssh_keys: ssh_keys.clone(),
+            attach_public_ip: i64::from(attach_public_ip),
+            public_ip: None,
+            private_ip: None,
+            public_ip_num: None,
+            private_ip_num: None,
+            operation_id: Some(operation_id.clone()),
+            error_reason: None,
+            generation: 0,
+            created_at: now,
+            stop_date: None,
+            vcpu: i64::from(flavor.vcpu),
+        });
+        passwords.push(password);
+        op_ids.push(operation_id);
+    }
+    let ops: Vec<NewOperation> = rows
+        .iter()
+        .zip(&op_ids)
+        .map(|(r, op)| NewOperation {
+            operation_id: op,
+            account_id: &caller.account_id,
+            kind: Kind::Create.name(),
+            resource_id: &r.instance_id,
+            params: &create_params,
+            now_ms,
+        })
+        .collect();
+    // Volumes asked for are made with each instance, by its create operation.
+    let mut volume_rows = Vec::new();
+    let mut volume_ids: Vec<Vec<String>> = Vec::new();
+    for (r, op) in rows.iter().zip(&op_ids) {
+        let mut mine = Vec::new();
+        for v in &volume_requests {
+            let id = ids::new_id("BS");
+            mine.push(id.clone());
+            volume_rows.push(VolumeRecord {
+                block_storage_id: id,
+                account_id: caller.account_id.clone(),
+                name: v.name.clone(),
+                description: None,
+                kind: v.kind.clone(),
+                size: v.size,
+                status: openwinv_store::volumes::status::CREATING.into(),
+                zone_id: zone_id.clone(),
+                instance_id: Some(r.instance_id.clone()),
+                operation_id: Some(op.clone()),
+                error_reason: None,
+                attached_at: Some(now_ms),
+                created_at: now,
+            });
+        }
+        volume_ids.push(mine);
+    }
+    let account = state
+        .store
+        .account_by_id(&caller.account_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the caller's account is gone"))?;
+    let quota = crate::quota::of(&account);
+    let mut over_storage = false;
+    let fits = state
+        .store
+        .create_instances(&rows, &volume_rows, &ops, &*catalog, |u| {
+            over_storage = u.storage_gb > quota.block_storage_gb;
+            u.instances <= quota.instances && u.vcpu <= quota.vcpu && !over_storage
+        })
+        .await?;
+    if !fits && over_storage {
+        return Err(ApiError::quota(format!(
+            "This account may hold at most {} GB of block storage; the volumes in `block_storage` would exceed that.",
+            quota.block_storage_gb
+        )));
+    }
+    if !fits {
+        return Err(ApiError::quota(format!(
+            "This account may have at most {} instances and {} vCPUs; creating {count} more would exceed that.",
+            quota.instances, quota.vcpu
+        )));
+    }
+    state.engine.wake();
+    let receipts = rows
+        .into_iter()
+        .zip(passwords)
+        .zip(volume_ids)
+        .map(|((r, password), block_storage)| CreateReceipt {
+            instance_id: r.instance_id,
+            name: r.name,
+            status: "building".into(),
+            zone_id: r.zone_id,
+            flavor_id: r.flavor_id,
+            image_id: r.image_id,
+            ssh_key: key_ids.clone(),
+            user_script_id: r.user_script_id,
+            block_storage,
+            default_account: DefaultAccount { username: r.username, password },
+        })
+        .collect();
+    Ok(accepted(&op_ids, receipts))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edit
+
+/// Renames or re-describes an instance; allowed in any state but deletion.
+#[utoipa::path(put, path = "/v1/instances/{instance_id}", tag = "instances",
+    params(("instance_id" = String, Path), ("fields" = Option<u64>, Query)),
+    request_body(content = serde_json::Value, description = "name and/or description"),
+    responses((status = 200, body = Envelope<Vec<Instance>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Query,
+    body: Body,
+) -> Reply<Instance> {
+    let mask = fields_mask(&q)?;
+    let name = body.str("name")?.map(|n| text_field("name", &n, 1, NAME_MAX)).transpose()?;
+    let description =
+        body.str("description")?.map(|d| text_field("description", &d, 0, DESCRIPTION_MAX)).transpose()?;
+    if name.is_none() && description.is_none() {
+        return Err(ApiError::new(ErrorCode::RequiredPostParamMissing, "Give `name`, `description`, or both."));
+    }
+    let current = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    if is_deleting(&state, &current).await? {
+        return Err(busy(&id));
+    }
+    let description = description.map(|d| if d.is_empty() { None } else { Some(d) });
+    let desc_ref = description.as_ref().map(|d| d.as_deref());
+    if !state.store.edit_instance(&caller.account_id, &id, name.as_deref(), desc_ref).await? {
+        return Err(instance_not_found(&id));
+    }
+    let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    Ok(Json(Envelope::rows(vec![view(&state, &r, mask, &host_of(&headers)).await?])))
+}
+
+async fn is_deleting(state: &AppState, r: &InstanceRecord) -> ApiResult<bool> {
+    match &r.operation_id {
+        None => Ok(false),
+        Some(op) => Ok(state.store.operation(op).await?.is_some_and(|o| o.kind == Kind::Delete.name())),
+    }
+}
+
+fn busy(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::DeletedOrWorkingInstance,
+        format!("The instance `{id}` is being created, is in the middle of an operation, or is being deleted."),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+
+/// Starts an operation of `kind` on an instance and answers 202.
+async fn begin(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    kind: Kind,
+    params: serde_json::Value,
+) -> ApiResult<String> {
+    let operation_id = ids::new_id("OP");
+    let params = params.to_string();
+    let op = NewOperation {
+        operation_id: &operation_id,
+        account_id: &caller.account_id,
+        kind: kind.name(),
+        resource_id: id,
+        params: &params,
+        now_ms: state.clock.unix_ms(),
+    };
+    match state.store.begin_instance_operation(&caller.account_id, id, kind.allowed_from(), &op).await? {
+        Ok(()) => {
+            state.engine.wake();
+            Ok(operation_id)
+        }
+        Err(r) => Err(refusal(id, kind, r)),
+    }
+}
+
+/// Why an operation on an instance cannot start, as the client sees it.
+fn refusal(id: &str, kind: Kind, r: Refused) -> ApiError {
+    match r {
+        Refused::NotFound => instance_not_found(id),
+        Refused::From(s) if s == status::PENDING || s == status::WORK => busy(id),
+        Refused::From(s) => ApiError::new(
+            ErrorCode::CheckParam,
+            format!(
+                "The instance `{id}` is {s}; {} is allowed only from {}.",
+                kind.name().trim_start_matches("instance."),
+                kind.allowed_from().join(" or ")
+            ),
+        )
+        .with_status(StatusCode::CONFLICT),
+        Refused::Busy => ApiError::new(
+            ErrorCode::DeletedOrWorkingInstance,
+            format!(
+                "A volume of the instance `{id}` is being created, attached or detached; try again when it is done."
+            ),
+        ),
+    }
+}
+
+fn work_receipt(id: &str, operation_id: String) -> (StatusCode, HeaderMap, Json<Envelope<Vec<ActionReceipt>>>) {
+    accepted(
+        &[operation_id],
+        vec![ActionReceipt { instance_id: id.to_owned(), status: "work".into(), block_storage: None }],
+    )
+}
+
+/// Deletes an instance; its volumes are detached and kept.
+#[utoipa::path(delete, path = "/v1/instances/{instance_id}", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Accepted<ActionReceipt> {
+    let operation_id = ids::new_id("OP");
+    let op = NewOperation {
+        operation_id: &operation_id,
+        account_id: &caller.account_id,
+        kind: Kind::Delete.name(),
+        resource_id: &id,
+        params: "{}",
+        now_ms: state.clock.unix_ms(),
+    };
+    // Attached volumes are detached and kept; the receipt names them.
+    let kept = state
+        .store
+        .begin_instance_delete(&caller.account_id, &id, Kind::Delete.allowed_from(), &op)
+        .await?
+        .map_err(|r| refusal(&id, Kind::Delete, r))?;
+    state.engine.wake();
+    Ok(accepted(
+        &[operation_id],
+        vec![ActionReceipt { instance_id: id, status: "deleting".into(), block_storage: Some(kept) }],
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/instances/{instance_id}/start", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Accepted<ActionReceipt> {
+    let op = begin(&state, &caller, &id, Kind::Start, json!({})).await?;
+    Ok(work_receipt(&id, op))
+}
+
+/// Hard power-off, as iwinv documents.
+#[utoipa::path(post, path = "/v1/instances/{instance_id}/shutdown", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn shutdown(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Accepted<ActionReceipt> {
+    let op = begin(&state, &caller, &id, Kind::Shutdown, json!({})).await?;
+    Ok(work_receipt(&id, op))
+}
+
+#[utoipa::path(post, path = "/v1/instances/{instance_id}/reboot", tag = "instances", params(("instance_id" = String, Path)),
+    request_body(content = serde_json::Value, description = "type: SOFT (default) or HARD"),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn reboot(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Accepted<ActionReceipt> {
+    let hard = match body.str("type")?.as_deref() {
+        None | Some("SOFT") => false,
+        Some("HARD") => true,
+        Some(other) => return Err(enum_error("type", other, &["SOFT", "HARD"])),
+    };
+    let op = begin(&state, &caller, &id, Kind::Reboot, json!({"hard": hard})).await?;
+    Ok(work_receipt(&id, op))
+}
+
+/// Reinstalls from `image_id` (default: the current image) with a new password; keeps addresses.
+#[utoipa::path(post, path = "/v1/instances/{instance_id}/rebuild", tag = "instances", params(("instance_id" = String, Path)),
+    request_body(content = serde_json::Value, description = "image_id (optional)"),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn rebuild(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Accepted<ActionReceipt> {
+    let current = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    let catalog = state.catalog.get();
+    let image_id = body.str("image_id")?.filter(|s| !s.is_empty()).unwrap_or_else(|| current.image_id.clone());
+    let image = catalog.images.iter().find(|i| i.id == image_id).ok_or_else(|| id_invalid("image_id", &image_id))?;
+    let flavor = catalog.flavors.iter().find(|f| f.id == current.flavor_id);
+    if !image.zones.contains(&current.zone_id) || flavor.is_some_and(|f| !f.supports(image)) {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableCombination,
+            format!("The image `{image_id}` cannot run on this instance's flavor and zone."),
+        ));
+    }
+    if is_windows(image) && current.ssh_keys != "[]" {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableSshKey,
+            "This instance has SSH keys, which a Windows image cannot use.",
+        ));
+    }
+    let sealed = state.sealer.seal(&new_password());
+    let op =
+        begin(&state, &caller, &id, Kind::Rebuild, json!({"image_id": image_id, "password_sealed": sealed})).await?;
+    Ok(work_receipt(&id, op))
+}
+
+/// Changes the flavor; the disk may grow but never shrink.
+#[utoipa::path(post, path = "/v1/instances/{instance_id}/resize", tag = "instances", params(("instance_id" = String, Path)),
+    request_body(content = serde_json::Value, description = "flavor_id (required)"),
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn resize(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Accepted<ActionReceipt> {
+    let flavor_id = body.required_str("flavor_id")?;
+    let current = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    let catalog = state.catalog.get();
+    let flavor =
+        catalog.flavors.iter().find(|f| f.id == flavor_id).ok_or_else(|| id_invalid("flavor_id", &flavor_id))?;
+    let old = catalog.flavors.iter().find(|f| f.id == current.flavor_id);
+    let unavailable =
+        |why: &str| ApiError::new(ErrorCode::UnavailableFlavor, format!("The flavor `{flavor_id}` {why}."));
+    if flavor_id == current.flavor_id {
+        return Err(unavailable("is the instance's flavor already"));
+    }
+    if old.is_some_and(|o| flavor.disk < o.disk) {
+        return Err(unavailable("has a smaller disk, and disks cannot shrink"));
+    }
+    if !flavor.zones.contains(&current.zone_id) || !flavor.provide || flavor.status != "on" {
+        return Err(unavailable("cannot be ordered in this instance's zone"));
+    }
+    if let Some(image) = catalog.images.iter().find(|i| i.id == current.image_id)
+        && !flavor.supports(image)
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnavailableCombination,
+            format!("The flavor `{flavor_id}` does not support the image `{}`.", current.image_id),
+        ));
+    }
+    let op = begin(&state, &caller, &id, Kind::Resize, json!({"flavor_id": flavor_id})).await?;
+    Ok(work_receipt(&id, op))
+}
+
+/// A one-time, 5-minute link to the instance's console.
+#[utoipa::path(get, path = "/v1/instances/{instance_id}/remote-console", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<RemoteConsole>>), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn remote_console(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply<RemoteConsole> {
+    let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    if r.status != status::ACTIVE {
+        return Err(ApiError::new(
+            ErrorCode::CheckConsole,
+            format!("The instance `{id}` is {}; the console needs it active.", r.status),
+        ));
+    }
+    let (link, expires) = console_link(&state, &r, &host_of(&headers)).await?;
+    Ok(Json(Envelope::rows(vec![RemoteConsole {
+        instance_id: id,
+        kind: "serial".into(),
+        link,
+        expires_at: state.timestamp(expires),
+    }])))
+}
+
+/// The page a console link opens (no credentials: the token is the credential, once).
+pub async fn console_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let page = |status: StatusCode, body: String| (status, Html(body)).into_response();
+    let Ok(Some(instance_id)) = state.store.use_console_token(&token, state.clock.unix()).await else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "<!doctype html><title>Console</title><p>This console link is unknown, expired or already used.</p>".into(),
+        );
+    };
+    let Ok(Some(r)) = state.store.instance_by_id(&instance_id).await else {
+        return page(StatusCode::NOT_FOUND, "<!doctype html><title>Console</title><p>The instance is gone.</p>".into());
+    };
+    let log = serial_log(&state, &r).await;
+    let esc = |s: &str| html_escape::encode_text(s).into_owned();
+    page(
+        StatusCode::OK,
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} — console</title>\
+             <style>body{{background:#111;color:#ddd;font-family:monospace;margin:1em}}pre{{white-space:pre-wrap}}</style>\
+             </head><body><h1>{name} ({id})</h1><pre id=\"serial\">{log}</pre></body></html>",
+            name = esc(&r.name),
+            id = esc(&r.instance_id),
+            log = esc(&log)
+        ),
+    )
+}
+
+/// The simulated machine's serial output: boot lines, the user script and the SSH keys.
+async fn serial_log(state: &AppState, r: &InstanceRecord) -> String {
+    let catalog = state.catalog.get();
+    let image = catalog.images.iter().find(|i| i.id == r.image_id).map_or(r.image_id.as_str(), |i| i.name.as_str());
+    let mut lines = vec![
+        "[    0.000000] Linux version 6.1.0-sim (openwinv simulated hypervisor)".to_owned(),
+        format!("[    0.412000] Booting {image} on {}", r.flavor_id),
+        format!("[    1.020000] cloud-init: instance-id {}", r.instance_id),
+        format!("[    1.021000] cloud-init: hostname {}", r.name),
+    ];
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&r.ssh_keys).unwrap_or_default();
+    for k in &keys {
+        lines.push(format!(
+            "[    1.100000] cloud-init: authorized key {} ({})",
+            k["fingerprint"].as_str().unwrap_or(""),
+            k["name"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(id) = &r.user_script_id {
+        let name = state.store.script(&r.account_id, id).await.ok().flatten().map_or_else(|| id.clone(), |s| s.name);
+        lines.push(format!("[    1.200000] cloud-init: running user script {name}"));
+    }
+    if let Some(ip) = &r.private_ip {
+        lines.push(format!("[    1.300000] eth0: {ip}/16"));
+    }
+    if let Some(t) = crate::api::firewalls::compiled_text_for(&state.store, &r.instance_id).await {
+        lines.extend(t.lines().map(|l| format!("[    1.400000] firewall: {l}")));
+    }
+    lines.push(format!("{} login:", r.name));
+    lines.join("\n")
+}

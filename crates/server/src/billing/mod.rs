@@ -1,0 +1,125 @@
+//! Metering and billing (spec §10).
+//!
+//! Usage intervals are written by the store in the transactions of the changes that start or
+//! stop a charge (instance create, resize completion, instance removal; volume create and
+//! removal), at the catalog prices of that moment: the catalog is the store's [`Prices`]. Money
+//! is derived from intervals only, by `openwinv-billing`: the live bill rates the current month
+//! up to the current second; the month close ([`close`]) rates each finished month once and
+//! issues the bills; the handlers ([`handlers`]) show them.
+
+pub mod close;
+pub mod handlers;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use jiff::tz::TimeZone;
+use openwinv_billing::{Interval, Line, Month, end_of_second, rate, rate_total, total};
+use openwinv_store::{Prices, Rate, Store};
+
+use crate::AppState;
+use crate::catalog::CatalogFile;
+
+impl Prices for CatalogFile {
+    fn server(&self, flavor_id: &str) -> Option<Rate> {
+        self.flavors.iter().find(|f| f.id == flavor_id).map(|f| Rate { hourly: f.price_hour, monthly: f.price_month })
+    }
+
+    fn volume_gb_month(&self, kind: &str) -> Option<i64> {
+        self.block_storage_types.iter().find(|t| t.kind == kind).map(|t| t.price_gb_month)
+    }
+}
+
+/// The live bill of an account at `now`: the current month's price up to and including the
+/// second `now`, and with `explain` its lines.
+///
+/// The account's intervals of the month are kept in memory with the account's usage version
+/// (bumped in every transaction that writes its usage, by any process); each read checks the
+/// version first (one indexed row) and reloads the intervals when they changed, so the answer is
+/// always what the store holds, and an account with thousands of resources is rated from memory.
+pub async fn live(
+    store: &Store,
+    cache: &LiveCache,
+    account_id: &str,
+    now: i64,
+    tz: &TimeZone,
+    explain: bool,
+) -> openwinv_store::Result<(Month, i64, Option<Vec<Line>>)> {
+    let month = Month::containing(now, tz);
+    let period = month.period(tz);
+    let upto = end_of_second(now).min(period.end);
+    // The version is read before the intervals: a write in between only makes the cached copy
+    // newer than its version, and the next read reloads it.
+    let version = store.usage_version(account_id).await?;
+    let cached = cache.get(account_id).filter(|c| c.version == version && c.month == month);
+    let entry = match cached {
+        Some(c) => c,
+        None => {
+            let intervals = store.account_intervals(account_id, period.start, period.end).await?;
+            let c = Arc::new(Cached { version, month, intervals });
+            cache.put(account_id, c.clone());
+            c
+        }
+    };
+    if explain {
+        let lines = rate(&entry.intervals, period, upto);
+        Ok((month, total(&lines), Some(lines)))
+    } else {
+        Ok((month, rate_total(&entry.intervals, period, upto), None))
+    }
+}
+
+/// Accounts' intervals of the current month, at a usage version (see [`live`]).
+#[derive(Default)]
+pub struct LiveCache {
+    entries: Mutex<HashMap<String, (u64, Arc<Cached>)>>,
+    clock: AtomicU64,
+}
+
+struct Cached {
+    version: i64,
+    month: Month,
+    intervals: Vec<Interval>,
+}
+
+/// Accounts kept; the least recently used goes first.
+const CACHED_ACCOUNTS: usize = 256;
+
+impl LiveCache {
+    fn get(&self, account_id: &str) -> Option<Arc<Cached>> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.entries.lock().expect("live bill cache");
+        entries.get_mut(account_id).map(|(used, c)| {
+            *used = tick;
+            c.clone()
+        })
+    }
+
+    fn put(&self, account_id: &str, c: Arc<Cached>) {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.entries.lock().expect("live bill cache");
+        if entries.len() >= CACHED_ACCOUNTS
+            && !entries.contains_key(account_id)
+            && let Some(oldest) = entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k.clone())
+        {
+            entries.remove(&oldest);
+        }
+        entries.insert(account_id.to_owned(), (tick, c));
+    }
+}
+
+/// `/v1/bill…`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/bill", get(handlers::list))
+        .route("/v1/bill/live", get(handlers::live))
+        .route("/v1/bill/{bill_id}", get(handlers::detail))
+}
+
+/// `/admin/v1/bills…`.
+pub fn admin_routes() -> Router<AppState> {
+    Router::new().route("/admin/v1/bills/{bill_id}/pay", post(handlers::pay))
+}

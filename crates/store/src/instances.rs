@@ -1,0 +1,593 @@
+//! Instances, their addresses and their console links.
+//!
+//! Every change that starts an operation is one transaction: the instance row changes state and
+//! the operation row is written together, so a crash never leaves one without the other.
+
+use crate::operations::{NewOperation, insert_operation};
+use crate::usage::{self, Prices, Rate};
+use crate::volumes::VolumeRecord;
+use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InstanceRecord {
+    pub instance_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub power: String,
+    pub zone_id: String,
+    pub flavor_id: String,
+    pub image_id: String,
+    pub username: String,
+    pub password_sealed: String,
+    pub user_script_id: Option<String>,
+    pub ssh_keys: String,
+    pub attach_public_ip: i64,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip_num: Option<i64>,
+    pub private_ip_num: Option<i64>,
+    pub operation_id: Option<String>,
+    pub error_reason: Option<String>,
+    pub generation: i64,
+    pub created_at: i64,
+    pub stop_date: Option<i64>,
+    pub vcpu: i64,
+}
+
+const COLUMNS: &str = "instance_id, account_id, name, description, status, power, zone_id, flavor_id, image_id, \
+     username, password_sealed, user_script_id, ssh_keys, attach_public_ip, public_ip, private_ip, public_ip_num, \
+     private_ip_num, operation_id, error_reason, generation, created_at, stop_date, vcpu";
+
+/// Visible statuses (spec §7).
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const ACTIVE: &str = "active";
+    pub const OFF: &str = "off";
+    pub const WORK: &str = "work";
+    pub const ERROR: &str = "error";
+}
+
+/// List filters, already validated; flavor-based filters arrive as a set of flavor ids.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub statuses: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub zone_id: Option<String>,
+    pub image_id: Option<String>,
+    pub flavor_ids: Option<Vec<String>>,
+    /// Inclusive integer ranges of addresses; an instance matches when its public or private
+    /// address falls in one of them.
+    pub ip_ranges: Option<Vec<(i64, i64)>>,
+}
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NotFound,
+    /// The instance is in this status, which the operation does not start from.
+    From(String),
+    /// One of the instance's volumes is in the middle of an operation.
+    Busy,
+}
+
+/// Resources a new instance would bring the account to, for quota checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub instances: i64,
+    pub vcpu: i64,
+    /// GB of block storage.
+    pub storage_gb: i64,
+}
+
+impl Store {
+    /// Creates instances, the volumes made with them and their create operations atomically, if
+    /// `fits` accepts the account's usage after the addition (checked under a per-account write
+    /// lock). Each instance and volume starts accruing at its `created_at`, at the rate `prices`
+    /// gives (usage intervals, in the same transaction).
+    pub async fn create_instances(
+        &self,
+        rows: &[InstanceRecord],
+        volumes: &[VolumeRecord],
+        ops: &[NewOperation<'_>],
+        prices: &dyn Prices,
+        fits: impl FnOnce(Usage) -> bool,
+    ) -> Result<bool> {
+        let Some(first) = rows.first() else {
+            return Ok(true);
+        };
+        let mut tx = self.pool().begin().await?;
+        lock_account(&mut tx, &first.account_id).await?;
+        // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
+        let (instances, vcpu): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpu), 0) AS BIGINT) FROM instances WHERE account_id = $1",
+        )
+        .bind(&first.account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let added: i64 = rows.iter().map(|r| r.vcpu).sum();
+        let storage = crate::volumes::storage_used(&mut tx, &first.account_id).await?;
+        if !fits(Usage {
+            instances: instances + rows.len() as i64,
+            vcpu: vcpu + added,
+            storage_gb: storage + volumes.iter().map(|v| v.size).sum::<i64>(),
+        }) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for r in rows {
+            insert_instance(&mut tx, r).await?;
+            open_server_interval(&mut tx, r, &r.flavor_id, prices, r.created_at).await?;
+        }
+        for v in volumes {
+            crate::volumes::insert_volume(&mut tx, v).await?;
+            usage::open_volume_interval(&mut tx, v, prices).await?;
+        }
+        for op in ops {
+            insert_operation(&mut tx, op).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn instance(&self, account_id: &str, id: &str) -> Result<Option<InstanceRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2"))
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The instance as the engine sees it (no account scoping).
+    pub async fn instance_by_id(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE instance_id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn list_instances(
+        &self,
+        account_id: &str,
+        f: &InstanceFilter,
+        page: PageQuery,
+    ) -> Result<(Vec<InstanceRecord>, i64)> {
+        let mut clauses = vec!["account_id = $1".to_owned()];
+        let mut texts: Vec<String> = vec![account_id.to_owned()];
+        let mut ints: Vec<i64> = Vec::new();
+        let mut n = 1;
+        let mut text_param = |v: String, texts: &mut Vec<String>| {
+            texts.push(v);
+            n += 1;
+            format!("${n}")
+        };
+        if let Some(list) = &f.statuses {
+            let ps: Vec<String> = list.iter().map(|s| text_param(s.clone(), &mut texts)).collect();
+            clauses.push(format!("status IN ({})", ps.join(", ")));
+        }
+        if let Some(name) = &f.name {
+            let p = text_param(contains_pattern(name), &mut texts);
+            clauses.push(format!("lower(name) LIKE {p} ESCAPE '\\'"));
+        }
+        if let Some(z) = &f.zone_id {
+            let p = text_param(z.clone(), &mut texts);
+            clauses.push(format!("zone_id = {p}"));
+        }
+        if let Some(i) = &f.image_id {
+            let p = text_param(i.clone(), &mut texts);
+            clauses.push(format!("image_id = {p}"));
+        }
+        if let Some(ids) = &f.flavor_ids {
+            if ids.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            let ps: Vec<String> = ids.iter().map(|s| text_param(s.clone(), &mut texts)).collect();
+            clauses.push(format!("flavor_id IN ({})", ps.join(", ")));
+        }
+        // Integer parameters follow the text ones.
+        let mut int_param = |v: i64| {
+            ints.push(v);
+            format!("${}", texts.len() + ints.len())
+        };
+        if let Some(ranges) = &f.ip_ranges {
+            let parts: Vec<String> = ranges
+                .iter()
+                .map(|(lo, hi)| {
+                    let (a, b) = (int_param(*lo), int_param(*hi));
+                    format!("(public_ip_num BETWEEN {a} AND {b} OR private_ip_num BETWEEN {a} AND {b})")
+                })
+                .collect();
+            clauses.push(format!("({})", parts.join(" OR ")));
+        }
+        let filter = clauses.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) FROM instances WHERE {filter}");
+        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
+        for t in &texts {
+            count = count.bind(t);
+        }
+        for i in &ints {
+            count = count.bind(*i);
+        }
+        let (total,) = count.fetch_one(self.pool()).await?;
+        // Deep pages read from the far end, so the last page costs what the first one does.
+        let from_end = page.offset > total / 2;
+        let (order, offset) = if from_end {
+            ("created_at DESC, instance_id DESC", (total - page.offset - page.limit).max(0))
+        } else {
+            ("created_at, instance_id", page.offset)
+        };
+        let limit = if from_end { (total - page.offset).clamp(0, page.limit) } else { page.limit };
+        let lp = texts.len() + ints.len() + 1;
+        let sql =
+            format!("SELECT {COLUMNS} FROM instances WHERE {filter} ORDER BY {order} LIMIT ${lp} OFFSET ${}", lp + 1);
+        let mut q = sqlx::query_as::<_, InstanceRecord>(&sql);
+        for t in &texts {
+            q = q.bind(t);
+        }
+        for i in &ints {
+            q = q.bind(*i);
+        }
+        let mut rows = q.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        if from_end {
+            rows.reverse();
+        }
+        Ok((rows, total))
+    }
+
+    /// Moves an instance from one of `from` to `work` and writes the operation, atomically.
+    pub async fn begin_instance_operation(
+        &self,
+        account_id: &str,
+        instance_id: &str,
+        from: &[&str],
+        op: &NewOperation<'_>,
+    ) -> Result<Result<(), Refused>> {
+        let mut tx = self.pool().begin().await?;
+        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
+             WHERE account_id = $2 AND instance_id = $3 AND status IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
+        for s in from {
+            q = q.bind(*s);
+        }
+        if q.execute(&mut *tx).await?.rows_affected() == 0 {
+            let current: Option<(String,)> =
+                sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
+                    .bind(account_id)
+                    .bind(instance_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return Ok(Err(current.map_or(Refused::NotFound, |(s,)| Refused::From(s))));
+        }
+        // Volumes being attached or detached keep the instance busy.
+        if crate::volumes::busy_volumes(&mut tx, instance_id).await? > 0 {
+            tx.rollback().await?;
+            return Ok(Err(Refused::Busy));
+        }
+        insert_operation(&mut tx, op).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Renames or re-describes an instance; false when it does not exist.
+    pub async fn edit_instance(
+        &self,
+        account_id: &str,
+        instance_id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(
+            "UPDATE instances SET name = COALESCE($1, name), \
+             description = CASE WHEN $2 = 1 THEN $3 ELSE description END \
+             WHERE account_id = $4 AND instance_id = $5",
+        )
+        .bind(name)
+        .bind(i64::from(description.is_some()))
+        .bind(description.flatten())
+        .bind(account_id)
+        .bind(instance_id)
+        .execute(&mut *tx)
+        .await?;
+        // Bill lines show the latest name.
+        if r.rows_affected() > 0
+            && let Some(name) = name
+        {
+            usage::rename(&mut tx, instance_id, name).await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Ends an operation on an instance: sets the fields given, clears `operation_id`; only while
+    /// `operation_id` still names this operation (a finished step run twice changes nothing).
+    /// A completed resize (`flavor_id` with `reprice`) switches the usage interval to the new
+    /// flavor's rate in the same transaction.
+    pub async fn settle_instance(&self, instance_id: &str, operation_id: &str, change: &Settle<'_>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query(
+            "UPDATE instances SET status = $1, power = COALESCE($2, power), error_reason = $3, \
+             stop_date = CASE WHEN $4 = 1 THEN $5 ELSE stop_date END, \
+             image_id = COALESCE($6, image_id), password_sealed = COALESCE($7, password_sealed), \
+             flavor_id = COALESCE($8, flavor_id), vcpu = COALESCE($9, vcpu), generation = generation + 1, \
+             operation_id = NULL WHERE instance_id = $10 AND operation_id = $11",
+        )
+        .bind(change.status)
+        .bind(change.power)
+        .bind(change.error_reason)
+        .bind(i64::from(change.stop_date.is_some()))
+        .bind(change.stop_date.flatten())
+        .bind(change.image_id)
+        .bind(change.password_sealed)
+        .bind(change.flavor_id)
+        .bind(change.vcpu)
+        .bind(instance_id)
+        .bind(operation_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() > 0
+            && let (Some(flavor_id), Some(reprice)) = (change.flavor_id, change.reprice)
+            && let Some(inst) = instance_in(&mut tx, instance_id).await?
+        {
+            usage::close_intervals(&mut tx, instance_id, reprice.now).await?;
+            let rate = reprice.rate;
+            open_server_interval_at(&mut tx, &inst, flavor_id, rate, openwinv_billing::end_of_second(reprice.now))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the instance row (the end of a delete, during the second `now`, when its usage
+    /// stops); volumes still attached to it are kept, detached.
+    pub async fn remove_instance(&self, instance_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE volumes SET status = 'available', instance_id = NULL, attached_at = NULL, operation_id = NULL \
+             WHERE instance_id = $1",
+        )
+        .bind(instance_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM console_tokens WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM instances WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        usage::close_intervals(&mut tx, instance_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records `address` for `instance_id` in `scope` unless taken; true when it is now this
+    /// instance's. Unique per scope, so two concurrent allocations cannot get the same address.
+    pub async fn claim_address(
+        &self,
+        scope: &str,
+        address: &str,
+        kind: &str,
+        account_id: &str,
+        instance_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO ip_addresses (scope, address, kind, account_id, instance_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, address) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(address)
+        .bind(kind)
+        .bind(account_id)
+        .bind(instance_id)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::from_insert)?;
+        if r.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let owner: Option<(String,)> =
+            sqlx::query_as("SELECT instance_id FROM ip_addresses WHERE scope = $1 AND address = $2")
+                .bind(scope)
+                .bind(address)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(owner.is_some_and(|(o,)| o == instance_id))
+    }
+
+    /// Addresses held by an instance: (kind, address).
+    pub async fn addresses_of(&self, instance_id: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT kind, address FROM ip_addresses WHERE instance_id = $1 ORDER BY kind")
+            .bind(instance_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// How many addresses of `scope` are taken (to find a free one quickly).
+    pub async fn addresses_in_scope(&self, scope: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ip_addresses WHERE scope = $1")
+            .bind(scope)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+
+    /// Writes the allocated addresses onto the instance row.
+    pub async fn set_instance_addresses(
+        &self,
+        instance_id: &str,
+        public: Option<(&str, i64)>,
+        private: Option<(&str, i64)>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE instances SET public_ip = $1, public_ip_num = $2, private_ip = $3, private_ip_num = $4 WHERE instance_id = $5",
+        )
+        .bind(public.map(|p| p.0))
+        .bind(public.map(|p| p.1))
+        .bind(private.map(|p| p.0))
+        .bind(private.map(|p| p.1))
+        .bind(instance_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Releases every address of an instance and clears them from its row.
+    pub async fn release_addresses(&self, instance_id: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE instances SET public_ip = NULL, public_ip_num = NULL, private_ip = NULL, private_ip_num = NULL \
+             WHERE instance_id = $1",
+        )
+        .bind(instance_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_console_token(
+        &self,
+        token: &str,
+        account_id: &str,
+        instance_id: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO console_tokens (token, instance_id, account_id, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token)
+            .bind(instance_id)
+            .bind(account_id)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Uses a console token once; returns its instance id when it was valid and unused.
+    pub async fn use_console_token(&self, token: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "UPDATE console_tokens SET used_at = $1 WHERE token = $2 AND used_at IS NULL AND expires_at >= $1 \
+             RETURNING instance_id",
+        )
+        .bind(now)
+        .bind(token)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+}
+
+/// The end state of an operation on an instance. `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct Settle<'a> {
+    pub status: &'a str,
+    pub power: Option<&'a str>,
+    pub error_reason: Option<&'a str>,
+    /// `Some(None)` clears it.
+    pub stop_date: Option<Option<i64>>,
+    pub image_id: Option<&'a str>,
+    pub password_sealed: Option<&'a str>,
+    pub flavor_id: Option<&'a str>,
+    pub vcpu: Option<i64>,
+    /// With `flavor_id` (a completed resize): the new flavor's rate and the second the resize
+    /// completed. The usage interval switches to the new rate from the next second.
+    pub reprice: Option<Reprice>,
+}
+
+/// A rate change at the end of a resize.
+#[derive(Debug, Clone, Copy)]
+pub struct Reprice {
+    pub rate: Rate,
+    pub now: i64,
+}
+
+async fn instance_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<InstanceRecord>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE instance_id = $1"))
+        .bind(instance_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Opens an instance's usage interval at `flavor_id`'s price.
+async fn open_server_interval(
+    conn: &mut sqlx::AnyConnection,
+    r: &InstanceRecord,
+    flavor_id: &str,
+    prices: &dyn Prices,
+    start: i64,
+) -> Result<()> {
+    let rate = usage::server_rate(prices, flavor_id)?;
+    open_server_interval_at(conn, r, flavor_id, rate, start).await
+}
+
+async fn open_server_interval_at(
+    conn: &mut sqlx::AnyConnection,
+    r: &InstanceRecord,
+    flavor_id: &str,
+    rate: Rate,
+    start: i64,
+) -> Result<()> {
+    usage::open_interval(
+        conn,
+        &usage::OpenInterval {
+            account_id: &r.account_id,
+            resource_id: &r.instance_id,
+            kind: openwinv_billing::Kind::Server,
+            name: &r.name,
+            product: flavor_id,
+            size: 0,
+            rate,
+            start,
+        },
+    )
+    .await
+}
+
+/// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
+/// serialize (a row lock on PostgreSQL; SQLite's write lock, taken before any read).
+pub(crate) async fn lock_account(tx: &mut sqlx::Transaction<'_, sqlx::Any>, account_id: &str) -> Result<()> {
+    sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &InstanceRecord) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+    ))
+    .bind(&r.instance_id)
+    .bind(&r.account_id)
+    .bind(&r.name)
+    .bind(&r.description)
+    .bind(&r.status)
+    .bind(&r.power)
+    .bind(&r.zone_id)
+    .bind(&r.flavor_id)
+    .bind(&r.image_id)
+    .bind(&r.username)
+    .bind(&r.password_sealed)
+    .bind(&r.user_script_id)
+    .bind(&r.ssh_keys)
+    .bind(r.attach_public_ip)
+    .bind(&r.public_ip)
+    .bind(&r.private_ip)
+    .bind(r.public_ip_num)
+    .bind(r.private_ip_num)
+    .bind(&r.operation_id)
+    .bind(&r.error_reason)
+    .bind(r.generation)
+    .bind(r.created_at)
+    .bind(r.stop_date)
+    .bind(r.vcpu)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
