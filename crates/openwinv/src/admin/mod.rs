@@ -1,0 +1,68 @@
+//! `openwinv admin`: the operator API (`/admin/v1`) with the token from `OPENWINV_ADMIN_TOKEN` or
+//! the server's data directory.
+
+mod access_keys;
+mod accounts;
+mod bills;
+mod catalog;
+mod clock;
+mod faults;
+mod sim;
+
+use clap::Subcommand;
+use openwinv_sdk::AdminClient;
+
+use crate::keys::{self, AccountScope, Owner, ScriptAction, SshKeyAction};
+use crate::output::Output;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Accounts: create, list, disable, enable, quota
+    #[command(subcommand)]
+    Accounts(accounts::AccountAction),
+    /// Access keys: create, import, list, update, disable, delete
+    #[command(subcommand)]
+    Keys(access_keys::KeyAction),
+    /// The catalog (zones, flavors, images, volume types) as TOML
+    #[command(subcommand)]
+    Catalog(catalog::CatalogAction),
+    /// SSH keys of an account
+    #[command(subcommand)]
+    SshKeys(SshKeyAction<AccountScope>),
+    /// User scripts of an account
+    #[command(subcommand)]
+    Scripts(ScriptAction<AccountScope>),
+    /// Regular bills: mark paid
+    #[command(subcommand)]
+    Bills(bills::BillAction),
+    /// The server clock (settable with the simulated driver)
+    #[command(subcommand)]
+    Clock(clock::ClockAction),
+    /// Fault rules of the simulated driver: add, list, clear
+    #[command(subcommand)]
+    Faults(faults::FaultAction),
+    /// Step operations of the simulated driver by hand
+    #[command(subcommand)]
+    Sim(sim::SimAction),
+}
+
+pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
+    let admin = out.admin_client(AdminClient::from_env()?);
+    match command {
+        AdminCommand::Accounts(action) => accounts::run(&admin, action, out).await,
+        AdminCommand::Keys(action) => access_keys::run(&admin, action, out).await,
+        AdminCommand::Catalog(action) => catalog::run(&admin, action, out).await,
+        AdminCommand::SshKeys(action) => {
+            let owner = Owner::Account(&admin, &action.scope().account);
+            keys::ssh_keys(owner, &action, out).await
+        }
+        AdminCommand::Scripts(action) => {
+            let owner = Owner::Account(&admin, &action.scope().account);
+            keys::scripts(owner, &action, out).await
+        }
+        AdminCommand::Bills(action) => bills::run(&admin, action, out).await,
+        AdminCommand::Clock(action) => clock::run(&admin, action, out).await,
+        AdminCommand::Faults(action) => faults::run(&admin, action, out).await,
+        AdminCommand::Sim(action) => sim::run(&admin, action, out).await,
+    }
+}

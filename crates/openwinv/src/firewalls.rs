@@ -1,0 +1,397 @@
+//! `firewalls`: list, show, create, edit and delete firewalls (the `/v1/security-groups`
+//! family), their rules, and attaching them to instances. Attach and detach print their receipt
+//! and operation, or with `--wait` follow the operation and print the firewall as it left it.
+
+use anyhow::bail;
+use clap::{Args, Subcommand, ValueEnum};
+use openwinv_sdk::wire::firewalls::{
+    AttachmentReceipt, Firewall, FirewallChanges, FirewallRule, FirewallRuleChanges, NewFirewallRule,
+};
+use openwinv_sdk::{Accepted, Client};
+use serde::Serialize;
+
+use crate::instances::{fail_if_any_failed, follow_note, replay_note};
+use crate::operations::{self, WaitArgs};
+use crate::output::{Column, Output, Tabular, emit, joined, number, or_dash, text};
+use crate::paging::Paging;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FirewallsArgs {
+    #[command(subcommand)]
+    action: Option<FirewallAction>,
+    #[command(flatten)]
+    list: Paging,
+}
+
+#[derive(Debug, Subcommand)]
+enum FirewallAction {
+    /// List firewalls (the default)
+    List(Paging),
+    /// Show one firewall with its rules and instances
+    Show { id: String },
+    /// Create a firewall without rules
+    Create {
+        /// 4-32 characters
+        #[arg(long)]
+        title: String,
+        /// 1-50 characters
+        #[arg(long)]
+        content: String,
+        /// Whether ICMP reaches the instances [default: Y]
+        #[arg(long, value_enum, ignore_case = true)]
+        icmp: Option<YesNo>,
+    },
+    /// Change a firewall's title, content or ICMP setting
+    Edit {
+        id: String,
+        #[command(flatten)]
+        changes: EditArgs,
+    },
+    /// Delete a firewall that is attached nowhere
+    Delete { id: String },
+    /// Attach a firewall to an instance
+    Attach {
+        id: String,
+        instance_id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Detach a firewall from an instance
+    Detach {
+        id: String,
+        instance_id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List the instances a firewall is attached to
+    Instances { id: String },
+    /// A firewall's rules: list, add, edit, delete
+    #[command(subcommand)]
+    Rules(RuleAction),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+struct EditArgs {
+    /// The new title, 4-32 characters
+    #[arg(long)]
+    title: Option<String>,
+    /// The new content, 1-50 characters
+    #[arg(long)]
+    content: Option<String>,
+    /// Whether ICMP reaches the instances
+    #[arg(long, value_enum, ignore_case = true)]
+    icmp: Option<YesNo>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum YesNo {
+    #[value(name = "Y")]
+    Y,
+    #[value(name = "N")]
+    N,
+}
+
+impl YesNo {
+    fn wire(self) -> String {
+        match self {
+            YesNo::Y => "Y",
+            YesNo::N => "N",
+        }
+        .into()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum RuleAction {
+    /// List a firewall's rules
+    List { firewall_id: String },
+    /// Add a rule to a firewall
+    Add {
+        firewall_id: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Change a rule; options left out keep their values
+    Edit {
+        firewall_id: String,
+        rule_id: String,
+        #[command(flatten)]
+        changes: RuleChangeArgs,
+    },
+    /// Delete a rule
+    Delete { firewall_id: String, rule_id: String },
+}
+
+#[derive(Debug, Args)]
+struct RuleArgs {
+    /// IN or OUT
+    #[arg(long, value_name = "IN|OUT")]
+    bound: String,
+    /// TCP or UDP
+    #[arg(long, value_name = "TCP|UDP")]
+    protocol: String,
+    /// A port, or a range A-B (1-65535)
+    #[arg(long, value_name = "N|A-B")]
+    port: String,
+    /// IPv4 CIDR: the source of an IN rule, the destination of an OUT rule
+    #[arg(long, value_name = "CIDR")]
+    ip: String,
+    /// 1-25 characters
+    #[arg(long)]
+    title: String,
+    /// At most 25 characters
+    #[arg(long)]
+    content: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+struct RuleChangeArgs {
+    /// IN or OUT
+    #[arg(long, value_name = "IN|OUT")]
+    bound: Option<String>,
+    /// TCP or UDP
+    #[arg(long, value_name = "TCP|UDP")]
+    protocol: Option<String>,
+    /// A port, or a range A-B (1-65535)
+    #[arg(long, value_name = "N|A-B")]
+    port: Option<String>,
+    /// IPv4 CIDR
+    #[arg(long, value_name = "CIDR")]
+    ip: Option<String>,
+    /// 1-25 characters
+    #[arg(long)]
+    title: Option<String>,
+    /// At most 25 characters ("" clears it)
+    #[arg(long)]
+    content: Option<String>,
+}
+
+pub async fn run(client: &Client, args: FirewallsArgs, out: Output) -> anyhow::Result<()> {
+    match args.action.unwrap_or(FirewallAction::List(args.list)) {
+        FirewallAction::List(paging) => {
+            if paging.all {
+                let size = paging.page_size.unwrap_or(openwinv_sdk::MAX_PAGE_SIZE);
+                let rows = openwinv_sdk::collect_pages(|no| client.firewalls(openwinv_sdk::PageRequest::new(no, size)))
+                    .await?;
+                out.list(&rows)
+            } else {
+                out.page(&client.firewalls(paging.request()).await?)
+            }
+        }
+        FirewallAction::Show { id } => out.record(&existing(client, &id).await?),
+        FirewallAction::Create { title, content, icmp } => {
+            let icmp = icmp.map(YesNo::wire);
+            out.record(&client.create_firewall(&title, &content, icmp.as_deref()).await?)
+        }
+        FirewallAction::Edit { id, changes } => {
+            let changes = FirewallChanges {
+                title: changes.title,
+                content: changes.content,
+                icmp: changes.icmp.map(YesNo::wire),
+                rules: None,
+            };
+            out.record(&client.edit_firewall(&id, &changes).await?)
+        }
+        FirewallAction::Delete { id } => done(client.delete_firewall(&id).await?, &format!("{id} deleted"), out),
+        FirewallAction::Attach { id, instance_id, wait } => {
+            attached(client, client.attach_firewall(&id, &instance_id).await?, &wait, out).await
+        }
+        FirewallAction::Detach { id, instance_id, wait } => {
+            attached(client, client.detach_firewall(&id, &instance_id).await?, &wait, out).await
+        }
+        FirewallAction::Instances { id } => {
+            let ids: Vec<InstanceId> = client.firewall_instances(&id).await?.into_iter().map(InstanceId).collect();
+            out.list(&ids)
+        }
+        FirewallAction::Rules(action) => rules(client, action, out).await,
+    }
+}
+
+async fn rules(client: &Client, action: RuleAction, out: Output) -> anyhow::Result<()> {
+    match action {
+        RuleAction::List { firewall_id } => out.list(&client.firewall_rules(&firewall_id).await?),
+        RuleAction::Add { firewall_id, rule } => {
+            let rule = NewFirewallRule {
+                bound: rule.bound,
+                protocol: rule.protocol,
+                port: rule.port,
+                ip: rule.ip,
+                title: rule.title,
+                content: rule.content,
+            };
+            out.record(&client.add_firewall_rule(&firewall_id, &rule).await?)
+        }
+        RuleAction::Edit { firewall_id, rule_id, changes } => {
+            let changes = FirewallRuleChanges {
+                bound: changes.bound,
+                protocol: changes.protocol,
+                port: changes.port,
+                ip: changes.ip,
+                title: changes.title,
+                content: changes.content,
+            };
+            out.record(&client.edit_firewall_rule(&firewall_id, &rule_id, &changes).await?)
+        }
+        RuleAction::Delete { firewall_id, rule_id } => {
+            let result = client.delete_firewall_rule(&firewall_id, &rule_id).await?;
+            done(result, &format!("rule {rule_id} of {firewall_id} deleted"), out)
+        }
+    }
+}
+
+/// A firewall the server knows; it answers no rows for an unknown id.
+async fn existing(client: &Client, id: &str) -> anyhow::Result<Firewall> {
+    match client.firewall(id).await? {
+        Some(firewall) => Ok(firewall),
+        None => bail!("there is no firewall `{id}`"),
+    }
+}
+
+/// The answer of a delete: the server's result with `--json`, else `message`.
+fn done(result: String, message: &str, out: Output) -> anyhow::Result<()> {
+    if out.json { out.list(&[Message(result)]) } else { emit(&format!("{message}\n")) }
+}
+
+/// After an attach or a detach: the receipt and its operation, or with `--wait` the firewall as
+/// the operation left it.
+async fn attached(
+    client: &Client,
+    accepted: Accepted<AttachmentReceipt>,
+    wait: &WaitArgs,
+    out: Output,
+) -> anyhow::Result<()> {
+    if !wait.wait {
+        let started =
+            Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
+        out.record(&started)?;
+        if !out.json {
+            replay_note(&accepted);
+        }
+        return follow_note(&accepted, out);
+    }
+    let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
+    out.forget_answers();
+    out.record(&existing(client, &accepted.rows.firewall_id).await?)?;
+    fail_if_any_failed(&ended)
+}
+
+/// An attach or detach receipt and its operation.
+#[derive(Debug, Serialize)]
+struct Started {
+    #[serde(flatten)]
+    receipt: AttachmentReceipt,
+    operation_id: Option<String>,
+}
+
+/// An instance id, as `firewalls instances` lists them.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct InstanceId(String);
+
+/// A plain result, such as the `success` of a delete.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct Message(String);
+
+impl Tabular for Started {
+    const COLUMNS: &'static [Column] = &[text("FIREWALL"), text("INSTANCE"), text("STATUS"), text("OPERATION")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.receipt.firewall_id.clone(),
+            self.receipt.instance_id.clone(),
+            self.receipt.status.clone(),
+            or_dash(self.operation_id.as_ref()),
+        ]
+    }
+}
+
+impl Tabular for InstanceId {
+    const COLUMNS: &'static [Column] = &[text("INSTANCE")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![self.0.clone()]
+    }
+}
+
+impl Tabular for Message {
+    const COLUMNS: &'static [Column] = &[text("RESULT")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![self.0.clone()]
+    }
+}
+
+impl Tabular for Firewall {
+    const COLUMNS: &'static [Column] =
+        &[text("ID"), text("TITLE"), text("CONTENT"), text("ICMP"), number("RULES"), text("INSTANCES")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.firewall_id.clone(),
+            self.title.clone(),
+            self.content.clone(),
+            self.icmp.clone(),
+            self.rules.len().to_string(),
+            joined(&self.instances),
+        ]
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let rules: Vec<String> = self.rules.iter().map(rule_line).collect();
+        vec![
+            ("ID", self.firewall_id.clone()),
+            ("TITLE", self.title.clone()),
+            ("CONTENT", self.content.clone()),
+            ("ICMP", self.icmp.clone()),
+            ("RULES", if rules.is_empty() { "-".into() } else { rules.join("\n") }),
+            ("INSTANCES", joined(&self.instances)),
+        ]
+    }
+}
+
+/// A rule on one line: `#1 IN TCP 22 from 0.0.0.0/0 (ssh)`.
+fn rule_line(r: &FirewallRule) -> String {
+    let direction = if r.bound == "OUT" { "to" } else { "from" };
+    format!("#{} {} {} {} {direction} {} ({})", r.rule_id, r.bound, r.protocol, r.port, r.ip, r.title)
+}
+
+impl Tabular for FirewallRule {
+    const COLUMNS: &'static [Column] =
+        &[number("ID"), text("BOUND"), text("PROTOCOL"), text("PORT"), text("IP"), text("TITLE"), text("CONTENT")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.rule_id.to_string(),
+            self.bound.clone(),
+            self.protocol.clone(),
+            self.port.clone(),
+            self.ip.clone(),
+            self.title.clone(),
+            or_dash(self.content.as_ref()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_as_one_line() {
+        let rule = FirewallRule {
+            rule_id: 1,
+            bound: "IN".into(),
+            protocol: "TCP".into(),
+            port: "22".into(),
+            ip: "0.0.0.0/0".into(),
+            title: "ssh".into(),
+            content: None,
+        };
+        assert_eq!(rule_line(&rule), "#1 IN TCP 22 from 0.0.0.0/0 (ssh)");
+        assert_eq!(rule.cells().last().unwrap(), "-");
+    }
+}

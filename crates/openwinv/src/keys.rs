@@ -1,0 +1,309 @@
+//! `ssh-keys` and `scripts`: for the caller's own account through `/v1`, and for a named account
+//! through `/admin/v1`. Both share the arguments, the calls and the rendering; only the scope
+//! (`A`: nothing, or `--account NAME`) differs.
+
+use std::path::PathBuf;
+
+use clap::{Args, FromArgMatches, Subcommand};
+use openwinv_sdk::wire::keys::{SshKey, UserScript};
+use openwinv_sdk::{AdminClient, Client, Page, PageRequest, collect_pages};
+
+use crate::input::read_text;
+use crate::output::{Column, Output, Tabular, number, text};
+use crate::paging::Paging;
+
+/// No scope: the caller's own account.
+#[derive(Debug, Clone, Args)]
+pub struct Own {}
+
+/// The account an operator acts for.
+#[derive(Debug, Clone, Args)]
+pub struct AccountScope {
+    /// The account to act for
+    #[arg(long, value_name = "NAME")]
+    pub account: String,
+}
+
+/// Whose keys and scripts a command touches.
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    Own(&'a Client),
+    Account(&'a AdminClient, &'a str),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SshKeysArgs {
+    #[command(subcommand)]
+    action: Option<SshKeyAction<Own>>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ScriptsArgs {
+    #[command(subcommand)]
+    action: Option<ScriptAction<Own>>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeyAction<A: Args + FromArgMatches> {
+    /// List SSH keys (the default)
+    List {
+        #[command(flatten)]
+        scope: A,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Register an OpenSSH public key (ed25519, ecdsa, or rsa of at least 2048 bits)
+    Create {
+        #[command(flatten)]
+        scope: A,
+        #[command(flatten)]
+        input: SshKeyInput,
+    },
+    /// Delete an SSH key
+    Delete {
+        #[command(flatten)]
+        scope: A,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScriptAction<A: Args + FromArgMatches> {
+    /// List user scripts (the default)
+    List {
+        #[command(flatten)]
+        scope: A,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Store a user script (at most 32 KiB)
+    Create {
+        #[command(flatten)]
+        scope: A,
+        #[command(flatten)]
+        input: ScriptInput,
+    },
+    /// Delete a user script
+    Delete {
+        #[command(flatten)]
+        scope: A,
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Name contains this text
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    paging: Paging,
+}
+
+#[derive(Debug, Args)]
+pub struct SshKeyInput {
+    /// 1-64 characters
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    source: PublicKeySource,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PublicKeySource {
+    /// The public key line, e.g. "ssh-ed25519 AAAA… me@host"
+    #[arg(long, value_name = "TEXT")]
+    public_key: Option<String>,
+    /// A file holding the public key line (`-` for standard input)
+    #[arg(long, value_name = "PATH")]
+    public_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptInput {
+    /// 1-64 characters
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    source: ScriptSource,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ScriptSource {
+    /// The script text
+    #[arg(long, value_name = "TEXT")]
+    content: Option<String>,
+    /// A file holding the script (`-` for standard input)
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
+impl<A: Args + FromArgMatches> SshKeyAction<A> {
+    pub fn scope(&self) -> &A {
+        match self {
+            Self::List { scope, .. } | Self::Create { scope, .. } | Self::Delete { scope, .. } => scope,
+        }
+    }
+}
+
+impl<A: Args + FromArgMatches> ScriptAction<A> {
+    pub fn scope(&self) -> &A {
+        match self {
+            Self::List { scope, .. } | Self::Create { scope, .. } | Self::Delete { scope, .. } => scope,
+        }
+    }
+}
+
+impl SshKeysArgs {
+    /// The action, `list` when none was given.
+    pub fn action(self) -> SshKeyAction<Own> {
+        self.action.unwrap_or(SshKeyAction::List { scope: Own {}, list: self.list })
+    }
+}
+
+impl ScriptsArgs {
+    /// The action, `list` when none was given.
+    pub fn action(self) -> ScriptAction<Own> {
+        self.action.unwrap_or(ScriptAction::List { scope: Own {}, list: self.list })
+    }
+}
+
+pub async fn ssh_keys<A: Args + FromArgMatches>(
+    owner: Owner<'_>,
+    action: &SshKeyAction<A>,
+    out: Output,
+) -> anyhow::Result<()> {
+    match action {
+        SshKeyAction::List { list, .. } => {
+            let name = list.name.as_deref();
+            let fetch = |page| async move {
+                match owner {
+                    Owner::Own(c) => c.ssh_keys(name, page).await,
+                    Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
+                }
+            };
+            show_list(&list.paging, fetch, out).await
+        }
+        SshKeyAction::Create { input, .. } => {
+            let public_key = match (&input.source.public_key, &input.source.public_key_file) {
+                (Some(text), _) => text.clone(),
+                (None, Some(path)) => read_text(path)?,
+                (None, None) => unreachable!("clap requires one of the two"),
+            };
+            let key = match owner {
+                Owner::Own(c) => c.create_ssh_key(&input.name, &public_key).await?,
+                Owner::Account(a, account) => a.create_ssh_key(account, &input.name, &public_key).await?,
+            };
+            out.record(&key)
+        }
+        SshKeyAction::Delete { id, .. } => {
+            let key = match owner {
+                Owner::Own(c) => c.delete_ssh_key(id).await?,
+                Owner::Account(a, account) => a.delete_ssh_key(account, id).await?,
+            };
+            out.record(&key)
+        }
+    }
+}
+
+pub async fn scripts<A: Args + FromArgMatches>(
+    owner: Owner<'_>,
+    action: &ScriptAction<A>,
+    out: Output,
+) -> anyhow::Result<()> {
+    match action {
+        ScriptAction::List { list, .. } => {
+            let name = list.name.as_deref();
+            let fetch = |page| async move {
+                match owner {
+                    Owner::Own(c) => c.scripts(name, page).await,
+                    Owner::Account(a, account) => a.scripts(account, name, page).await,
+                }
+            };
+            show_list(&list.paging, fetch, out).await
+        }
+        ScriptAction::Create { input, .. } => {
+            let content = match (&input.source.content, &input.source.file) {
+                (Some(text), _) => text.clone(),
+                (None, Some(path)) => read_text(path)?,
+                (None, None) => unreachable!("clap requires one of the two"),
+            };
+            let script = match owner {
+                Owner::Own(c) => c.create_script(&input.name, &content).await?,
+                Owner::Account(a, account) => a.create_script(account, &input.name, &content).await?,
+            };
+            out.record(&script)
+        }
+        ScriptAction::Delete { id, .. } => {
+            let script = match owner {
+                Owner::Own(c) => c.delete_script(id).await?,
+                Owner::Account(a, account) => a.delete_script(account, id).await?,
+            };
+            out.record(&script)
+        }
+    }
+}
+
+/// One page as asked, or every page with `--all`.
+async fn show_list<T, F, Fut>(paging: &Paging, fetch: F, out: Output) -> anyhow::Result<()>
+where
+    T: Tabular,
+    F: Fn(PageRequest) -> Fut,
+    Fut: Future<Output = openwinv_sdk::Result<Page<T>>>,
+{
+    if paging.all {
+        let size = paging.page_size.unwrap_or(openwinv_sdk::MAX_PAGE_SIZE);
+        let rows = collect_pages(|no| fetch(PageRequest::new(no, size))).await?;
+        out.list(&rows)
+    } else {
+        out.page(&fetch(paging.request()).await?)
+    }
+}
+
+impl Tabular for SshKey {
+    const COLUMNS: &'static [Column] = &[text("ID"), text("NAME"), text("FINGERPRINT"), text("CREATED")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![self.ssh_key_id.clone(), self.name.clone(), self.fingerprint.clone(), self.start_date.clone()]
+    }
+}
+
+/// How much of a script's first line the table shows.
+const PREVIEW_CHARS: usize = 40;
+
+impl Tabular for UserScript {
+    const COLUMNS: &'static [Column] =
+        &[text("ID"), text("NAME"), number("BYTES"), text("FIRST LINE"), text("CREATED")];
+
+    fn cells(&self) -> Vec<String> {
+        let first = self.content.lines().next().unwrap_or_default();
+        let preview = match first.char_indices().nth(PREVIEW_CHARS) {
+            Some((cut, _)) => format!("{}…", &first[..cut]),
+            None => first.to_owned(),
+        };
+        vec![
+            self.user_script_id.clone(),
+            self.name.clone(),
+            self.content.len().to_string(),
+            preview,
+            self.created_at.clone(),
+        ]
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ID", self.user_script_id.clone()),
+            ("NAME", self.name.clone()),
+            ("CREATED", self.created_at.clone()),
+            ("CONTENT", self.content.trim_end().to_owned()),
+        ]
+    }
+}

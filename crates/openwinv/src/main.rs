@@ -1,0 +1,247 @@
+//! `openwinv`: the server (`serve`), its operator tool (`admin`) and an iwinv API client.
+
+mod admin;
+mod billing;
+mod catalog;
+mod credentials;
+mod failure;
+mod firewalls;
+mod input;
+mod instances;
+mod keys;
+mod operations;
+mod output;
+mod paging;
+mod serve;
+mod volumes;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::failure::Surface;
+use crate::keys::Owner;
+use crate::output::{Output, emit};
+
+#[derive(Debug, Parser)]
+#[command(name = "openwinv", version, about)]
+struct Cli {
+    /// Print the result rows as JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    /// Credentials file, used when IWINV_ACCESS_KEY is unset
+    ///
+    /// TOML with `endpoint`, `access_key` and `secret_key`, as `openwinv serve` writes on first
+    /// start. Default: ~/.config/openwinv/credentials.toml, then ./openwinv-data/credentials.
+    #[arg(long, global = true, env = "IWINV_CONFIG", value_name = "FILE", help_heading = "Client options")]
+    profile: Option<PathBuf>,
+    /// Seconds to add to this machine's clock when signing requests
+    #[arg(
+        long,
+        global = true,
+        env = "IWINV_TIME_OFFSET",
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        help_heading = "Client options"
+    )]
+    time_offset: Option<i64>,
+    /// Send this Idempotency-Key with the command's write, so that running the command again
+    /// with the same key replays the first answer instead of acting twice
+    #[arg(long, global = true, env = "IWINV_IDEMPOTENCY_KEY", value_name = "KEY", help_heading = "Client options")]
+    idempotency_key: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the openwinv server
+    Serve(serve::ServeArgs),
+    /// Print the OpenAPI document of /v1
+    Openapi,
+    /// List zones
+    Zones,
+    /// List flavors (machine sizes) or show one
+    Flavors(catalog::FlavorsArgs),
+    /// List images or show one
+    Images(catalog::ImagesArgs),
+    /// List block-storage (volume) types
+    VolumeTypes(catalog::VolumeTypesArgs),
+    /// List, create or delete SSH keys
+    SshKeys(keys::SshKeysArgs),
+    /// List, create or delete user scripts
+    Scripts(keys::ScriptsArgs),
+    /// List, create, change, power and delete instances
+    Instances(instances::InstancesArgs),
+    /// List, create, attach, detach and delete volumes (block storage)
+    Volumes(volumes::VolumesArgs),
+    /// List, create, change, attach and delete firewalls and their rules
+    Firewalls(firewalls::FirewallsArgs),
+    /// Show the live bill of this month, list regular bills or show one
+    #[command(subcommand)]
+    Bill(billing::BillCommand),
+    /// Show or wait for an operation (what an asynchronous command started)
+    #[command(subcommand)]
+    Operations(operations::OperationsCommand),
+    /// Operate the server: accounts, keys, catalog, bills, clock, faults (needs the operator token)
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+impl Command {
+    fn surface(&self) -> Surface {
+        match self {
+            Command::Serve(_) | Command::Openapi => Surface::Local,
+            Command::Admin(_) => Surface::Admin,
+            _ => Surface::Client,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let surface = cli.command.surface();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => failure::report(&err, surface),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Output { json: cli.json };
+    let client = || -> anyhow::Result<openwinv_sdk::Client> {
+        let client = credentials::client(cli.profile.as_deref(), cli.time_offset)?;
+        let client = match &cli.idempotency_key {
+            Some(key) => client.with_idempotency_key(key),
+            None => client,
+        };
+        Ok(out.client(client))
+    };
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Openapi => emit(&openwinv_server::openapi::document_json()),
+        Command::Zones => catalog::zones(&client()?, out).await,
+        Command::Flavors(args) => catalog::flavors(&client()?, args, out).await,
+        Command::Images(args) => catalog::images(&client()?, args, out).await,
+        Command::VolumeTypes(args) => catalog::volume_types(&client()?, args, out).await,
+        Command::SshKeys(args) => {
+            let client = client()?;
+            keys::ssh_keys(Owner::Own(&client), &args.action(), out).await
+        }
+        Command::Scripts(args) => {
+            let client = client()?;
+            keys::scripts(Owner::Own(&client), &args.action(), out).await
+        }
+        Command::Instances(args) => instances::run(&client()?, args, out).await,
+        Command::Volumes(args) => volumes::run(&client()?, args, out).await,
+        Command::Firewalls(args) => firewalls::run(&client()?, args, out).await,
+        Command::Bill(command) => billing::run(&client()?, command, out).await,
+        Command::Operations(command) => operations::run(&client()?, command, out).await,
+        Command::Admin(command) => admin::run(command, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn list_is_the_default_and_show_takes_an_id() {
+        let cli = Cli::try_parse_from(["openwinv", "flavors", "--zone", "KR1-Z01", "--json"]);
+        assert!(cli.is_ok());
+        assert!(Cli::try_parse_from(["openwinv", "flavors", "show", "ss1.c1m1"]).is_ok());
+        assert!(Cli::try_parse_from(["openwinv", "flavors", "show", "x", "--zone", "z"]).is_err());
+        assert!(Cli::try_parse_from(["openwinv", "ssh-keys", "--name", "a"]).is_ok());
+    }
+
+    #[test]
+    fn create_needs_exactly_one_source() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv"], args].concat());
+        assert!(parse(&["ssh-keys", "create", "--name", "k"]).is_err());
+        assert!(parse(&["ssh-keys", "create", "--name", "k", "--public-key", "x"]).is_ok());
+        assert!(parse(&["scripts", "create", "--name", "s", "--content", "a", "--file", "f"]).is_err());
+    }
+
+    #[test]
+    fn admin_key_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv", "admin"], args].concat());
+        assert!(parse(&["ssh-keys", "list", "--account", "dev"]).is_ok());
+        assert!(parse(&["ssh-keys", "list"]).is_err());
+        assert!(parse(&["keys", "create", "--account", "dev", "--allow", "10.0.0.0/8"]).is_ok());
+        assert!(parse(&["keys", "update", "K", "--allow", "1.2.3.4", "--clear-allow"]).is_err());
+        assert!(parse(&["clock", "advance", "1h"]).is_ok());
+        assert!(parse(&["faults", "add", "--kind", "*", "--step", "*", "--sticky"]).is_ok());
+        assert!(parse(&["faults", "clear"]).is_ok());
+        assert!(parse(&["faults", "clear", "FAULT-1"]).is_ok());
+        assert!(parse(&["sim", "step", "OP-1"]).is_ok());
+        assert!(parse(&["bills", "pay", "BILL-1"]).is_ok());
+    }
+
+    #[test]
+    fn instance_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv", "instances"], args].concat());
+        assert!(parse(&[]).is_ok(), "list is the default");
+        assert!(parse(&["--status", "active,off", "--ip", "10.16.0.0/16", "--all"]).is_ok());
+        assert!(parse(&["show", "I", "--fields", "3"]).is_ok());
+        let create = ["create", "--zone", "Z", "--image", "IMG", "--flavor", "F"];
+        assert!(parse(&create).is_ok());
+        assert!(parse(&create[..5]).is_err(), "--flavor is required");
+        let full = [
+            &create[..],
+            &["--ssh-key", "A", "--ssh-key", "B,C", "--count", "2", "--no-public-ip"],
+            &["--wait", "--timeout", "30"],
+        ]
+        .concat();
+        assert!(parse(&full).is_ok());
+        assert!(parse(&["start", "I", "--timeout", "30"]).is_err(), "--timeout needs --wait");
+        assert!(parse(&["reboot", "I", "--hard", "--wait"]).is_ok());
+        assert!(parse(&["rebuild", "I"]).is_ok());
+        assert!(parse(&["resize", "I"]).is_err(), "--flavor is required");
+        assert!(parse(&["edit", "I"]).is_err(), "something to change is required");
+        assert!(parse(&["edit", "I", "--description", ""]).is_ok());
+        assert!(parse(&["console", "I"]).is_ok());
+        let global = ["openwinv", "--idempotency-key", "k1", "instances", "delete", "I"];
+        assert!(Cli::try_parse_from(global).is_ok());
+        assert!(Cli::try_parse_from(["openwinv", "operations", "wait", "OP-1"]).is_ok());
+    }
+
+    #[test]
+    fn volume_and_firewall_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv"], args].concat());
+        assert!(parse(&["volumes"]).is_ok(), "list is the default");
+        assert!(parse(&["volumes", "--type", "ssd", "--instance", "I"]).is_ok());
+        assert!(parse(&["volumes", "create", "--instance", "I", "--type", "ssd", "--size", "20", "--wait"]).is_ok());
+        assert!(parse(&["volumes", "create", "--instance", "I", "--type", "ssd"]).is_err(), "--size is required");
+        assert!(parse(&["volumes", "attach", "V", "I", "--wait"]).is_ok());
+        assert!(parse(&["volumes", "detach", "V"]).is_ok());
+        assert!(parse(&["firewalls"]).is_ok(), "list is the default");
+        assert!(parse(&["firewalls", "create", "--title", "webs", "--content", "c", "--icmp", "N"]).is_ok());
+        assert!(parse(&["firewalls", "edit", "F"]).is_err(), "something to change is required");
+        assert!(parse(&["firewalls", "attach", "F", "I", "--wait"]).is_ok());
+        let add = ["firewalls", "rules", "add", "F", "--bound", "IN", "--protocol", "TCP", "--port", "22"];
+        assert!(parse(&[&add[..], &["--ip", "0.0.0.0/0", "--title", "ssh"]].concat()).is_ok());
+        assert!(parse(&add).is_err(), "--ip and --title are required");
+        assert!(parse(&["firewalls", "rules", "edit", "F", "1", "--port", "80-90"]).is_ok());
+        assert!(parse(&["firewalls", "rules", "delete", "F", "1"]).is_ok());
+        assert!(parse(&["admin", "accounts", "quota", "dev", "--vcpu", "8"]).is_ok());
+    }
+
+    #[test]
+    fn bill_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv", "bill"], args].concat());
+        assert!(parse(&["live", "--explain", "--json"]).is_ok());
+        let list = ["list", "--from", "2026-01-01", "--to", "2026-12-31", "--min-price", "0", "--max-price", "9"];
+        assert!(parse(&[&list[..], &["--page", "2", "--page-size", "5"]].concat()).is_ok());
+        assert!(parse(&["list", "--min-price", "-1"]).is_err());
+        assert!(parse(&["show", "BILL-1"]).is_ok());
+        assert!(parse(&["show"]).is_err(), "the id is required");
+    }
+}

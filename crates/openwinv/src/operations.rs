@@ -1,0 +1,206 @@
+//! `operations`, and `--wait` for the commands that start one: following operations to their
+//! end with a spinner on stderr (a final line only when stderr is not a terminal).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use openwinv_sdk::wire::operations::Operation;
+use openwinv_sdk::{Client, operation_status};
+
+use crate::output::{Column, Output, Tabular, or_dash, text};
+
+/// How often a waiting command asks about the operation.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long `--wait` waits unless `--timeout` says otherwise.
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+
+#[derive(Debug, Subcommand)]
+pub enum OperationsCommand {
+    /// Show an operation (the id an asynchronous command printed)
+    Show { id: String },
+    /// Wait for an operation to end, then show it (exit status 1 when it failed)
+    Wait {
+        id: String,
+        /// Give up after this many seconds (the operation goes on) [default: 600]
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+}
+
+/// `--wait` and `--timeout`, for every command that starts an operation.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// Wait for the operation to end, showing its progress, then print the result
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (the operation goes on) [default: 600]
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub timeout: Option<u64>,
+}
+
+impl WaitArgs {
+    pub fn timeout(&self) -> Duration {
+        timeout(self.timeout)
+    }
+}
+
+fn timeout(secs: Option<u64>) -> Duration {
+    Duration::from_secs(secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+}
+
+/// An operation that ended `failed`: the command fails with its reason.
+#[derive(Debug)]
+pub struct OperationFailed(pub Operation);
+
+impl std::fmt::Display for OperationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = &self.0;
+        write!(
+            f,
+            "{} of {} failed ({}): {}",
+            op.kind,
+            op.resource_id,
+            op.operation_id,
+            op.error.as_deref().unwrap_or("no reason given")
+        )
+    }
+}
+
+impl std::error::Error for OperationFailed {}
+
+impl OperationFailed {
+    /// The first failed operation of those that ended, if any.
+    pub fn first(ended: &[Operation]) -> Option<OperationFailed> {
+        ended.iter().find(|op| op.status == operation_status::FAILED).map(|op| OperationFailed(op.clone()))
+    }
+}
+
+pub async fn run(client: &Client, command: OperationsCommand, out: Output) -> anyhow::Result<()> {
+    match command {
+        OperationsCommand::Show { id } => out.record(&client.operation(&id).await?),
+        OperationsCommand::Wait { id, timeout: secs } => {
+            let ended = wait(client, std::slice::from_ref(&id), timeout(secs)).await?;
+            out.forget_answers();
+            out.record(&client.operation(&id).await?)?;
+            match OperationFailed::first(&ended) {
+                Some(failed) => Err(failed.into()),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Polls the operations until every one has ended, with a spinner on a terminal, and prints one
+/// line per operation on stderr. A failed operation is returned like the others; giving up after
+/// `timeout` is an error.
+pub async fn wait(client: &Client, ids: &[String], timeout: Duration) -> anyhow::Result<Vec<Operation>> {
+    if ids.is_empty() {
+        bail!("the server named no operation to wait for (no X-Operation-Id header)");
+    }
+    let started = Instant::now();
+    let bar = spinner();
+    bar.set_message(format!("waiting for {}", ids.join(", ")));
+    // When each operation was seen ended.
+    let mut ended = HashMap::new();
+    let watched = client
+        .watch_operations(ids, POLL_INTERVAL, timeout, |op| {
+            if op.status != operation_status::RUNNING {
+                ended.entry(op.operation_id.clone()).or_insert_with(|| started.elapsed());
+            }
+            bar.set_message(progress(op, ended.len(), ids.len()));
+        })
+        .await;
+    bar.finish_and_clear();
+    let ops = watched?;
+    for op in &ops {
+        let after = ended.get(&op.operation_id).copied();
+        let secs = after.unwrap_or_else(|| started.elapsed()).as_secs_f64();
+        eprintln!("{}", ended_line(op, secs));
+    }
+    Ok(ops)
+}
+
+/// A spinner on stderr showing the elapsed time, or nothing when stderr is not a terminal.
+fn spinner() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    let style = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("a valid template");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// The spinner's message after an answer about `op`.
+fn progress(op: &Operation, ended: usize, total: usize) -> String {
+    let this = format!("{} {}: {}", op.kind, op.resource_id, op.status);
+    if total == 1 { this } else { format!("{ended} of {total} ended; {this}") }
+}
+
+/// The line printed when an operation has ended.
+fn ended_line(op: &Operation, secs: f64) -> String {
+    let mut line = format!("{} {} {} after {secs:.1} s", op.kind, op.resource_id, op.status);
+    if let Some(error) = &op.error {
+        line.push_str(": ");
+        line.push_str(error);
+    }
+    line
+}
+
+impl Tabular for Operation {
+    const COLUMNS: &'static [Column] =
+        &[text("ID"), text("KIND"), text("RESOURCE"), text("STATUS"), text("ERROR"), text("CREATED"), text("FINISHED")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.operation_id.clone(),
+            self.kind.clone(),
+            self.resource_id.clone(),
+            self.status.clone(),
+            or_dash(self.error.as_ref()),
+            self.created_at.clone(),
+            or_dash(self.finished_at.as_ref()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(status: &str, error: Option<&str>) -> Operation {
+        Operation {
+            operation_id: "OP-1".into(),
+            kind: "instance.start".into(),
+            resource_id: "INSTANCE-1".into(),
+            status: status.into(),
+            error: error.map(String::from),
+            created_at: "2026-01-01 00:00:00".into(),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn progress_and_final_lines_name_the_operation() {
+        assert_eq!(progress(&op("running", None), 0, 1), "instance.start INSTANCE-1: running");
+        assert_eq!(progress(&op("running", None), 1, 3), "1 of 3 ended; instance.start INSTANCE-1: running");
+        assert_eq!(ended_line(&op("succeeded", None), 1.25), "instance.start INSTANCE-1 succeeded after 1.2 s");
+        assert_eq!(
+            ended_line(&op("failed", Some("step `power_on` failed: boom")), 0.0),
+            "instance.start INSTANCE-1 failed after 0.0 s: step `power_on` failed: boom"
+        );
+    }
+
+    #[test]
+    fn the_first_failure_is_the_error() {
+        let ended = [op("succeeded", None), op("failed", Some("boom"))];
+        let failed = OperationFailed::first(&ended).unwrap();
+        assert_eq!(failed.to_string(), "instance.start of INSTANCE-1 failed (OP-1): boom");
+        assert!(OperationFailed::first(&ended[..1]).is_none());
+    }
+}

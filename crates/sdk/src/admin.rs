@@ -1,0 +1,296 @@
+//! The operator client of `/admin/v1` [ext]: bearer-token auth, the same envelope as `/v1`.
+
+use std::path::PathBuf;
+
+use openwinv_wire::Envelope;
+use openwinv_wire::admin::{
+    AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, IssuedKey, KeyUpdate, NewAccount, NewKey,
+    QuotaUpdate, SetClock,
+};
+use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
+use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::{DEFAULT_ENDPOINT, env};
+use crate::error::{Error, Result};
+use crate::pages::{Page, PageRequest};
+use crate::query::NameQuery;
+use crate::raw::RawLog;
+use crate::response::first_row;
+use crate::transport::Transport;
+
+/// The data directory `openwinv serve` uses by default, which holds the `admin-token` file.
+const DEFAULT_DATA_DIR: &str = "./openwinv-data";
+
+/// A client of the openwinv operator API.
+#[derive(Clone)]
+pub struct AdminClient {
+    transport: Transport,
+    token: String,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient").field("endpoint", &self.endpoint()).finish_non_exhaustive()
+    }
+}
+
+impl AdminClient {
+    pub fn new(endpoint: &str, token: impl Into<String>) -> Result<AdminClient> {
+        let token = token.into().trim().to_owned();
+        if token.is_empty() {
+            return Err(Error::Config("the operator token must not be empty".into()));
+        }
+        Ok(AdminClient { transport: Transport::new(endpoint)?, token })
+    }
+
+    /// A client from `OPENWINV_ADMIN_ENDPOINT` (default `http://127.0.0.1:8080`) and
+    /// `OPENWINV_ADMIN_TOKEN`, else the `admin-token` file of the data directory
+    /// (`OPENWINV_DATA_DIR`, default `./openwinv-data`), as a local `openwinv serve` writes it.
+    pub fn from_env() -> Result<AdminClient> {
+        let endpoint = env("OPENWINV_ADMIN_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
+        let token = match env("OPENWINV_ADMIN_TOKEN") {
+            Some(t) => t,
+            None => {
+                let dir = env("OPENWINV_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+                let path = PathBuf::from(dir).join("admin-token");
+                std::fs::read_to_string(&path).map_err(|e| {
+                    Error::Config(format!(
+                        "OPENWINV_ADMIN_TOKEN is not set and {} cannot be read ({e})",
+                        path.display()
+                    ))
+                })?
+            }
+        };
+        AdminClient::new(&endpoint, token)
+    }
+
+    /// A client that keeps the `result` of every successful answer in `log`, as sent.
+    pub fn with_raw_log(mut self, log: RawLog) -> AdminClient {
+        self.transport = self.transport.with_raw_log(log);
+        self
+    }
+
+    /// The endpoint as `scheme://host[:port]`.
+    pub fn endpoint(&self) -> &str {
+        self.transport.endpoint()
+    }
+
+    // Accounts.
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        self.rows(self.request(Method::GET, &["accounts"])).await
+    }
+
+    pub async fn create_account(&self, name: &str) -> Result<Account> {
+        let body = NewAccount { name: name.into() };
+        self.row(self.request(Method::POST, &["accounts"]).json(&body)).await
+    }
+
+    /// Disables an account; its keys stop working until it is enabled again.
+    pub async fn disable_account(&self, name: &str) -> Result<Account> {
+        self.row(self.request(Method::POST, &["accounts", name, "disable"])).await
+    }
+
+    pub async fn enable_account(&self, name: &str) -> Result<Account> {
+        self.row(self.request(Method::POST, &["accounts", name, "enable"])).await
+    }
+
+    /// Sets an account's quotas; each `None` goes back to the server default.
+    pub async fn set_quota(&self, name: &str, quota: &QuotaUpdate) -> Result<Account> {
+        self.row(self.request(Method::PUT, &["accounts", name, "quota"]).json(quota)).await
+    }
+
+    // Access keys.
+
+    /// Issues a key for `account`. With `key.access_key` and `key.secret_key` both set, imports
+    /// that pair instead; unset `rate_limit` and `allow` take the server defaults.
+    pub async fn create_key(&self, account: &str, key: &NewKey) -> Result<IssuedKey> {
+        self.row(self.request(Method::POST, &["accounts", account, "keys"]).json(key)).await
+    }
+
+    /// Imports an existing key pair for `account` (e.g. one issued by the real iwinv).
+    pub async fn import_key(
+        &self,
+        account: &str,
+        access_key: &str,
+        secret_key: &str,
+        rate_limit: Option<u32>,
+        allow: Option<Vec<String>>,
+    ) -> Result<IssuedKey> {
+        let key =
+            NewKey { access_key: Some(access_key.into()), secret_key: Some(secret_key.into()), rate_limit, allow };
+        self.create_key(account, &key).await
+    }
+
+    /// Every key, or those of one account.
+    pub async fn keys(&self, account: Option<&str>) -> Result<Vec<AccessKey>> {
+        self.rows(self.request(Method::GET, &["keys"]).query(&[("account", account)])).await
+    }
+
+    /// Replaces each field set in `update`.
+    pub async fn update_key(&self, access_key: &str, update: &KeyUpdate) -> Result<AccessKey> {
+        self.row(self.request(Method::PUT, &["keys", access_key]).json(update)).await
+    }
+
+    pub async fn disable_key(&self, access_key: &str) -> Result<AccessKey> {
+        self.row(self.request(Method::POST, &["keys", access_key, "disable"])).await
+    }
+
+    /// Deletes a key and returns it as it was.
+    pub async fn delete_key(&self, access_key: &str) -> Result<AccessKey> {
+        self.row(self.request(Method::DELETE, &["keys", access_key])).await
+    }
+
+    // Catalog.
+
+    /// The whole catalog as TOML.
+    pub async fn export_catalog(&self) -> Result<String> {
+        self.transport.execute_text(self.request(Method::GET, &["catalog"])).await
+    }
+
+    /// Replaces the whole catalog with a TOML document.
+    pub async fn import_catalog(&self, toml: &str) -> Result<CatalogImportSummary> {
+        let request = self
+            .request(Method::PUT, &["catalog"])
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(toml.to_owned());
+        self.row(request).await
+    }
+
+    // SSH keys and user scripts on behalf of an account.
+
+    pub async fn ssh_keys(&self, account: &str, name: Option<&str>, page: PageRequest) -> Result<Page<SshKey>> {
+        self.named_list(&["accounts", account, "ssh-keys"], name, page).await
+    }
+
+    pub async fn create_ssh_key(&self, account: &str, name: &str, public_key: &str) -> Result<SshKey> {
+        let body = NewSshKey { name: name.into(), public_key: public_key.into() };
+        self.row(self.request(Method::POST, &["accounts", account, "ssh-keys"]).json(&body)).await
+    }
+
+    pub async fn delete_ssh_key(&self, account: &str, ssh_key_id: &str) -> Result<SshKey> {
+        let path = ["accounts", account, "ssh-keys", ssh_key_id];
+        self.row(self.request(Method::DELETE, &path)).await
+    }
+
+    pub async fn scripts(&self, account: &str, name: Option<&str>, page: PageRequest) -> Result<Page<UserScript>> {
+        self.named_list(&["accounts", account, "scripts"], name, page).await
+    }
+
+    pub async fn create_script(&self, account: &str, name: &str, content: &str) -> Result<UserScript> {
+        let body = NewUserScript { name: name.into(), content: content.into() };
+        self.row(self.request(Method::POST, &["accounts", account, "scripts"]).json(&body)).await
+    }
+
+    pub async fn delete_script(&self, account: &str, user_script_id: &str) -> Result<UserScript> {
+        let path = ["accounts", account, "scripts", user_script_id];
+        self.row(self.request(Method::DELETE, &path)).await
+    }
+
+    // Clock (settable with the simulated driver only).
+
+    pub async fn clock(&self) -> Result<ClockState> {
+        self.row(self.request(Method::GET, &["clock"])).await
+    }
+
+    /// Sets the clock to an RFC 3339 instant such as `2026-12-01T00:00:00+09:00`.
+    pub async fn set_clock(&self, now: &str) -> Result<ClockState> {
+        let body = SetClock { now: now.into() };
+        self.row(self.request(Method::PUT, &["clock"]).json(&body)).await
+    }
+
+    /// Moves the clock forward by a duration such as `90s`, `1h30m` or `PT2H`.
+    pub async fn advance_clock(&self, duration: &str) -> Result<ClockState> {
+        let body = AdvanceClock { duration: duration.into() };
+        self.row(self.request(Method::POST, &["clock", "advance"]).json(&body)).await
+    }
+
+    // Fault injection and stepping (simulated driver only; other drivers answer 409).
+
+    /// Adds a fault rule: matching steps of matching operations fail once, `count` times,
+    /// every time (`sticky`) or at random, and unwind (`permanent`) or retry (`transient`).
+    pub async fn add_fault(&self, fault: &NewFault) -> Result<Fault> {
+        self.row(self.request(Method::POST, &["faults"]).json(fault)).await
+    }
+
+    /// The fault rules, oldest first.
+    pub async fn faults(&self) -> Result<Vec<Fault>> {
+        self.rows(self.request(Method::GET, &["faults"])).await
+    }
+
+    /// Removes one fault rule; an unknown id is `NOT_FOUND`.
+    pub async fn clear_fault(&self, fault_id: &str) -> Result<Cleared> {
+        self.row(self.request(Method::DELETE, &["faults", fault_id])).await
+    }
+
+    /// Removes every fault rule.
+    pub async fn clear_faults(&self) -> Result<Cleared> {
+        self.row(self.request(Method::DELETE, &["faults"])).await
+    }
+
+    /// Lets a running operation take one more step of simulated hypervisor work (what explicit
+    /// mode waits for); an operation that is not running is `NOT_FOUND`.
+    pub async fn sim_step(&self, operation_id: &str) -> Result<SimStep> {
+        self.row(self.request(Method::POST, &["sim", "step", operation_id])).await
+    }
+
+    // Plumbing.
+
+    /// An authenticated request for `/admin/v1/<segments…>`, segments unencoded.
+    pub fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        let mut path = vec!["admin", "v1"];
+        path.extend_from_slice(segments);
+        self.transport.request(method, self.transport.url_of(&path)).bearer_auth(&self.token)
+    }
+
+    /// Sends a request made by [`AdminClient::request`] and decodes the envelope.
+    pub async fn execute<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<Envelope<T>> {
+        self.transport.execute(request).await
+    }
+
+    /// Sends a request made by [`AdminClient::request`] and returns the success envelope as
+    /// sent, fields the wire types do not model included. Failures are still typed errors.
+    pub async fn execute_raw(&self, request: RequestBuilder) -> Result<Value> {
+        Ok(self.transport.answer(request).await?.envelope)
+    }
+
+    async fn rows<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<Vec<T>> {
+        Ok(self.execute(request).await?.result)
+    }
+
+    async fn row<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        first_row(self.execute(request).await?)
+    }
+
+    async fn named_list<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        name: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<T>> {
+        let query = NameQuery { name, page_no: page.page_no, page_size: page.page_size };
+        let env = self.execute(self.request(Method::GET, segments).query(&query)).await?;
+        Ok(Page::from_envelope(env, page))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_the_bearer_token_and_encoded_names() {
+        let c = AdminClient::new("http://127.0.0.1:9", " tok\n").unwrap();
+        let r = c.request(Method::POST, &["accounts", "a b", "keys"]).build().unwrap();
+        assert_eq!(r.url().path(), "/admin/v1/accounts/a%20b/keys");
+        assert_eq!(r.headers()["authorization"], "Bearer tok");
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        assert!(matches!(AdminClient::new("http://h", "  "), Err(Error::Config(_))));
+    }
+}
