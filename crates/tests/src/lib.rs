@@ -42,7 +42,9 @@ fn store_kind() -> StoreKind {
     match std::env::var("OPENWINV_TEST_STORE").as_deref() {
         Ok("postgres") => match std::env::var("OPENWINV_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => StoreKind::Postgres { base_url: url },
-            _ => panic!("OPENWINV_TEST_STORE=postgres needs OPENWINV_TEST_DATABASE_URL (scripts/test starts a private PostgreSQL)"),
+            _ => panic!(
+                "OPENWINV_TEST_STORE=postgres needs OPENWINV_TEST_DATABASE_URL (scripts/test starts a private PostgreSQL)"
+            ),
         },
         Ok("sqlite") | Err(_) => StoreKind::Sqlite,
         Ok(other) => panic!("OPENWINV_TEST_STORE must be sqlite or postgres, not {other}"),
@@ -198,7 +200,38 @@ impl Server {
         server
     }
 
-    /// A second server process on the same database (PostgreSQL) with its own data directory.
+    /// A second server process on the same database, with its own data directory and the same
+    /// encryption key and operator token.
+    pub async fn start_sharing(first: &Server, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = std::fs::read_to_string(first.data_path("encryption-key")).expect("encryption key");
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend([
+            "--encryption-key".into(),
+            key.trim().to_owned(),
+            "--admin-token".into(),
+            first.admin_token.clone(),
+        ]);
+        let mut server = Server {
+            endpoint: String::new(),
+            data_dir: dir.path().join("data"),
+            database_url: first.database_url.clone(),
+            admin_token: String::new(),
+            stdout: Arc::default(),
+            args: all,
+            envs: first.envs.clone(),
+            child: None,
+            starts: 0,
+            clock_offset: first.clock_offset,
+            http: reqwest::Client::new(),
+            _pg: None,
+            _dir: dir,
+        };
+        server.spawn().await;
+        server.admin_token = first.admin_token.clone();
+        server
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.parent().unwrap().join(format!("server-{}.log", self.starts))
     }
@@ -252,9 +285,9 @@ impl Server {
         };
         self.endpoint = endpoint;
         self.child = Some(child);
-        self.admin_token = std::fs::read_to_string(self.data_dir.join("admin-token"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
+        if let Ok(token) = std::fs::read_to_string(self.data_dir.join("admin-token")) {
+            self.admin_token = token.trim().to_owned();
+        }
     }
 
     /// Stops the server with SIGTERM and waits for it to exit; returns its exit status.
@@ -392,6 +425,54 @@ impl Server {
 
     pub fn data_path(&self, name: &str) -> PathBuf {
         self.data_dir.join(name)
+    }
+
+    /// A direct connection to the server's database, for assertions the API cannot make
+    /// (leaked addresses, which process ran what).
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs a query returning one integer.
+    pub async fn db_count(&self, sql: &str) -> i64 {
+        let pool = self.db().await;
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.expect(sql);
+        pool.close().await;
+        n
+    }
+
+    /// Polls an operation until it is no longer running; returns its row.
+    pub async fn wait_operation(&self, operation_id: &str) -> Value {
+        for _ in 0..600 {
+            let r = self.get(&format!("/v1/operations/{operation_id}")).await;
+            let row = r.ok_rows()[0].clone();
+            if row["status"] != "running" {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("operation {operation_id} still running after 30 s");
+    }
+
+    /// Polls an instance until its status is `status`; returns the row.
+    pub async fn wait_status(&self, instance_id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            let r = self.get(&format!("/v1/instances/{instance_id}")).await;
+            if r.status == 200 {
+                last = r.ok_rows()[0].clone();
+                if last["status"] == status {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {instance_id} did not become {status}; last: {last}");
     }
 }
 

@@ -28,7 +28,10 @@ async fn flavor_rows_have_the_iwinv_shape_and_prices() {
     assert_eq!(r.json["count"], 1);
     assert_eq!(f["flavor_id"], "ss1.c1m1");
     assert_eq!(f["provide"], "Y");
-    assert_eq!(f["spec"], serde_json::json!({"type":"standard","vcpu":1,"memory":1,"disk":25,"network":100,"gpu":null}));
+    assert_eq!(
+        f["spec"],
+        serde_json::json!({"type":"standard","vcpu":1,"memory":1,"disk":25,"network":100,"gpu":null})
+    );
     assert_eq!(f["price"]["full"], serde_json::json!({"type":"month","KRW":{"price":9900,"vat":990,"total":10890}}));
     assert_eq!(f["price"]["partial"]["type"], "hour");
     let hour = &f["price"]["partial"]["KRW"];
@@ -142,8 +145,21 @@ async fn images_and_their_filters() {
     assert!(rows.len() >= 10);
     let i = &rows[0];
     for key in [
-        "image_id", "name", "visibility", "os", "image_type", "zone", "tags", "status", "protected", "description",
-        "min_disk", "min_ram", "file_size", "created_at", "updated_at",
+        "image_id",
+        "name",
+        "visibility",
+        "os",
+        "image_type",
+        "zone",
+        "tags",
+        "status",
+        "protected",
+        "description",
+        "min_disk",
+        "min_ram",
+        "file_size",
+        "created_at",
+        "updated_at",
     ] {
         assert!(i.get(key).is_some(), "image row lacks {key}: {i}");
     }
@@ -237,7 +253,10 @@ price_gb_month = 10
             reqwest::Method::PUT,
             "/admin/v1/catalog",
             &headers,
-            Some(openwinv_tests::Body::Raw { content_type: "application/toml".into(), bytes: text.as_bytes().to_vec() }),
+            Some(openwinv_tests::Body::Raw {
+                content_type: "application/toml".into(),
+                bytes: text.as_bytes().to_vec(),
+            }),
         )
     };
     put("[[zones]]\nid = 3").await.assert_error(400, "CHECK_PARAM");

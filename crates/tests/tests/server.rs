@@ -22,8 +22,14 @@ async fn first_start_bootstraps_once_and_restart_keeps_everything() {
         assert!(!db.windows(SECRET_KEY.len()).any(|w| w == SECRET_KEY.as_bytes()), "secret in clear in the database");
     }
 
-    let key = s.call(Method::POST, "/v1/auth/ssh_key", Some(Body::Json(json!({"name": "keep", "public_key":
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"})))).await;
+    let key = s
+        .call(
+            Method::POST,
+            "/v1/auth/ssh_key",
+            Some(Body::Json(json!({"name": "keep", "public_key":
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}))),
+        )
+        .await;
     let key_id = key.ok_rows()[0]["ssh_key_id"].clone();
     s.admin(Method::POST, "/admin/v1/accounts", Some(json!({"name": "later"}))).await.ok_rows();
     s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "48h"}))).await.ok_rows();
@@ -54,7 +60,10 @@ async fn health_readiness_metrics_and_documents() {
     assert_eq!(ready.status(), 200);
     s.get("/v1/zones").await.ok_rows();
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("openwinv_http_requests_total{method=\"GET\",route=\"/v1/zones\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("openwinv_http_requests_total{method=\"GET\",route=\"/v1/zones\",status=\"200\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("openwinv_http_request_duration_seconds_bucket"), "{metrics}");
     let served = get("/openapi.json").await.unwrap().text().await.unwrap();
     let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
@@ -124,14 +133,24 @@ async fn the_operator_api_needs_the_token() {
     let h = Server::signature(ACCESS_KEY, SECRET_KEY, s.now(), "/admin/v1/accounts");
     s.raw(Method::GET, "/admin/v1/accounts", &h, None).await.assert_error(401, "CHECK_CREDENTIAL");
     s.admin(Method::POST, "/admin/v1/accounts", Some(json!({"name": "dev"}))).await.assert_error(400, "CHECK_PARAM");
-    s.admin(Method::POST, "/admin/v1/accounts", Some(json!({"name": "bad name"}))).await.assert_error(400, "CHECK_PARAM");
+    s.admin(Method::POST, "/admin/v1/accounts", Some(json!({"name": "bad name"})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
     s.admin(Method::POST, "/admin/v1/accounts", Some(json!({}))).await.assert_error(400, "REQUIRED_POST_PARAM_MISSING");
-    s.admin(Method::POST, "/admin/v1/accounts/dev/keys", Some(json!({"allow": ["not-a-cidr"]}))).await.assert_error(400, "CHECK_PARAM");
-    s.admin(Method::POST, "/admin/v1/accounts/dev/keys", Some(json!({"rate_limit": -1}))).await.assert_error(400, "CHECK_PARAM");
+    s.admin(Method::POST, "/admin/v1/accounts/dev/keys", Some(json!({"allow": ["not-a-cidr"]})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
+    s.admin(Method::POST, "/admin/v1/accounts/dev/keys", Some(json!({"rate_limit": -1})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
     s.admin(Method::POST, "/admin/v1/accounts/ghost/keys", Some(json!({}))).await.assert_error(404, "NOT_FOUND");
     s.admin(Method::PUT, "/admin/v1/clock", Some(json!({"now": "yesterday"}))).await.assert_error(400, "CHECK_PARAM");
-    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "soon"}))).await.assert_error(400, "CHECK_PARAM");
-    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "-1h"}))).await.assert_error(400, "CHECK_PARAM");
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "soon"})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "-1h"})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
 }
 
 #[tokio::test]

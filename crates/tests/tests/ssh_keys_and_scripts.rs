@@ -66,9 +66,13 @@ async fn bad_ssh_keys_are_refused() {
     assert!(r.json["message"].as_str().unwrap().contains("1024"), "{}", r.text);
     create_key(&s, Body::Json(json!({"public_key": ED25519}))).await.assert_error(400, "REQUIRED_POST_PARAM_MISSING");
     create_key(&s, Body::Json(json!({"name": "", "public_key": ED25519}))).await.assert_error(400, "CHECK_LENGTH");
-    create_key(&s, Body::Json(json!({"name": "가".repeat(65), "public_key": ED25519}))).await.assert_error(400, "CHECK_LENGTH");
+    create_key(&s, Body::Json(json!({"name": "가".repeat(65), "public_key": ED25519})))
+        .await
+        .assert_error(400, "CHECK_LENGTH");
     create_key(&s, Body::Json(json!({"name": "가".repeat(64), "public_key": ED25519}))).await.ok_rows();
-    create_key(&s, Body::Json(json!({"name": "a\u{1}b", "public_key": ED25519}))).await.assert_error(400, "CHECK_PARAM");
+    create_key(&s, Body::Json(json!({"name": "a\u{1}b", "public_key": ED25519})))
+        .await
+        .assert_error(400, "CHECK_PARAM");
     create_key(&s, Body::Json(json!({"name": ["x"], "public_key": ED25519}))).await.assert_error(400, "CHECK_PARAM");
     assert_eq!(s.get("/v1/auth/ssh_key").await.ok_rows().len(), 1, "nothing half-made");
 }
@@ -97,7 +101,9 @@ async fn malformed_and_oversize_bodies() {
     let big = format!("{{\"name\":\"k\",\"public_key\":\"{}\"}}", "A".repeat(1024 * 1024 + 10));
     create_key(&s, raw("application/json", big.into_bytes())).await.assert_error(413, "CHECK_PARAM");
     let big_form = format!("name=k&public_key={}", "A".repeat(1024 * 1024 + 10));
-    create_key(&s, raw("application/x-www-form-urlencoded", big_form.into_bytes())).await.assert_error(413, "CHECK_PARAM");
+    create_key(&s, raw("application/x-www-form-urlencoded", big_form.into_bytes()))
+        .await
+        .assert_error(413, "CHECK_PARAM");
     assert!(s.get("/v1/auth/ssh_key").await.ok_rows().is_empty());
 }
 
@@ -105,7 +111,8 @@ async fn malformed_and_oversize_bodies() {
 async fn user_scripts() {
     let s = Server::start().await;
     let script = "#!/bin/sh\necho '안녕하세요' > /root/hello\n";
-    let r = s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "인사", "content": script})))).await;
+    let r =
+        s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "인사", "content": script})))).await;
     let row = r.ok_rows()[0].clone();
     assert_eq!(row["content"], script);
     let id = row["user_script_id"].as_str().unwrap().to_owned();
@@ -116,7 +123,9 @@ async fn user_scripts() {
     assert_eq!(keys.len(), 4);
     assert!(s.get("/v1/instance/script?name=nothing").await.ok_rows().is_empty());
     let max = "x".repeat(32 * 1024);
-    s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "big", "content": max})))).await.ok_rows();
+    s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "big", "content": max}))))
+        .await
+        .ok_rows();
     let over = "x".repeat(32 * 1024 + 1);
     s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "big", "content": over}))))
         .await
@@ -138,7 +147,8 @@ async fn accounts_never_see_each_other() {
     let (key, secret) = s.new_account("other", json!({})).await;
     let mine = create_key(&s, Body::Json(json!({"name": "mine", "public_key": ED25519}))).await;
     let key_id = mine.ok_rows()[0]["ssh_key_id"].as_str().unwrap().to_owned();
-    let sc = s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "mine", "content": "echo"})))).await;
+    let sc =
+        s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "mine", "content": "echo"})))).await;
     let script_id = sc.ok_rows()[0]["user_script_id"].as_str().unwrap().to_owned();
     let other = |m: Method, p: String| {
         let (key, secret) = (key.clone(), secret.clone());
@@ -154,12 +164,18 @@ async fn accounts_never_see_each_other() {
     // The operator acts on behalf of an account, and sees only that account's objects.
     let r = s.admin(Method::GET, "/admin/v1/accounts/other/ssh-keys", None).await;
     assert!(r.ok_rows().is_empty());
-    let r = s.admin(Method::POST, "/admin/v1/accounts/other/ssh-keys", Some(json!({"name": "ops", "public_key": ED25519}))).await;
+    let r = s
+        .admin(Method::POST, "/admin/v1/accounts/other/ssh-keys", Some(json!({"name": "ops", "public_key": ED25519})))
+        .await;
     let ops_id = r.ok_rows()[0]["ssh_key_id"].as_str().unwrap().to_owned();
     assert_eq!(other(Method::GET, "/v1/auth/ssh_key".into()).await.ok_rows()[0]["name"], "ops");
-    s.admin(Method::POST, "/admin/v1/accounts/other/scripts", Some(json!({"name": "ops", "content": "echo hi"}))).await.ok_rows();
+    s.admin(Method::POST, "/admin/v1/accounts/other/scripts", Some(json!({"name": "ops", "content": "echo hi"})))
+        .await
+        .ok_rows();
     assert_eq!(other(Method::GET, "/v1/instance/script".into()).await.ok_rows().len(), 1);
-    s.admin(Method::DELETE, &format!("/admin/v1/accounts/dev/ssh-keys/{ops_id}"), None).await.assert_error(404, "NOT_FOUND");
+    s.admin(Method::DELETE, &format!("/admin/v1/accounts/dev/ssh-keys/{ops_id}"), None)
+        .await
+        .assert_error(404, "NOT_FOUND");
     s.admin(Method::DELETE, &format!("/admin/v1/accounts/other/ssh-keys/{ops_id}"), None).await.ok_rows();
     s.admin(Method::GET, "/admin/v1/accounts/nobody/scripts", None).await.assert_error(404, "NOT_FOUND");
 }
