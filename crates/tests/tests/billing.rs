@@ -564,3 +564,29 @@ async fn the_live_bill_sees_every_process_write_at_once() {
 async fn plain_price(s: &Server) -> i64 {
     s.get("/v1/bill/live").await.ok_rows()[0]["price"].as_i64().unwrap()
 }
+
+#[tokio::test]
+async fn volumes_kept_when_their_instance_is_deleted_keep_accruing() {
+    let mut s = fast().await;
+    set_clock(&mut s, "2026-11-10T00:00:00+09:00").await;
+    let inst = instance(&s, None, json!({"block_storage": [{"size": 50, "type": "ssd", "name": "keep"}]})).await;
+    let row = s.get(&format!("/v1/instances/{inst}")).await.ok_rows()[0].clone();
+    let vol = row["block_storage"][0]["block_storage_id"].as_str().unwrap().to_owned();
+    advance(&mut s, "1h").await;
+    done(&s, s.call(Method::DELETE, &format!("/v1/instances/{inst}"), None).await).await;
+    let v = s.get(&format!("/v1/block-storages/{vol}")).await.ok_rows()[0].clone();
+    assert_eq!(
+        (v["status"].as_str(), v["name"].as_str(), v["size"].as_i64()),
+        (Some("available"), Some("keep"), Some(50))
+    );
+    assert!(v["instance_id"].is_null());
+    let before = line(&live(&s).await, &vol)["seconds"].as_i64().unwrap();
+    let server_before = line(&live(&s).await, &inst)["seconds"].as_i64().unwrap();
+    advance(&mut s, "2h").await;
+    let after = live(&s).await;
+    assert!(
+        line(&after, &vol)["seconds"].as_i64().unwrap() >= before + 7200,
+        "the kept volume keeps accruing: {after}"
+    );
+    assert_eq!(line(&after, &inst)["seconds"].as_i64().unwrap(), server_before, "the deleted server stopped");
+}
