@@ -63,8 +63,8 @@ pub struct BillFilter {
 }
 
 /// Rows per INSERT statement (13 and 10 parameters each, well under every backend's limit).
-const BILLS_PER_INSERT: usize = 100;
-const ITEMS_PER_INSERT: usize = 200;
+const BILLS_PER_INSERT: usize = 20;
+const ITEMS_PER_INSERT: usize = 50;
 
 /// `($n, $n+1, …)` for row `row` of a multi-row INSERT of `columns` columns.
 fn placeholders(row: usize, columns: usize) -> String {
