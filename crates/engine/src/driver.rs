@@ -42,7 +42,51 @@ pub struct MachineSpec {
     pub username: String,
     pub password: String,
     pub ssh_keys: Vec<String>,
+    /// The user script's content, run once per instance at first boot.
     pub user_script: Option<String>,
+    /// What to boot: the file the catalog maps the image to (`openwinv admin images import`).
+    /// `None` when the image has no file in this cloud; a driver that boots real machines refuses.
+    #[serde(default)]
+    pub boot: Option<BootImage>,
+}
+
+/// The file behind a catalog image, as a real driver boots it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BootImage {
+    /// A bootable disk image; instance root disks are qcow2 overlays on it.
+    Disk {
+        path: std::path::PathBuf,
+        /// `qcow2` or `raw`.
+        format: String,
+    },
+    /// Direct kernel boot, with an optional root disk that instance overlays are made on.
+    Kernel {
+        kernel: std::path::PathBuf,
+        initrd: Option<std::path::PathBuf>,
+        cmdline: String,
+        root_disk: Option<std::path::PathBuf>,
+    },
+}
+
+/// Where a machine's consoles are, for the server's browser console to proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleEndpoints {
+    /// A Unix stream socket carrying the serial console (raw bytes both ways).
+    pub serial: Option<std::path::PathBuf>,
+    /// A file with everything the serial console printed so far.
+    pub serial_log: Option<std::path::PathBuf>,
+    /// A Unix stream socket speaking RFB (VNC) for the screen.
+    pub vnc: Option<std::path::PathBuf>,
+}
+
+/// Facts about a machine a user sees as extensions of the instance view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineInfo {
+    /// The host port forwarded to the guest's SSH port (user-mode networking).
+    pub ssh_port: Option<u16>,
+    /// Why the machine is in error, when the driver knows.
+    pub error: Option<String>,
 }
 
 /// A block-storage volume as a driver sees it. The driver owns the volume's storage (the QEMU
@@ -89,6 +133,16 @@ pub trait ComputeDriver: Send + Sync + 'static {
     /// Removes the machine; absent machines are fine.
     async fn destroy(&self, instance_id: &str) -> Result<(), DriverError>;
     async fn state(&self, instance_id: &str) -> Result<MachineState, DriverError>;
+    /// Where the machine's consoles are; the simulated driver has none (the server renders its log).
+    async fn console(&self, instance_id: &str) -> Option<ConsoleEndpoints> {
+        let _ = instance_id;
+        None
+    }
+    /// Extension facts for the instance view.
+    async fn info(&self, instance_id: &str) -> MachineInfo {
+        let _ = instance_id;
+        MachineInfo::default()
+    }
     /// Replaces the firewall rule set enforced for the machine's traffic with `rules` (the
     /// compiled effect of every firewall attached to it). Idempotent: applying the same set twice
     /// is one change. A driver that cannot enforce firewalls refuses, so nothing passes silently.

@@ -128,6 +128,7 @@ impl InstanceSaga {
             password,
             ssh_keys: keys.iter().filter_map(|k| k["public_key"].as_str().map(String::from)).collect(),
             user_script: None,
+            boot: None,
         })
     }
 
