@@ -51,6 +51,26 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         requests: usize,
     },
+    /// Open-loop load at a fixed rate: each connection sends on a schedule and latency counts
+    /// from the scheduled time, so a slow answer is not hidden by the sender waiting for it.
+    Load {
+        #[arg(long)]
+        endpoint: String,
+        /// Sign the requests with this key (omit for unauthenticated paths such as /healthz).
+        #[arg(long)]
+        access_key: Option<String>,
+        #[arg(long)]
+        secret_key: Option<String>,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Requests per second over all connections.
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     Seed {
         #[arg(long)]
         database: String,
@@ -150,12 +170,85 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Load { endpoint, access_key, secret_key, path, connections, rate, seconds } => {
+            let key = access_key.zip(secret_key);
+            load(&endpoint, key, &path, connections, rate, seconds).await
+        }
         Command::Seed { database, account, count } => seed(&database, &account, count).await,
         Command::SeedUsage { database, account, accounts, resources, month, timezone } => {
             seed_usage(&database, &account, accounts, resources, month.as_deref(), &timezone).await
         }
         Command::CloseMonth { database, month, timezone } => close_month(&database, &month, &timezone).await,
     }
+}
+
+async fn load(
+    endpoint: &str,
+    key: Option<(String, String)>,
+    path: &str,
+    connections: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    if rate == 0 || connections == 0 {
+        bail!("--rate and --connections must be positive");
+    }
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    // Each connection sends every `interval`; their schedules are staggered over one interval.
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    let total = Duration::from_secs(seconds);
+    let started = tokio::time::Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (client, key) = (client.clone(), key.clone());
+        let url = format!("{endpoint}{path}");
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut due = started + interval.mul_f64(c as f64 / connections as f64);
+            while due < started + total {
+                tokio::time::sleep_until(due).await;
+                let mut req = client.get(&url);
+                if let Some((k, s)) = &key {
+                    let ts = now_s().to_string();
+                    let sig = signing::sign(s, &ts, signing::signed_path(&path));
+                    req = req
+                        .header("X-iwinv-Timestamp", ts)
+                        .header("X-iwinv-Credential", k)
+                        .header("X-iwinv-Signature", sig);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.bytes().await?;
+                    }
+                    _ => errors += 1,
+                }
+                lat.push(due.elapsed());
+                due += interval;
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "load {path}: offered {rate}/s over {connections} connections for {seconds} s: sent {} ({:.0}/s), errors {errors}, \
+         p50={} p99={} p99.9={} max={}",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(percentile(&lat, 0.999)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    Ok(())
 }
 
 async fn create(endpoint: &str, key: &str, secret: &str, total: usize, concurrency: usize) -> anyhow::Result<()> {

@@ -5,14 +5,17 @@ use openwinv_store::{FaultRecord, Store};
 
 use crate::saga::StepError;
 
-/// Decides whether step `step` of operation `operation_id` (of kind `kind`) fails.
+/// Decides whether step `step` of operation `operation_id` (of kind `kind`) fails, given the
+/// rules read when the operation was claimed (a counted rule is consumed in the store, atomically,
+/// so a rule read by several workers still fires only as often as it says).
 pub async fn check(
     store: &Store,
+    rules: &[FaultRecord],
     kind: &str,
     step: &str,
     operation_id: &str,
 ) -> openwinv_store::Result<Option<StepError>> {
-    for f in store.faults().await? {
+    for f in rules {
         if !(f.kind == "*" || f.kind == kind) || !(f.step == "*" || f.step == step) {
             continue;
         }
@@ -26,7 +29,7 @@ pub async fn check(
             _ => false,
         };
         if fires {
-            return Ok(Some(error_of(&f, kind, step)));
+            return Ok(Some(error_of(f, kind, step)));
         }
     }
     Ok(None)

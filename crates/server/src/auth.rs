@@ -51,6 +51,9 @@ struct ResolvedKey {
     allow: Vec<IpNet>,
 }
 
+/// A looked-up key (or the knowledge that there is none) and when it was looked up.
+type CachedKey = (Instant, Option<Arc<ResolvedKey>>);
+
 type Limiter = RateLimiter<NotKeyed, InMemoryState, GovernorClock, StateInformationMiddleware>;
 
 /// Adapter so that governor's rate limiter reads the server clock.
@@ -66,7 +69,7 @@ impl governor::clock::Clock for GovernorClock {
 }
 
 pub struct Authenticator {
-    keys: Mutex<HashMap<String, (Instant, Option<ResolvedKey>)>>,
+    keys: Mutex<HashMap<String, CachedKey>>,
     limiters: Mutex<HashMap<String, (u32, Arc<Limiter>)>>,
     touched: Mutex<HashMap<String, i64>>,
     clock: Arc<Clock>,
@@ -88,7 +91,7 @@ impl Authenticator {
         self.limiters.lock().expect("limiters").clear();
     }
 
-    async fn resolve(&self, state: &AppState, access_key: &str) -> Result<Option<ResolvedKey>, ApiError> {
+    async fn resolve(&self, state: &AppState, access_key: &str) -> Result<Option<Arc<ResolvedKey>>, ApiError> {
         if let Some((at, hit)) = self.keys.lock().expect("key cache").get(access_key)
             && at.elapsed() < KEY_CACHE_TTL
         {
@@ -98,14 +101,14 @@ impl Authenticator {
             None => None,
             Some(rec) => {
                 let secret = state.sealer.open(&rec.secret_sealed).map_err(ApiError::internal)?;
-                Some(ResolvedKey {
+                Some(Arc::new(ResolvedKey {
                     allow: rec.allow_list().iter().filter_map(|c| parse_cidr(c)).collect(),
                     account_id: rec.account_id,
                     account_name: rec.account_name,
                     secret,
                     usable: rec.enabled != 0 && rec.account_enabled != 0,
                     rate_limit: u32::try_from(rec.rate_limit).unwrap_or(u32::MAX),
-                })
+                }))
             }
         };
         self.keys.lock().expect("key cache").insert(access_key.to_owned(), (Instant::now(), resolved.clone()));
@@ -174,8 +177,7 @@ pub async fn require_signature(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_owned();
-    match authenticate(&state, peer.ip(), req.headers().clone(), &path).await {
+    match authenticate(&state, peer.ip(), req.headers(), req.uri().path()).await {
         Ok((caller, limit_headers)) => {
             req.extensions_mut().insert(caller);
             let mut resp = next.run(req).await;
@@ -192,10 +194,9 @@ pub async fn require_signature(
 async fn authenticate(
     state: &AppState,
     peer: IpAddr,
-    request_headers: HeaderMap,
+    h: &HeaderMap,
     path: &str,
 ) -> Result<(Caller, HeaderMap), ApiError> {
-    let h = &request_headers;
     let auth = &state.auth;
     let access_key = header(h, headers::CREDENTIAL)
         .ok_or_else(|| ApiError::new(ErrorCode::CheckCredential, "The X-iwinv-Credential header is missing."))?;
@@ -249,7 +250,11 @@ async fn authenticate(
         });
     }
     Ok((
-        Caller { account_id: key.account_id, account_name: key.account_name, access_key: access_key.to_owned() },
+        Caller {
+            account_id: key.account_id.clone(),
+            account_name: key.account_name.clone(),
+            access_key: access_key.to_owned(),
+        },
         limit_headers,
     ))
 }

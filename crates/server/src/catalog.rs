@@ -4,12 +4,14 @@
 //! The store keeps each entry as JSON; the server holds the whole catalog in memory, answers
 //! `/v1` catalog reads from it, and reloads it when another process imports a new one.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Bytes;
 
 use openwinv_store::{CatalogEntry, Store};
 use openwinv_wire::catalog as wire;
+use openwinv_wire::images::{DISK_FORMATS, ImageBoot, KIND_DISK, KIND_KERNEL};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_CATALOG: &str = include_str!("../catalog/default.toml");
@@ -127,6 +129,10 @@ pub struct ImageDef {
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oid: Option<String>,
+    /// The files a real driver boots (`[images.boot]`); operator-only, never on the `/v1` wire.
+    /// Kept last: TOML writes tables after the plain values of their entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<ImageBoot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +202,10 @@ impl CatalogFile {
             if !images.insert(i.id.as_str()) {
                 return Err(format!("image `{}` is defined twice", i.id));
             }
+            if i.id.starts_with('.') {
+                // It names a directory under <data>/images.
+                return Err(format!("image id `{}` must not start with `.`", i.id));
+            }
             if !matches!(i.visibility.as_str(), "public" | "private") {
                 return Err(format!("image `{}`: visibility must be public or private", i.id));
             }
@@ -203,6 +213,9 @@ impl CatalogFile {
                 return Err(format!("image `{}`: os_type must be linux or windows", i.id));
             }
             i.zones.iter().try_for_each(|z| known_zone(&format!("image `{}`", i.id), z))?;
+            if let Some(boot) = &i.boot {
+                check_boot(boot).map_err(|e| format!("image `{}`: {e}", i.id))?;
+            }
         }
         let mut flavors = HashSet::new();
         for f in &self.flavors {
@@ -288,6 +301,74 @@ fn check_id(what: &str, id: &str) -> Result<(), String> {
         && id.len() <= 64
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok { Ok(()) } else { Err(format!("{what} id `{id}` must be 1-64 characters of A-Z a-z 0-9 - _ .")) }
+}
+
+/// The longest kernel command line accepted; Linux's own limit on x86 is 2048 bytes.
+pub const MAX_CMDLINE: usize = 4096;
+/// The longest relative path accepted in a boot definition.
+const MAX_BOOT_PATH: usize = 255;
+
+/// Checks a boot definition: a known kind, the fields that kind needs and no others, and paths
+/// that stay inside the image's directory. The message names the field (`boot.kernel`).
+pub fn check_boot(boot: &ImageBoot) -> Result<(), String> {
+    let (required, allowed): (&[&str], &[&str]) = match boot.kind.as_str() {
+        KIND_KERNEL => (&["kernel"], &["kernel", "initrd", "cmdline", "root_disk"]),
+        KIND_DISK => (&["path", "format"], &["path", "format"]),
+        other => return Err(format!("boot.kind must be {KIND_KERNEL} or {KIND_DISK}, not `{other}`")),
+    };
+    let fields = [
+        ("kernel", &boot.kernel),
+        ("initrd", &boot.initrd),
+        ("cmdline", &boot.cmdline),
+        ("root_disk", &boot.root_disk),
+        ("path", &boot.path),
+        ("format", &boot.format),
+    ];
+    for (name, value) in fields {
+        match value {
+            None if required.contains(&name) => {
+                return Err(format!("boot.{name} is required with kind {}", boot.kind));
+            }
+            Some(_) if !allowed.contains(&name) => {
+                return Err(format!("boot.{name} does not go with kind {}", boot.kind));
+            }
+            _ => {}
+        }
+    }
+    for (name, value) in [("kernel", &boot.kernel), ("initrd", &boot.initrd), ("root_disk", &boot.root_disk)] {
+        if let Some(path) = value {
+            check_boot_path(name, path)?;
+        }
+    }
+    if let Some(path) = &boot.path {
+        check_boot_path("path", path)?;
+    }
+    if let Some(format) = &boot.format
+        && !DISK_FORMATS.contains(&format.as_str())
+    {
+        return Err(format!("boot.format must be {}, not `{format}`", DISK_FORMATS.join(" or ")));
+    }
+    if let Some(cmdline) = &boot.cmdline
+        && (cmdline.len() > MAX_CMDLINE || cmdline.chars().any(char::is_control))
+    {
+        return Err(format!("boot.cmdline must be one line of at most {MAX_CMDLINE} bytes"));
+    }
+    Ok(())
+}
+
+/// A path relative to the image's directory, of plain names only: no leading `/`, no `.` or
+/// `..`, and no hidden names (the server keeps its upload temporaries and checksums there).
+fn check_boot_path(field: &str, path: &str) -> Result<(), String> {
+    let plain = |part: &str| {
+        !part.is_empty() && !part.starts_with('.') && !part.contains('\\') && !part.chars().any(char::is_control)
+    };
+    if path.is_empty() || path.len() > MAX_BOOT_PATH || path.starts_with('/') || !path.split('/').all(plain) {
+        return Err(format!(
+            "boot.{field} must be a relative path inside the image's directory (plain names, no leading `/`, \
+             no `..`, no names starting with `.`, at most {MAX_BOOT_PATH} bytes), not `{path}`"
+        ));
+    }
+    Ok(())
 }
 
 impl FlavorDef {
@@ -403,18 +484,45 @@ impl BlockStorageTypeDef {
 
 /// The catalog in memory, with the version it was loaded at.
 pub struct CatalogCache {
-    current: RwLock<(i64, Arc<CatalogFile>)>,
+    current: RwLock<(i64, Arc<CatalogFile>, Arc<Answers>)>,
+}
+
+/// Serialized answers of catalog reads for one catalog version, by path and query. Catalog reads
+/// depend on nothing else (not the caller, not the clock), so an answer stays right until the
+/// catalog changes, and a new version starts with an empty set.
+#[derive(Default)]
+pub struct Answers(Mutex<HashMap<String, Bytes>>);
+
+impl Answers {
+    /// Distinct queries kept per version; past it, answers are built and not kept.
+    const MAX: usize = 4096;
+
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.0.lock().expect("catalog answers").get(key).cloned()
+    }
+
+    pub fn put(&self, key: String, body: Bytes) {
+        let mut answers = self.0.lock().expect("catalog answers");
+        if answers.len() < Self::MAX {
+            answers.insert(key, body);
+        }
+    }
 }
 
 impl CatalogCache {
     pub async fn load(store: &Store) -> anyhow::Result<CatalogCache> {
-        let cache = CatalogCache { current: RwLock::new((-1, Arc::new(CatalogFile::default()))) };
+        let cache = CatalogCache { current: RwLock::new((-1, Arc::default(), Arc::default())) };
         cache.refresh(store).await?;
         Ok(cache)
     }
 
     pub fn get(&self) -> Arc<CatalogFile> {
         self.current.read().expect("catalog lock").1.clone()
+    }
+
+    /// The kept answers of the current version.
+    pub fn answers(&self) -> Arc<Answers> {
+        self.current.read().expect("catalog lock").2.clone()
     }
 
     /// Reloads when the stored version differs from the one held.
@@ -424,7 +532,7 @@ impl CatalogCache {
             return Ok(());
         }
         let file = CatalogFile::from_entries(&store.catalog().await?).map_err(anyhow::Error::msg)?;
-        *self.current.write().expect("catalog lock") = (version, Arc::new(file));
+        *self.current.write().expect("catalog lock") = (version, Arc::new(file), Arc::default());
         Ok(())
     }
 }
@@ -468,5 +576,66 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert!(e.contains(&c.flavors[0].id) && e.contains("KR9-Z99"), "{e}");
         assert!(CatalogFile::parse("zones = 3").is_err());
+    }
+
+    fn kernel_boot() -> ImageBoot {
+        ImageBoot {
+            kind: "kernel".into(),
+            kernel: Some("vmlinuz".into()),
+            initrd: Some("initrd.img".into()),
+            cmdline: Some("console=ttyS0 quiet".into()),
+            root_disk: Some("disks/root.raw".into()),
+            path: None,
+            format: None,
+        }
+    }
+
+    fn disk_boot(path: &str, format: Option<&str>) -> ImageBoot {
+        ImageBoot {
+            kind: "disk".into(),
+            path: Some(path.into()),
+            format: format.map(Into::into),
+            ..ImageBoot::default()
+        }
+    }
+
+    #[test]
+    fn boot_tables_round_trip_and_stay_off_the_wire() {
+        let mut c = CatalogFile::parse(DEFAULT_CATALOG).unwrap();
+        c.images[0].boot = Some(kernel_boot());
+        c.images[1].boot = Some(disk_boot("disk.qcow2", Some("qcow2")));
+        let toml = c.to_toml();
+        assert!(toml.contains("[images.boot]"), "{toml}");
+        assert_eq!(CatalogFile::parse(&toml).unwrap(), c);
+        assert_eq!(CatalogFile::from_entries(&c.to_entries()).unwrap(), c);
+        let wire = serde_json::to_string(&c.images[0].to_wire()).unwrap();
+        assert!(!wire.contains("vmlinuz") && !wire.contains("boot"), "{wire}");
+    }
+
+    #[test]
+    fn boot_validation_names_the_field() {
+        let refused = |change: &dyn Fn(&mut ImageBoot), needle: &str| {
+            let mut c = CatalogFile::parse(DEFAULT_CATALOG).unwrap();
+            let mut boot = kernel_boot();
+            change(&mut boot);
+            c.images[0].boot = Some(boot);
+            let e = c.validate().unwrap_err();
+            assert!(e.contains(&c.images[0].id) && e.contains(needle), "{needle}: {e}");
+        };
+        refused(&|b| b.kind = "iso".into(), "boot.kind");
+        refused(&|b| b.kernel = None, "boot.kernel is required");
+        refused(&|b| b.kernel = Some("../../etc/passwd".into()), "boot.kernel");
+        refused(&|b| b.kernel = Some("/boot/vmlinuz".into()), "boot.kernel");
+        refused(&|b| b.initrd = Some("a/./b".into()), "boot.initrd");
+        refused(&|b| b.root_disk = Some(".upload-x".into()), "boot.root_disk");
+        refused(&|b| b.format = Some("raw".into()), "boot.format does not go with kind kernel");
+        refused(&|b| b.cmdline = Some("a\nb".into()), "boot.cmdline");
+        refused(&|b| *b = disk_boot("d.img", Some("vmdk")), "boot.format must be qcow2 or raw");
+        refused(&|b| *b = disk_boot("d.img", None), "boot.format is required");
+        refused(&|b| *b = disk_boot("d/../../x", Some("raw")), "boot.path");
+        refused(&|b| b.path = Some("d.img".into()), "boot.path does not go with kind kernel");
+        let e =
+            CatalogFile::parse(&format!("{DEFAULT_CATALOG}\n[images.boot]\nkind = \"disk\"\nsize = 3\n")).unwrap_err();
+        assert!(e.contains("size"), "{e}");
     }
 }

@@ -71,7 +71,7 @@ impl Store {
         .bind(vcpu)
         .bind(storage_gb)
         .bind(name)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -81,7 +81,7 @@ impl Store {
         let r = sqlx::query("UPDATE accounts SET enabled = $1 WHERE name = $2")
             .bind(flag(enabled))
             .bind(name)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected() > 0)
     }

@@ -76,7 +76,7 @@ impl Store {
     /// Writes each bill with its items unless its account already has a bill for that month, all
     /// in one transaction. Returns how many were written.
     pub async fn insert_bills_if_absent(&self, bills: &[(BillRecord, Vec<BillItemRecord>)]) -> Result<usize> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut written = HashSet::new();
         for chunk in bills.chunks(BILLS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len()).map(|i| placeholders(i, 13)).collect();
@@ -226,7 +226,7 @@ impl Store {
             .bind(date)
             .bind(now)
             .bind(bill_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM bills WHERE bill_id = $1"))
             .bind(bill_id)
@@ -246,7 +246,7 @@ impl Store {
         sqlx::query("INSERT INTO billing_months (month, closed_at) VALUES ($1, $2) ON CONFLICT (month) DO NOTHING")
             .bind(month)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

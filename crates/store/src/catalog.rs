@@ -23,10 +23,30 @@ impl Store {
 
     /// Replaces the whole catalog atomically and bumps `catalog_version`.
     pub async fn replace_catalog(&self, entries: &[CatalogEntry]) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         replace_catalog(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Replaces one entry's body if it still is `expected`, and bumps `catalog_version`; false
+    /// when the entry is gone or changed meanwhile (a concurrent import), so the caller can read
+    /// it again rather than write over the newer catalog.
+    pub async fn update_catalog_entry(&self, kind: &str, id: &str, expected: &str, body: &str) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        let r = sqlx::query("UPDATE catalog_entries SET body = $1 WHERE kind = $2 AND id = $3 AND body = $4")
+            .bind(body)
+            .bind(kind)
+            .bind(id)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn catalog_version(&self) -> Result<i64> {
@@ -45,15 +65,17 @@ pub(crate) async fn replace_catalog(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e
             .execute(&mut **tx)
             .await?;
     }
-    // A version number rather than a timestamp: two imports in one second still differ.
-    let current: Option<(String,)> =
-        sqlx::query_as("SELECT value FROM meta WHERE key = 'catalog_version'").fetch_optional(&mut **tx).await?;
-    let next = current.and_then(|(v,)| v.parse::<i64>().ok()).unwrap_or(0) + 1;
+    bump_version(tx).await
+}
+
+/// A version number rather than a timestamp: two imports in one second still differ. One upsert
+/// that adds to the stored value, so two concurrent changes never write the same number (which
+/// other processes would take for no change).
+async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO meta (key, value) VALUES ('catalog_version', $1) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        "INSERT INTO meta (key, value) VALUES ('catalog_version', '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)",
     )
-    .bind(next.to_string())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -34,7 +34,7 @@ impl Store {
             .bind(f.seed)
             .bind(f.hits)
             .bind(f.created_at)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -48,8 +48,8 @@ impl Store {
     /// Removes one rule, or every rule when `fault_id` is `None`; returns how many went.
     pub async fn clear_faults(&self, fault_id: Option<&str>) -> Result<u64> {
         let r = match fault_id {
-            Some(id) => sqlx::query("DELETE FROM faults WHERE fault_id = $1").bind(id).execute(self.pool()).await?,
-            None => sqlx::query("DELETE FROM faults").execute(self.pool()).await?,
+            Some(id) => sqlx::query("DELETE FROM faults WHERE fault_id = $1").bind(id).execute(self.writer()).await?,
+            None => sqlx::query("DELETE FROM faults").execute(self.writer()).await?,
         };
         Ok(r.rows_affected())
     }
@@ -62,7 +62,7 @@ impl Store {
         } else {
             "UPDATE faults SET hits = hits + 1 WHERE fault_id = $1"
         };
-        let r = sqlx::query(sql).bind(fault_id).execute(self.pool()).await?;
+        let r = sqlx::query(sql).bind(fault_id).execute(self.writer()).await?;
         Ok(r.rows_affected() == 1)
     }
 }

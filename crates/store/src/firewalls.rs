@@ -263,7 +263,7 @@ impl Store {
         rules: &[NewRule],
         op: Option<&NewOperation<'_>>,
     ) -> Result<Vec<FirewallRuleRecord>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(&format!("INSERT INTO firewalls ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(&rec.firewall_id)
             .bind(&rec.account_id)
@@ -359,6 +359,32 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
+    /// The firewall ids attached to each of `instance_ids` (one query for a page of instances);
+    /// instances without firewalls are absent from the map.
+    pub async fn firewall_ids_of_instances(
+        &self,
+        instance_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        if instance_ids.is_empty() {
+            return Ok(out);
+        }
+        let ps: Vec<String> = (1..=instance_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT instance_id, firewall_id FROM firewall_attachments WHERE instance_id IN ({}) \
+             ORDER BY created_at, firewall_id",
+            ps.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+        for id in instance_ids {
+            q = q.bind(*id);
+        }
+        for (instance, firewall) in q.fetch_all(self.pool()).await? {
+            out.entry(instance).or_default().push(firewall);
+        }
+        Ok(out)
+    }
+
     /// The firewalls attached to an instance with their rules (what the compiler needs).
     pub async fn firewalls_of_instance(
         &self,
@@ -388,7 +414,7 @@ impl Store {
     pub async fn detach_all(&self, instance_id: &str) -> Result<u64> {
         let r = sqlx::query("DELETE FROM firewall_attachments WHERE instance_id = $1")
             .bind(instance_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected())
     }
@@ -403,7 +429,7 @@ impl Store {
         c: &FirewallEdit,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<bool, FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -439,7 +465,7 @@ impl Store {
         max_rules: usize,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -470,7 +496,7 @@ impl Store {
         c: &RuleEdit,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -525,7 +551,7 @@ impl Store {
         rule_id: i64,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<bool, FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -546,7 +572,7 @@ impl Store {
 
     /// Deletes a firewall and its rules; refused while it is attached to an instance.
     pub async fn delete_firewall(&self, account_id: &str, firewall_id: &str) -> Result<Result<(), FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -576,7 +602,7 @@ impl Store {
         max_per_instance: i64,
         op: SyncOp<'_>,
     ) -> Result<Result<AttachOutcome, FirewallRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -657,7 +683,7 @@ impl Store {
             sqlx::query("DELETE FROM firewall_attachments WHERE firewall_id = $1 AND instance_id = $2")
                 .bind(firewall_id)
                 .bind(instance_id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         } else {
             sqlx::query(
@@ -669,7 +695,7 @@ impl Store {
             .bind(firewall_id)
             .bind(instance_id)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(())

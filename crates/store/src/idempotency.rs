@@ -64,7 +64,7 @@ impl Store {
             .bind(expired_before)
             .bind(IN_PROGRESS)
             .bind(abandoned_before)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (account_id, key, request_hash, status, headers, body, created_at) \
@@ -75,7 +75,7 @@ impl Store {
             .bind(request_hash)
             .bind(IN_PROGRESS)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
             if inserted.rows_affected() == 1 {
                 return Ok(Claim::Claimed);
@@ -115,7 +115,7 @@ impl Store {
         .bind(key)
         .bind(IN_PROGRESS)
         .bind(claimed_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -129,7 +129,7 @@ impl Store {
         .bind(key)
         .bind(IN_PROGRESS)
         .bind(claimed_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -138,7 +138,7 @@ impl Store {
     pub async fn purge_idempotency_keys(&self, expired_before: i64) -> Result<u64> {
         let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= $1")
             .bind(expired_before)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected())
     }

@@ -97,17 +97,19 @@ impl Store {
         let Some(first) = rows.first() else {
             return Ok(true);
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, &first.account_id).await?;
-        // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
-        let (instances, vcpu): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(vcpu), 0) AS BIGINT) FROM instances WHERE account_id = $1",
+        // Instances and vCPUs are kept by triggers (migration 0003); all three are read under the
+        // account lock, in one round trip, so they are exact.
+        let (instances, vcpu, storage): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0), \
+             COALESCE((SELECT vcpu FROM instance_counts WHERE account_id = $1), 0), \
+             CAST(COALESCE((SELECT SUM(size) FROM volumes WHERE account_id = $1), 0) AS BIGINT)",
         )
         .bind(&first.account_id)
         .fetch_one(&mut *tx)
         .await?;
         let added: i64 = rows.iter().map(|r| r.vcpu).sum();
-        let storage = crate::volumes::storage_used(&mut tx, &first.account_id).await?;
         if !fits(Usage {
             instances: instances + rows.len() as i64,
             vcpu: vcpu + added,
@@ -200,8 +202,14 @@ impl Store {
                 .collect();
             clauses.push(format!("({})", parts.join(" OR ")));
         }
+        let unfiltered = clauses.len() == 1;
         let filter = clauses.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) FROM instances WHERE {filter}");
+        // Without a filter the total is the account's kept count (migration 0003), not a scan.
+        let count_sql = if unfiltered {
+            "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0)".to_owned()
+        } else {
+            format!("SELECT COUNT(*) FROM instances WHERE {filter}")
+        };
         let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
         for t in &texts {
             count = count.bind(t);
@@ -235,6 +243,42 @@ impl Store {
         Ok((rows, total))
     }
 
+    /// Every instance at rest (`active` or `off`) with its status, for reconciling with a driver.
+    pub async fn instances_at_rest(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT instance_id, status FROM instances WHERE status IN ('active', 'off') ORDER BY instance_id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Corrects an instance at rest to what its machine really is, unless it changed meanwhile
+    /// (an operation began). `status` is `active`, `off` or `error` (with `reason`).
+    pub async fn reconcile_instance(
+        &self,
+        instance_id: &str,
+        from: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let power = if status == "active" { "on" } else { "off" };
+        let r = sqlx::query(
+            "UPDATE instances SET status = $1, power = $2, error_reason = $3, \
+             stop_date = CASE WHEN $2 = 'off' THEN $4 ELSE stop_date END \
+             WHERE instance_id = $5 AND status = $6",
+        )
+        .bind(status)
+        .bind(power)
+        .bind(reason)
+        .bind(now)
+        .bind(instance_id)
+        .bind(from)
+        .execute(self.writer())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Moves an instance from one of `from` to `work` and writes the operation, atomically.
     pub async fn begin_instance_operation(
         &self,
@@ -243,7 +287,7 @@ impl Store {
         from: &[&str],
         op: &NewOperation<'_>,
     ) -> Result<Result<(), Refused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
             "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
@@ -282,7 +326,7 @@ impl Store {
         name: Option<&str>,
         description: Option<Option<&str>>,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query(
             "UPDATE instances SET name = COALESCE($1, name), \
              description = CASE WHEN $2 = 1 THEN $3 ELSE description END \
@@ -310,7 +354,7 @@ impl Store {
     /// A completed resize (`flavor_id` with `reprice`) switches the usage interval to the new
     /// flavor's rate in the same transaction.
     pub async fn settle_instance(&self, instance_id: &str, operation_id: &str, change: &Settle<'_>) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let r = sqlx::query(
             "UPDATE instances SET status = $1, power = COALESCE($2, power), error_reason = $3, \
              stop_date = CASE WHEN $4 = 1 THEN $5 ELSE stop_date END, \
@@ -347,7 +391,7 @@ impl Store {
     /// Removes the instance row (the end of a delete, during the second `now`, when its usage
     /// stops); volumes still attached to it are kept, detached.
     pub async fn remove_instance(&self, instance_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "UPDATE volumes SET status = 'available', instance_id = NULL, attached_at = NULL, operation_id = NULL \
              WHERE instance_id = $1",
@@ -384,7 +428,7 @@ impl Store {
         .bind(account_id)
         .bind(instance_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(StoreError::from_insert)?;
         if r.rows_affected() == 1 {
@@ -431,14 +475,14 @@ impl Store {
         .bind(private.map(|p| p.0))
         .bind(private.map(|p| p.1))
         .bind(instance_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     /// Releases every address of an instance and clears them from its row.
     pub async fn release_addresses(&self, instance_id: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE instances SET public_ip = NULL, public_ip_num = NULL, private_ip = NULL, private_ip_num = NULL \
@@ -463,7 +507,7 @@ impl Store {
             .bind(instance_id)
             .bind(account_id)
             .bind(expires_at)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -476,7 +520,7 @@ impl Store {
         )
         .bind(now)
         .bind(token)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await?;
         Ok(row.map(|(id,)| id))
     }

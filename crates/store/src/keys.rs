@@ -51,7 +51,7 @@ pub struct Bootstrap<'a> {
 
 impl Store {
     pub async fn insert_key(&self, key: &NewKeyRecord<'_>) -> Result<()> {
-        insert_key(self.pool(), key).await
+        insert_key(self.writer(), key).await
     }
 
     pub async fn key(&self, access_key: &str) -> Result<Option<KeyRecord>> {
@@ -90,14 +90,16 @@ impl Store {
         .bind(rate_limit)
         .bind(allow_json)
         .bind(access_key)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(r.rows_affected() > 0)
     }
 
     pub async fn delete_key(&self, access_key: &str) -> Result<bool> {
-        let r =
-            sqlx::query("DELETE FROM access_keys WHERE access_key = $1").bind(access_key).execute(self.pool()).await?;
+        let r = sqlx::query("DELETE FROM access_keys WHERE access_key = $1")
+            .bind(access_key)
+            .execute(self.writer())
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -106,7 +108,7 @@ impl Store {
         sqlx::query("UPDATE access_keys SET last_used_at = $1 WHERE access_key = $2")
             .bind(now)
             .bind(access_key)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -114,7 +116,7 @@ impl Store {
     /// Seeds an empty store exactly once: the catalog, the first account and its key. Returns
     /// false, writing nothing, when the store was bootstrapped before (by this or another process).
     pub async fn bootstrap(&self, seed: Bootstrap<'_>, now: i64) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let claimed =
             sqlx::query("INSERT INTO meta (key, value) VALUES ('bootstrapped_at', $1) ON CONFLICT (key) DO NOTHING")
                 .bind(now.to_string())

@@ -82,6 +82,11 @@ pub struct PageQuery {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On SQLite one connection: the database has one writer at a time anyway,
+    /// and writers queued on the pool wait in order instead of each retrying a locked file with
+    /// SQLite's sleeping busy handler (which made concurrent commits take milliseconds). On
+    /// PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -97,30 +102,44 @@ impl Store {
             return Err(StoreError::Corrupt("database URL must start with sqlite: or postgres:".into()));
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let mut pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        pool_options = match backend {
-            Backend::Sqlite => pool_options.max_connections(8).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+        let sqlite = |connections: u32| {
+            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(connections).after_connect(
+                |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
                              PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => pool_options.max_connections(16),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                },
+            )
         };
-        let pool = pool_options.connect_with(options).await?;
-        let store = Store { pool, backend };
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                // The writer first: it creates the file and switches it to WAL.
+                let writer = sqlite(1).connect_with(options.clone()).await?;
+                (sqlite(8).connect_with(options).await?, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(10))
+                    .max_connections(16)
+                    .connect_with(options)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        let store = Store { pool, writer, backend };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<()> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.writer).await?,
         }
         Ok(())
     }
@@ -129,8 +148,14 @@ impl Store {
         self.backend
     }
 
+    /// Connections for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Connections for writes and read-write transactions.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Succeeds when the database answers a query.
@@ -141,6 +166,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -116,7 +116,7 @@ impl Store {
             .bind(clock_now_ms)
             .bind(host_now_ms)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(self.writer())
             .await?)
     }
 
@@ -146,8 +146,20 @@ impl Store {
         .bind(operation_id)
         .bind(owner)
         .bind(PARKED)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Extends the lease of an operation `owner` still holds (a long step is running). False when
+    /// the lease was lost.
+    pub async fn renew_lease(&self, operation_id: &str, owner: &str, lease_until: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE operations SET lease_until = $1 WHERE operation_id = $2 AND lease_owner = $3")
+            .bind(lease_until)
+            .bind(operation_id)
+            .bind(owner)
+            .execute(self.writer())
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -155,7 +167,7 @@ impl Store {
     pub async fn grant_permit(&self, operation_id: &str) -> Result<bool> {
         let r = sqlx::query("UPDATE operations SET permits = permits + 1, next_run_at = 0 WHERE operation_id = $1 AND status = 'running'")
             .bind(operation_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -21,7 +21,7 @@ impl Store {
             .bind(&rec.name)
             .bind(&rec.content)
             .bind(rec.created_at)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -63,7 +63,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM user_scripts WHERE account_id = $1 AND user_script_id = $2")
             .bind(account_id)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected() > 0)
     }

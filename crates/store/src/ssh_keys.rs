@@ -23,7 +23,7 @@ impl Store {
             .bind(&rec.public_key)
             .bind(&rec.fingerprint)
             .bind(rec.created_at)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -66,7 +66,7 @@ impl Store {
         let r = sqlx::query("DELETE FROM ssh_keys WHERE account_id = $1 AND ssh_key_id = $2")
             .bind(account_id)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(r.rows_affected() > 0)
     }

@@ -254,6 +254,33 @@ impl Store {
         .await?)
     }
 
+    /// The volumes attached to each of `instance_ids` (one query for a page of instances), each
+    /// instance's in attach order; instances without volumes are absent from the map.
+    pub async fn volumes_of_instances(
+        &self,
+        instance_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<VolumeRecord>>> {
+        let mut out: std::collections::HashMap<String, Vec<VolumeRecord>> = std::collections::HashMap::new();
+        if instance_ids.is_empty() {
+            return Ok(out);
+        }
+        let ps: Vec<String> = (1..=instance_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM volumes WHERE instance_id IN ({}) ORDER BY attached_at, block_storage_id",
+            ps.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, VolumeRecord>(&sql);
+        for id in instance_ids {
+            q = q.bind(*id);
+        }
+        for v in q.fetch_all(self.pool()).await? {
+            if let Some(i) = v.instance_id.clone() {
+                out.entry(i).or_default().push(v);
+            }
+        }
+        Ok(out)
+    }
+
     /// The volumes an operation currently owns, in attach order.
     pub async fn volumes_of_operation(&self, operation_id: &str) -> Result<Vec<VolumeRecord>> {
         Ok(sqlx::query_as(&format!(
@@ -276,7 +303,7 @@ impl Store {
         prices: &dyn crate::usage::Prices,
     ) -> Result<Result<(), VolumeRefused>> {
         let instance_id = rec.instance_id.as_deref().unwrap_or("");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, &rec.account_id).await?;
         let refused = match lock_instance(&mut tx, &rec.account_id, instance_id).await? {
             None => Some(VolumeRefused::InstanceNotFound),
@@ -312,7 +339,7 @@ impl Store {
         op: &NewOperation<'_>,
         max_per_instance: i64,
     ) -> Result<Result<(), VolumeRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, account_id).await?;
         let refused = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Some(VolumeRefused::VolumeNotFound),
@@ -356,7 +383,7 @@ impl Store {
         volume_id: &str,
         op: &NewOperation<'_>,
     ) -> Result<Result<String, VolumeRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, account_id).await?;
         let v = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Err(VolumeRefused::VolumeNotFound),
@@ -397,7 +424,7 @@ impl Store {
         volume_id: &str,
         op: &NewOperation<'_>,
     ) -> Result<Result<(), VolumeRefused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, account_id).await?;
         let refused = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Some(VolumeRefused::VolumeNotFound),
@@ -430,7 +457,7 @@ impl Store {
         from: &[&str],
         op: &NewOperation<'_>,
     ) -> Result<Result<Vec<String>, Refused>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         lock_account(&mut tx, account_id).await?;
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
@@ -489,7 +516,7 @@ impl Store {
         .bind(i64::from(change.detach))
         .bind(volume_id)
         .bind(operation_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -506,7 +533,7 @@ impl Store {
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
         .bind(operation_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -514,7 +541,7 @@ impl Store {
     /// Removes a volume row (the end of a delete during the second `now`, or of a failed create)
     /// and ends its usage.
     pub async fn remove_volume(&self, volume_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         crate::usage::end_volume_usage(&mut tx, volume_id, now).await?;
         sqlx::query("DELETE FROM volumes WHERE block_storage_id = $1").bind(volume_id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -523,7 +550,7 @@ impl Store {
 
     /// Removes the volumes a create operation was making (a failed instance create).
     pub async fn remove_volumes_of_operation(&self, operation_id: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         crate::usage::discard_volumes_of_operation(&mut tx, operation_id).await?;
         sqlx::query("DELETE FROM volumes WHERE operation_id = $1 AND status = 'creating'")
             .bind(operation_id)

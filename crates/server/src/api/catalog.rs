@@ -1,7 +1,10 @@
 //! Catalog reads (spec §6), answered from the in-memory catalog.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use openwinv_wire::catalog::{BlockStorageType, Flavor, Image, Zone, flavor_fields};
 use openwinv_wire::{Envelope, ErrorCode};
 
@@ -10,6 +13,32 @@ use crate::AppState;
 use crate::catalog::{CatalogFile, FLAVOR_TYPES, OS_FAMILIES, mask_flavor};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Query, enum_error};
+
+/// Answers catalog reads from the answers kept for the current catalog version, and keeps the
+/// successful ones it had to build. Errors are not kept (they are cheap and rare).
+pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let answers = state.catalog.answers();
+    let key = match req.uri().query() {
+        Some(q) => format!("{}?{q}", req.uri().path()),
+        None => req.uri().path().to_owned(),
+    };
+    let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    if let Some(body) = answers.get(&key) {
+        return (json(), body).into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            answers.put(key, bytes.clone());
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
 
 /// Zones.
 #[utoipa::path(get, path = "/v1/zones", tag = "catalog",

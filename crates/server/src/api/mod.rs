@@ -18,14 +18,17 @@ use crate::error::ApiResult;
 /// A successful answer with rows.
 pub type Reply<T> = ApiResult<Json<Envelope<Vec<T>>>>;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Router<AppState> {
+    let catalog = Router::new()
         .route("/v1/zones", get(catalog::zones))
         .route("/v1/flavors", get(catalog::flavors))
         .route("/v1/flavors/{flavor_id}", get(catalog::flavor))
         .route("/v1/images", get(catalog::images))
         .route("/v1/images/{image_id}", get(catalog::image))
         .route("/v1/block-storages/types", get(catalog::block_storage_types))
+        .route_layer(axum::middleware::from_fn_with_state(state, catalog::cached));
+    Router::new()
+        .merge(catalog)
         .route("/v1/block-storages", get(volumes::list).post(volumes::create))
         .route("/v1/block-storages/{block_storage_id}", get(volumes::detail).delete(volumes::delete))
         .route("/v1/block-storages/{block_storage_id}/attach/{instance_id}", post(volumes::attach))

@@ -13,6 +13,8 @@ use rand::Rng;
 pub const PRIVATE_SUBNET: &str = "10.16.0.0/16";
 /// Probes before giving up on a pool that looks full.
 const PROBES: usize = 256;
+/// Probes tried before the pool is counted to tell an exhausted pool from a busy one.
+const FIRST_PROBES: u64 = 4;
 
 pub fn private_net() -> Ipv4Net {
     PRIVATE_SUBNET.parse().expect("valid constant")
@@ -39,15 +41,19 @@ pub async fn allocate(
         return Err(StepError::Permanent(format!("the address pool {net} has no usable hosts")));
     }
     let size = u64::from(last - first) + 1;
-    if store.addresses_in_scope(scope).await? as u64 >= size {
-        return Err(StepError::Permanent(format!("the address pool {net} is exhausted")));
-    }
     let start = rand::thread_rng().gen_range(0..size);
     for i in 0..(size.min(PROBES as u64 * 64)) {
+        // Counting the pool costs a scan of it, so it is done only once a few probes failed.
+        if i == FIRST_PROBES && store.addresses_in_scope(scope).await? as u64 >= size {
+            return Err(StepError::Permanent(format!("the address pool {net} is exhausted")));
+        }
         let ip = Ipv4Addr::from(first + ((start + i) % size) as u32);
         if store.claim_address(scope, &ip.to_string(), kind, account_id, instance_id, now).await? {
             return Ok(ip);
         }
+    }
+    if store.addresses_in_scope(scope).await? as u64 >= size {
+        return Err(StepError::Permanent(format!("the address pool {net} is exhausted")));
     }
     Err(StepError::Transient(format!("no free address found in {net}; retrying")))
 }

@@ -189,8 +189,16 @@ pub mod with_instance {
 
     use super::{Deps, spec};
 
+    /// The create said it has no volumes (operations written before this hint still look).
+    fn none(op: &OpContext) -> bool {
+        op.params.get("no_volumes").and_then(serde_json::Value::as_bool) == Some(true)
+    }
+
     /// `create_volumes`: the driver makes each volume's storage.
     pub async fn create(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         for v in deps.store.volumes_of_operation(&op.operation_id).await? {
             deps.driver.create_volume(&spec(&v)).await?;
         }
@@ -198,6 +206,9 @@ pub mod with_instance {
     }
 
     pub async fn undo_create(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         for v in deps.store.volumes_of_operation(&op.operation_id).await? {
             deps.driver.delete_volume(&v.block_storage_id).await?;
         }
@@ -206,6 +217,9 @@ pub mod with_instance {
 
     /// `attach_volumes`: each volume is attached to the new machine, in order.
     pub async fn attach(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         for v in deps.store.volumes_of_operation(&op.operation_id).await? {
             deps.driver.attach_volume(&op.resource_id, &spec(&v)).await?;
         }
@@ -213,6 +227,9 @@ pub mod with_instance {
     }
 
     pub async fn undo_attach(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         for v in deps.store.volumes_of_operation(&op.operation_id).await? {
             deps.driver.detach_volume(&op.resource_id, &v.block_storage_id).await?;
         }
@@ -221,12 +238,18 @@ pub mod with_instance {
 
     /// Part of the create's `settle`: the volumes are in use.
     pub async fn settle_created(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         let change = VolumeSettle { status: status::IN_USE, detach: false, error_reason: None };
         Ok(deps.store.settle_volumes_of_operation(&op.operation_id, &change).await?)
     }
 
     /// A failed create leaves no volume: the driver lets go of each, and the rows go.
     pub async fn drop_created(deps: &Deps, op: &OpContext) -> Result<(), StepError> {
+        if none(op) {
+            return Ok(());
+        }
         for v in deps.store.volumes_of_operation(&op.operation_id).await? {
             deps.driver.detach_volume(&op.resource_id, &v.block_storage_id).await?;
             deps.driver.delete_volume(&v.block_storage_id).await?;
