@@ -133,6 +133,12 @@ pub trait ComputeDriver: Send + Sync + 'static {
     /// Removes the machine; absent machines are fine.
     async fn destroy(&self, instance_id: &str) -> Result<(), DriverError>;
     async fn state(&self, instance_id: &str) -> Result<MachineState, DriverError>;
+    /// Whether machines outlive the control plane and can stop on their own (a QEMU process
+    /// killed, a guest powered off), so the server must reconcile its records with `state`.
+    /// The simulated driver's machines live in its memory only: its records are the truth.
+    fn reconciles(&self) -> bool {
+        false
+    }
     /// Where the machine's consoles are; the simulated driver has none (the server renders its log).
     async fn console(&self, instance_id: &str) -> Option<ConsoleEndpoints> {
         let _ = instance_id;

@@ -14,6 +14,9 @@ pub mod runner;
 pub mod saga;
 
 pub use clock::Clock;
-pub use driver::{ComputeDriver, DriverError, Pacing, SimDriver};
+pub use driver::{
+    BootImage, ComputeDriver, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec, MachineState, Pacing, Power,
+    SimDriver, VolumeSpec,
+};
 pub use runner::{Engine, EngineConfig};
 pub use saga::{OpContext, Saga, StepDef, StepError};

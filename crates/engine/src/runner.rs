@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openwinv_store::operations::{FAILED, PARKED, RUNNING, SUCCEEDED};
-use openwinv_store::{OperationRecord, Progress, Store};
+use openwinv_store::{FaultRecord, OperationRecord, Progress, Store};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
@@ -116,10 +116,24 @@ impl Engine {
                 let _ = tokio::time::timeout(self.config.poll, notified).await;
                 continue;
             }
+            // The fault rules are read once per claim, not before every step (they are almost
+            // always empty, and steps are the hot path).
+            let rules = if self.config.faults {
+                match self.store.faults().await {
+                    Ok(rules) => Arc::new(rules),
+                    Err(e) => {
+                        // The steps' own writes will meet the same store trouble and retry.
+                        tracing::warn!(error = %e, "could not read the fault rules");
+                        Arc::default()
+                    }
+                }
+            } else {
+                Arc::default()
+            };
             let mut set = tokio::task::JoinSet::new();
             for op in claimed {
-                let engine = self.clone();
-                set.spawn(async move { engine.drive(op).await });
+                let (engine, rules) = (self.clone(), rules.clone());
+                set.spawn(async move { engine.drive(op, &rules).await });
             }
             while set.join_next().await.is_some() {}
         }
@@ -139,7 +153,7 @@ impl Engine {
     }
 
     /// Drives one claimed operation until it finishes, waits, or loses its lease.
-    async fn drive(&self, mut op: OperationRecord) {
+    async fn drive(&self, mut op: OperationRecord, rules: &[FaultRecord]) {
         let Some(saga) = self.sagas.get(op.kind.as_str()).cloned() else {
             tracing::error!(kind = %op.kind, operation = %op.operation_id, "no saga for this operation kind");
             return;
@@ -156,7 +170,7 @@ impl Engine {
             let next = if op.undoing != 0 {
                 self.undo_step(&*saga, &mut op, &mut ctx).await
             } else {
-                self.forward_step(&*saga, &mut op, &mut ctx).await
+                self.forward_step(&*saga, &mut op, &mut ctx, rules).await
             };
             match next {
                 Ok(Next::Continue) => continue,
@@ -176,6 +190,7 @@ impl Engine {
         saga: &dyn Saga,
         op: &mut OperationRecord,
         ctx: &mut OpContext,
+        rules: &[FaultRecord],
     ) -> openwinv_store::Result<Next> {
         let steps = saga.steps();
         let i = op.step as usize;
@@ -208,7 +223,7 @@ impl Engine {
             }
         }
         let mut result = if self.config.faults {
-            match faults::check(&self.store, &op.kind, step.name, &op.operation_id).await? {
+            match faults::check(&self.store, rules, &op.kind, step.name, &op.operation_id).await? {
                 Some(err) => Err(err),
                 None => Ok(()),
             }
@@ -216,9 +231,9 @@ impl Engine {
             Ok(())
         };
         if result.is_ok() {
-            result = saga.run(i, ctx).await;
+            result = self.holding_lease(&op.operation_id, saga.run(i, ctx)).await;
             if result.is_ok() && self.config.repeat_steps {
-                result = saga.run(i, ctx).await;
+                result = self.holding_lease(&op.operation_id, saga.run(i, ctx)).await;
             }
         }
         match result {
@@ -256,12 +271,12 @@ impl Engine {
     ) -> openwinv_store::Result<Next> {
         let error = op.error.clone().unwrap_or_else(|| "failed".into());
         let result = if op.step < 0 {
-            saga.failed(ctx, &error).await
+            self.holding_lease(&op.operation_id, saga.failed(ctx, &error)).await
         } else {
             let i = op.step as usize;
-            let mut r = saga.undo(i, ctx).await;
+            let mut r = self.holding_lease(&op.operation_id, saga.undo(i, ctx)).await;
             if r.is_ok() && self.config.repeat_steps {
-                r = saga.undo(i, ctx).await;
+                r = self.holding_lease(&op.operation_id, saga.undo(i, ctx)).await;
             }
             r
         };
@@ -282,6 +297,28 @@ impl Engine {
                 tracing::warn!(operation = %op.operation_id, step = op.step, error = %e, "undo failed; retrying");
                 self.save(op, ctx, Some(&error), 0).await?;
                 Ok(Next::Stop)
+            }
+        }
+    }
+
+    /// Runs a step, renewing the operation's lease while it runs, so that a step that takes longer
+    /// than the lease (a real machine's soft reboot) is not taken over by another worker.
+    async fn holding_lease<T>(&self, operation_id: &str, step: impl Future<Output = T>) -> T {
+        let every = (self.config.lease / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(step);
+        loop {
+            tokio::select! {
+                out = &mut step => return out,
+                _ = tick.tick() => {
+                    let until = host_ms() + self.config.lease.as_millis() as i64;
+                    match self.store.renew_lease(operation_id, &self.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(operation = %operation_id, "lease lost while a step ran"),
+                        Err(e) => tracing::warn!(operation = %operation_id, error = %e, "could not renew the lease"),
+                    }
+                }
             }
         }
     }

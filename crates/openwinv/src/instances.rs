@@ -480,6 +480,7 @@ impl Tabular for Instance {
                 )),
             );
         }
+        add("SSH", self.ssh.as_ref().map(|f| format!("ssh -p {} <user>@{}", f.port, f.host)));
         add("LOGIN", self.default_account.as_ref().map(|a| format!("{} / {}", a.username, a.password)));
         add("CONSOLE", self.vnc.as_ref().map(|v| or_dash(v.link.as_ref().map(|l| format!("{l} ({})", v.kind)))));
         add(

@@ -75,6 +75,14 @@ pub struct ServeArgs {
             .try_map(|s| s.parse::<SimMode>()),
     )]
     sim_mode: Option<SimMode>,
+    /// QEMU accelerator: auto probes KVM and falls back to TCG [default: auto]
+    #[arg(
+        long,
+        env = "OPENWINV_ACCEL",
+        value_name = "ACCEL",
+        value_parser = ["auto", "kvm", "tcg"],
+    )]
+    accel: Option<String>,
     /// Operation workers in this process [default: 4]
     #[arg(long, env = "OPENWINV_WORKERS", value_name = "N")]
     workers: Option<usize>,
@@ -104,6 +112,7 @@ impl ServeArgs {
             log_format: self.log_format,
             sim_delay: self.sim_delay,
             sim_mode: self.sim_mode,
+            accel: self.accel,
             workers: self.workers,
             bills_paid_on_issue: self.bills_paid_on_issue.then_some(true),
         };

@@ -1,14 +1,17 @@
 //! The operator client of `/admin/v1` [ext]: bearer-token auth, the same envelope as `/v1`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use openwinv_wire::Envelope;
 use openwinv_wire::admin::{
     AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, IssuedKey, KeyUpdate, NewAccount, NewKey,
     QuotaUpdate, SetClock,
 };
+use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
 use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};
+use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,6 +26,21 @@ use crate::transport::Transport;
 
 /// The data directory `openwinv serve` uses by default, which holds the `admin-token` file.
 const DEFAULT_DATA_DIR: &str = "./openwinv-data";
+/// How long an image upload may take in all, instead of the usual request timeout: disk images
+/// are gigabytes.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Bytes read from an upload file at a time.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The files of [`AdminClient::import_image_files`], read from disk as they are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageImport {
+    /// Direct kernel boot: a kernel, an optional initrd and an optional root disk (qcow2 or raw)
+    /// that instance root disks are overlays on.
+    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String, root_disk: Option<PathBuf> },
+    /// A bootable disk image; `format` (`qcow2` or `raw`) is detected by the server when `None`.
+    Disk { disk: PathBuf, format: Option<String> },
+}
 
 /// A client of the openwinv operator API.
 #[derive(Clone)]
@@ -160,6 +178,42 @@ impl AdminClient {
         self.row(request).await
     }
 
+    // Image files (what a real driver boots for a catalog image).
+
+    /// Uploads an image's files and sets its boot definition; importing again replaces them. The
+    /// image must be in the catalog. Files are streamed from disk, never read whole.
+    pub async fn import_image_files(&self, image_id: &str, import: &ImageImport) -> Result<ImageFiles> {
+        // Text parts first: the server refuses a bad kind or format before the files are sent.
+        let form = match import {
+            ImageImport::Kernel { kernel, initrd, cmdline, root_disk } => {
+                let mut form = Form::new().text("kind", "kernel").text("cmdline", cmdline.clone());
+                form = file_part(form, "kernel", kernel).await?;
+                if let Some(initrd) = initrd {
+                    form = file_part(form, "initrd", initrd).await?;
+                }
+                if let Some(root_disk) = root_disk {
+                    form = file_part(form, "root_disk", root_disk).await?;
+                }
+                form
+            }
+            ImageImport::Disk { disk, format } => {
+                let mut form = Form::new().text("kind", "disk");
+                if let Some(format) = format {
+                    form = form.text("format", format.clone());
+                }
+                file_part(form, "disk", disk).await?
+            }
+        };
+        let request =
+            self.request(Method::POST, &["images", image_id, "files"]).multipart(form).timeout(UPLOAD_TIMEOUT);
+        self.row(request).await
+    }
+
+    /// An image's boot definition and the files in its directory on the server's host.
+    pub async fn image_files(&self, image_id: &str) -> Result<ImageFiles> {
+        self.row(self.request(Method::GET, &["images", image_id, "files"])).await
+    }
+
     // SSH keys and user scripts on behalf of an account.
 
     pub async fn ssh_keys(&self, account: &str, name: Option<&str>, page: PageRequest) -> Result<Page<SshKey>> {
@@ -275,6 +329,20 @@ impl AdminClient {
         let env = self.execute(self.request(Method::GET, segments).query(&query)).await?;
         Ok(Page::from_envelope(env, page))
     }
+}
+
+/// A multipart part streaming `path`, with its length so the body has a Content-Length.
+async fn file_part(form: Form, name: &'static str, path: &Path) -> Result<Form> {
+    let unreadable = |e: std::io::Error| Error::Config(format!("cannot read {} ({name}): {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let meta = file.metadata().await.map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(Error::Config(format!("{} ({name}) is not a file", path.display())));
+    }
+    let file_name = path.file_name().map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned());
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK));
+    let part = Part::stream_with_length(body, meta.len()).file_name(file_name).mime_str("application/octet-stream")?;
+    Ok(form.part(name, part))
 }
 
 #[cfg(test)]

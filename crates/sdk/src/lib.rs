@@ -32,7 +32,7 @@ mod response;
 mod transport;
 mod volumes;
 
-pub use admin::AdminClient;
+pub use admin::{AdminClient, ImageImport};
 pub use client::{Client, DEFAULT_ENDPOINT};
 pub use error::{Error, Result};
 pub use instances::{Accepted, NewInstance, operation_status};

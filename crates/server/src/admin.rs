@@ -1,5 +1,6 @@
-//! The operator API under `/admin/v1` [ext]: accounts, access keys, the catalog, SSH keys and
-//! user scripts on behalf of an account, and the clock. Answers use the iwinv envelope too.
+//! The operator API under `/admin/v1` [ext]: accounts, access keys, the catalog (image files in
+//! `images.rs`), SSH keys and user scripts on behalf of an account, and the clock. Answers use the
+//! iwinv envelope too.
 
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/clock", get(show_clock).put(set_clock))
         .route("/admin/v1/clock/advance", post(advance_clock))
         .merge(crate::admin_sim::routes())
+        .merge(crate::images::routes())
 }
 
 fn account_wire(state: &AppState, a: AccountRecord) -> Account {

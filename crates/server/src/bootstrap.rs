@@ -104,12 +104,26 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
     }
 
     let catalog = Arc::new(CatalogCache::load(&store).await?);
+    let images = crate::images::ImageStore::new(&data);
     let pacing = match config.sim_mode {
         SimMode::Timed if config.sim_delay.is_zero() => Pacing::Immediate,
         SimMode::Timed => Pacing::Timed(config.sim_delay),
         SimMode::Explicit => Pacing::Explicit,
     };
-    let driver: Arc<dyn ComputeDriver> = Arc::new(SimDriver::new(pacing));
+    let driver: Arc<dyn ComputeDriver> = match config.driver {
+        Driver::Sim => Arc::new(SimDriver::new(pacing)),
+        Driver::Qemu => {
+            let qemu = openwinv_qemu::QemuDriver::new(
+                data.clone(),
+                config.accel,
+                std::env::var("OPENWINV_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+                std::env::var("OPENWINV_QEMU_IMG").unwrap_or_else(|_| "qemu-img".into()),
+            );
+            let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
+            tracing::info!(?accel, "QEMU driver ready");
+            Arc::new(qemu)
+        }
+    };
     let engine_config = EngineConfig {
         workers: config.workers,
         repeat_steps: config.repeat_steps,
@@ -122,6 +136,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         store: store.clone(),
         driver: driver.clone(),
         catalog: catalog.clone(),
+        images: images.clone(),
         sealer: sealer.clone(),
         clock: clock.clone(),
     });
@@ -137,6 +152,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         sealer,
         clock,
         catalog,
+        images,
         metrics: Metrics::default(),
         admin_token,
         live_bills: Default::default(),

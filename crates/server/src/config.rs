@@ -82,6 +82,8 @@ pub struct Settings {
     /// Seconds per simulated hypervisor step (timed mode); 0 = immediate.
     pub sim_delay: Option<f64>,
     pub sim_mode: Option<SimMode>,
+    /// QEMU accelerator: `auto` (probe KVM, fall back to TCG), `kvm` or `tcg`; default `auto`.
+    pub accel: Option<String>,
     /// Operation workers in this process.
     pub workers: Option<usize>,
     /// Mark regular bills paid as they are issued (default false: they start `unpaid`).
@@ -110,6 +112,7 @@ impl Settings {
             log_format: self.log_format.or(lower.log_format),
             sim_delay: self.sim_delay.or(lower.sim_delay),
             sim_mode: self.sim_mode.or(lower.sim_mode),
+            accel: self.accel.or(lower.accel),
             workers: self.workers.or(lower.workers),
             bills_paid_on_issue: self.bills_paid_on_issue.or(lower.bills_paid_on_issue),
         }
@@ -134,6 +137,7 @@ pub struct Config {
     pub bootstrap_key: Option<(String, String)>,
     pub sim_delay: std::time::Duration,
     pub sim_mode: SimMode,
+    pub accel: openwinv_qemu::Accel,
     pub workers: usize,
     /// Test hook (`OPENWINV_SIM_REPEAT_STEPS=1`): every saga step runs twice.
     pub repeat_steps: bool,
@@ -187,7 +191,13 @@ impl Config {
         if !(1..=256).contains(&workers) {
             bail!("workers must be 1 to 256, not {workers}");
         }
+        let accel = match s.accel.as_deref() {
+            None => openwinv_qemu::Accel::Auto,
+            Some(a) => a.parse().map_err(|_| anyhow::anyhow!("accel must be auto, kvm or tcg, not `{a}`"))?,
+        };
+        let driver = s.driver.unwrap_or(Driver::Sim);
         Ok(Config {
+            accel,
             sim_delay: std::time::Duration::from_secs_f64(sim_delay),
             sim_mode: s.sim_mode.unwrap_or(SimMode::Timed),
             workers,
@@ -198,7 +208,7 @@ impl Config {
             listen,
             data_dir,
             database_url,
-            driver: s.driver.unwrap_or(Driver::Sim),
+            driver,
             trusted_proxies,
             default_rate_limit: s.default_rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
             encryption_key: s.encryption_key,

@@ -12,12 +12,15 @@ pub mod billing;
 pub mod bootstrap;
 pub mod catalog;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod idempotency;
+pub mod images;
 pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod quota;
+pub mod reconcile;
 pub mod reference;
 pub mod sagas;
 
@@ -45,7 +48,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Authenticator;
 use crate::catalog::CatalogCache;
 use crate::clock::Clock;
-use crate::config::{Config, Driver};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -63,6 +66,8 @@ pub struct Inner {
     pub sealer: Sealer,
     pub clock: Arc<Clock>,
     pub catalog: Arc<CatalogCache>,
+    /// The files behind catalog images (`<data>/images`).
+    pub images: images::ImageStore,
     pub auth: Authenticator,
     pub metrics: Metrics,
     pub admin_token: String,
@@ -91,7 +96,7 @@ impl AppState {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     // Layers run outermost-last: the signature check, then Idempotency-Key, then the handler.
-    let v1 = api::routes()
+    let v1 = api::routes(state.clone())
         .merge(api::operations::routes())
         .merge(billing::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::layer))
@@ -136,9 +141,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 /// Runs `openwinv serve` until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    if config.driver == Driver::Qemu {
-        anyhow::bail!("the QEMU driver is not available in this build yet; use --driver sim");
-    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -147,6 +149,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
     tokio::spawn(billing::close::run(state.clone()));
+    if state.driver.reconciles() {
+        tokio::spawn(reconcile::run(state.clone()));
+    }
     let app = router(state.clone());
     println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     tracing::info!(%local, "listening");

@@ -4,10 +4,10 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use crate::api::{catalog, firewalls, scripts, ssh_keys, volumes};
+use crate::api::{catalog, firewalls, instances, scripts, ssh_keys, volumes};
 use crate::billing::handlers as bills;
 use crate::idempotency::OpenApiDoc;
-use crate::{admin, admin_sim, reference};
+use crate::{admin, admin_sim, images, reference};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,9 @@ use crate::{admin, admin_sim, reference};
         catalog::block_storage_types,
         ssh_keys::list, ssh_keys::create, ssh_keys::delete,
         scripts::list, scripts::create, scripts::delete,
+        instances::list, instances::detail, instances::create, instances::edit, instances::delete,
+        instances::start, instances::shutdown, instances::reboot, instances::rebuild, instances::resize,
+        instances::remote_console,
         volumes::list, volumes::detail, volumes::create, volumes::delete, volumes::attach, volumes::detach,
         firewalls::sg_list, firewalls::sg_detail, firewalls::sg_create, firewalls::sg_edit, firewalls::sg_delete,
         firewalls::sg_rules, firewalls::sg_add_rule, firewalls::sg_edit_rule, firewalls::sg_delete_rule,
@@ -34,6 +37,7 @@ use crate::{admin, admin_sim, reference};
         crate::api::operations::show,
         bills::live, bills::list, bills::detail, bills::pay,
         admin_sim::add_fault, admin_sim::list_faults, admin_sim::clear_faults, admin_sim::delete_fault, admin_sim::step,
+        images::list_files, images::upload_files,
     ),
     modifiers(&Security, &OpenApiDoc),
     security(("timestamp" = [], "credential" = [], "signature" = [])),

@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/error", get(error_page))
         .route("/fields/v1/instances", get(instance_fields_page))
         .route("/fields/v1/flavors", get(flavor_fields_page))
-        .route("/console/{token}", get(crate::api::instances::console_page))
+        .merge(crate::console::routes())
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]

@@ -20,6 +20,12 @@ use tokio::process::{Child, Command};
 pub const ACCESS_KEY: &str = "TESTACCESSKEY0000001";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghij";
 
+/// How long `wait_operation` and `wait_status` poll by default.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+pub mod browser;
+pub mod lifecycle;
+
 /// Path of the `openwinv` binary built alongside the tests (`target/<profile>/openwinv`).
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("OPENWINV_BIN") {
@@ -109,6 +115,7 @@ pub struct Server {
     child: Option<Child>,
     starts: u32,
     clock_offset: i64,
+    wait_timeout: Duration,
     http: reqwest::Client,
     _pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
@@ -192,6 +199,7 @@ impl Server {
             child: None,
             starts: 0,
             clock_offset: 0,
+            wait_timeout: DEFAULT_WAIT,
             http: reqwest::Client::new(),
             _pg: pg,
             _dir: dir,
@@ -223,6 +231,7 @@ impl Server {
             child: None,
             starts: 0,
             clock_offset: first.clock_offset,
+            wait_timeout: first.wait_timeout,
             http: reqwest::Client::new(),
             _pg: None,
             _dir: dir,
@@ -315,6 +324,12 @@ impl Server {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.spawn().await;
+    }
+
+    /// How long `wait_operation` and `wait_status` poll before failing (30 s unless set; real
+    /// machines under TCG need more).
+    pub fn set_wait_timeout(&mut self, timeout: Duration) {
+        self.wait_timeout = timeout;
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {
@@ -448,7 +463,12 @@ impl Server {
 
     /// Polls an operation until it is no longer running; returns its row.
     pub async fn wait_operation(&self, operation_id: &str) -> Value {
-        for _ in 0..600 {
+        let deadline = std::time::Instant::now() + self.wait_timeout;
+        // At least 600 polls as well: a loaded host makes each poll slower.
+        for i in 0.. {
+            if i >= 600 && std::time::Instant::now() >= deadline {
+                break;
+            }
             let r = self.get(&format!("/v1/operations/{operation_id}")).await;
             let row = r.ok_rows()[0].clone();
             if row["status"] != "running" {
@@ -456,13 +476,17 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("operation {operation_id} still running after 30 s");
+        panic!("operation {operation_id} still running after {:?}", self.wait_timeout);
     }
 
     /// Polls an instance until its status is `status`; returns the row.
     pub async fn wait_status(&self, instance_id: &str, status: &str) -> Value {
         let mut last = Value::Null;
-        for _ in 0..600 {
+        let deadline = std::time::Instant::now() + self.wait_timeout;
+        for i in 0.. {
+            if i >= 600 && std::time::Instant::now() >= deadline {
+                break;
+            }
             let r = self.get(&format!("/v1/instances/{instance_id}")).await;
             if r.status == 200 {
                 last = r.ok_rows()[0].clone();
@@ -472,7 +496,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("instance {instance_id} did not become {status}; last: {last}");
+        panic!("instance {instance_id} did not become {status} within {:?}; last: {last}", self.wait_timeout);
     }
 }
 

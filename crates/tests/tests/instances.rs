@@ -38,87 +38,11 @@ async fn accepted(s: &Server, r: Resp) -> Value {
     s.wait_operation(&op).await
 }
 
+/// The lifecycle body is shared with the QEMU driver's suite (`tests/qemu.rs`).
 #[tokio::test]
 async fn a_whole_lifecycle() {
     let s = fast().await;
-    let r = create(&s, basic()).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let receipt = r.result()[0].clone();
-    assert_eq!(receipt["status"], "building");
-    assert_eq!(receipt["name"], "웹서버");
-    assert_eq!(receipt["default_account"]["username"], "root");
-    let password = receipt["default_account"]["password"].as_str().unwrap().to_owned();
-    assert!(password.chars().count() >= 16);
-    let id = receipt["instance_id"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("INSTANCE-"));
-    let op = accepted(&s, r).await;
-    assert_eq!((op["status"].as_str(), op["kind"].as_str()), (Some("succeeded"), Some("instance.create")));
-
-    let row = s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone();
-    assert_eq!(row["status"], "active");
-    assert!(row.get("default_account").is_none() && row.get("vnc").is_none(), "secrets only on request: {row}");
-    for key in [
-        "instance_id",
-        "name",
-        "description",
-        "status",
-        "provide",
-        "start_date",
-        "stop_date",
-        "ip",
-        "zone",
-        "flavor",
-        "image",
-        "monitoring",
-        "block_storage",
-        "connection_limit",
-        "traffic",
-        "firewall",
-    ] {
-        assert!(row.get(key).is_some(), "missing {key}: {row}");
-    }
-    assert_eq!(row["zone"], json!({"zone_id": "KR1-Z01", "name": "서울 1"}));
-    assert_eq!(row["flavor"]["vcpu"], 1);
-    let public = row["ip"][0]["public"]["address"].as_str().unwrap().to_owned();
-    assert!(public.starts_with("198.18."), "{public}");
-    assert!(row["ip"][0]["private"]["address"].as_str().unwrap().starts_with("10.16."));
-    let secret = s.get(&format!("/v1/instances/{id}?fields=129")).await;
-    assert_eq!(secret.ok_rows()[0]["default_account"]["password"], password.as_str());
-
-    let off = accepted(&s, act(&s, &id, "shutdown", json!({})).await).await;
-    assert_eq!(off["status"], "succeeded");
-    let row = s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone();
-    assert_eq!(row["status"], "off");
-    assert!(row["stop_date"].is_string());
-    accepted(&s, act(&s, &id, "start", json!({})).await).await;
-    s.wait_status(&id, "active").await;
-    for t in ["SOFT", "HARD"] {
-        assert_eq!(accepted(&s, act(&s, &id, "reboot", json!({"type": t})).await).await["status"], "succeeded");
-    }
-    accepted(&s, act(&s, &id, "rebuild", json!({"image_id": "IMG-debian-12"})).await).await;
-    let row = s.get(&format!("/v1/instances/{id}?fields=262143")).await.ok_rows()[0].clone();
-    assert_eq!(row["image"]["image_id"], "IMG-debian-12");
-    assert_eq!(row["status"], "active");
-    assert_ne!(row["default_account"]["password"], password.as_str(), "rebuild gives a new password");
-    assert_eq!(row["ip"][0]["public"]["address"], public.as_str(), "rebuild keeps addresses");
-    accepted(&s, act(&s, &id, "shutdown", json!({})).await).await;
-    accepted(&s, act(&s, &id, "resize", json!({"flavor_id": "ss1.c2m4"})).await).await;
-    let row = s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone();
-    assert_eq!(
-        (row["flavor"]["flavor_id"].as_str(), row["status"].as_str()),
-        (Some("ss1.c2m4"), Some("off")),
-        "resize keeps power state"
-    );
-    assert_eq!(row["ip"][0]["public"]["address"], public.as_str());
-
-    let d = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
-    assert_eq!(d.result()[0]["status"], "deleting");
-    assert_eq!(d.result()[0]["block_storage"], json!([]));
-    assert_eq!(accepted(&s, d).await["status"], "succeeded");
-    s.get(&format!("/v1/instances/{id}")).await.assert_error(404, "NOT_FOUND");
-    // The address went back to the pool.
-    let r = s.get(&format!("/v1/instances?ip={public}")).await;
-    assert!(r.ok_rows().is_empty());
+    openwinv_tests::lifecycle::a_whole_lifecycle(&s, async |_: &str| {}).await;
 }
 
 #[tokio::test]
@@ -471,4 +395,30 @@ async fn the_deprecated_security_group_attaches_a_firewall_at_create() {
     accepted(&s, s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await).await;
     assert!(s.get(&format!("/v1/security-groups/{fw_id}/instances")).await.ok_rows().is_empty());
     assert_eq!(s.call(Method::DELETE, &format!("/v1/security-groups/{fw_id}"), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn totals_and_quotas_follow_resizes_and_deletes() {
+    let s = fast().await;
+    let (a, _) = create_active(&s, basic()).await;
+    // 1 vCPU becomes 8: with 7 more 8-vCPU instances the account is at its 64 vCPUs.
+    accepted(&s, act(&s, &a, "resize", json!({"flavor_id": "ss1.c8m16"})).await).await;
+    let mut big = basic();
+    big["flavor_id"] = json!("ss1.c8m16");
+    big["count"] = json!(7);
+    let r = create(&s, big).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let ops: Vec<String> = r.header("x-operation-id").unwrap().split(',').map(str::to_owned).collect();
+    for op in &ops {
+        s.wait_operation(op).await;
+    }
+    create(&s, basic()).await.assert_error(403, "LIMIT_EXCEEDED");
+    assert_eq!(s.get("/v1/instances").await.json["total"], 8);
+    // Deleting one gives its 8 vCPUs back and lowers the total.
+    let r = s.call(Method::DELETE, &format!("/v1/instances/{a}"), None).await;
+    accepted(&s, r).await;
+    assert_eq!(s.get("/v1/instances").await.json["total"], 7);
+    assert_eq!(s.get("/v1/instances?status=active").await.json["total"], 7);
+    assert_eq!(create(&s, basic()).await.status, 202);
+    assert_eq!(s.get("/v1/instances").await.json["total"], 8);
 }

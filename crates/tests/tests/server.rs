@@ -171,15 +171,19 @@ async fn the_clock_can_be_set_and_advanced_and_keeps_running() {
 }
 
 #[tokio::test]
-async fn qemu_driver_refuses_to_move_the_clock_or_start_is_explained() {
-    // The QEMU driver is a later step: asking for it now fails clearly at start.
-    let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(openwinv_tests::binary())
-        .args(["serve", "--driver", "qemu", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("QEMU"), "{}", String::from_utf8_lossy(&out.stderr));
+async fn qemu_driver_refuses_to_move_the_clock_or_inject_faults() {
+    // A real hypervisor runs on real time: the operator tools of the simulated driver are refused
+    // with 409 and a sentence, and nothing moved.
+    let s = Server::start_with(&["--driver", "qemu", "--accel", "tcg"], &[]).await;
+    let before = s.server_time().await;
+    let r = s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "48h"}))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("sim"), "{}", r.text);
+    let r = s.admin(Method::PUT, "/admin/v1/clock", Some(json!({"now": "2030-01-01T00:00:00Z"}))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = s.admin(Method::POST, "/admin/v1/faults", Some(json!({"kind": "*", "step": "*", "mode": "sticky"}))).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = s.admin(Method::POST, "/admin/v1/sim/step/OP-none", None).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(s.server_time().await - before < 60, "the clock did not move");
 }

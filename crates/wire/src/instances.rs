@@ -44,6 +44,17 @@ pub struct Instance {
     /// Attached firewall ids [ext].
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub firewall: Option<Vec<String>>,
+    /// Where the guest's SSH port is forwarded on the host, when the driver forwards it (the QEMU
+    /// driver's user-mode networking) [ext]; with the `ip` bit (256).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ssh: Option<SshForward>,
+}
+
+/// A host address and port forwarded to the guest's port 22 [ext].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SshForward {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -7,6 +7,7 @@ mod bills;
 mod catalog;
 mod clock;
 mod faults;
+mod images;
 mod sim;
 
 use clap::Subcommand;
@@ -26,6 +27,9 @@ pub enum AdminCommand {
     /// The catalog (zones, flavors, images, volume types) as TOML
     #[command(subcommand)]
     Catalog(catalog::CatalogAction),
+    /// Image files a real driver boots: import, files
+    #[command(subcommand)]
+    Images(images::ImageAction),
     /// SSH keys of an account
     #[command(subcommand)]
     SshKeys(SshKeyAction<AccountScope>),
@@ -52,6 +56,7 @@ pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
         AdminCommand::Accounts(action) => accounts::run(&admin, action, out).await,
         AdminCommand::Keys(action) => access_keys::run(&admin, action, out).await,
         AdminCommand::Catalog(action) => catalog::run(&admin, action, out).await,
+        AdminCommand::Images(action) => images::run(&admin, action, out).await,
         AdminCommand::SshKeys(action) => {
             let owner = Owner::Account(&admin, &action.scope().account);
             keys::ssh_keys(owner, &action, out).await

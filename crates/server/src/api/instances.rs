@@ -3,9 +3,11 @@
 //! Mutations validate completely, then write the instance change and its operation in one
 //! transaction and answer 202 with `X-Operation-Id`; the engine does the rest.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
 use openwinv_store::instances::status;
@@ -87,8 +89,46 @@ fn fields_mask(q: &Query) -> ApiResult<u64> {
     }
 }
 
+/// What the view of a page of instances reads from other tables, fetched once per page.
+#[derive(Default)]
+struct Related {
+    volumes: HashMap<String, Vec<VolumeRecord>>,
+    firewalls: HashMap<String, Vec<String>>,
+}
+
+impl Related {
+    /// One query per related table for the whole page, and only for the fields `mask` selects.
+    async fn load(state: &AppState, rows: &[InstanceRecord], mask: u64) -> ApiResult<Related> {
+        let ids: Vec<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+        let mut related = Related::default();
+        if mask & 8192 != 0 {
+            related.volumes = state.store.volumes_of_instances(&ids).await?;
+        }
+        if mask & 131072 != 0 {
+            related.firewalls = state.store.firewall_ids_of_instances(&ids).await?;
+        }
+        Ok(related)
+    }
+}
+
+/// Builds the rows an API client sees, with only the fields in `mask`.
+async fn views(state: &AppState, rows: &[InstanceRecord], mask: u64, host: &str) -> ApiResult<Vec<Instance>> {
+    let mut related = Related::load(state, rows, mask).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(view(state, r, mask, host, &mut related).await?);
+    }
+    Ok(out)
+}
+
 /// Builds the row an API client sees, with only the fields in `mask`.
-async fn view(state: &AppState, r: &InstanceRecord, mask: u64, host: &str) -> ApiResult<Instance> {
+async fn view(
+    state: &AppState,
+    r: &InstanceRecord,
+    mask: u64,
+    host: &str,
+    related: &mut Related,
+) -> ApiResult<Instance> {
     let catalog = state.catalog.get();
     let has = |bit: u64| mask & bit != 0;
     let mut v = Instance::default();
@@ -131,6 +171,11 @@ async fn view(state: &AppState, r: &InstanceRecord, mask: u64, host: &str) -> Ap
             kind: "ipv4".into(),
         }]);
     }
+    if has(256)
+        && let Some(port) = state.driver.info(&r.instance_id).await.ssh_port
+    {
+        v.ssh = Some(SshForward { host: "127.0.0.1".into(), port });
+    }
     if has(512) {
         let name =
             catalog.zones.iter().find(|z| z.id == r.zone_id).map_or_else(|| r.zone_id.clone(), |z| z.name.clone());
@@ -169,7 +214,7 @@ async fn view(state: &AppState, r: &InstanceRecord, mask: u64, host: &str) -> Ap
         });
     }
     if has(8192) {
-        let attached = state.store.volumes_of_instance(&r.instance_id).await?;
+        let attached = related.volumes.remove(&r.instance_id).unwrap_or_default();
         v.block_storage = Some(
             attached
                 .into_iter()
@@ -195,7 +240,7 @@ async fn view(state: &AppState, r: &InstanceRecord, mask: u64, host: &str) -> Ap
         v.traffic = Some(Traffic { default: 2048, period: "month".into(), limit: 2048, reset_allow_count: 0 });
     }
     if has(131072) {
-        v.firewall = Some(state.store.firewall_ids_of(&r.instance_id).await?);
+        v.firewall = Some(related.firewalls.remove(&r.instance_id).unwrap_or_default());
     }
     Ok(v)
 }
@@ -325,11 +370,7 @@ pub async fn list(
             PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
         )
         .await?;
-    let host = host_of(&headers);
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(view(&state, r, mask, &host).await?);
-    }
+    let out = views(&state, &rows, mask, &host_of(&headers)).await?;
     Ok(Json(Envelope::page(out, page, total as u64)))
 }
 
@@ -346,7 +387,7 @@ pub async fn detail(
 ) -> Reply<Instance> {
     let mask = fields_mask(&q)?;
     let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
-    Ok(Json(Envelope::rows(vec![view(&state, &r, mask, &host_of(&headers)).await?])))
+    Ok(Json(Envelope::rows(views(&state, std::slice::from_ref(&r), mask, &host_of(&headers)).await?)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,10 +482,15 @@ pub async fn create(
     {
         return Err(id_invalid("security_group", fw));
     }
-    let create_params = match &security_group {
-        Some(fw) => json!({"security_group": fw}).to_string(),
-        None => "{}".to_owned(),
-    };
+    let mut create_params = serde_json::Map::new();
+    if let Some(fw) = &security_group {
+        create_params.insert("security_group".into(), json!(fw));
+    }
+    if volume_requests.is_empty() {
+        // Lets the volume steps skip looking for volumes that cannot exist.
+        create_params.insert("no_volumes".into(), json!(true));
+    }
+    let create_params = serde_json::Value::Object(create_params).to_string();
     let attach_public_ip = match body.0.get("attach_public_ip") {
         None | Some(serde_json::Value::Null) => true,
         Some(serde_json::Value::Bool(b)) => *b,
@@ -615,7 +661,7 @@ pub async fn edit(
         return Err(instance_not_found(&id));
     }
     let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
-    Ok(Json(Envelope::rows(vec![view(&state, &r, mask, &host_of(&headers)).await?])))
+    Ok(Json(Envelope::rows(views(&state, std::slice::from_ref(&r), mask, &host_of(&headers)).await?)))
 }
 
 async fn is_deleting(state: &AppState, r: &InstanceRecord) -> ApiResult<bool> {
@@ -860,35 +906,18 @@ pub async fn remote_console(
     }])))
 }
 
-/// The page a console link opens (no credentials: the token is the credential, once).
-pub async fn console_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let page = |status: StatusCode, body: String| (status, Html(body)).into_response();
-    let Ok(Some(instance_id)) = state.store.use_console_token(&token, state.clock.unix()).await else {
-        return page(
-            StatusCode::NOT_FOUND,
-            "<!doctype html><title>Console</title><p>This console link is unknown, expired or already used.</p>".into(),
-        );
-    };
-    let Ok(Some(r)) = state.store.instance_by_id(&instance_id).await else {
-        return page(StatusCode::NOT_FOUND, "<!doctype html><title>Console</title><p>The instance is gone.</p>".into());
-    };
-    let log = serial_log(&state, &r).await;
-    let esc = |s: &str| html_escape::encode_text(s).into_owned();
-    page(
-        StatusCode::OK,
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} — console</title>\
-             <style>body{{background:#111;color:#ddd;font-family:monospace;margin:1em}}pre{{white-space:pre-wrap}}</style>\
-             </head><body><h1>{name} ({id})</h1><pre id=\"serial\">{log}</pre></body></html>",
-            name = esc(&r.name),
-            id = esc(&r.instance_id),
-            log = esc(&log)
-        ),
-    )
+/// The page a console link opens (no credentials: the token is the credential, once): the browser
+/// console (see `crate::console`).
+pub async fn console_page(
+    State(state): State<AppState>,
+    Extension(hub): Extension<std::sync::Arc<crate::console::Hub>>,
+    Path(token): Path<String>,
+) -> Response {
+    crate::console::page(&state, &hub, &token).await
 }
 
 /// The simulated machine's serial output: boot lines, the user script and the SSH keys.
-async fn serial_log(state: &AppState, r: &InstanceRecord) -> String {
+pub(crate) async fn serial_log(state: &AppState, r: &InstanceRecord) -> String {
     let catalog = state.catalog.get();
     let image = catalog.images.iter().find(|i| i.id == r.image_id).map_or(r.image_id.as_str(), |i| i.name.as_str());
     let mut lines = vec![

@@ -105,8 +105,21 @@ impl InstanceSaga {
         self.instance(op).await?.ok_or_else(|| StepError::Permanent(format!("instance {} is gone", op.resource_id)))
     }
 
-    /// What the driver needs, with `flavor_id` / `image_id` / password overridden by the op.
-    fn spec(&self, inst: &InstanceRecord, op: &OpContext) -> Result<MachineSpec, StepError> {
+    /// What the driver needs, with `flavor_id` / `image_id` / password overridden by the op. The
+    /// boot files come from the image's catalog entry (`None` without one: the simulated driver
+    /// needs none, a real one refuses), the user script from the account's stored script.
+    async fn spec(&self, inst: &InstanceRecord, op: &OpContext) -> Result<MachineSpec, StepError> {
+        let user_script = match &inst.user_script_id {
+            None => None,
+            Some(id) => match self.deps.store.script(&inst.account_id, id).await? {
+                Some(script) => Some(script.content),
+                None => {
+                    // Scripts may be deleted while instances keep their id; a rebuild then runs none.
+                    tracing::warn!(instance = %inst.instance_id, script = %id, "the user script no longer exists");
+                    None
+                }
+            },
+        };
         let catalog = self.deps.catalog.get();
         let flavor_id = op.str("flavor_id").unwrap_or(&inst.flavor_id);
         let flavor = catalog
@@ -117,18 +130,20 @@ impl InstanceSaga {
         let sealed = op.str("password_sealed").unwrap_or(&inst.password_sealed);
         let password = self.deps.sealer.open(sealed).map_err(|e| StepError::Permanent(e.to_string()))?;
         let keys: Vec<serde_json::Value> = serde_json::from_str(&inst.ssh_keys).unwrap_or_default();
+        let image_id = op.str("image_id").unwrap_or(&inst.image_id);
+        let boot = catalog.images.iter().find(|i| i.id == image_id).and_then(|i| self.deps.images.boot_image(i));
         Ok(MachineSpec {
             instance_id: inst.instance_id.clone(),
             hostname: inst.name.clone(),
             vcpu: flavor.vcpu,
             memory: flavor.memory,
             disk: flavor.disk,
-            image_id: op.str("image_id").unwrap_or(&inst.image_id).to_owned(),
+            image_id: image_id.to_owned(),
             username: inst.username.clone(),
             password,
             ssh_keys: keys.iter().filter_map(|k| k["public_key"].as_str().map(String::from)).collect(),
-            user_script: None,
-            boot: None,
+            user_script,
+            boot,
         })
     }
 
@@ -227,7 +242,7 @@ impl Saga for InstanceSaga {
             (_, "allocate_addresses") => self.allocate_addresses(op).await,
             (_, "create_machine") => {
                 let inst = self.require(op).await?;
-                driver.create(&self.spec(&inst, op)?).await?;
+                driver.create(&self.spec(&inst, op).await?).await?;
                 Ok(())
             }
             (_, "power_on") => driver.start(&id).await.map(drop).map_err(Into::into),
@@ -238,12 +253,12 @@ impl Saga for InstanceSaga {
             }
             (_, "rebuild_machine") => {
                 let inst = self.require(op).await?;
-                driver.rebuild(&self.spec(&inst, op)?).await?;
+                driver.rebuild(&self.spec(&inst, op).await?).await?;
                 Ok(())
             }
             (_, "resize_machine") => {
                 let inst = self.require(op).await?;
-                driver.resize(&self.spec(&inst, op)?).await?;
+                driver.resize(&self.spec(&inst, op).await?).await?;
                 Ok(())
             }
             (_, "destroy_machine") => driver.destroy(&id).await.map_err(Into::into),
@@ -257,7 +272,7 @@ impl Saga for InstanceSaga {
                 Some(fw) => {
                     let inst = self.require(op).await?;
                     let mut conn =
-                        self.deps.store.pool().acquire().await.map_err(|e| StepError::Transient(e.to_string()))?;
+                        self.deps.store.writer().acquire().await.map_err(|e| StepError::Transient(e.to_string()))?;
                     if !self.deps.store.firewall_exists(&inst.account_id, &fw).await? {
                         return Err(StepError::Permanent(format!("firewall {fw} no longer exists")));
                     }
@@ -301,7 +316,7 @@ impl Saga for InstanceSaga {
                 };
                 let mut back = op.clone();
                 back.params.remove("flavor_id");
-                driver.resize(&self.spec(&inst, &back)?).await?;
+                driver.resize(&self.spec(&inst, &back).await?).await?;
                 Ok(())
             }
             // Reboots, rebuilt disks, destroyed machines and removed rows cannot be taken back;
@@ -317,6 +332,122 @@ impl Saga for InstanceSaga {
             Kind::Create => volume::with_instance::drop_created(&self.deps, op).await,
             Kind::Delete => volume::with_instance::restore_attached(&self.deps, op).await,
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use openwinv_engine::driver::BootImage;
+    use openwinv_engine::{Clock, Pacing, SimDriver};
+    use openwinv_store::crypto::Sealer;
+    use openwinv_store::{ScriptRecord, Store};
+    use openwinv_wire::images::ImageBoot;
+
+    use super::*;
+    use crate::catalog::{CatalogCache, CatalogFile, DEFAULT_CATALOG};
+    use crate::images::ImageStore;
+
+    #[tokio::test]
+    async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
+        let db = std::env::temp_dir().join(format!("owt_spec_{}.db", rand::random::<u64>()));
+        let store = Store::open(&format!("sqlite://{}?mode=rwc", db.display())).await.unwrap();
+        let mut catalog = CatalogFile::parse(DEFAULT_CATALOG).unwrap();
+        catalog.images[0].boot = Some(ImageBoot {
+            kind: "kernel".into(),
+            kernel: Some("vmlinuz".into()),
+            initrd: Some("initrd.img".into()),
+            cmdline: Some("console=ttyS0".into()),
+            root_disk: Some("root.raw".into()),
+            ..ImageBoot::default()
+        });
+        let (with_boot, without_boot) = (catalog.images[0].id.clone(), catalog.images[1].id.clone());
+        store.replace_catalog(&catalog.to_entries()).await.unwrap();
+        let account = store.create_account("spec", 0).await.unwrap();
+        let script = "#!/bin/sh\necho hello\n";
+        let record = ScriptRecord {
+            user_script_id: "SCRIPT-spec".into(),
+            account_id: account.account_id.clone(),
+            name: "hello".into(),
+            content: script.into(),
+            created_at: 0,
+        };
+        store.insert_script(&record).await.unwrap();
+        let sealer = Sealer::from_hex(&Sealer::generate_hex()).unwrap();
+        let deps = Arc::new(Deps {
+            store: store.clone(),
+            driver: Arc::new(SimDriver::new(Pacing::Immediate)),
+            catalog: Arc::new(CatalogCache::load(&store).await.unwrap()),
+            // A relative data directory, as `--data-dir ./data` gives: drivers still get absolute paths.
+            images: ImageStore::new(Path::new("spec-data")),
+            sealer: sealer.clone(),
+            clock: Clock::new(true),
+        });
+        let inst = InstanceRecord {
+            instance_id: "INSTANCE-spec".into(),
+            account_id: account.account_id.clone(),
+            name: "web".into(),
+            description: None,
+            status: status::ACTIVE.into(),
+            power: "on".into(),
+            zone_id: "KR1-Z01".into(),
+            flavor_id: catalog.flavors[0].id.clone(),
+            image_id: with_boot.clone(),
+            username: "root".into(),
+            password_sealed: sealer.seal("pw"),
+            user_script_id: Some(record.user_script_id.clone()),
+            ssh_keys: "[]".into(),
+            attach_public_ip: 0,
+            public_ip: None,
+            private_ip: None,
+            public_ip_num: None,
+            private_ip_num: None,
+            operation_id: None,
+            error_reason: None,
+            generation: 0,
+            created_at: 0,
+            stop_date: None,
+            vcpu: 1,
+        };
+        let mut op = OpContext {
+            operation_id: "OP-spec".into(),
+            account_id: account.account_id.clone(),
+            kind: Kind::Create.name().into(),
+            resource_id: inst.instance_id.clone(),
+            params: Default::default(),
+        };
+        let saga = InstanceSaga::new(Kind::Create, deps);
+
+        let spec = saga.spec(&inst, &op).await.unwrap();
+        let dir = std::env::current_dir().unwrap().join("spec-data/images").join(&with_boot);
+        assert_eq!(
+            spec.boot,
+            Some(BootImage::Kernel {
+                kernel: dir.join("vmlinuz"),
+                initrd: Some(dir.join("initrd.img")),
+                cmdline: "console=ttyS0".into(),
+                root_disk: Some(dir.join("root.raw")),
+            })
+        );
+        assert!(dir.is_absolute());
+        assert_eq!(spec.user_script.as_deref(), Some(script));
+
+        // A rebuild onto an image without files: nothing to boot (a real driver refuses).
+        op.set("image_id", without_boot.as_str());
+        let rebuilt = saga.spec(&inst, &op).await.unwrap();
+        assert_eq!((rebuilt.image_id.as_str(), rebuilt.boot), (without_boot.as_str(), None));
+
+        // A script deleted since: none runs.
+        store.delete_script(&account.account_id, &record.user_script_id).await.unwrap();
+        assert_eq!(saga.spec(&inst, &op).await.unwrap().user_script, None);
+        let no_script = InstanceRecord { user_script_id: None, ..inst };
+        assert_eq!(saga.spec(&no_script, &op).await.unwrap().user_script, None);
+
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
     }
 }

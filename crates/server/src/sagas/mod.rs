@@ -13,11 +13,13 @@ use openwinv_store::crypto::Sealer;
 
 use crate::catalog::CatalogCache;
 
-/// What saga steps need: the store, the driver, the catalog, secrets and the clock.
+/// What saga steps need: the store, the driver, the catalog and image files, secrets and the clock.
 pub struct Deps {
     pub store: Store,
     pub driver: Arc<dyn ComputeDriver>,
     pub catalog: Arc<CatalogCache>,
+    /// Resolves an image to the files a driver boots.
+    pub images: crate::images::ImageStore,
     pub sealer: Sealer,
     pub clock: Arc<Clock>,
 }
