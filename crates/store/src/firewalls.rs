@@ -369,11 +369,10 @@ impl Store {
         if instance_ids.is_empty() {
             return Ok(out);
         }
-        let ps: Vec<String> = (1..=instance_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT instance_id, firewall_id FROM firewall_attachments WHERE instance_id IN ({}) \
              ORDER BY created_at, firewall_id",
-            ps.join(", ")
+            crate::in_list(instance_ids.len())
         );
         let mut q = sqlx::query_as::<_, (String, String)>(&sql);
         for id in instance_ids {

@@ -171,6 +171,11 @@ impl Store {
 }
 
 /// `%…%` pattern for a case-insensitive substring match with `lower(col) LIKE $n ESCAPE '\'`.
+/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list of `n` values bound first.
+pub(crate) fn in_list(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 pub(crate) fn contains_pattern(needle: &str) -> String {
     let mut p = String::from("%");
     for c in needle.to_lowercase().chars() {

@@ -264,10 +264,9 @@ impl Store {
         if instance_ids.is_empty() {
             return Ok(out);
         }
-        let ps: Vec<String> = (1..=instance_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {COLUMNS} FROM volumes WHERE instance_id IN ({}) ORDER BY attached_at, block_storage_id",
-            ps.join(", ")
+            crate::in_list(instance_ids.len())
         );
         let mut q = sqlx::query_as::<_, VolumeRecord>(&sql);
         for id in instance_ids {

@@ -6,11 +6,13 @@ use serde_json::{Value, json};
 
 use crate::{Body, Resp, Server};
 
-async fn act(s: &Server, id: &str, action: &str, body: Value) -> Resp {
+/// Posts an instance action.
+pub async fn act(s: &Server, id: &str, action: &str, body: Value) -> Resp {
     s.call(Method::POST, &format!("/v1/instances/{id}/{action}"), Some(Body::Json(body))).await
 }
 
-async fn accepted(s: &Server, r: Resp) -> Value {
+/// Asserts a 202 and waits for its operation to end; returns the operation.
+pub async fn accepted(s: &Server, r: Resp) -> Value {
     assert_eq!(r.status, 202, "{}", r.text);
     let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
     s.wait_operation(&op).await

@@ -1,5 +1,6 @@
 //! Instances (spec §7) on the simulated hypervisor, through the real binary.
 
+use openwinv_tests::lifecycle::{accepted, act};
 use openwinv_tests::{Body, Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,16 +27,6 @@ async fn create_active(s: &Server, body: Value) -> (String, Value) {
     let id = row["instance_id"].as_str().unwrap().to_owned();
     s.wait_status(&id, "active").await;
     (id, row)
-}
-
-async fn act(s: &Server, id: &str, action: &str, body: Value) -> Resp {
-    s.call(Method::POST, &format!("/v1/instances/{id}/{action}"), Some(Body::Json(body))).await
-}
-
-async fn accepted(s: &Server, r: Resp) -> Value {
-    assert_eq!(r.status, 202, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    s.wait_operation(&op).await
 }
 
 /// The lifecycle body is shared with the QEMU driver's suite (`tests/qemu.rs`).
