@@ -155,91 +155,40 @@ impl Store {
         f: &InstanceFilter,
         page: PageQuery,
     ) -> Result<(Vec<InstanceRecord>, i64)> {
-        let mut clauses = vec!["account_id = $1".to_owned()];
-        let mut texts: Vec<String> = vec![account_id.to_owned()];
-        let mut ints: Vec<i64> = Vec::new();
-        let mut n = 1;
-        let mut text_param = |v: String, texts: &mut Vec<String>| {
-            texts.push(v);
-            n += 1;
-            format!("${n}")
-        };
+        let mut filter = crate::listing::Filter::for_account(account_id);
         if let Some(list) = &f.statuses {
-            let ps: Vec<String> = list.iter().map(|s| text_param(s.clone(), &mut texts)).collect();
-            clauses.push(format!("status IN ({})", ps.join(", ")));
+            filter.text_in("status", list);
         }
         if let Some(name) = &f.name {
-            let p = text_param(contains_pattern(name), &mut texts);
-            clauses.push(format!("lower(name) LIKE {p} ESCAPE '\\'"));
+            filter.text("lower(name) LIKE ? ESCAPE '\\'", [contains_pattern(name)]);
         }
         if let Some(z) = &f.zone_id {
-            let p = text_param(z.clone(), &mut texts);
-            clauses.push(format!("zone_id = {p}"));
+            filter.text("zone_id = ?", [z.clone()]);
         }
         if let Some(i) = &f.image_id {
-            let p = text_param(i.clone(), &mut texts);
-            clauses.push(format!("image_id = {p}"));
+            filter.text("image_id = ?", [i.clone()]);
         }
         if let Some(ids) = &f.flavor_ids {
             if ids.is_empty() {
                 return Ok((Vec::new(), 0));
             }
-            let ps: Vec<String> = ids.iter().map(|s| text_param(s.clone(), &mut texts)).collect();
-            clauses.push(format!("flavor_id IN ({})", ps.join(", ")));
+            filter.text_in("flavor_id", ids);
         }
-        // Integer parameters follow the text ones.
-        let mut int_param = |v: i64| {
-            ints.push(v);
-            format!("${}", texts.len() + ints.len())
-        };
         if let Some(ranges) = &f.ip_ranges {
-            let parts: Vec<String> = ranges
-                .iter()
-                .map(|(lo, hi)| {
-                    let (a, b) = (int_param(*lo), int_param(*hi));
-                    format!("(public_ip_num BETWEEN {a} AND {b} OR private_ip_num BETWEEN {a} AND {b})")
-                })
-                .collect();
-            clauses.push(format!("({})", parts.join(" OR ")));
+            filter.int_ranges("(public_ip_num BETWEEN {lo} AND {hi} OR private_ip_num BETWEEN {lo} AND {hi})", ranges);
         }
-        let unfiltered = clauses.len() == 1;
-        let filter = clauses.join(" AND ");
         // Without a filter the total is the account's kept count (migration 0003), not a scan.
-        let count_sql = if unfiltered {
-            "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0)".to_owned()
+        let total = if filter.is_account_only() {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0)")
+                    .bind(account_id)
+                    .fetch_one(self.pool())
+                    .await?;
+            n
         } else {
-            format!("SELECT COUNT(*) FROM instances WHERE {filter}")
+            self.count_rows("instances", &filter).await?
         };
-        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
-        for t in &texts {
-            count = count.bind(t);
-        }
-        for i in &ints {
-            count = count.bind(*i);
-        }
-        let (total,) = count.fetch_one(self.pool()).await?;
-        // Deep pages read from the far end, so the last page costs what the first one does.
-        let from_end = page.offset > total / 2;
-        let (order, offset) = if from_end {
-            ("created_at DESC, instance_id DESC", (total - page.offset - page.limit).max(0))
-        } else {
-            ("created_at, instance_id", page.offset)
-        };
-        let limit = if from_end { (total - page.offset).clamp(0, page.limit) } else { page.limit };
-        let lp = texts.len() + ints.len() + 1;
-        let sql =
-            format!("SELECT {COLUMNS} FROM instances WHERE {filter} ORDER BY {order} LIMIT ${lp} OFFSET ${}", lp + 1);
-        let mut q = sqlx::query_as::<_, InstanceRecord>(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for i in &ints {
-            q = q.bind(*i);
-        }
-        let mut rows = q.bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        if from_end {
-            rows.reverse();
-        }
+        let rows = self.page_of("instances", COLUMNS, "instance_id", &filter, total, page).await?;
         Ok((rows, total))
     }
 

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod instances;
 mod keys;
+mod listing;
 mod meta;
 pub mod operations;
 mod scripts;

@@ -205,42 +205,21 @@ impl Store {
         f: &VolumeFilter,
         page: PageQuery,
     ) -> Result<(Vec<VolumeRecord>, i64)> {
-        let mut clauses = vec!["account_id = $1".to_owned()];
-        let mut texts: Vec<String> = vec![account_id.to_owned()];
-        let mut add = |clause: &str, v: String| {
-            texts.push(v);
-            clauses.push(clause.replace('?', &format!("${}", texts.len())));
-        };
+        let mut filter = crate::listing::Filter::for_account(account_id);
         if let Some(z) = &f.zone_id {
-            add("zone_id = ?", z.clone());
+            filter.text("zone_id = ?", [z.clone()]);
         }
         if let Some(n) = &f.name {
-            add("lower(name) LIKE ? ESCAPE '\\'", contains_pattern(n));
+            filter.text("lower(name) LIKE ? ESCAPE '\\'", [contains_pattern(n)]);
         }
         if let Some(k) = &f.kind {
-            add("type = ?", k.clone());
+            filter.text("type = ?", [k.clone()]);
         }
         if let Some(i) = &f.instance_id {
-            add("instance_id = ?", i.clone());
+            filter.text("instance_id = ?", [i.clone()]);
         }
-        let filter = clauses.join(" AND ");
-        let count_sql = format!("SELECT COUNT(*) FROM volumes WHERE {filter}");
-        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
-        for t in &texts {
-            count = count.bind(t);
-        }
-        let (total,) = count.fetch_one(self.pool()).await?;
-        let n = texts.len();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM volumes WHERE {filter} ORDER BY created_at, block_storage_id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut q = sqlx::query_as::<_, VolumeRecord>(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        let rows = q.bind(page.limit).bind(page.offset).fetch_all(self.pool()).await?;
+        let total = self.count_rows("volumes", &filter).await?;
+        let rows = self.page_of("volumes", COLUMNS, "block_storage_id", &filter, total, page).await?;
         Ok((rows, total))
     }
 
