@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openwinv_store::operations::{FAILED, PARKED, RUNNING, SUCCEEDED};
-use openwinv_store::{FaultRecord, OperationRecord, Progress, Store};
+use openwinv_store::operations::{FAILED, MAX_PROGRESS_BATCH, PARKED, RUNNING, SUCCEEDED};
+use openwinv_store::{FaultRecord, OperationRecord, Progress, Store, StoreError};
 use serde_json::{Map, Value};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::clock::Clock;
 use crate::driver::Pacing;
@@ -55,6 +55,20 @@ pub struct Engine {
     config: EngineConfig,
     owner: String,
     notify: Notify,
+    saves: Saves,
+}
+
+/// Told whether its save was written (false: lease lost), or the batch's error.
+type SaveWaiter = oneshot::Sender<Result<bool, String>>;
+
+/// Group commit of progress: every driver queues its save, and whichever driver gets the flush
+/// lock writes all queued saves in one statement. Many operations driven at once (a busy engine)
+/// then cost one round trip per round of steps instead of one each; a lone operation is written
+/// at once, as before.
+#[derive(Default)]
+struct Saves {
+    queue: std::sync::Mutex<Vec<(Progress, SaveWaiter)>>,
+    flushing: tokio::sync::Mutex<()>,
 }
 
 fn host_ms() -> i64 {
@@ -78,6 +92,7 @@ impl Engine {
             config,
             owner: openwinv_store::ids::new_id("WORKER"),
             notify: Notify::new(),
+            saves: Saves::default(),
         }
     }
 
@@ -193,6 +208,15 @@ impl Engine {
         rules: &[FaultRecord],
     ) -> openwinv_store::Result<Next> {
         let steps = saga.steps();
+        // Steps with nothing to do for this operation pass without a save of their own.
+        while let Some(step) = steps.get(op.step as usize).filter(|s| !s.paced)
+            && saga.noop(op.step as usize, ctx)
+        {
+            if let Some(err) = self.fault(rules, op, step.name).await? {
+                return self.fail(op, ctx, step.name, err, 0).await;
+            }
+            op.step += 1;
+        }
         let i = op.step as usize;
         if i >= steps.len() {
             op.status = SUCCEEDED.into();
@@ -222,13 +246,9 @@ impl Engine {
                 }
             }
         }
-        let mut result = if self.config.faults {
-            match faults::check(&self.store, rules, &op.kind, step.name, &op.operation_id).await? {
-                Some(err) => Err(err),
-                None => Ok(()),
-            }
-        } else {
-            Ok(())
+        let mut result = match self.fault(rules, op, step.name).await? {
+            Some(err) => Err(err),
+            None => Ok(()),
         };
         if result.is_ok() {
             result = self.holding_lease(&op.operation_id, saga.run(i, ctx)).await;
@@ -241,17 +261,49 @@ impl Engine {
                 op.step += 1;
                 op.attempts = 0;
                 op.next_run_at = self.clock.unix_ms();
+                if op.step as usize >= steps.len() {
+                    // The last step's save also ends the operation.
+                    op.status = SUCCEEDED.into();
+                }
                 self.save(op, ctx, None, permits_used).await
             }
-            Err(StepError::Transient(msg)) if op.attempts + 1 < self.config.max_attempts => {
+            Err(err) => self.fail(op, ctx, step.name, err, permits_used).await,
+        }
+    }
+
+    /// The fault rule that fires at `step` of `op`, if fault injection is on.
+    async fn fault(
+        &self,
+        rules: &[FaultRecord],
+        op: &OperationRecord,
+        step: &str,
+    ) -> openwinv_store::Result<Option<StepError>> {
+        if !self.config.faults {
+            return Ok(None);
+        }
+        faults::check(&self.store, rules, &op.kind, step, &op.operation_id).await
+    }
+
+    /// Step `op.step` (named `step`) failed: retry it later if the error is transient and
+    /// attempts remain, else start unwinding from the step before it.
+    async fn fail(
+        &self,
+        op: &mut OperationRecord,
+        ctx: &OpContext,
+        step: &str,
+        err: StepError,
+        permits_used: i64,
+    ) -> openwinv_store::Result<Next> {
+        match err {
+            StepError::Transient(msg) if op.attempts + 1 < self.config.max_attempts => {
                 op.attempts += 1;
                 op.next_run_at = self.clock.unix_ms() + backoff_ms(op.attempts);
-                tracing::info!(operation = %op.operation_id, step = step.name, attempt = op.attempts, error = %msg, "step failed; retrying");
+                tracing::info!(operation = %op.operation_id, step, attempt = op.attempts, error = %msg, "step failed; retrying");
                 self.save(op, ctx, Some(&msg), permits_used).await?;
                 Ok(Next::Stop)
             }
-            Err(StepError::Transient(msg)) | Err(StepError::Permanent(msg)) => {
-                let msg = format!("step `{}` failed: {msg}", step.name);
+            StepError::Transient(msg) | StepError::Permanent(msg) => {
+                let msg = format!("step `{step}` failed: {msg}");
                 tracing::info!(operation = %op.operation_id, error = %msg, "operation unwinding");
                 op.undoing = 1;
                 op.step -= 1;
@@ -333,27 +385,21 @@ impl Engine {
     ) -> openwinv_store::Result<Next> {
         let finished = op.status != RUNNING;
         let due_now = !finished && op.next_run_at <= self.clock.unix_ms();
-        let params = serde_json::to_string(&ctx.params).expect("params serialize");
-        let saved = self
-            .store
-            .save_progress(
-                &op.operation_id,
-                &self.owner,
-                &Progress {
-                    status: &op.status,
-                    step: op.step,
-                    undoing: op.undoing != 0,
-                    params: &params,
-                    error,
-                    attempts: op.attempts,
-                    waited_step: op.waited_step,
-                    permits_used,
-                    next_run_at: op.next_run_at,
-                    finished_at: finished.then(|| self.clock.unix()),
-                    lease_until: due_now.then(|| host_ms() + self.config.lease.as_millis() as i64),
-                },
-            )
-            .await?;
+        let progress = Progress {
+            operation_id: op.operation_id.clone(),
+            status: op.status.clone(),
+            step: op.step,
+            undoing: op.undoing,
+            params: serde_json::to_string(&ctx.params).expect("params serialize"),
+            error: error.map(str::to_owned),
+            attempts: op.attempts,
+            waited_step: op.waited_step,
+            permits_used,
+            next_run_at: op.next_run_at,
+            finished_at: finished.then(|| self.clock.unix()),
+            lease_until: due_now.then(|| host_ms() + self.config.lease.as_millis() as i64),
+        };
+        let saved = self.save_batched(progress).await.map_err(StoreError::Batch)?;
         if !saved {
             tracing::warn!(operation = %op.operation_id, "lease lost; another worker has the operation");
             return Ok(Next::Stop);
@@ -363,6 +409,47 @@ impl Engine {
             self.notify.notify_waiters();
         }
         Ok(if due_now { Next::Continue } else { Next::Stop })
+    }
+}
+
+impl Engine {
+    /// Queues `progress` and waits until it is written, flushing the queue itself when no other
+    /// driver is. False: the lease was lost.
+    async fn save_batched(&self, progress: Progress) -> Result<bool, String> {
+        let (tx, mut rx) = oneshot::channel();
+        self.saves.queue.lock().expect("queue lock").push((progress, tx));
+        loop {
+            let guard = tokio::select! {
+                biased;
+                done = &mut rx => return done.map_err(|_| "the progress flush was dropped".to_owned())?,
+                guard = self.saves.flushing.lock() => guard,
+            };
+            // The previous flush may have carried ours.
+            if let Ok(done) = rx.try_recv() {
+                return done;
+            }
+            let batch: Vec<_> = {
+                let mut queue = self.saves.queue.lock().expect("queue lock");
+                let n = queue.len().min(MAX_PROGRESS_BATCH);
+                queue.drain(..n).collect()
+            };
+            let (rows, waiters): (Vec<Progress>, Vec<_>) = batch.into_iter().unzip();
+            match self.store.save_progress(&self.owner, &rows).await {
+                Ok(saved) => {
+                    let saved: std::collections::HashSet<String> = saved.into_iter().collect();
+                    for (row, waiter) in rows.iter().zip(waiters) {
+                        let _ = waiter.send(Ok(saved.contains(&row.operation_id)));
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(guard);
+        }
     }
 }
 

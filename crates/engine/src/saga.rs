@@ -75,6 +75,13 @@ pub trait Saga: Send + Sync + 'static {
     /// e.g. `instance.create`.
     fn kind(&self) -> &'static str;
     fn steps(&self) -> &'static [StepDef];
+    /// True when step `step` has nothing to do for this operation (a create without volumes has
+    /// no volumes to attach). The engine then counts it done without running it and saves
+    /// progress with the next step's; fault rules still apply to it. Only local (unpaced) steps
+    /// are asked, and the answer must depend on the operation's input alone.
+    fn noop(&self, _step: usize, _op: &OpContext) -> bool {
+        false
+    }
     async fn run(&self, step: usize, op: &mut OpContext) -> Result<(), StepError>;
     async fn undo(&self, step: usize, op: &mut OpContext) -> Result<(), StepError>;
     /// Called once every completed step has been undone: leave the resource in its failed state

@@ -76,7 +76,7 @@ impl Store {
     /// Writes each bill with its items unless its account already has a bill for that month, all
     /// in one transaction. Returns how many were written.
     pub async fn insert_bills_if_absent(&self, bills: &[(BillRecord, Vec<BillItemRecord>)]) -> Result<usize> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut written = HashSet::new();
         for chunk in bills.chunks(BILLS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len()).map(|i| placeholders(i, 13)).collect();

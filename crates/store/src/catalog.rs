@@ -23,7 +23,7 @@ impl Store {
 
     /// Replaces the whole catalog atomically and bumps `catalog_version`.
     pub async fn replace_catalog(&self, entries: &[CatalogEntry]) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         replace_catalog(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(())
@@ -33,7 +33,7 @@ impl Store {
     /// when the entry is gone or changed meanwhile (a concurrent import), so the caller can read
     /// it again rather than write over the newer catalog.
     pub async fn update_catalog_entry(&self, kind: &str, id: &str, expected: &str, body: &str) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE catalog_entries SET body = $1 WHERE kind = $2 AND id = $3 AND body = $4")
             .bind(body)
             .bind(kind)

@@ -263,7 +263,7 @@ impl Store {
         rules: &[NewRule],
         op: Option<&NewOperation<'_>>,
     ) -> Result<Vec<FirewallRuleRecord>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!("INSERT INTO firewalls ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(&rec.firewall_id)
             .bind(&rec.account_id)
@@ -428,7 +428,7 @@ impl Store {
         c: &FirewallEdit,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<bool, FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -464,7 +464,7 @@ impl Store {
         max_rules: usize,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -495,7 +495,7 @@ impl Store {
         c: &RuleEdit,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -550,7 +550,7 @@ impl Store {
         rule_id: i64,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<bool, FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -571,7 +571,7 @@ impl Store {
 
     /// Deletes a firewall and its rules; refused while it is attached to an instance.
     pub async fn delete_firewall(&self, account_id: &str, firewall_id: &str) -> Result<Result<(), FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));
@@ -601,7 +601,7 @@ impl Store {
         max_per_instance: i64,
         op: SyncOp<'_>,
     ) -> Result<Result<AttachOutcome, FirewallRefused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::NotFound));

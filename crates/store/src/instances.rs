@@ -97,8 +97,8 @@ impl Store {
         let Some(first) = rows.first() else {
             return Ok(true);
         };
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, &first.account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, &first.account_id).await?;
         // Instances and vCPUs are kept by triggers (migration 0003); all three are read under the
         // account lock, in one round trip, so they are exact.
         let (instances, vcpu, storage): (i64, i64, i64) = sqlx::query_as(
@@ -236,7 +236,7 @@ impl Store {
         from: &[&str],
         op: &NewOperation<'_>,
     ) -> Result<Result<(), Refused>> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
             "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
@@ -275,7 +275,7 @@ impl Store {
         name: Option<&str>,
         description: Option<Option<&str>>,
     ) -> Result<bool> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE instances SET name = COALESCE($1, name), \
              description = CASE WHEN $2 = 1 THEN $3 ELSE description END \
@@ -303,28 +303,15 @@ impl Store {
     /// A completed resize (`flavor_id` with `reprice`) switches the usage interval to the new
     /// flavor's rate in the same transaction.
     pub async fn settle_instance(&self, instance_id: &str, operation_id: &str, change: &Settle<'_>) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
-        let r = sqlx::query(
-            "UPDATE instances SET status = $1, power = COALESCE($2, power), error_reason = $3, \
-             stop_date = CASE WHEN $4 = 1 THEN $5 ELSE stop_date END, \
-             image_id = COALESCE($6, image_id), password_sealed = COALESCE($7, password_sealed), \
-             flavor_id = COALESCE($8, flavor_id), vcpu = COALESCE($9, vcpu), generation = generation + 1, \
-             operation_id = NULL WHERE instance_id = $10 AND operation_id = $11",
-        )
-        .bind(change.status)
-        .bind(change.power)
-        .bind(change.error_reason)
-        .bind(i64::from(change.stop_date.is_some()))
-        .bind(change.stop_date.flatten())
-        .bind(change.image_id)
-        .bind(change.password_sealed)
-        .bind(change.flavor_id)
-        .bind(change.vcpu)
-        .bind(instance_id)
-        .bind(operation_id)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() > 0
+        let repricing = change.flavor_id.is_some() && change.reprice.is_some();
+        if !repricing {
+            // One statement: no transaction to open and commit (the common end of an operation).
+            settle_row(self.writer(), instance_id, operation_id, change).await?;
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        let r = settle_row(&mut *tx, instance_id, operation_id, change).await?;
+        if r > 0
             && let (Some(flavor_id), Some(reprice)) = (change.flavor_id, change.reprice)
             && let Some(inst) = instance_in(&mut tx, instance_id).await?
         {
@@ -340,7 +327,7 @@ impl Store {
     /// Removes the instance row (the end of a delete, during the second `now`, when its usage
     /// stops); volumes still attached to it are kept, detached.
     pub async fn remove_instance(&self, instance_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE volumes SET status = 'available', instance_id = NULL, attached_at = NULL, operation_id = NULL \
              WHERE instance_id = $1",
@@ -431,7 +418,7 @@ impl Store {
 
     /// Releases every address of an instance and clears them from its row.
     pub async fn release_addresses(&self, instance_id: &str) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE instances SET public_ip = NULL, public_ip_num = NULL, private_ip = NULL, private_ip_num = NULL \
@@ -499,6 +486,36 @@ pub struct Reprice {
     pub now: i64,
 }
 
+/// The row update of `settle_instance`; rows changed (0 when the operation no longer owns it).
+async fn settle_row<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    instance_id: &str,
+    operation_id: &str,
+    change: &Settle<'_>,
+) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE instances SET status = $1, power = COALESCE($2, power), error_reason = $3, \
+             stop_date = CASE WHEN $4 = 1 THEN $5 ELSE stop_date END, \
+             image_id = COALESCE($6, image_id), password_sealed = COALESCE($7, password_sealed), \
+             flavor_id = COALESCE($8, flavor_id), vcpu = COALESCE($9, vcpu), generation = generation + 1, \
+             operation_id = NULL WHERE instance_id = $10 AND operation_id = $11",
+    )
+    .bind(change.status)
+    .bind(change.power)
+    .bind(change.error_reason)
+    .bind(i64::from(change.stop_date.is_some()))
+    .bind(change.stop_date.flatten())
+    .bind(change.image_id)
+    .bind(change.password_sealed)
+    .bind(change.flavor_id)
+    .bind(change.vcpu)
+    .bind(instance_id)
+    .bind(operation_id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 async fn instance_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<InstanceRecord>> {
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE instance_id = $1"))
         .bind(instance_id)
@@ -542,8 +559,16 @@ async fn open_server_interval_at(
 }
 
 /// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
-/// serialize (a row lock on PostgreSQL; SQLite's write lock, taken before any read).
-pub(crate) async fn lock_account(tx: &mut sqlx::Transaction<'_, sqlx::Any>, account_id: &str) -> Result<()> {
+/// serialize: a row lock on PostgreSQL; on SQLite the transaction already holds the database's
+/// write lock (`Store::begin_write`).
+pub(crate) async fn lock_account(
+    backend: crate::Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+) -> Result<()> {
+    if backend == crate::Backend::Sqlite {
+        return Ok(());
+    }
     sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
         .bind(account_id)
         .execute(&mut **tx)

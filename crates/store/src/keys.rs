@@ -116,7 +116,7 @@ impl Store {
     /// Seeds an empty store exactly once: the catalog, the first account and its key. Returns
     /// false, writing nothing, when the store was bootstrapped before (by this or another process).
     pub async fn bootstrap(&self, seed: Bootstrap<'_>, now: i64) -> Result<bool> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed =
             sqlx::query("INSERT INTO meta (key, value) VALUES ('bootstrapped_at', $1) ON CONFLICT (key) DO NOTHING")
                 .bind(now.to_string())

@@ -54,6 +54,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Corrupt(String),
+    /// A write batched with other callers' failed (the message of the shared error).
+    #[error("batched write failed: {0}")]
+    Batch(String),
 }
 
 impl StoreError {
@@ -104,8 +107,13 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url)?;
         let sqlite = |connections: u32| {
-            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(connections).after_connect(
-                |conn, _| {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .max_connections(connections)
+                // A file cannot drop a connection: no ping (a round trip to the connection's
+                // thread) before every statement.
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
@@ -114,8 +122,7 @@ impl Store {
                         .await?;
                         Ok(())
                     })
-                },
-            )
+                })
         };
         let (pool, writer) = match backend {
             Backend::Sqlite => {
@@ -157,6 +164,16 @@ impl Store {
     /// Connections for writes and read-write transactions.
     pub fn writer(&self) -> &AnyPool {
         &self.writer
+    }
+
+    /// A write transaction. On SQLite it takes the database's write lock at once (`BEGIN
+    /// IMMEDIATE`), so reads inside it are never followed by a refused upgrade and quota checks
+    /// need no extra lock; on PostgreSQL a plain `BEGIN` (row locks do the rest).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
     }
 
     /// Succeeds when the database answers a query.

@@ -65,13 +65,15 @@ pub async fn insert_operation(conn: &mut sqlx::AnyConnection, op: &NewOperation<
 }
 
 /// The progress a worker writes after a step.
-#[derive(Debug, Clone)]
-pub struct Progress<'a> {
-    pub status: &'a str,
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Progress {
+    pub operation_id: String,
+    pub status: String,
     pub step: i64,
-    pub undoing: bool,
-    pub params: &'a str,
-    pub error: Option<&'a str>,
+    /// 1 while the operation unwinds.
+    pub undoing: i64,
+    pub params: String,
+    pub error: Option<String>,
     pub attempts: i64,
     pub waited_step: i64,
     pub permits_used: i64,
@@ -80,6 +82,9 @@ pub struct Progress<'a> {
     /// Keep the lease (until this host time, ms) or give it up (`None`).
     pub lease_until: Option<i64>,
 }
+
+/// Most rows written by one progress save.
+pub const MAX_PROGRESS_BATCH: usize = 256;
 
 impl Store {
     pub async fn operation(&self, operation_id: &str) -> Result<Option<OperationRecord>> {
@@ -120,35 +125,50 @@ impl Store {
             .await?)
     }
 
-    /// Writes a worker's progress, only while it still holds the lease. False: the lease was lost
-    /// (another worker owns the operation now) and the caller must stop. A park (explicit mode)
-    /// does not stick when a permit arrived meanwhile.
-    pub async fn save_progress(&self, operation_id: &str, owner: &str, p: &Progress<'_>) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE operations SET status = $1, step = $2, undoing = $3, params = $4, error = $5, attempts = $6, \
-             waited_step = $7, permits = permits - $8, \
-             next_run_at = CASE WHEN $9 >= $14 AND permits - $8 > 0 THEN 0 ELSE $9 END, \
-             finished_at = $10, lease_until = $11, \
-             lease_owner = CASE WHEN $11 IS NULL AND $1 = 'running' THEN NULL ELSE lease_owner END \
-             WHERE operation_id = $12 AND lease_owner = $13",
-        )
-        .bind(p.status)
-        .bind(p.step)
-        .bind(i64::from(p.undoing))
-        .bind(p.params)
-        .bind(p.error)
-        .bind(p.attempts)
-        .bind(p.waited_step)
-        .bind(p.permits_used)
-        .bind(p.next_run_at)
-        .bind(p.finished_at)
-        .bind(p.lease_until)
-        .bind(operation_id)
-        .bind(owner)
-        .bind(PARKED)
-        .execute(self.writer())
-        .await?;
-        Ok(r.rows_affected() == 1)
+    /// Writes workers' progress, each row only while `owner` still holds its lease. Returns the
+    /// ids written; a missing id lost its lease (another worker owns the operation now) and its
+    /// driver must stop. A park (explicit mode) does not stick when a permit arrived meanwhile.
+    ///
+    /// The whole batch is one statement with one parameter, the rows as a JSON array: the
+    /// statement text is the same for every batch size (prepared once), and binding stays cheap.
+    pub async fn save_progress(&self, owner: &str, batch: &[Progress]) -> Result<Vec<String>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = match self.backend() {
+            Backend::Sqlite => {
+                "(SELECT value ->> 'operation_id' AS id, value ->> 'status' AS status, value ->> 'step' AS step, \
+                 value ->> 'undoing' AS undoing, value ->> 'params' AS params, value ->> 'error' AS error, \
+                 value ->> 'attempts' AS attempts, value ->> 'waited_step' AS waited_step, \
+                 value ->> 'permits_used' AS permits_used, value ->> 'next_run_at' AS next_run_at, \
+                 value ->> 'finished_at' AS finished_at, value ->> 'lease_until' AS lease_until \
+                 FROM json_each($2)) AS v"
+            }
+            Backend::Postgres => {
+                "jsonb_to_recordset($2::jsonb) AS v (operation_id TEXT, status TEXT, step BIGINT, undoing BIGINT, \
+                 params TEXT, error TEXT, attempts BIGINT, waited_step BIGINT, permits_used BIGINT, \
+                 next_run_at BIGINT, finished_at BIGINT, lease_until BIGINT)"
+            }
+        };
+        let id = match self.backend() {
+            Backend::Sqlite => "v.id",
+            Backend::Postgres => "v.operation_id",
+        };
+        let sql = format!(
+            "UPDATE operations SET status = v.status, step = v.step, undoing = v.undoing, params = v.params, \
+             error = v.error, attempts = v.attempts, waited_step = v.waited_step, \
+             permits = operations.permits - v.permits_used, \
+             next_run_at = CASE WHEN v.next_run_at >= {PARKED} AND operations.permits - v.permits_used > 0 \
+               THEN 0 ELSE v.next_run_at END, \
+             finished_at = v.finished_at, lease_until = v.lease_until, \
+             lease_owner = CASE WHEN v.lease_until IS NULL AND v.status = 'running' THEN NULL \
+               ELSE operations.lease_owner END \
+             FROM {rows} WHERE operations.operation_id = {id} AND operations.lease_owner = $1 \
+             RETURNING operations.operation_id"
+        );
+        let rows = serde_json::to_string(batch).expect("progress serializes");
+        let saved: Vec<(String,)> = sqlx::query_as(&sql).bind(owner).bind(rows).fetch_all(self.writer()).await?;
+        Ok(saved.into_iter().map(|(id,)| id).collect())
     }
 
     /// Extends the lease of an operation `owner` still holds (a long step is running). False when

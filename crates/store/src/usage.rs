@@ -75,32 +75,7 @@ pub async fn open_interval(conn: &mut sqlx::AnyConnection, iv: &OpenInterval<'_>
     .bind(iv.start)
     .execute(&mut *conn)
     .await?;
-    bump(conn, iv.account_id).await
-}
-
-/// Marks the account's usage as changed (see `usage_versions`).
-async fn bump(conn: &mut sqlx::AnyConnection, account_id: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO usage_versions (account_id, version) VALUES ($1, 1) \
-         ON CONFLICT (account_id) DO UPDATE SET version = usage_versions.version + 1",
-    )
-    .bind(account_id)
-    .execute(conn)
-    .await?;
     Ok(())
-}
-
-/// Marks the usage of the account that owns `resource_id` as changed.
-async fn bump_owner(conn: &mut sqlx::AnyConnection, resource_id: &str) -> Result<()> {
-    let owner: Option<(String,)> =
-        sqlx::query_as("SELECT account_id FROM usage_intervals WHERE resource_id = $1 LIMIT 1")
-            .bind(resource_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match owner {
-        Some((account_id,)) => bump(conn, &account_id).await,
-        None => Ok(()),
-    }
 }
 
 /// Opens a volume's interval at its type's price × its size (a volume that was just created).
@@ -134,9 +109,6 @@ pub async fn close_intervals(conn: &mut sqlx::AnyConnection, resource_id: &str, 
         .bind(resource_id)
         .execute(&mut *conn)
         .await?;
-    if r.rows_affected() > 0 {
-        bump_owner(conn, resource_id).await?;
-    }
     Ok(r.rows_affected())
 }
 
@@ -147,21 +119,17 @@ pub async fn close_volume_interval(conn: &mut sqlx::AnyConnection, volume_id: &s
 
 /// Forgets a resource's usage entirely: a create that failed leaves no trace, on the bill either.
 pub async fn discard_intervals(conn: &mut sqlx::AnyConnection, resource_id: &str) -> Result<()> {
-    bump_owner(conn, resource_id).await?;
     sqlx::query("DELETE FROM usage_intervals WHERE resource_id = $1").bind(resource_id).execute(conn).await?;
     Ok(())
 }
 
 /// Renames the resource on its open interval (bill lines show the latest name).
 pub(crate) async fn rename(conn: &mut sqlx::AnyConnection, resource_id: &str, name: &str) -> Result<()> {
-    let r = sqlx::query("UPDATE usage_intervals SET name = $1 WHERE resource_id = $2 AND end_at IS NULL")
+    sqlx::query("UPDATE usage_intervals SET name = $1 WHERE resource_id = $2 AND end_at IS NULL")
         .bind(name)
         .bind(resource_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-    if r.rows_affected() > 0 {
-        bump_owner(conn, resource_id).await?;
-    }
     Ok(())
 }
 
@@ -262,14 +230,6 @@ pub async fn end_volume_usage(conn: &mut sqlx::AnyConnection, volume_id: &str, n
 
 /// Forgets the usage of the volumes a failed instance create was making (still `creating`).
 pub async fn discard_volumes_of_operation(conn: &mut sqlx::AnyConnection, operation_id: &str) -> Result<()> {
-    let owners: Vec<(String,)> =
-        sqlx::query_as("SELECT DISTINCT account_id FROM volumes WHERE operation_id = $1 AND status = 'creating'")
-            .bind(operation_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    for (account_id,) in owners {
-        bump(conn, &account_id).await?;
-    }
     sqlx::query(
         "DELETE FROM usage_intervals WHERE resource_id IN \
          (SELECT block_storage_id FROM volumes WHERE operation_id = $1 AND status = 'creating')",

@@ -281,8 +281,8 @@ impl Store {
         prices: &dyn crate::usage::Prices,
     ) -> Result<Result<(), VolumeRefused>> {
         let instance_id = rec.instance_id.as_deref().unwrap_or("");
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, &rec.account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, &rec.account_id).await?;
         let refused = match lock_instance(&mut tx, &rec.account_id, instance_id).await? {
             None => Some(VolumeRefused::InstanceNotFound),
             Some((_, zone)) if zone != rec.zone_id => {
@@ -317,8 +317,8 @@ impl Store {
         op: &NewOperation<'_>,
         max_per_instance: i64,
     ) -> Result<Result<(), VolumeRefused>> {
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, account_id).await?;
         let refused = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Some(VolumeRefused::VolumeNotFound),
             Some(v) => match lock_instance(&mut tx, account_id, instance_id).await? {
@@ -361,8 +361,8 @@ impl Store {
         volume_id: &str,
         op: &NewOperation<'_>,
     ) -> Result<Result<String, VolumeRefused>> {
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, account_id).await?;
         let v = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Err(VolumeRefused::VolumeNotFound),
             Some(v) if !rests_attached(&v) => Err(volume_refused(&v)),
@@ -402,8 +402,8 @@ impl Store {
         volume_id: &str,
         op: &NewOperation<'_>,
     ) -> Result<Result<(), VolumeRefused>> {
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, account_id).await?;
         let refused = match volume_in(&mut tx, account_id, volume_id).await? {
             None => Some(VolumeRefused::VolumeNotFound),
             Some(v) if !rests_detached(&v) => Some(volume_refused(&v)),
@@ -435,8 +435,8 @@ impl Store {
         from: &[&str],
         op: &NewOperation<'_>,
     ) -> Result<Result<Vec<String>, Refused>> {
-        let mut tx = self.writer().begin().await?;
-        lock_account(&mut tx, account_id).await?;
+        let mut tx = self.begin_write().await?;
+        lock_account(self.backend(), &mut tx, account_id).await?;
         let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
             "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
@@ -519,7 +519,7 @@ impl Store {
     /// Removes a volume row (the end of a delete during the second `now`, or of a failed create)
     /// and ends its usage.
     pub async fn remove_volume(&self, volume_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         crate::usage::end_volume_usage(&mut tx, volume_id, now).await?;
         sqlx::query("DELETE FROM volumes WHERE block_storage_id = $1").bind(volume_id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -528,7 +528,7 @@ impl Store {
 
     /// Removes the volumes a create operation was making (a failed instance create).
     pub async fn remove_volumes_of_operation(&self, operation_id: &str) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin_write().await?;
         crate::usage::discard_volumes_of_operation(&mut tx, operation_id).await?;
         sqlx::query("DELETE FROM volumes WHERE operation_id = $1 AND status = 'creating'")
             .bind(operation_id)

@@ -102,6 +102,29 @@ impl Drop for PgDatabase {
     }
 }
 
+/// An empty database of the store this run tests (SQLite file or private PostgreSQL database),
+/// for tests of the store layer itself; removed on drop.
+pub struct TestDatabase {
+    pub url: String,
+    _pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (pg, url) = match store_kind() {
+            StoreKind::Sqlite => (None, format!("sqlite://{}?mode=rwc", dir.path().join("openwinv.db").display())),
+            StoreKind::Postgres { base_url } => {
+                let db = PgDatabase::create(&base_url).await;
+                let url = db.url();
+                (Some(db), url)
+            }
+        };
+        TestDatabase { url, _pg: pg, _dir: dir }
+    }
+}
+
 /// A running `openwinv serve`.
 pub struct Server {
     pub endpoint: String,

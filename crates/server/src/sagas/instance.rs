@@ -189,11 +189,16 @@ impl InstanceSaga {
 
     /// The end state of a successful operation.
     async fn settle(&self, op: &OpContext) -> Result<(), StepError> {
-        let Some(inst) = self.instance(op).await? else {
-            return Ok(());
+        // A rebuild or resize ends in the power state the machine had; the others know theirs.
+        let resting = match self.kind {
+            Kind::Rebuild | Kind::Resize => match self.instance(op).await? {
+                Some(inst) if inst.power == "on" => status::ACTIVE,
+                Some(_) => status::OFF,
+                None => return Ok(()),
+            },
+            _ => status::ACTIVE,
         };
         let now = self.deps.clock.unix();
-        let resting = if inst.power == "on" { status::ACTIVE } else { status::OFF };
         let catalog = self.deps.catalog.get();
         let flavor = op.str("flavor_id").and_then(|id| catalog.flavors.iter().find(|f| f.id == id));
         let vcpu = flavor.map(|f| i64::from(f.vcpu));
@@ -233,6 +238,14 @@ impl Saga for InstanceSaga {
 
     fn steps(&self) -> &'static [StepDef] {
         self.kind.steps()
+    }
+
+    fn noop(&self, step: usize, op: &OpContext) -> bool {
+        match self.kind.steps()[step].name {
+            "create_volumes" | "attach_volumes" => volume::with_instance::none(op),
+            "attach_firewall" => op.str("security_group").is_none(),
+            _ => false,
+        }
     }
 
     async fn run(&self, step: usize, op: &mut OpContext) -> Result<(), StepError> {

@@ -190,7 +190,7 @@ pub mod with_instance {
     use super::{Deps, spec};
 
     /// The create said it has no volumes (operations written before this hint still look).
-    fn none(op: &OpContext) -> bool {
+    pub fn none(op: &OpContext) -> bool {
         op.params.get("no_volumes").and_then(serde_json::Value::as_bool) == Some(true)
     }
 
