@@ -304,21 +304,30 @@ impl Store {
     /// flavor's rate in the same transaction.
     pub async fn settle_instance(&self, instance_id: &str, operation_id: &str, change: &Settle<'_>) -> Result<()> {
         let repricing = change.flavor_id.is_some() && change.reprice.is_some();
-        if !repricing {
+        if !repricing && !change.discard_usage && change.accrue.is_none() {
             // One statement: no transaction to open and commit (the common end of an operation).
             settle_row(self.writer(), instance_id, operation_id, change).await?;
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        let r = settle_row(&mut *tx, instance_id, operation_id, change).await?;
-        if r > 0
-            && let (Some(flavor_id), Some(reprice)) = (change.flavor_id, change.reprice)
-            && let Some(inst) = instance_in(&mut tx, instance_id).await?
-        {
-            usage::close_intervals(&mut tx, instance_id, reprice.now).await?;
-            let rate = reprice.rate;
-            open_server_interval_at(&mut tx, &inst, flavor_id, rate, openwinv_billing::end_of_second(reprice.now))
-                .await?;
+        if settle_row(&mut *tx, instance_id, operation_id, change).await? == 0 {
+            // Settled before (a step run twice) or no longer this operation's: nothing else either.
+            return Ok(());
+        }
+        if change.discard_usage {
+            usage::discard_intervals(&mut tx, instance_id).await?;
+        }
+        if let Some(inst) = instance_in(&mut tx, instance_id).await? {
+            if let (Some(flavor_id), Some(reprice)) = (change.flavor_id, change.reprice) {
+                usage::close_intervals(&mut tx, instance_id, reprice.now).await?;
+                let start = openwinv_billing::end_of_second(reprice.now);
+                open_server_interval_at(&mut tx, &inst, flavor_id, reprice.rate, start).await?;
+            }
+            if let Some(accrue) = change.accrue
+                && !usage::accrues(&mut tx, instance_id).await?
+            {
+                open_server_interval_at(&mut tx, &inst, &inst.flavor_id, accrue.rate, accrue.now).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -477,6 +486,12 @@ pub struct Settle<'a> {
     /// With `flavor_id` (a completed resize): the new flavor's rate and the second the resize
     /// completed. The usage interval switches to the new rate from the next second.
     pub reprice: Option<Reprice>,
+    /// A create that failed: the instance's usage is dropped (it is not charged for a machine it
+    /// never had).
+    pub discard_usage: bool,
+    /// Start accruing at this rate from `now` unless the instance already accrues (an instance
+    /// whose create failed, started later).
+    pub accrue: Option<Reprice>,
 }
 
 /// A rate change at the end of a resize.

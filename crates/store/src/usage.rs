@@ -117,6 +117,16 @@ pub async fn close_volume_interval(conn: &mut sqlx::AnyConnection, volume_id: &s
     close_intervals(conn, volume_id, now).await
 }
 
+/// Whether the resource has an open interval (it is being charged).
+pub async fn accrues(conn: &mut sqlx::AnyConnection, resource_id: &str) -> Result<bool> {
+    let open: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM usage_intervals WHERE resource_id = $1 AND end_at IS NULL LIMIT 1")
+            .bind(resource_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(open.is_some())
+}
+
 /// Forgets a resource's usage entirely: a create that failed leaves no trace, on the bill either.
 pub async fn discard_intervals(conn: &mut sqlx::AnyConnection, resource_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM usage_intervals WHERE resource_id = $1").bind(resource_id).execute(conn).await?;

@@ -590,3 +590,39 @@ async fn volumes_kept_when_their_instance_is_deleted_keep_accruing() {
     );
     assert_eq!(line(&after, &inst)["seconds"].as_i64().unwrap(), server_before, "the deleted server stopped");
 }
+
+#[tokio::test]
+async fn a_failed_create_is_not_charged_until_the_instance_is_started() {
+    let mut s = fast().await;
+    set_clock(&mut s, "2026-11-10T00:00:00+09:00").await;
+    s.admin(
+        Method::POST,
+        "/admin/v1/faults",
+        Some(json!({"kind": "instance.create", "step": "power_on", "mode": "once"})),
+    )
+    .await
+    .ok_rows();
+    let body = json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": "broken"});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    assert_eq!(s.wait_operation(r.header("x-operation-id").unwrap()).await["status"], "failed");
+    assert_eq!(s.wait_status(&id, "error").await["status"], "error");
+    // The row stays, in error, but the machine never existed for the user: no charge.
+    assert_eq!(s.db_count(&format!("SELECT COUNT(*) FROM usage_intervals WHERE resource_id = '{id}'")).await, 0);
+    advance(&mut s, "1h").await;
+    let row = live(&s).await;
+    assert!(row["items"].as_array().unwrap().iter().all(|i| i["id"] != id.as_str()), "{row}");
+    assert_eq!(row["price"], 0, "{row}");
+
+    // Started from `error`, it accrues from the start on, like a new instance.
+    done(&s, s.call(Method::POST, &format!("/v1/instances/{id}/start"), None).await).await;
+    advance(&mut s, "1h").await;
+    let l = line(&live(&s).await, &id).clone();
+    let seconds = l["seconds"].as_i64().unwrap();
+    assert!((3600..3660).contains(&seconds), "charged from the start, not from the create: {l}");
+    // Started again later (after a shutdown), it keeps its one interval.
+    done(&s, s.call(Method::POST, &format!("/v1/instances/{id}/shutdown"), None).await).await;
+    done(&s, s.call(Method::POST, &format!("/v1/instances/{id}/start"), None).await).await;
+    assert_eq!(s.db_count(&format!("SELECT COUNT(*) FROM usage_intervals WHERE resource_id = '{id}'")).await, 1);
+}

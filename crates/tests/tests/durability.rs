@@ -111,6 +111,9 @@ async fn fault_at_every_step(repeat: bool) {
                     let held =
                         s.db_count(&format!("SELECT COUNT(*) FROM ip_addresses WHERE instance_id = '{id}'")).await;
                     assert_eq!(held, 0, "{kind}/{step}: leaked addresses");
+                    let usage =
+                        s.db_count(&format!("SELECT COUNT(*) FROM usage_intervals WHERE resource_id = '{id}'")).await;
+                    assert_eq!(usage, 0, "{kind}/{step}: a failed create is not charged");
                 }
                 // A delete that got past destroying the machine cannot take that back: the
                 // instance stays in error, and deleting it again finishes the job.

@@ -190,23 +190,38 @@ impl InstanceSaga {
     /// The end state of a successful operation.
     async fn settle(&self, op: &OpContext) -> Result<(), StepError> {
         // A rebuild or resize ends in the power state the machine had; the others know theirs.
+        let now = self.deps.clock.unix();
+        let catalog = self.deps.catalog.get();
+        let mut accrue = None;
         let resting = match self.kind {
             Kind::Rebuild | Kind::Resize => match self.instance(op).await? {
                 Some(inst) if inst.power == "on" => status::ACTIVE,
                 Some(_) => status::OFF,
                 None => return Ok(()),
             },
+            Kind::Start => {
+                // An instance whose create failed was never charged: it starts accruing now.
+                let Some(inst) = self.instance(op).await? else {
+                    return Ok(());
+                };
+                match catalog.flavors.iter().find(|f| f.id == inst.flavor_id) {
+                    Some(f) => {
+                        accrue = Some(Reprice { rate: Rate { hourly: f.price_hour, monthly: f.price_month }, now })
+                    }
+                    None => tracing::warn!(instance = %inst.instance_id, flavor = %inst.flavor_id,
+                        "the flavor is no longer in the catalog: a start cannot open a usage interval"),
+                }
+                status::ACTIVE
+            }
             _ => status::ACTIVE,
         };
-        let now = self.deps.clock.unix();
-        let catalog = self.deps.catalog.get();
         let flavor = op.str("flavor_id").and_then(|id| catalog.flavors.iter().find(|f| f.id == id));
         let vcpu = flavor.map(|f| i64::from(f.vcpu));
         // A resize switches the usage interval to the new flavor's price as it completes.
         let reprice = flavor.map(|f| Reprice { rate: Rate { hourly: f.price_hour, monthly: f.price_month }, now });
         let change = match self.kind {
             Kind::Create | Kind::Start | Kind::Reboot => {
-                Settle { status: status::ACTIVE, power: Some("on"), ..Default::default() }
+                Settle { status: resting, power: Some("on"), accrue, ..Default::default() }
             }
             Kind::Shutdown => {
                 Settle { status: status::OFF, power: Some("off"), stop_date: Some(Some(now)), ..Default::default() }
@@ -339,7 +354,9 @@ impl Saga for InstanceSaga {
     }
 
     async fn failed(&self, op: &mut OpContext, error: &str) -> Result<(), StepError> {
-        let change = Settle { status: status::ERROR, error_reason: Some(error), ..Default::default() };
+        // A create that failed is not charged (no usage interval); the row stays, `error`.
+        let discard_usage = self.kind == Kind::Create;
+        let change = Settle { status: status::ERROR, error_reason: Some(error), discard_usage, ..Default::default() };
         self.deps.store.settle_instance(&op.resource_id, &op.operation_id, &change).await?;
         match self.kind {
             Kind::Create => volume::with_instance::drop_created(&self.deps, op).await,
