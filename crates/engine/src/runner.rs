@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openwinv_store::batch::GroupCommit;
 use openwinv_store::operations::{FAILED, MAX_PROGRESS_BATCH, PARKED, RUNNING, SUCCEEDED};
 use openwinv_store::{FaultRecord, OperationRecord, Progress, Store, StoreError};
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::driver::Pacing;
@@ -55,20 +56,9 @@ pub struct Engine {
     config: EngineConfig,
     owner: String,
     notify: Notify,
-    saves: Saves,
-}
-
-/// Told whether its save was written (false: lease lost), or the batch's error.
-type SaveWaiter = oneshot::Sender<Result<bool, String>>;
-
-/// Group commit of progress: every driver queues its save, and whichever driver gets the flush
-/// lock writes all queued saves in one statement. Many operations driven at once (a busy engine)
-/// then cost one round trip per round of steps instead of one each; a lone operation is written
-/// at once, as before.
-#[derive(Default)]
-struct Saves {
-    queue: std::sync::Mutex<Vec<(Progress, SaveWaiter)>>,
-    flushing: tokio::sync::Mutex<()>,
+    /// Progress saves, written together: a busy engine pays one round trip per round of steps
+    /// instead of one per operation and step.
+    saves: GroupCommit<Progress, Result<bool, String>>,
 }
 
 fn host_ms() -> i64 {
@@ -92,7 +82,7 @@ impl Engine {
             config,
             owner: openwinv_store::ids::new_id("WORKER"),
             notify: Notify::new(),
-            saves: Saves::default(),
+            saves: GroupCommit::new(MAX_PROGRESS_BATCH),
         }
     }
 
@@ -413,43 +403,23 @@ impl Engine {
 }
 
 impl Engine {
-    /// Queues `progress` and waits until it is written, flushing the queue itself when no other
-    /// driver is. False: the lease was lost.
+    /// Queues `progress` and waits until it is written with the others queued meanwhile. False:
+    /// the lease was lost.
     async fn save_batched(&self, progress: Progress) -> Result<bool, String> {
-        let (tx, mut rx) = oneshot::channel();
-        self.saves.queue.lock().expect("queue lock").push((progress, tx));
-        loop {
-            let guard = tokio::select! {
-                biased;
-                done = &mut rx => return done.map_err(|_| "the progress flush was dropped".to_owned())?,
-                guard = self.saves.flushing.lock() => guard,
-            };
-            // The previous flush may have carried ours.
-            if let Ok(done) = rx.try_recv() {
-                return done;
-            }
-            let batch: Vec<_> = {
-                let mut queue = self.saves.queue.lock().expect("queue lock");
-                let n = queue.len().min(MAX_PROGRESS_BATCH);
-                queue.drain(..n).collect()
-            };
-            let (rows, waiters): (Vec<Progress>, Vec<_>) = batch.into_iter().unzip();
-            match self.store.save_progress(&self.owner, &rows).await {
-                Ok(saved) => {
-                    let saved: std::collections::HashSet<String> = saved.into_iter().collect();
-                    for (row, waiter) in rows.iter().zip(waiters) {
-                        let _ = waiter.send(Ok(saved.contains(&row.operation_id)));
+        let (store, owner) = (self.store.clone(), self.owner.clone());
+        let flush = move |rows: Vec<Progress>| {
+            let (store, owner) = (store.clone(), owner.clone());
+            async move {
+                match store.save_progress(&owner, &rows).await {
+                    Ok(saved) => {
+                        let saved: std::collections::HashSet<String> = saved.into_iter().collect();
+                        rows.iter().map(|row| Ok(saved.contains(&row.operation_id))).collect()
                     }
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(e.clone()));
-                    }
+                    Err(e) => vec![Err(e.to_string()); rows.len()],
                 }
             }
-            drop(guard);
-        }
+        };
+        self.saves.submit(progress, flush).await.unwrap_or_else(|| Err("the progress save did not finish".into()))
     }
 }
 

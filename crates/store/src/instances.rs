@@ -3,6 +3,10 @@
 //! Every change that starts an operation is one transaction: the instance row changes state and
 //! the operation row is written together, so a crash never leaves one without the other.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::batch::GroupCommit;
 use crate::operations::{NewOperation, insert_operation};
 use crate::usage::{self, Prices, Rate};
 use crate::volumes::VolumeRecord;
@@ -81,56 +85,148 @@ pub struct Usage {
     pub storage_gb: i64,
 }
 
+/// An account's quota overrides as stored (`None`: the server's default applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotaOverrides {
+    pub instances: Option<i64>,
+    pub vcpu: Option<i64>,
+    pub storage_gb: Option<i64>,
+}
+
+/// A create request: instances (each with its create operation's id in `operation_id`), the
+/// volumes made with them, and what their operations carry.
+pub struct NewInstances {
+    pub rows: Vec<InstanceRecord>,
+    pub volumes: Vec<VolumeRecord>,
+    /// The operations' kind and parameters (one operation per instance).
+    pub op_kind: &'static str,
+    pub op_params: String,
+    /// Server clock, ms.
+    pub now_ms: i64,
+    /// Rates of the usage intervals opened with the rows.
+    pub prices: Arc<dyn Prices>,
+    /// Whether the account's usage after the addition is within its quota.
+    pub fits: fn(Usage, QuotaOverrides) -> bool,
+}
+
+/// What became of a create request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    /// Over quota: the usage it would have brought the account to, and the account's overrides.
+    OverQuota {
+        usage: Usage,
+        quota: QuotaOverrides,
+    },
+}
+
+/// Most create requests written in one transaction.
+const MAX_CREATE_BATCH: usize = 64;
+
+pub(crate) type CreateBatches = GroupCommit<NewInstances, std::result::Result<Created, String>>;
+
+pub(crate) fn create_batches() -> Arc<CreateBatches> {
+    Arc::new(GroupCommit::new(MAX_CREATE_BATCH))
+}
+
 impl Store {
     /// Creates instances, the volumes made with them and their create operations atomically, if
-    /// `fits` accepts the account's usage after the addition (checked under a per-account write
-    /// lock). Each instance and volume starts accruing at its `created_at`, at the rate `prices`
-    /// gives (usage intervals, in the same transaction).
-    pub async fn create_instances(
-        &self,
-        rows: &[InstanceRecord],
-        volumes: &[VolumeRecord],
-        ops: &[NewOperation<'_>],
-        prices: &dyn Prices,
-        fits: impl FnOnce(Usage) -> bool,
-    ) -> Result<bool> {
-        let Some(first) = rows.first() else {
-            return Ok(true);
+    /// `fits` accepts the account's usage after the addition, given the account's quota overrides
+    /// (both read under the account's write lock). Each instance and volume starts accruing at its
+    /// `created_at` (usage intervals, in the same transaction).
+    ///
+    /// Concurrent requests share one transaction (group commit): requests of the same account
+    /// are checked against its usage in order, each seeing the ones before it. Should that
+    /// transaction fail, each request is retried in a transaction of its own, so that one bad
+    /// request fails alone.
+    pub async fn create_instances(&self, req: NewInstances) -> Result<Created> {
+        if req.rows.is_empty() {
+            return Ok(Created::Yes);
+        }
+        let store = self.clone();
+        let flush = move |batch: Vec<NewInstances>| {
+            let store = store.clone();
+            async move { store.create_round(batch).await }
         };
+        match self.creates.submit(req, flush).await {
+            Some(Ok(created)) => Ok(created),
+            Some(Err(e)) => Err(StoreError::Batch(e)),
+            None => Err(StoreError::Batch("the create transaction did not finish".into())),
+        }
+    }
+
+    async fn create_round(&self, batch: Vec<NewInstances>) -> Vec<std::result::Result<Created, String>> {
+        match self.create_in_one_transaction(&batch).await {
+            Ok(created) => created.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(e.to_string())],
+            Err(e) => {
+                tracing::warn!(error = %e, requests = batch.len(), "a shared create transaction failed; writing each alone");
+                let mut out = Vec::with_capacity(batch.len());
+                for req in &batch {
+                    let one = self.create_in_one_transaction(std::slice::from_ref(req)).await;
+                    out.push(one.map(|mut c| c.remove(0)).map_err(|e| e.to_string()));
+                }
+                out
+            }
+        }
+    }
+
+    async fn create_in_one_transaction(&self, batch: &[NewInstances]) -> Result<Vec<Created>> {
         let mut tx = self.begin_write().await?;
-        lock_account(self.backend(), &mut tx, &first.account_id).await?;
-        // Instances and vCPUs are kept by triggers (migration 0003); all three are read under the
-        // account lock, in one round trip, so they are exact.
-        let (instances, vcpu, storage): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0), \
-             COALESCE((SELECT vcpu FROM instance_counts WHERE account_id = $1), 0), \
-             CAST(COALESCE((SELECT SUM(size) FROM volumes WHERE account_id = $1), 0) AS BIGINT)",
-        )
-        .bind(&first.account_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let added: i64 = rows.iter().map(|r| r.vcpu).sum();
-        if !fits(Usage {
-            instances: instances + rows.len() as i64,
-            vcpu: vcpu + added,
-            storage_gb: storage + volumes.iter().map(|v| v.size).sum::<i64>(),
-        }) {
-            tx.rollback().await?;
-            return Ok(false);
+        // The accounts are locked in one order (two processes' batches cannot deadlock), then
+        // each request is checked against its account's usage so far.
+        let mut ids: Vec<&String> = batch.iter().filter_map(|r| r.rows.first()).map(|r| &r.account_id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut accounts: HashMap<String, (Usage, QuotaOverrides)> = HashMap::new();
+        for account_id in ids {
+            lock_account(self.backend(), &mut tx, account_id).await?;
+            accounts.insert(account_id.clone(), account_usage(&mut tx, account_id).await?);
         }
-        for r in rows {
-            insert_instance(&mut tx, r).await?;
-            open_server_interval(&mut tx, r, &r.flavor_id, prices, r.created_at).await?;
-        }
-        for v in volumes {
-            crate::volumes::insert_volume(&mut tx, v).await?;
-            usage::open_volume_interval(&mut tx, v, prices).await?;
-        }
-        for op in ops {
-            insert_operation(&mut tx, op).await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for req in batch {
+            let Some(first) = req.rows.first() else {
+                out.push(Created::Yes);
+                continue;
+            };
+            let account_id = &first.account_id;
+            let (current, quota) = accounts[account_id];
+            let usage = Usage {
+                instances: current.instances + req.rows.len() as i64,
+                vcpu: current.vcpu + req.rows.iter().map(|r| r.vcpu).sum::<i64>(),
+                storage_gb: current.storage_gb + req.volumes.iter().map(|v| v.size).sum::<i64>(),
+            };
+            if !(req.fits)(usage, quota) {
+                out.push(Created::OverQuota { usage, quota });
+                continue;
+            }
+            accounts.insert(account_id.clone(), (usage, quota));
+            for r in &req.rows {
+                insert_instance(&mut tx, r).await?;
+                open_server_interval(&mut tx, r, &r.flavor_id, &*req.prices, r.created_at).await?;
+            }
+            for v in &req.volumes {
+                crate::volumes::insert_volume(&mut tx, v).await?;
+                usage::open_volume_interval(&mut tx, v, &*req.prices).await?;
+            }
+            for r in &req.rows {
+                let operation_id = r.operation_id.as_deref().ok_or_else(|| {
+                    StoreError::Corrupt(format!("the new instance {} has no operation", r.instance_id))
+                })?;
+                let op = NewOperation {
+                    operation_id,
+                    account_id,
+                    kind: req.op_kind,
+                    resource_id: &r.instance_id,
+                    params: &req.op_params,
+                    now_ms: req.now_ms,
+                };
+                insert_operation(&mut tx, &op).await?;
+            }
+            out.push(Created::Yes);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     pub async fn instance(&self, account_id: &str, id: &str) -> Result<Option<InstanceRecord>> {
@@ -529,6 +625,27 @@ async fn settle_row<'e>(
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// The account's usage (instances and vCPUs kept by triggers, migration 0003; block storage
+/// summed) and quota overrides, in one round trip.
+async fn account_usage(conn: &mut sqlx::AnyConnection, account_id: &str) -> Result<(Usage, QuotaOverrides)> {
+    type Counts = (i64, i64, i64, Option<i64>, Option<i64>, Option<i64>);
+    let (instances, vcpu, storage_gb, quota_instances, quota_vcpu, quota_storage_gb): Counts = sqlx::query_as(
+        "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0), \
+         COALESCE((SELECT vcpu FROM instance_counts WHERE account_id = $1), 0), \
+         CAST(COALESCE((SELECT SUM(size) FROM volumes WHERE account_id = $1), 0) AS BIGINT), \
+         (SELECT quota_instances FROM accounts WHERE account_id = $1), \
+         (SELECT quota_vcpu FROM accounts WHERE account_id = $1), \
+         (SELECT quota_storage_gb FROM accounts WHERE account_id = $1)",
+    )
+    .bind(account_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((
+        Usage { instances, vcpu, storage_gb },
+        QuotaOverrides { instances: quota_instances, vcpu: quota_vcpu, storage_gb: quota_storage_gb },
+    ))
 }
 
 async fn instance_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<InstanceRecord>> {

@@ -6,6 +6,7 @@
 //! migrations, kept equivalent. Times are Unix seconds, money is integer won, ids are text.
 
 mod accounts;
+pub mod batch;
 pub mod bills;
 mod catalog;
 pub mod crypto;
@@ -35,7 +36,9 @@ pub use catalog::CatalogEntry;
 pub use faults::FaultRecord;
 pub use firewalls::{FirewallRecord, FirewallRefused, FirewallRuleRecord};
 pub use idempotency::{Claim, IdempotencyRecord};
-pub use instances::{InstanceFilter, InstanceRecord, Refused, Reprice, Settle, Usage};
+pub use instances::{
+    Created, InstanceFilter, InstanceRecord, NewInstances, QuotaOverrides, Refused, Reprice, Settle, Usage,
+};
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
 pub use operations::{NewOperation, OperationRecord, Progress};
 pub use scripts::ScriptRecord;
@@ -92,6 +95,8 @@ pub struct Store {
     /// PostgreSQL the same pool as reads.
     writer: AnyPool,
     backend: Backend,
+    /// Instance creates waiting for the shared create transaction.
+    creates: std::sync::Arc<instances::CreateBatches>,
 }
 
 impl Store {
@@ -139,7 +144,7 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let store = Store { pool, writer, backend };
+        let store = Store { pool, writer, backend, creates: instances::create_batches() };
         store.migrate().await?;
         Ok(store)
     }

@@ -4,6 +4,7 @@ use openwinv_tests::lifecycle::{accepted, act};
 use openwinv_tests::{Body, Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
 
@@ -157,6 +158,55 @@ async fn count_creates_all_or_none_and_quotas_hold() {
     big["count"] = json!(7);
     create(&s, big).await.assert_error(403, "LIMIT_EXCEEDED");
     assert_eq!(s.get("/v1/instances").await.json["total"], 13);
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_several_accounts_never_pass_a_quota() {
+    let s = Arc::new(fast().await);
+    let (k, sec) = s.new_account("other", json!({})).await;
+    // Quotas of 7 and 5 instances; 20 and 12 creates of one instance each, all at once (they
+    // share create transactions: each must see the ones accepted before it).
+    let quota = |name: &str, n: i64| {
+        let s = s.clone();
+        let name = name.to_owned();
+        async move {
+            let r =
+                s.admin(Method::PUT, &format!("/admin/v1/accounts/{name}/quota"), Some(json!({"instances": n}))).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    quota("dev", 7).await;
+    quota("other", 5).await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (s, k, sec) = (s.clone(), k.clone(), sec.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = Body::Json(basic());
+            let r = if i % 8 < 5 {
+                s.call(Method::POST, "/v1/instances", Some(body)).await
+            } else {
+                s.call_as(&k, &sec, Method::POST, "/v1/instances", Some(body)).await
+            };
+            match r.status {
+                202 => true,
+                _ => {
+                    r.assert_error(403, "LIMIT_EXCEEDED");
+                    false
+                }
+            }
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(accepted, 7 + 5);
+    assert_eq!(s.get("/v1/instances").await.json["total"], 7);
+    let r = s.call_as(&k, &sec, Method::GET, "/v1/instances", None).await;
+    assert_eq!(r.json["total"], 5, "{}", r.text);
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM instances").await, 12);
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM operations").await, 12);
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM usage_intervals").await, 12);
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
 use openwinv_store::instances::status;
-use openwinv_store::{InstanceFilter, InstanceRecord, NewOperation, PageQuery, Refused, VolumeRecord, ids};
+use openwinv_store::{
+    Created, InstanceFilter, InstanceRecord, NewInstances, NewOperation, PageQuery, Refused, VolumeRecord, ids,
+};
 use openwinv_wire::catalog::instance_fields;
 use openwinv_wire::instances::*;
 use openwinv_wire::{Envelope, ErrorCode};
@@ -490,12 +492,15 @@ pub async fn create(
         // Lets the volume steps skip looking for volumes that cannot exist.
         create_params.insert("no_volumes".into(), json!(true));
     }
-    let create_params = serde_json::Value::Object(create_params).to_string();
     let attach_public_ip = match body.0.get("attach_public_ip") {
         None | Some(serde_json::Value::Null) => true,
         Some(serde_json::Value::Bool(b)) => *b,
         Some(_) => parse_bool("attach_public_ip", &body.str("attach_public_ip")?.unwrap_or_default())?,
     };
+    // What the address step needs, so that it does not read the instance back.
+    create_params.insert("zone_id".into(), json!(zone_id));
+    create_params.insert("attach_public_ip".into(), json!(attach_public_ip));
+    let create_params = serde_json::Value::Object(create_params).to_string();
     if zone.status != "on" {
         return Err(ApiError::new(
             ErrorCode::DevCheckReturn,
@@ -543,18 +548,6 @@ pub async fn create(
         passwords.push(password);
         op_ids.push(operation_id);
     }
-    let ops: Vec<NewOperation> = rows
-        .iter()
-        .zip(&op_ids)
-        .map(|(r, op)| NewOperation {
-            operation_id: op,
-            account_id: &caller.account_id,
-            kind: Kind::Create.name(),
-            resource_id: &r.instance_id,
-            params: &create_params,
-            now_ms,
-        })
-        .collect();
     // Volumes asked for are made with each instance, by its create operation.
     let mut volume_rows = Vec::new();
     let mut volume_ids: Vec<Vec<String>> = Vec::new();
@@ -581,27 +574,27 @@ pub async fn create(
         }
         volume_ids.push(mine);
     }
-    let account = state
+    // The quota is read with the account's usage, inside the create's transaction.
+    let created = state
         .store
-        .account_by_id(&caller.account_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("the caller's account is gone"))?;
-    let quota = crate::quota::of(&account);
-    let mut over_storage = false;
-    let fits = state
-        .store
-        .create_instances(&rows, &volume_rows, &ops, &*catalog, |u| {
-            over_storage = u.storage_gb > quota.block_storage_gb;
-            u.instances <= quota.instances && u.vcpu <= quota.vcpu && !over_storage
+        .create_instances(NewInstances {
+            rows: rows.clone(),
+            volumes: volume_rows,
+            op_kind: Kind::Create.name(),
+            op_params: create_params,
+            now_ms,
+            prices: catalog.clone(),
+            fits: crate::quota::fits,
         })
         .await?;
-    if !fits && over_storage {
-        return Err(ApiError::quota(format!(
-            "This account may hold at most {} GB of block storage; the volumes in `block_storage` would exceed that.",
-            quota.block_storage_gb
-        )));
-    }
-    if !fits {
+    if let Created::OverQuota { usage, quota } = created {
+        let quota = crate::quota::with_overrides(quota);
+        if usage.storage_gb > quota.block_storage_gb {
+            return Err(ApiError::quota(format!(
+                "This account may hold at most {} GB of block storage; the volumes in `block_storage` would exceed that.",
+                quota.block_storage_gb
+            )));
+        }
         return Err(ApiError::quota(format!(
             "This account may have at most {} instances and {} vCPUs; creating {count} more would exceed that.",
             quota.instances, quota.vcpu

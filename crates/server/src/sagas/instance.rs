@@ -148,30 +148,35 @@ impl InstanceSaga {
     }
 
     async fn allocate_addresses(&self, op: &OpContext) -> Result<(), StepError> {
-        let inst = self.require(op).await?;
+        // The create carries what this step needs (operations written before it did not: read).
+        let public_wanted = op.params.get("attach_public_ip").and_then(serde_json::Value::as_bool);
+        let (zone_id, public_wanted) = match (op.str("zone_id"), public_wanted) {
+            (Some(zone), Some(public)) => (zone.to_owned(), public),
+            _ => {
+                let inst = self.require(op).await?;
+                (inst.zone_id, inst.attach_public_ip != 0)
+            }
+        };
+        let (account_id, instance_id) = (&op.account_id, &op.resource_id);
         let store = &self.deps.store;
         let now = self.deps.clock.unix();
-        let held = store.addresses_of(&inst.instance_id).await?;
+        let held = store.addresses_of(instance_id).await?;
         let find = |kind: &str| held.iter().find(|(k, _)| k == kind).and_then(|(_, a)| a.parse().ok());
         let private = match find("private") {
             Some(ip) => ip,
             None => {
                 let net = addresses::private_net();
-                let scope = format!("private:{}", inst.account_id);
-                addresses::allocate(store, &net, &scope, "private", &inst.account_id, &inst.instance_id, now).await?
+                let scope = format!("private:{account_id}");
+                addresses::allocate(store, &net, &scope, "private", account_id, instance_id, now).await?
             }
         };
-        let pool =
-            self.deps.catalog.get().zones.iter().find(|z| z.id == inst.zone_id).and_then(|z| z.public_pool.clone());
+        let pool = self.deps.catalog.get().zones.iter().find(|z| z.id == zone_id).and_then(|z| z.public_pool.clone());
         let public = match (find("public"), pool) {
             (Some(ip), _) => Some(ip),
-            (None, Some(pool)) if inst.attach_public_ip != 0 => {
+            (None, Some(pool)) if public_wanted => {
                 let net = pool.parse().map_err(|_| StepError::Permanent(format!("bad pool {pool}")))?;
-                let scope = format!("public:{}", inst.zone_id);
-                Some(
-                    addresses::allocate(store, &net, &scope, "public", &inst.account_id, &inst.instance_id, now)
-                        .await?,
-                )
+                let scope = format!("public:{zone_id}");
+                Some(addresses::allocate(store, &net, &scope, "public", account_id, instance_id, now).await?)
             }
             _ => None,
         };
@@ -179,7 +184,7 @@ impl InstanceSaga {
         let private_s = private.to_string();
         store
             .set_instance_addresses(
-                &inst.instance_id,
+                instance_id,
                 public_s.as_deref().zip(public.map(as_number)),
                 Some((&private_s, as_number(private))),
             )
