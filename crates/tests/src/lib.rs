@@ -107,21 +107,28 @@ impl Drop for PgDatabase {
 pub struct TestDatabase {
     pub url: String,
     _pg: Option<PgDatabase>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDatabase {
     pub async fn new() -> TestDatabase {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut db = TestDatabase::in_dir(dir.path()).await;
+        db._dir = Some(dir);
+        db
+    }
+
+    /// A database whose SQLite file (if SQLite) is `dir/openwinv.db`; the caller keeps `dir`.
+    async fn in_dir(dir: &Path) -> TestDatabase {
         let (pg, url) = match store_kind() {
-            StoreKind::Sqlite => (None, format!("sqlite://{}?mode=rwc", dir.path().join("openwinv.db").display())),
+            StoreKind::Sqlite => (None, format!("sqlite://{}?mode=rwc", dir.join("openwinv.db").display())),
             StoreKind::Postgres { base_url } => {
                 let db = PgDatabase::create(&base_url).await;
                 let url = db.url();
                 (Some(db), url)
             }
         };
-        TestDatabase { url, _pg: pg, _dir: dir }
+        TestDatabase { url, _pg: pg, _dir: None }
     }
 }
 
@@ -140,7 +147,7 @@ pub struct Server {
     clock_offset: i64,
     wait_timeout: Duration,
     http: reqwest::Client,
-    _pg: Option<PgDatabase>,
+    _db: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -203,14 +210,8 @@ impl Server {
     pub async fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
-        let (pg, database_url) = match store_kind() {
-            StoreKind::Sqlite => (None, format!("sqlite://{}?mode=rwc", dir.path().join("openwinv.db").display())),
-            StoreKind::Postgres { base_url } => {
-                let db = PgDatabase::create(&base_url).await;
-                let url = db.url();
-                (Some(db), url)
-            }
-        };
+        let db = TestDatabase::in_dir(dir.path()).await;
+        let database_url = db.url.clone();
         let mut server = Server {
             endpoint: String::new(),
             data_dir,
@@ -224,7 +225,7 @@ impl Server {
             clock_offset: 0,
             wait_timeout: DEFAULT_WAIT,
             http: reqwest::Client::new(),
-            _pg: pg,
+            _db: Some(db),
             _dir: dir,
         };
         server.spawn().await;
@@ -256,7 +257,7 @@ impl Server {
             clock_offset: first.clock_offset,
             wait_timeout: first.wait_timeout,
             http: reqwest::Client::new(),
-            _pg: None,
+            _db: None,
             _dir: dir,
         };
         server.spawn().await;
