@@ -339,6 +339,34 @@ fn content_type(path: &str) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // The websockets
 
+/// The part both sockets share: the token and origin checked, a slot of `channel` taken for the
+/// instance, the upgrade; `serve` then has the socket and the instance id.
+async fn open_socket<F, Fut>(
+    state: AppState,
+    hub: Arc<Hub>,
+    token: &str,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    (channel, busy): (Channel, &'static str),
+    serve: F,
+) -> Response
+where
+    F: FnOnce(AppState, Arc<Hub>, String, WebSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let instance_id = match authorize(&state, &hub, token, headers).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    let slot = hub.take_slot(&instance_id, channel);
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+        let Some(_slot) = slot else {
+            return close(socket, 1013, busy).await;
+        };
+        serve(state, hub, instance_id, socket).await
+    })
+}
+
 /// `GET /console/{token}/serial`: the serial console, raw bytes both ways as binary frames.
 async fn serial_socket(
     State(state): State<AppState>,
@@ -347,21 +375,23 @@ async fn serial_socket(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let instance_id = match authorize(&state, &hub, &token, &headers).await {
-        Ok(id) => id,
-        Err(refusal) => return refusal,
-    };
-    let slot = hub.take_slot(&instance_id, Channel::Serial);
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
-        let Some(_slot) = slot else {
-            return close(socket, 1013, "too many open consoles for this instance").await;
-        };
-        match state.driver.console(&instance_id).await {
-            Some(endpoints) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
-            None if state.config.driver == Driver::Sim => simulated_serial(&state, &instance_id, socket).await,
-            None => close(socket, 1011, "the machine has no console now (is it running?)").await,
-        }
-    })
+    let busy = "too many open consoles for this instance";
+    open_socket(
+        state,
+        hub,
+        &token,
+        &headers,
+        ws,
+        (Channel::Serial, busy),
+        |state, hub, instance_id, socket| async move {
+            match state.driver.console(&instance_id).await {
+                Some(endpoints) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
+                None if state.config.driver == Driver::Sim => simulated_serial(&state, &instance_id, socket).await,
+                None => close(socket, 1011, "the machine has no console now (is it running?)").await,
+            }
+        },
+    )
+    .await
 }
 
 /// `GET /console/{token}/vnc`: the screen, RFB bytes both ways as binary frames (noVNC speaks RFB
@@ -373,26 +403,28 @@ async fn vnc_socket(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let instance_id = match authorize(&state, &hub, &token, &headers).await {
-        Ok(id) => id,
-        Err(refusal) => return refusal,
-    };
-    let slot = hub.take_slot(&instance_id, Channel::Screen);
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
-        let Some(_slot) = slot else {
-            return close(socket, 1013, "too many open screens for this instance").await;
-        };
-        match state.driver.console(&instance_id).await.and_then(|e| e.vnc) {
-            Some(path) => match connect(&path).await {
-                Ok(stream) => pipe(stream, socket).await,
-                Err(e) => {
-                    tracing::warn!(instance_id, error = %e, "cannot reach the screen");
-                    close(socket, 1011, "the screen is not reachable").await
-                }
-            },
-            None => close(socket, 1011, "this machine has no screen").await,
-        }
-    })
+    let busy = "too many open screens for this instance";
+    open_socket(
+        state,
+        hub,
+        &token,
+        &headers,
+        ws,
+        (Channel::Screen, busy),
+        |state, _hub, instance_id, socket| async move {
+            match state.driver.console(&instance_id).await.and_then(|e| e.vnc) {
+                Some(path) => match connect(&path).await {
+                    Ok(stream) => pipe(stream, socket).await,
+                    Err(e) => {
+                        tracing::warn!(instance_id, error = %e, "cannot reach the screen");
+                        close(socket, 1011, "the screen is not reachable").await
+                    }
+                },
+                None => close(socket, 1011, "this machine has no screen").await,
+            }
+        },
+    )
+    .await
 }
 
 /// The instance a socket request may open, or the refusal: 403 for a missing, forged or expired

@@ -132,6 +132,58 @@ impl TestDatabase {
     }
 }
 
+/// What a CLI run printed.
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Asserts exit status 0 and returns the run.
+    #[track_caller]
+    pub fn ok(self) -> CliRun {
+        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts exit status 1 (a failure the CLI reported, not a usage error).
+    #[track_caller]
+    pub fn failed(self) -> CliRun {
+        assert_eq!(self.code, 1, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// stdout as the JSON array `--json` prints.
+    #[track_caller]
+    pub fn rows(&self) -> Vec<Value> {
+        match serde_json::from_str(&self.stdout) {
+            Ok(Value::Array(rows)) => rows,
+            _ => panic!("stdout is not a JSON array:\n{}\nstderr:\n{}", self.stdout, self.stderr),
+        }
+    }
+
+    /// The one row of a `--json` detail answer.
+    #[track_caller]
+    pub fn row(&self) -> Value {
+        let rows = self.rows();
+        assert_eq!(rows.len(), 1, "{}", self.stdout);
+        rows.into_iter().next().unwrap()
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &CliRun {
+        assert!(self.stdout.contains(needle), "`{needle}` not in stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &CliRun {
+        assert!(self.stderr.contains(needle), "`{needle}` not in stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
+        self
+    }
+}
+
 /// A running `openwinv serve`.
 pub struct Server {
     pub endpoint: String,
@@ -443,23 +495,37 @@ impl Server {
 
     /// Runs the CLI binary against this server with the bootstrap key; returns (exit code, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(binary())
-            .args(args)
+        let run = self.cli_run(args).await;
+        (run.code, run.stdout, run.stderr)
+    }
+
+    /// Runs the CLI binary with the bootstrap key and the operator token.
+    pub async fn cli_run(&self, args: &[&str]) -> CliRun {
+        self.run_cli(ACCESS_KEY, SECRET_KEY, true, args).await
+    }
+
+    /// Runs the CLI binary with another key pair (and no operator token).
+    pub async fn cli_run_as(&self, key: &str, secret: &str, args: &[&str]) -> CliRun {
+        self.run_cli(key, secret, false, args).await
+    }
+
+    async fn run_cli(&self, key: &str, secret: &str, operator: bool, args: &[&str]) -> CliRun {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
             .env("IWINV_ENDPOINT", &self.endpoint)
-            .env("IWINV_ACCESS_KEY", ACCESS_KEY)
-            .env("IWINV_SECRET_KEY", SECRET_KEY)
-            .env("OPENWINV_ADMIN_ENDPOINT", &self.endpoint)
-            .env("OPENWINV_ADMIN_TOKEN", &self.admin_token)
+            .env("IWINV_ACCESS_KEY", key)
+            .env("IWINV_SECRET_KEY", secret)
             .env_remove("IWINV_CONFIG")
-            .current_dir(self.data_dir.parent().unwrap())
-            .output()
-            .await
-            .expect("run the openwinv CLI");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .current_dir(self.data_dir.parent().unwrap());
+        if operator {
+            cmd.env("OPENWINV_ADMIN_ENDPOINT", &self.endpoint).env("OPENWINV_ADMIN_TOKEN", &self.admin_token);
+        }
+        let out = cmd.output().await.expect("run the openwinv CLI");
+        CliRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     pub fn data_path(&self, name: &str) -> PathBuf {

@@ -2,88 +2,20 @@
 //! tables by default, the server's own rows with `--json`, errors with hints and exit status 1,
 //! and `--wait` following operations to their end.
 
-use openwinv_tests::{Server, binary};
+use openwinv_tests::{CliRun as Run, Server};
 use serde_json::Value;
-use tokio::process::Command;
 
 const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
 const CREATE: [&str; 8] =
     ["instances", "create", "--zone", "KR1-Z01", "--image", "IMG-ubuntu-2404", "--flavor", "ss1.c1m1"];
 
-/// What a CLI run printed.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts exit status 0 and returns the run.
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-
-    /// Asserts exit status 1 (a failure the CLI reported, not a usage error).
-    #[track_caller]
-    fn failed(self) -> Run {
-        assert_eq!(self.code, 1, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-
-    /// stdout as the JSON array `--json` prints.
-    #[track_caller]
-    fn rows(&self) -> Vec<Value> {
-        match serde_json::from_str(&self.stdout) {
-            Ok(Value::Array(rows)) => rows,
-            _ => panic!("stdout is not a JSON array:\n{}\nstderr:\n{}", self.stdout, self.stderr),
-        }
-    }
-
-    /// The one row of a `--json` detail answer.
-    #[track_caller]
-    fn row(&self) -> Value {
-        let rows = self.rows();
-        assert_eq!(rows.len(), 1, "{}", self.stdout);
-        rows.into_iter().next().unwrap()
-    }
-
-    #[track_caller]
-    fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(self.stdout.contains(needle), "`{needle}` not in stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(self.stderr.contains(needle), "`{needle}` not in stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
-        self
-    }
-}
-
 async fn cli(s: &Server, args: &[&str]) -> Run {
-    let (code, stdout, stderr) = s.cli(args).await;
-    Run { code, stdout, stderr }
+    s.cli_run(args).await
 }
 
 /// The CLI with another key pair.
 async fn cli_as(s: &Server, key: &str, secret: &str, args: &[&str]) -> Run {
-    let out = Command::new(binary())
-        .args(args)
-        .env("IWINV_ENDPOINT", &s.endpoint)
-        .env("IWINV_ACCESS_KEY", key)
-        .env("IWINV_SECRET_KEY", secret)
-        .env_remove("IWINV_CONFIG")
-        .current_dir(s.data_dir.parent().unwrap())
-        .output()
-        .await
-        .expect("run the openwinv CLI");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    s.cli_run_as(key, secret, args).await
 }
 
 fn str_of<'a>(row: &'a Value, key: &str) -> &'a str {

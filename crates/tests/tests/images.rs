@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use openwinv_tests::{Resp, Server};
+use openwinv_tests::{CliRun, Resp, Server};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -412,32 +412,8 @@ async fn a_second_process_sees_the_boot_definition_but_has_its_own_files() {
     assert_eq!(file_row(&row, "kernel")["present"], false, "{row}");
 }
 
-/// What a CLI run printed.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn cli(s: &Server, args: &[&str]) -> Run {
-    let (code, stdout, stderr) = s.cli(args).await;
-    Run { code, stdout, stderr }
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn row(&self) -> Value {
-        match serde_json::from_str(&self.stdout) {
-            Ok(Value::Array(rows)) if rows.len() == 1 => rows[0].clone(),
-            _ => panic!("stdout is not one JSON row:\n{}\nstderr:\n{}", self.stdout, self.stderr),
-        }
-    }
+async fn cli(s: &Server, args: &[&str]) -> CliRun {
+    s.cli_run(args).await
 }
 
 #[tokio::test]
