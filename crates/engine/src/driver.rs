@@ -135,7 +135,7 @@ pub trait ComputeDriver: Send + Sync + 'static {
     async fn state(&self, instance_id: &str) -> Result<MachineState, DriverError>;
     /// Whether machines outlive the control plane and can stop on their own (a QEMU process
     /// killed, a guest powered off), so the server must reconcile its records with `state`.
-    /// The simulated driver's machines live in its memory only: its records are the truth.
+    /// The simulated driver's machines are the store's records: nothing to reconcile.
     fn reconciles(&self) -> bool {
         false
     }
@@ -180,45 +180,33 @@ pub trait ComputeDriver: Send + Sync + 'static {
     }
 }
 
-/// A simulated volume: its spec and the machine it is attached to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimVolume {
-    pub spec: VolumeSpec,
-    pub attached_to: Option<String>,
-}
-
-/// The simulated hypervisor: a product feature, not a mock. Machines exist as records; every call
-/// succeeds (faults come from the engine's fault rules), and its pacing makes lifecycles take
-/// realistic time on the server clock, or advance only when the operator steps them.
+/// The simulated hypervisor: a product feature, not a mock. Every call succeeds (faults come
+/// from the engine's fault rules), and its pacing makes lifecycles take realistic time on the
+/// server clock, or advance only when the operator steps them.
+///
+/// It keeps no state of its own. Its machines are the instance rows, its volumes and their
+/// attachments the volume rows, its firewall rule sets what the attachment rows compile to: the
+/// store, which every server process on the database shares, is its only truth. So any process
+/// may run any step of any operation (a volume attached by one process and detached by another
+/// is detached for both), and a restarted process finds every machine where it was. What a
+/// hypervisor would refuse (a volume attached to two machines, an attached volume deleted) the
+/// requests already refuse against those rows, in the transaction that starts the operation.
 pub struct SimDriver {
     pacing: Pacing,
-    machines: std::sync::Mutex<std::collections::HashMap<String, MachineState>>,
-    /// The firewall rule set applied to each machine (absent: none applied, everything passes).
-    firewalls: std::sync::Mutex<std::collections::HashMap<String, CompiledRules>>,
-    volumes: std::sync::Mutex<std::collections::HashMap<String, SimVolume>>,
 }
 
 impl SimDriver {
     pub fn new(pacing: Pacing) -> SimDriver {
-        SimDriver { pacing, machines: Default::default(), firewalls: Default::default(), volumes: Default::default() }
+        SimDriver { pacing }
     }
 
-    /// A simulated volume, if it exists.
-    pub fn volume(&self, volume_id: &str) -> Option<SimVolume> {
-        self.volumes.lock().expect("sim volumes").get(volume_id).cloned()
-    }
-
-    /// The rule set last applied to a machine, if any.
-    pub fn applied_firewall(&self, instance_id: &str) -> Option<CompiledRules> {
-        self.firewalls.lock().expect("sim firewalls").get(instance_id).cloned()
-    }
-
-    fn set(&self, id: &str, power: Power) -> MachineState {
-        let mut m = self.machines.lock().expect("sim machines");
-        let entry = m.entry(id.to_owned()).or_insert(MachineState { power, generation: 0 });
-        entry.power = power;
-        entry.generation += 1;
-        *entry
+    /// The state a call leaves the machine in. The generation is the host time of the change
+    /// (µs): it increases with every change whichever process makes it.
+    fn changed(power: Power) -> Result<MachineState, DriverError> {
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Ok(MachineState { power, generation })
     }
 }
 
@@ -232,98 +220,60 @@ impl ComputeDriver for SimDriver {
         self.pacing
     }
 
-    async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        Ok(self.set(&spec.instance_id, Power::Stopped))
+    async fn create(&self, _spec: &MachineSpec) -> Result<MachineState, DriverError> {
+        Self::changed(Power::Stopped)
     }
 
-    async fn start(&self, id: &str) -> Result<MachineState, DriverError> {
-        Ok(self.set(id, Power::Running))
+    async fn start(&self, _id: &str) -> Result<MachineState, DriverError> {
+        Self::changed(Power::Running)
     }
 
-    async fn stop(&self, id: &str) -> Result<MachineState, DriverError> {
-        Ok(self.set(id, Power::Stopped))
+    async fn stop(&self, _id: &str) -> Result<MachineState, DriverError> {
+        Self::changed(Power::Stopped)
     }
 
-    async fn reboot(&self, id: &str, _hard: bool) -> Result<MachineState, DriverError> {
-        Ok(self.set(id, Power::Running))
+    async fn reboot(&self, _id: &str, _hard: bool) -> Result<MachineState, DriverError> {
+        Self::changed(Power::Running)
     }
 
-    async fn rebuild(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        let power = self.state(&spec.instance_id).await?.power;
-        Ok(self.set(&spec.instance_id, if power == Power::Absent { Power::Stopped } else { power }))
+    /// Keeps the power the machine had, which its instance row records (the sagas settle the
+    /// instance from the row); the simulator has no power of its own to report, and says stopped.
+    async fn rebuild(&self, _spec: &MachineSpec) -> Result<MachineState, DriverError> {
+        Self::changed(Power::Stopped)
     }
 
     async fn resize(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
         self.rebuild(spec).await
     }
 
-    async fn destroy(&self, id: &str) -> Result<(), DriverError> {
-        self.machines.lock().expect("sim machines").remove(id);
-        self.firewalls.lock().expect("sim firewalls").remove(id);
-        // A destroyed machine lets go of its volumes; they are kept.
-        for v in self.volumes.lock().expect("sim volumes").values_mut() {
-            if v.attached_to.as_deref() == Some(id) {
-                v.attached_to = None;
-            }
-        }
+    async fn destroy(&self, _id: &str) -> Result<(), DriverError> {
         Ok(())
     }
 
+    /// Never asked (the simulator does not reconcile): the instance row is the machine.
     async fn state(&self, id: &str) -> Result<MachineState, DriverError> {
-        let m = self.machines.lock().expect("sim machines");
-        Ok(m.get(id).copied().unwrap_or(MachineState { power: Power::Absent, generation: 0 }))
+        Err(DriverError::Permanent(format!(
+            "the simulated driver keeps no machines: the record of {id} is its only state"
+        )))
     }
 
-    async fn apply_firewall(&self, id: &str, rules: &CompiledRules) -> Result<(), DriverError> {
-        let mut f = self.firewalls.lock().expect("sim firewalls");
-        if rules.is_filtered() {
-            f.insert(id.to_owned(), rules.clone());
-        } else {
-            f.remove(id);
-        }
+    async fn apply_firewall(&self, _id: &str, _rules: &CompiledRules) -> Result<(), DriverError> {
         Ok(())
     }
 
-    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), DriverError> {
-        self.volumes
-            .lock()
-            .expect("sim volumes")
-            .entry(spec.volume_id.clone())
-            .or_insert_with(|| SimVolume { spec: spec.clone(), attached_to: None });
+    async fn create_volume(&self, _spec: &VolumeSpec) -> Result<(), DriverError> {
         Ok(())
     }
 
-    async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
-        let mut v = self.volumes.lock().expect("sim volumes");
-        if let Some(SimVolume { attached_to: Some(m), .. }) = v.get(volume_id) {
-            return Err(DriverError::Permanent(format!("volume {volume_id} is attached to {m}")));
-        }
-        v.remove(volume_id);
+    async fn delete_volume(&self, _volume_id: &str) -> Result<(), DriverError> {
         Ok(())
     }
 
-    async fn attach_volume(&self, instance_id: &str, spec: &VolumeSpec) -> Result<(), DriverError> {
-        let mut v = self.volumes.lock().expect("sim volumes");
-        // The simulator keeps its records in memory: after a restart it learns volumes again.
-        let entry =
-            v.entry(spec.volume_id.clone()).or_insert_with(|| SimVolume { spec: spec.clone(), attached_to: None });
-        match &entry.attached_to {
-            Some(m) if m != instance_id => {
-                Err(DriverError::Permanent(format!("volume {} is attached to {m}", spec.volume_id)))
-            }
-            _ => {
-                entry.attached_to = Some(instance_id.to_owned());
-                Ok(())
-            }
-        }
+    async fn attach_volume(&self, _instance_id: &str, _spec: &VolumeSpec) -> Result<(), DriverError> {
+        Ok(())
     }
 
-    async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> Result<(), DriverError> {
-        if let Some(v) = self.volumes.lock().expect("sim volumes").get_mut(volume_id)
-            && v.attached_to.as_deref() == Some(instance_id)
-        {
-            v.attached_to = None;
-        }
+    async fn detach_volume(&self, _instance_id: &str, _volume_id: &str) -> Result<(), DriverError> {
         Ok(())
     }
 }

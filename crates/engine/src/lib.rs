@@ -12,6 +12,7 @@ pub mod faults;
 pub mod firewall;
 pub mod runner;
 pub mod saga;
+pub mod worker;
 
 pub use clock::Clock;
 pub use driver::{
@@ -20,3 +21,4 @@ pub use driver::{
 };
 pub use runner::{Engine, EngineConfig};
 pub use saga::{OpContext, Saga, StepDef, StepError};
+pub use worker::WorkerIdentity;

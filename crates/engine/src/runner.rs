@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::driver::Pacing;
 use crate::faults;
 use crate::saga::{OpContext, Saga, StepError};
+use crate::worker::WorkerIdentity;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -54,6 +55,8 @@ pub struct Engine {
     pacing: Pacing,
     sagas: HashMap<&'static str, Arc<dyn Saga>>,
     config: EngineConfig,
+    /// This run's lease owner id, and the previous run's (see `worker`).
+    identity: std::sync::Mutex<WorkerIdentity>,
     owner: String,
     notify: Notify,
     /// Progress saves, written together: a busy engine pays one round trip per round of steps
@@ -73,14 +76,28 @@ enum Next {
 }
 
 impl Engine {
+    /// An engine whose workers have a fresh identity (no previous run to recover from).
     pub fn new(store: Store, clock: Arc<Clock>, pacing: Pacing, config: EngineConfig) -> Engine {
+        Engine::with_identity(store, clock, pacing, config, WorkerIdentity::ephemeral())
+    }
+
+    /// An engine whose workers are `identity`: the leases of its previous run are released as
+    /// the workers start.
+    pub fn with_identity(
+        store: Store,
+        clock: Arc<Clock>,
+        pacing: Pacing,
+        config: EngineConfig,
+        identity: WorkerIdentity,
+    ) -> Engine {
         Engine {
             store,
             clock,
             pacing,
             sagas: HashMap::new(),
             config,
-            owner: openwinv_store::ids::new_id("WORKER"),
+            owner: identity.owner.clone(),
+            identity: std::sync::Mutex::new(identity),
             notify: Notify::new(),
             saves: GroupCommit::new(MAX_PROGRESS_BATCH),
         }
@@ -99,11 +116,32 @@ impl Engine {
         self.notify.notify_waiters();
     }
 
-    /// Starts the workers of this process.
+    /// Starts the workers of this process, once the leases its previous run died with are free.
     pub fn spawn(self: &Arc<Self>) {
-        for _ in 0..self.config.workers.max(1) {
-            let engine = self.clone();
-            tokio::spawn(async move { engine.work().await });
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine.recover().await;
+            for _ in 0..engine.config.workers.max(1) {
+                let engine = engine.clone();
+                tokio::spawn(async move { engine.work().await });
+            }
+        });
+    }
+
+    /// Releases the leases the previous run of this process held when it died (they would
+    /// otherwise block its operations for a whole lease), then records this run's id as the one
+    /// the next run recovers from. A store error leaves those leases to expire as usual.
+    async fn recover(&self) {
+        let previous = self.identity.lock().expect("worker identity").previous.clone();
+        if let Some(previous) = previous {
+            match self.store.release_leases_of(&previous).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, previous = %previous, "took back the leases of the previous run"),
+                Err(e) => tracing::warn!(error = %e, "could not release the previous run's leases; they expire"),
+            }
+        }
+        if let Err(e) = self.identity.lock().expect("worker identity").record() {
+            tracing::warn!(error = %e, "could not record this run's worker id: a restart recovers its leases late");
         }
     }
 

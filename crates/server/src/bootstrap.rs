@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use openwinv_engine::{ComputeDriver, Engine, EngineConfig, Pacing, SimDriver};
+use openwinv_engine::{ComputeDriver, Engine, EngineConfig, Pacing, SimDriver, WorkerIdentity};
 use openwinv_store::crypto::Sealer;
 use openwinv_store::{AccountRecord, Bootstrap, NewKeyRecord, Store, ids};
 
@@ -131,7 +131,10 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         lease: config.lease,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(store.clone(), clock.clone(), driver.pacing(), engine_config);
+    // The data directory remembers this run's worker id, so the next run takes back its leases at once.
+    let identity = WorkerIdentity::in_data_dir(&data)
+        .with_context(|| format!("the {} file in the data directory", openwinv_engine::worker::WORKER_ID_FILE))?;
+    let mut engine = Engine::with_identity(store.clone(), clock.clone(), driver.pacing(), engine_config, identity);
     let deps = Arc::new(crate::sagas::Deps {
         store: store.clone(),
         driver: driver.clone(),

@@ -142,7 +142,8 @@ pub struct Config {
     /// Test hook (`OPENWINV_SIM_REPEAT_STEPS=1`): every saga step runs twice.
     pub repeat_steps: bool,
     /// How long a worker's claim on an operation lasts without progress (`OPENWINV_LEASE_SECS`,
-    /// default 30): after a crash, another process or the restarted one resumes after this.
+    /// default 30): after a crash, another process resumes after this; the restarted process
+    /// (same data directory) takes its own leases back at once (`openwinv_engine::worker`).
     pub lease: std::time::Duration,
     /// New regular bills are issued already `paid`.
     pub bills_paid_on_issue: bool,

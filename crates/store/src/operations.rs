@@ -183,6 +183,19 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Frees the leases `owner` holds: it was this process's previous run, now dead (the
+    /// caller knows it from its data directory), so nothing will renew or release them. Returns
+    /// how many were freed; the operations are due again as their `next_run_at` says.
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = 'running'",
+        )
+        .bind(owner)
+        .execute(self.writer())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Explicit mode: lets a waiting operation take one more step. False when it is not running.
     pub async fn grant_permit(&self, operation_id: &str) -> Result<bool> {
         let r = sqlx::query("UPDATE operations SET permits = permits + 1, next_run_at = 0 WHERE operation_id = $1 AND status = 'running'")

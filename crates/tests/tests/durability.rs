@@ -623,3 +623,56 @@ mod volumes {
         assert_eq!(s.db_count("SELECT COUNT(*) FROM ip_addresses").await, 0);
     }
 }
+
+// =============================================================================================
+// Recovery after a crash: a restarted process takes back the leases its previous run died with
+// at once (it knows that run's worker id from its data directory), and only those.
+// =============================================================================================
+
+#[tokio::test]
+async fn a_restarted_process_takes_back_its_own_dead_leases_at_once() {
+    // The default lease (30 s, longer than the test's waits): a restart must not wait for it.
+    let mut s = Server::start_with(&["--sim-mode", "explicit", "--default-rate-limit", "0"], &[]).await;
+    let mut ops = Vec::new();
+    for _ in 0..2 {
+        let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(basic()))).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        ops.push(r.header("x-operation-id").unwrap().to_owned());
+    }
+    let (own, foreign) = (&ops[0], &ops[1]);
+    s.kill9().await;
+    // The process died in the middle of a step of each operation, holding its lease: the first as
+    // this process (the run whose worker id the data directory records), the second as if it
+    // belonged to another process that still lives and will finish it.
+    let dead = std::fs::read_to_string(s.data_path("worker-id")).expect("the worker id of the dead run");
+    let dead = dead.trim();
+    assert!(dead.starts_with("WORKER-"), "{dead}");
+    let an_hour_on = openwinv_tests::unix_now() * 1000 + 3_600_000;
+    let pool = s.db().await;
+    for (op, owner) in [(own, dead), (foreign, "WORKER-elsewhere")] {
+        let r = sqlx::query(&format!(
+            "UPDATE operations SET lease_owner = '{owner}', lease_until = {an_hour_on} WHERE operation_id = '{op}'"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(r.rows_affected(), 1);
+    }
+    pool.close().await;
+
+    s.restart().await;
+    for op in &ops {
+        for _ in 0..2 {
+            s.admin(Method::POST, &format!("/admin/v1/sim/step/{op}"), None).await.ok_rows();
+        }
+    }
+    assert_eq!(s.wait_operation(own).await["status"], "succeeded", "its own dead lease is taken back at once");
+    let row = s.get(&format!("/v1/operations/{foreign}")).await.ok_rows()[0].clone();
+    assert_eq!(row["status"], "running", "another process's lease is left until it expires: {row}");
+    let n = s
+        .db_count(&format!(
+            "SELECT COUNT(*) FROM operations WHERE operation_id = '{foreign}' AND lease_owner = 'WORKER-elsewhere'"
+        ))
+        .await;
+    assert_eq!(n, 1);
+}

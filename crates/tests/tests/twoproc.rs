@@ -1,0 +1,141 @@
+//! Two server processes on one database share nothing but the store: any process may run any
+//! step of any operation, whichever process accepted the request and whichever ran the steps
+//! before. Volume, power and firewall operations are interleaved across the two, and one of them
+//! is killed in the middle of an operation for the other to finish.
+
+use openwinv_tests::lifecycle::{accepted, act};
+use openwinv_tests::{Body, Resp, Server};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Immediate simulated steps, and no rate limit on the bootstrap key (the tests poll a lot).
+const FAST: &[&str] = &["--sim-delay", "0", "--default-rate-limit", "0"];
+
+async fn instance(s: &Server, name: &str) -> String {
+    let body = json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    s.wait_status(&id, "active").await;
+    id
+}
+
+/// Asserts that the operation `r` started succeeded (waiting for it on `s`).
+async fn succeeds(s: &Server, r: Resp, what: &str) {
+    let op = accepted(s, r).await;
+    assert_eq!(op["status"], "succeeded", "{what}: {op}");
+}
+
+async fn volume(s: &Server, v: &str) -> Value {
+    s.get(&format!("/v1/block-storages/{v}")).await.ok_rows()[0].clone()
+}
+
+async fn firewall_action(s: &Server, fw: &str, action: &str, instance_id: &str) -> Resp {
+    let body = json!({"instance_id": instance_id});
+    s.call(Method::POST, &format!("/v1/security-groups/{fw}/{action}"), Some(Body::Json(body))).await
+}
+
+#[tokio::test]
+async fn interleaved_volume_power_and_firewall_operations_across_two_processes() {
+    let a = Server::start_with(FAST, &[]).await;
+    let b = Server::start_sharing(&a, FAST).await;
+    let machines = [instance(&a, "one").await, instance(&b, "two").await];
+    let r =
+        b.call(Method::POST, "/v1/security-groups", Some(Body::Json(json!({"title": "shared", "content": "x"})))).await;
+    let fw = r.ok_rows()[0]["firewall_id"].as_str().unwrap().to_owned();
+    let r = a
+        .call(
+            Method::POST,
+            "/v1/block-storages",
+            Some(Body::Json(json!({"instance_id": machines[0], "type": "ssd", "size": 10}))),
+        )
+        .await;
+    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
+    succeeds(&a, r, "create the volume on A").await;
+
+    // Each round: detach on one process, attach (to the other machine) on the other, power the
+    // machine off and on across both, attach and detach the firewall across both.
+    for round in 0..10 {
+        let (here, there) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let to = &machines[(round + 1) % 2];
+        let r = there.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await;
+        succeeds(there, r, &format!("round {round}: detach")).await;
+        let r = here.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{to}"), None).await;
+        succeeds(here, r, &format!("round {round}: attach to {to}")).await;
+        let row = volume(there, &v).await;
+        assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(to.as_str())), "{row}");
+
+        succeeds(there, act(there, to, "shutdown", json!({})).await, &format!("round {round}: shutdown")).await;
+        succeeds(here, act(here, to, "start", json!({})).await, &format!("round {round}: start")).await;
+        succeeds(here, firewall_action(here, &fw, "attach", to).await, &format!("round {round}: firewall attach"))
+            .await;
+        succeeds(there, firewall_action(there, &fw, "detach", to).await, &format!("round {round}: firewall detach"))
+            .await;
+    }
+    for m in &machines {
+        assert_eq!(a.get(&format!("/v1/instances/{m}")).await.ok_rows()[0]["status"], "active");
+    }
+    // The volume's last attach ends the loop: detach and delete it across the two.
+    succeeds(&a, a.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await, "last detach").await;
+    succeeds(&b, b.call(Method::DELETE, &format!("/v1/block-storages/{v}"), None).await, "delete the volume").await;
+    assert_eq!(a.db_count("SELECT COUNT(*) FROM operations WHERE status <> 'succeeded'").await, 0);
+    assert_eq!(a.db_count("SELECT COUNT(DISTINCT lease_owner) FROM operations").await, 2, "both processes worked");
+}
+
+#[tokio::test]
+async fn a_process_killed_in_the_middle_of_an_operation_is_finished_by_the_other() {
+    // Explicit mode holds each operation at its hypervisor step; a short lease lets the survivor
+    // take the dead process's operations over quickly.
+    let args = &["--sim-mode", "explicit", "--default-rate-limit", "0"];
+    let mut a = Server::start_with(args, &[("OPENWINV_LEASE_SECS", "1")]).await;
+    let b = Server::start_sharing(&a, args).await;
+    let step = async |s: &Server, op: &str| {
+        s.admin(Method::POST, &format!("/admin/v1/sim/step/{op}"), None).await.ok_rows();
+    };
+    let body = json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": "x"});
+    let mut machines = Vec::new();
+    for _ in 0..2 {
+        let r = a.call(Method::POST, "/v1/instances", Some(Body::Json(body.clone()))).await;
+        let op = r.header("x-operation-id").unwrap().to_owned();
+        machines.push(r.result()[0]["instance_id"].as_str().unwrap().to_owned());
+        step(&a, &op).await;
+        step(&a, &op).await;
+        assert_eq!(a.wait_operation(&op).await["status"], "succeeded");
+    }
+    let r = a
+        .call(
+            Method::POST,
+            "/v1/block-storages",
+            Some(Body::Json(json!({"instance_id": machines[0], "type": "ssd", "size": 10}))),
+        )
+        .await;
+    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    step(&a, &op).await;
+    step(&a, &op).await;
+    assert_eq!(a.wait_operation(&op).await["status"], "succeeded");
+
+    // A accepts a detach and is killed while it waits at the hypervisor step; B finishes it and
+    // attaches the volume to the other machine, A (restarted) detaches it, and B attaches it back
+    // to the first machine: what B did before (attached to the second) must not refuse it.
+    let r = a.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await;
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    a.kill9().await;
+    step(&b, &op).await;
+    assert_eq!(b.wait_operation(&op).await["status"], "succeeded");
+    let r = b.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{}", machines[1]), None).await;
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    step(&b, &op).await;
+    assert_eq!(b.wait_operation(&op).await["status"], "succeeded");
+    a.restart().await;
+    let r = a.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await;
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    step(&a, &op).await;
+    assert_eq!(a.wait_operation(&op).await["status"], "succeeded");
+    let r = b.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{}", machines[0]), None).await;
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    step(&b, &op).await;
+    assert_eq!(b.wait_operation(&op).await["status"], "succeeded");
+    let row = volume(&a, &v).await;
+    assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(machines[0].as_str())));
+}
