@@ -156,6 +156,10 @@ pub trait ComputeDriver: Send + Sync + 'static {
         let _ = (instance_id, rules);
         Err(DriverError::Permanent(format!("the {} driver cannot enforce firewalls", self.name())))
     }
+    /// Forgets what the driver keeps in memory about machines, volumes and applied rule sets,
+    /// after the operator reset the store or restored a snapshot under it. Only for a driver
+    /// whose records are its truth (the simulated one); others keep their machines.
+    fn forget_all(&self) {}
     /// Creates (or finds) the volume's storage, detached. A driver without block storage refuses.
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), DriverError> {
         let _ = spec;
@@ -272,6 +276,12 @@ impl ComputeDriver for SimDriver {
     async fn state(&self, id: &str) -> Result<MachineState, DriverError> {
         let m = self.machines.lock().expect("sim machines");
         Ok(m.get(id).copied().unwrap_or(MachineState { power: Power::Absent, generation: 0 }))
+    }
+
+    fn forget_all(&self) {
+        self.machines.lock().expect("sim machines").clear();
+        self.firewalls.lock().expect("sim firewalls").clear();
+        self.volumes.lock().expect("sim volumes").clear();
     }
 
     async fn apply_firewall(&self, id: &str, rules: &CompiledRules) -> Result<(), DriverError> {

@@ -59,6 +59,9 @@ pub struct Engine {
     /// Progress saves, written together: a busy engine pays one round trip per round of steps
     /// instead of one per operation and step.
     saves: GroupCommit<Progress, Result<bool, String>>,
+    /// Held shared by every step and claim, exclusively by [`Engine::paused`]; holds the number of
+    /// pauses so far, so that operations claimed before one are dropped rather than driven.
+    gate: tokio::sync::RwLock<u64>,
 }
 
 fn host_ms() -> i64 {
@@ -83,6 +86,7 @@ impl Engine {
             owner: openwinv_store::ids::new_id("WORKER"),
             notify: Notify::new(),
             saves: GroupCommit::new(MAX_PROGRESS_BATCH),
+            gate: tokio::sync::RwLock::new(0),
         }
     }
 
@@ -99,6 +103,18 @@ impl Engine {
         self.notify.notify_waiters();
     }
 
+    /// Runs `change` (a reset or restore of the store under the workers) while no step runs:
+    /// steps under way finish first, and operations claimed before are dropped by their workers
+    /// instead of driven on against the new state.
+    pub async fn paused<T>(&self, change: impl Future<Output = T>) -> T {
+        let mut pauses = self.gate.write().await;
+        let out = change.await;
+        *pauses += 1;
+        drop(pauses);
+        self.wake();
+        out
+    }
+
     /// Starts the workers of this process.
     pub fn spawn(self: &Arc<Self>) {
         for _ in 0..self.config.workers.max(1) {
@@ -110,7 +126,11 @@ impl Engine {
     async fn work(self: Arc<Self>) {
         loop {
             let notified = self.notify.notified();
-            let claimed = match self.claim().await {
+            let gate = self.gate.read().await;
+            let epoch = *gate;
+            let claimed = self.claim().await;
+            drop(gate);
+            let claimed = match claimed {
                 Ok(ops) => ops,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim operations");
@@ -138,7 +158,7 @@ impl Engine {
             let mut set = tokio::task::JoinSet::new();
             for op in claimed {
                 let (engine, rules) = (self.clone(), rules.clone());
-                set.spawn(async move { engine.drive(op, &rules).await });
+                set.spawn(async move { engine.drive(op, &rules, epoch).await });
             }
             while set.join_next().await.is_some() {}
         }
@@ -158,7 +178,7 @@ impl Engine {
     }
 
     /// Drives one claimed operation until it finishes, waits, or loses its lease.
-    async fn drive(&self, mut op: OperationRecord, rules: &[FaultRecord]) {
+    async fn drive(&self, mut op: OperationRecord, rules: &[FaultRecord], epoch: u64) {
         let Some(saga) = self.sagas.get(op.kind.as_str()).cloned() else {
             tracing::error!(kind = %op.kind, operation = %op.operation_id, "no saga for this operation kind");
             return;
@@ -172,11 +192,17 @@ impl Engine {
             params,
         };
         loop {
+            let gate = self.gate.read().await;
+            if *gate != epoch {
+                // The store was reset or restored under this operation: it is not ours to drive.
+                return;
+            }
             let next = if op.undoing != 0 {
                 self.undo_step(&*saga, &mut op, &mut ctx).await
             } else {
                 self.forward_step(&*saga, &mut op, &mut ctx, rules).await
             };
+            drop(gate);
             match next {
                 Ok(Next::Continue) => continue,
                 Ok(Next::Stop) => return,
