@@ -108,7 +108,7 @@ async fn a_busy_test(s: &mut Server) {
     let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(volume))).await;
     assert_eq!(r.status, 202, "{}", r.text);
     s.admin(Method::POST, "/admin/v1/faults", Some(json!({"kind": "*", "step": "*", "mode": "once"}))).await.ok_rows();
-    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "2 days"}))).await.ok_rows();
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "48h"}))).await.ok_rows();
     s.sync_clock().await;
 }
 
