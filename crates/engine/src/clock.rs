@@ -63,13 +63,17 @@ impl Clock {
         Ok(())
     }
 
-    /// Reads the shared offset from the store.
+    /// Reads the shared offset from the store; none recorded (a fresh or reset store) is the
+    /// host's time.
     pub async fn load(&self, store: &Store) -> openwinv_store::Result<()> {
-        if let Some(v) = store.meta_get(OFFSET_KEY).await?
-            && let Ok(offset) = v.parse::<i64>()
-        {
-            self.offset_ns.store(offset, Ordering::Relaxed);
-        }
+        let offset = match store.meta_get(OFFSET_KEY).await? {
+            Some(v) => match v.parse::<i64>() {
+                Ok(offset) => offset,
+                Err(_) => return Ok(()),
+            },
+            None => 0,
+        };
+        self.offset_ns.store(offset, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -62,6 +62,9 @@ pub struct Engine {
     /// Progress saves, written together: a busy engine pays one round trip per round of steps
     /// instead of one per operation and step.
     saves: GroupCommit<Progress, Result<bool, String>>,
+    /// Held shared by every step and claim, exclusively by [`Engine::paused`]; holds the number of
+    /// pauses so far, so that operations claimed before one are dropped rather than driven.
+    gate: tokio::sync::RwLock<u64>,
 }
 
 fn host_ms() -> i64 {
@@ -100,6 +103,7 @@ impl Engine {
             identity: std::sync::Mutex::new(identity),
             notify: Notify::new(),
             saves: GroupCommit::new(MAX_PROGRESS_BATCH),
+            gate: tokio::sync::RwLock::new(0),
         }
     }
 
@@ -114,6 +118,18 @@ impl Engine {
     /// Wakes idle workers: a new operation was written, a permit granted, or the clock moved.
     pub fn wake(&self) {
         self.notify.notify_waiters();
+    }
+
+    /// Runs `change` (a reset or restore of the store under the workers) while no step runs:
+    /// steps under way finish first, and operations claimed before are dropped by their workers
+    /// instead of driven on against the new state.
+    pub async fn paused<T>(&self, change: impl Future<Output = T>) -> T {
+        let mut pauses = self.gate.write().await;
+        let out = change.await;
+        *pauses += 1;
+        drop(pauses);
+        self.wake();
+        out
     }
 
     /// Starts the workers of this process, once the leases its previous run died with are free.
@@ -148,7 +164,11 @@ impl Engine {
     async fn work(self: Arc<Self>) {
         loop {
             let notified = self.notify.notified();
-            let claimed = match self.claim().await {
+            let gate = self.gate.read().await;
+            let epoch = *gate;
+            let claimed = self.claim().await;
+            drop(gate);
+            let claimed = match claimed {
                 Ok(ops) => ops,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim operations");
@@ -176,7 +196,7 @@ impl Engine {
             let mut set = tokio::task::JoinSet::new();
             for op in claimed {
                 let (engine, rules) = (self.clone(), rules.clone());
-                set.spawn(async move { engine.drive(op, &rules).await });
+                set.spawn(async move { engine.drive(op, &rules, epoch).await });
             }
             while set.join_next().await.is_some() {}
         }
@@ -196,7 +216,7 @@ impl Engine {
     }
 
     /// Drives one claimed operation until it finishes, waits, or loses its lease.
-    async fn drive(&self, mut op: OperationRecord, rules: &[FaultRecord]) {
+    async fn drive(&self, mut op: OperationRecord, rules: &[FaultRecord], epoch: u64) {
         let Some(saga) = self.sagas.get(op.kind.as_str()).cloned() else {
             tracing::error!(kind = %op.kind, operation = %op.operation_id, "no saga for this operation kind");
             return;
@@ -210,11 +230,17 @@ impl Engine {
             params,
         };
         loop {
+            let gate = self.gate.read().await;
+            if *gate != epoch {
+                // The store was reset or restored under this operation: it is not ours to drive.
+                return;
+            }
             let next = if op.undoing != 0 {
                 self.undo_step(&*saga, &mut op, &mut ctx).await
             } else {
                 self.forward_step(&*saga, &mut op, &mut ctx, rules).await
             };
+            drop(gate);
             match next {
                 Ok(Next::Continue) => continue,
                 Ok(Next::Stop) => return,

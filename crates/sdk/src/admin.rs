@@ -11,6 +11,7 @@ use openwinv_wire::admin::{
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
 use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};
+use openwinv_wire::standin::{NewSnapshot, ResetDone, ResetRequest, SeedDone, SnapshotInfo};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -289,6 +290,45 @@ impl AdminClient {
     /// mode waits for); an operation that is not running is `NOT_FOUND`.
     pub async fn sim_step(&self, operation_id: &str) -> Result<SimStep> {
         self.row(self.request(Method::POST, &["sim", "step", operation_id])).await
+    }
+
+    // The stand-in's controls for test suites (docs/standin.md).
+
+    /// Puts the server back to its first-start state: the catalog, the `dev` account and its first
+    /// key; with `keep_accounts`, every account and key as they are. Simulated driver only.
+    pub async fn reset(&self, keep_accounts: bool) -> Result<ResetDone> {
+        let body = ResetRequest { keep_accounts: Some(keep_accounts) };
+        self.row(self.request(Method::POST, &["reset"]).json(&body)).await
+    }
+
+    /// Saves the whole state as `name`, replacing a snapshot of that name.
+    pub async fn save_snapshot(&self, name: &str) -> Result<SnapshotInfo> {
+        let body = NewSnapshot { name: name.into() };
+        self.row(self.request(Method::POST, &["snapshots"]).json(&body)).await
+    }
+
+    /// The saved snapshots, by name.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        self.rows(self.request(Method::GET, &["snapshots"])).await
+    }
+
+    /// Puts the whole state back to a snapshot. Simulated driver only.
+    pub async fn restore_snapshot(&self, name: &str) -> Result<SnapshotInfo> {
+        self.row(self.request(Method::POST, &["snapshots", name, "restore"])).await
+    }
+
+    pub async fn delete_snapshot(&self, name: &str) -> Result<SnapshotInfo> {
+        self.row(self.request(Method::DELETE, &["snapshots", name])).await
+    }
+
+    /// Loads a fixture document (TOML when `toml`, else JSON); all or nothing.
+    pub async fn seed(&self, fixture: &str, toml: bool) -> Result<SeedDone> {
+        let content_type = if toml { "application/toml" } else { "application/json" };
+        let request = self
+            .request(Method::POST, &["seed"])
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(fixture.to_owned());
+        self.row(request).await
     }
 
     // Plumbing.

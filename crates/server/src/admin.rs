@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/clock", get(show_clock).put(set_clock))
         .route("/admin/v1/clock/advance", post(advance_clock))
         .merge(crate::admin_sim::routes())
+        .merge(crate::admin_state::routes())
         .merge(crate::images::routes())
 }
 
@@ -68,7 +69,7 @@ async fn account(state: &AppState, name: &str) -> ApiResult<AccountRecord> {
     state.store.account_by_name(name).await?.ok_or_else(|| ApiError::not_found(format!("The account `{name}`")))
 }
 
-fn check_token(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
+pub(crate) fn check_token(field: &str, v: &str, min: usize, max: usize) -> ApiResult<()> {
     let ok = (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if ok {
         Ok(())

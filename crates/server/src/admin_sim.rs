@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/sim/step/{operation_id}", post(step))
 }
 
-fn require_sim(state: &AppState) -> ApiResult<()> {
+pub(crate) fn require_sim(state: &AppState) -> ApiResult<()> {
     if state.config.driver == Driver::Sim {
         Ok(())
     } else {

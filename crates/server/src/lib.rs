@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod admin_sim;
+pub mod admin_state;
 pub mod api;
 pub mod auth;
 pub mod billing;

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use crate::api::{catalog, firewalls, instances, scripts, ssh_keys, volumes};
 use crate::billing::handlers as bills;
 use crate::idempotency::OpenApiDoc;
-use crate::{admin, admin_sim, images, reference};
+use crate::{admin, admin_sim, admin_state, images, reference};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,8 @@ use crate::{admin, admin_sim, images, reference};
         bills::live, bills::list, bills::detail, bills::pay,
         admin_sim::add_fault, admin_sim::list_faults, admin_sim::clear_faults, admin_sim::delete_fault, admin_sim::step,
         images::list_files, images::upload_files,
+        admin_state::reset, admin_state::save_snapshot, admin_state::list_snapshots, admin_state::restore_snapshot,
+        admin_state::delete_snapshot, admin_state::seed,
     ),
     modifiers(&Security, &OpenApiDoc),
     security(("timestamp" = [], "credential" = [], "signature" = [])),

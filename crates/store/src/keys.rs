@@ -129,12 +129,18 @@ impl Store {
         replace_catalog(&mut tx, seed.catalog).await?;
         insert_account(&mut *tx, &seed.account).await?;
         insert_key(&mut *tx, &seed.key).await?;
+        // What a reset puts back (see `reset`).
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+            .bind(crate::reset::BOOTSTRAP_KEY)
+            .bind(crate::reset::FirstKey::json(&seed.key))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
-async fn insert_key<'e, E>(exec: E, key: &NewKeyRecord<'_>) -> Result<()>
+pub(crate) async fn insert_key<'e, E>(exec: E, key: &NewKeyRecord<'_>) -> Result<()>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

@@ -15,6 +15,7 @@ pub mod instances;
 pub mod keys;
 pub mod operations;
 pub mod signing;
+pub mod standin;
 pub mod volumes;
 
 pub use envelope::{Envelope, ErrorEnvelope};

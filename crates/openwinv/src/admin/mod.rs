@@ -9,6 +9,7 @@ mod clock;
 mod faults;
 mod images;
 mod sim;
+mod standin;
 
 use clap::Subcommand;
 use openwinv_sdk::AdminClient;
@@ -48,6 +49,20 @@ pub enum AdminCommand {
     /// Step operations of the simulated driver by hand
     #[command(subcommand)]
     Sim(sim::SimAction),
+    /// Put the server back to its first-start state (simulated driver)
+    Reset {
+        /// Keep every account and access key; remove only what they own
+        #[arg(long)]
+        keep_accounts: bool,
+    },
+    /// Snapshots of the whole state: save, restore, list, delete
+    #[command(subcommand)]
+    Snapshot(standin::SnapshotAction),
+    /// Load a fixture file (TOML or JSON): accounts, keys, SSH keys, scripts, firewalls, bills
+    Seed {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
@@ -69,5 +84,8 @@ pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
         AdminCommand::Clock(action) => clock::run(&admin, action, out).await,
         AdminCommand::Faults(action) => faults::run(&admin, action, out).await,
         AdminCommand::Sim(action) => sim::run(&admin, action, out).await,
+        AdminCommand::Reset { keep_accounts } => standin::reset(&admin, keep_accounts, out).await,
+        AdminCommand::Snapshot(action) => standin::snapshot(&admin, action, out).await,
+        AdminCommand::Seed { file } => standin::seed(&admin, file, out).await,
     }
 }

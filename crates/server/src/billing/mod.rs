@@ -89,6 +89,11 @@ struct Cached {
 const CACHED_ACCOUNTS: usize = 256;
 
 impl LiveCache {
+    /// Forgets every account (after a reset or restore replaced the store's usage).
+    pub fn clear(&self) {
+        self.entries.lock().expect("live bill cache").clear();
+    }
+
     fn get(&self, account_id: &str) -> Option<Arc<Cached>> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.entries.lock().expect("live bill cache");

@@ -1,0 +1,540 @@
+//! The stand-in's controls for test suites under `/admin/v1` [ext]: reset to the first-start
+//! state, named snapshots of the whole state, and fixtures (`docs/standin.md`).
+//!
+//! The store does the database half in one transaction each (`openwinv_store::snapshot`,
+//! `reset`). This module does the process half: it replaces the store's state only while the
+//! engine is paused (steps under way finish, operations claimed before are dropped), and then
+//! forgets what this process keeps in memory about the old state — the simulated driver's
+//! machines, cached keys and rate-limit buckets, live-bill intervals, the clock offset and the
+//! catalog (its version moves past every one seen, so other processes reload it too).
+//!
+//! Snapshots are files in `<data>/snapshots` of the server that saved them: one header line
+//! (`saved_at`, `rows`) and the store's [`Snapshot`] as JSON, mode 0600 (keys' secrets are in
+//! them, sealed with the server's encryption key).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use openwinv_billing::{Kind, Line, Month};
+use openwinv_store::Snapshot;
+use openwinv_wire::Envelope;
+use openwinv_wire::standin::{ResetDone, SeedDone, SnapshotInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::api::{Reply, firewalls, scripts, ssh_keys};
+use crate::bootstrap::BOOTSTRAP_ACCOUNT;
+use crate::error::{ApiError, ApiResult};
+use crate::input::Body;
+
+/// Most copies one fixture entry may ask for with `count`.
+pub const SEED_COUNT_MAX: u32 = 10_000;
+/// Where snapshots live, under the data directory.
+const SNAPSHOT_DIR: &str = "snapshots";
+const SNAPSHOT_EXT: &str = "json";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/reset", post(reset))
+        .route("/admin/v1/snapshots", get(list_snapshots).post(save_snapshot))
+        .route("/admin/v1/snapshots/{name}", delete(delete_snapshot))
+        .route("/admin/v1/snapshots/{name}/restore", post(restore_snapshot))
+        .route("/admin/v1/seed", post(seed))
+}
+
+/// Replaces the store's state by `change` with the engine paused, then forgets this process's
+/// memory of the old state (the simulated driver keeps none: its records are its state).
+async fn replace_state<T>(state: &AppState, change: impl Future<Output = openwinv_store::Result<T>>) -> ApiResult<T> {
+    let out = state.engine.paused(change).await;
+    let out = match out {
+        Ok(v) => v,
+        Err(openwinv_store::StoreError::Corrupt(msg)) => return Err(ApiError::param(format!("{msg}."))),
+        Err(e) => return Err(e.into()),
+    };
+    state.auth.reset();
+    state.live_bills.clear();
+    state.clock.load(&state.store).await?;
+    state.catalog.refresh(&state.store).await.map_err(ApiError::internal)?;
+    Ok(out)
+}
+
+fn flag(body: &Body, field: &str) -> ApiResult<bool> {
+    match body.0.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" || s == "1" => Ok(true),
+        Some(Value::String(s)) if s == "false" || s == "0" || s.is_empty() => Ok(false),
+        Some(_) => Err(ApiError::param(format!("The field `{field}` must be true or false."))),
+    }
+}
+
+/// Puts the server back to its first-start state: the catalog, the `dev` account and its first
+/// key as the first start made them (or, with `keep_accounts`, every account and key as they
+/// are); every resource, operation, bill, fault rule and the clock offset go. Running operations
+/// are dropped. Simulated driver only.
+#[utoipa::path(post, path = "/admin/v1/reset", tag = "operator", security(("admin_token" = [])),
+    request_body = openwinv_wire::standin::ResetRequest,
+    responses((status = 200, body = Envelope<Vec<ResetDone>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn reset(State(state): State<AppState>, body: Body) -> Reply<ResetDone> {
+    crate::admin_sim::require_sim(&state)?;
+    let keep_accounts = flag(&body, "keep_accounts")?;
+    let started = Instant::now();
+    let report = replace_state(&state, state.store.reset(BOOTSTRAP_ACCOUNT, keep_accounts)).await?;
+    Ok(Json(Envelope::rows(vec![ResetDone {
+        removed_rows: report.removed_rows,
+        accounts: report.accounts,
+        access_keys: report.access_keys,
+        cancelled_operations: report.cancelled_operations,
+        took_ms: started.elapsed().as_millis() as u64,
+    }])))
+}
+
+/// The first line of a snapshot file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    saved_at: i64,
+    rows: u64,
+}
+
+fn snapshot_dir(state: &AppState) -> PathBuf {
+    state.config.data_dir.join(SNAPSHOT_DIR)
+}
+
+fn snapshot_path(state: &AppState, name: &str) -> ApiResult<PathBuf> {
+    crate::admin::check_token("name", name, 1, 64)?;
+    if name.starts_with('.') {
+        return Err(ApiError::param("The field `name` must not start with `.`."));
+    }
+    Ok(snapshot_dir(state).join(format!("{name}.{SNAPSHOT_EXT}")))
+}
+
+fn info(state: &AppState, name: String, header: &Header, size_bytes: u64) -> SnapshotInfo {
+    SnapshotInfo { name, saved_at: state.timestamp(header.saved_at), rows: header.rows, size_bytes }
+}
+
+fn read_header(path: &std::path::Path) -> std::io::Result<Header> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("The snapshot `{name}`"))
+}
+
+/// Saves the whole state under `name` (replacing a snapshot of that name), read in one
+/// consistent transaction.
+#[utoipa::path(post, path = "/admin/v1/snapshots", tag = "operator", security(("admin_token" = [])),
+    request_body = openwinv_wire::standin::NewSnapshot,
+    responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn save_snapshot(State(state): State<AppState>, body: Body) -> Reply<SnapshotInfo> {
+    let name = body.required_str("name")?;
+    let path = snapshot_path(&state, &name)?;
+    let snap = state.store.snapshot().await?;
+    let header = Header { saved_at: state.clock.unix(), rows: snap.row_count() as u64 };
+    let dir = snapshot_dir(&state);
+    let size = tokio::task::spawn_blocking({
+        let header = serde_json::to_string(&header).expect("a header serializes");
+        move || write_snapshot(&dir, &path, &header, &snap)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)])))
+}
+
+/// Writes `<header>\n<snapshot>` to a temporary file (0600) and renames it over `path`.
+fn write_snapshot(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    header: &str,
+    snap: &Snapshot,
+) -> std::io::Result<u64> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::io::BufWriter::new(
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?,
+    );
+    writeln!(f, "{header}")?;
+    serde_json::to_writer(&mut f, snap).map_err(std::io::Error::other)?;
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// The saved snapshots, by name.
+#[utoipa::path(get, path = "/admin/v1/snapshots", tag = "operator", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_snapshots(State(state): State<AppState>) -> Reply<SnapshotInfo> {
+    let dir = snapshot_dir(&state);
+    let found = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, Header, u64)>> {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let (Some(stem), Some(SNAPSHOT_EXT)) =
+                (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
+            else {
+                continue;
+            };
+            // A file that is not a snapshot (or half-written by hand) is not listed.
+            if let Ok(header) = read_header(&path) {
+                found.push((stem.to_owned(), header, std::fs::metadata(&path)?.len()));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let rows = found.into_iter().map(|(name, header, size)| info(&state, name, &header, size)).collect();
+    Ok(Json(Envelope::rows(rows)))
+}
+
+/// Puts the whole state back to the snapshot, into the running server: running operations are
+/// dropped, and the snapshot's operations resume. Simulated driver only.
+#[utoipa::path(post, path = "/admin/v1/snapshots/{name}/restore", tag = "operator", security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope),
+        (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn restore_snapshot(State(state): State<AppState>, Path(name): Path<String>) -> Reply<SnapshotInfo> {
+    crate::admin_sim::require_sim(&state)?;
+    let path = snapshot_path(&state, &name)?;
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&name)),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let unreadable = || ApiError::param(format!("The snapshot `{name}` is not a snapshot file this server can read."));
+    let split = bytes.iter().position(|b| *b == b'\n').ok_or_else(unreadable)?;
+    let header: Header = serde_json::from_slice(&bytes[..split]).map_err(|_| unreadable())?;
+    let snap: Snapshot = serde_json::from_slice(&bytes[split + 1..]).map_err(|_| unreadable())?;
+    drop(bytes);
+    replace_state(&state, state.store.restore(&snap)).await?;
+    state.engine.wake();
+    let size = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+    Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)])))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/snapshots/{name}", tag = "operator", security(("admin_token" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope),
+        (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn delete_snapshot(State(state): State<AppState>, Path(name): Path<String>) -> Reply<SnapshotInfo> {
+    let path = snapshot_path(&state, &name)?;
+    let header = match read_header(&path) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&name)),
+        Err(_) => Header { saved_at: 0, rows: 0 },
+    };
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)]))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(&name)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+// Fixtures.
+
+/// A fixture file. Each list's entries are written in order, through the same validation as
+/// the API; accounts first, so the other lists may name them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    #[serde(default)]
+    accounts: Vec<AccountFixture>,
+    #[serde(default)]
+    keys: Vec<Owned>,
+    #[serde(default)]
+    ssh_keys: Vec<Owned>,
+    #[serde(default)]
+    scripts: Vec<Owned>,
+    #[serde(default)]
+    firewalls: Vec<Owned>,
+    #[serde(default)]
+    bills: Vec<BillFixture>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountFixture {
+    name: String,
+    /// `instances`, `vcpu`, `block_storage_gb` as in `PUT /admin/v1/accounts/{name}/quota`.
+    #[serde(default)]
+    quota: Option<Map<String, Value>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// An entry owned by an account (`dev` when omitted), made `count` times (default 1) with
+/// `{n}` in its text fields replaced by 1, 2, …; the other fields are the API's body fields.
+#[derive(Debug, Deserialize)]
+struct Owned {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+/// A past regular bill: `month` (`YYYY-MM`, finished), and either `items` or one `price`;
+/// `count` bills go back month by month from `month`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillFixture {
+    #[serde(default)]
+    account: Option<String>,
+    month: String,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    price: Option<i64>,
+    #[serde(default)]
+    items: Vec<BillItemFixture>,
+    #[serde(default)]
+    paid: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillItemFixture {
+    /// `server` (default) or `volume`.
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    service_id: Option<String>,
+    name: String,
+    price: i64,
+    /// Won per hour (server) or month (volume); default the price.
+    #[serde(default)]
+    rate: Option<i64>,
+    /// Charged seconds; default the whole month.
+    #[serde(default)]
+    seconds: Option<i64>,
+}
+
+/// Prefixes an error with the fixture entry it came from.
+fn at(entry: String) -> impl FnOnce(ApiError) -> ApiError {
+    move |mut e| {
+        e.message = format!("{entry}: {}", e.message);
+        e
+    }
+}
+
+fn copies(entry: &str, count: Option<u32>) -> ApiResult<u32> {
+    match count.unwrap_or(1) {
+        n @ 1..=SEED_COUNT_MAX => Ok(n),
+        n => Err(ApiError::param(format!("{entry}: the field `count` must be 1 to {SEED_COUNT_MAX}, not {n}."))),
+    }
+}
+
+/// `fields` with `{n}` replaced in every string value.
+fn numbered(fields: &Map<String, Value>, n: u32) -> Body {
+    let n = n.to_string();
+    Body(
+        fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => (k.clone(), Value::String(s.replace("{n}", &n))),
+                other => (k.clone(), other.clone()),
+            })
+            .collect(),
+    )
+}
+
+async fn account_id(state: &AppState, entry: &str, name: Option<&str>) -> ApiResult<String> {
+    let name = name.unwrap_or(BOOTSTRAP_ACCOUNT);
+    match state.store.account_by_name(name).await? {
+        Some(a) => Ok(a.account_id),
+        None => Err(ApiError::param(format!("{entry}: the account `{name}` does not exist."))),
+    }
+}
+
+fn parse_fixture(headers: &HeaderMap, body: &[u8]) -> ApiResult<Fixture> {
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::param("The fixture must be UTF-8 JSON or TOML."))?;
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if content_type.contains("toml") {
+        toml::from_str(text).map_err(|e| ApiError::param(format!("The fixture is not valid: {}", e.message())))
+    } else {
+        serde_json::from_str(text).map_err(|e| ApiError::param(format!("The fixture is not valid: {e}.")))
+    }
+}
+
+/// Loads a fixture (JSON, or TOML with `Content-Type: application/toml`): accounts, access keys,
+/// SSH keys, user scripts, firewalls with rules and past bills, all or nothing. Meant for a quiet
+/// server (a suite's setup): a failure puts back the state from before the call.
+#[utoipa::path(post, path = "/admin/v1/seed", tag = "operator", security(("admin_token" = [])),
+    request_body(content = String, description = "The fixture, JSON or TOML (docs/standin.md)"),
+    responses((status = 200, body = Envelope<Vec<SeedDone>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn seed(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Reply<SeedDone> {
+    let fixture = parse_fixture(&headers, &body)?;
+    let before = state.store.snapshot().await?;
+    match apply(&state, fixture).await {
+        Ok(done) => Ok(Json(Envelope::rows(vec![done]))),
+        Err(e) => {
+            replace_state(&state, state.store.restore(&before)).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn apply(state: &AppState, fixture: Fixture) -> ApiResult<SeedDone> {
+    let mut done = SeedDone::default();
+    for (i, a) in fixture.accounts.into_iter().enumerate() {
+        let entry = format!("accounts[{i}]");
+        let body = Body(Map::from_iter([("name".to_owned(), Value::String(a.name.clone()))]));
+        let _ = crate::admin::create_account(State(state.clone()), body).await.map_err(at(entry.clone()))?;
+        if let Some(quota) = a.quota {
+            let _ = crate::admin::set_quota(State(state.clone()), Path(a.name.clone()), Body(quota))
+                .await
+                .map_err(at(entry.clone()))?;
+        }
+        if a.enabled == Some(false) {
+            let _ = crate::admin::disable_account(State(state.clone()), Path(a.name)).await.map_err(at(entry))?;
+        }
+        done.accounts += 1;
+    }
+    for (i, k) in fixture.keys.iter().enumerate() {
+        let entry = format!("keys[{i}]");
+        let account = k.account.clone().unwrap_or_else(|| BOOTSTRAP_ACCOUNT.to_owned());
+        for n in 1..=copies(&entry, k.count)? {
+            let Json(issued) =
+                crate::admin::create_key(State(state.clone()), Path(account.clone()), numbered(&k.fields, n))
+                    .await
+                    .map_err(at(entry.clone()))?;
+            done.access_keys.extend(issued.result);
+        }
+    }
+    for (i, k) in fixture.ssh_keys.iter().enumerate() {
+        let entry = format!("ssh_keys[{i}]");
+        let owner = account_id(state, &entry, k.account.as_deref()).await?;
+        for n in 1..=copies(&entry, k.count)? {
+            let _ = ssh_keys::create_for(state, &owner, &numbered(&k.fields, n)).await.map_err(at(entry.clone()))?;
+            done.ssh_keys += 1;
+        }
+    }
+    for (i, s) in fixture.scripts.iter().enumerate() {
+        let entry = format!("scripts[{i}]");
+        let owner = account_id(state, &entry, s.account.as_deref()).await?;
+        for n in 1..=copies(&entry, s.count)? {
+            let _ = scripts::create_for(state, &owner, &numbered(&s.fields, n)).await.map_err(at(entry.clone()))?;
+            done.scripts += 1;
+        }
+    }
+    for (i, f) in fixture.firewalls.iter().enumerate() {
+        let entry = format!("firewalls[{i}]");
+        let owner = account_id(state, &entry, f.account.as_deref()).await?;
+        let rules = f.fields.get("rules").and_then(Value::as_array).map_or(0, Vec::len);
+        for n in 1..=copies(&entry, f.count)? {
+            let _ = firewalls::create_for(state, &owner, &numbered(&f.fields, n), false)
+                .await
+                .map_err(at(entry.clone()))?;
+            done.firewalls += 1;
+            done.firewall_rules += rules;
+        }
+    }
+    let mut bills = Vec::new();
+    for (i, b) in fixture.bills.iter().enumerate() {
+        let entry = format!("bills[{i}]");
+        let owner = account_id(state, &entry, b.account.as_deref()).await?;
+        let mut month = past_month(state, &entry, &b.month)?;
+        for _ in 0..copies(&entry, b.count)? {
+            bills.push(bill(state, &entry, &owner, month, b)?);
+            month = month.prev();
+        }
+    }
+    let written = state.store.insert_bills_if_absent(&bills).await?;
+    if written != bills.len() {
+        return Err(ApiError::param(format!(
+            "bills: {} of the bills are for a month the account already has a bill for (one bill per account and month).",
+            bills.len() - written
+        )));
+    }
+    done.bills = written;
+    Ok(done)
+}
+
+/// `YYYY-MM`, a month over on the server clock.
+fn past_month(state: &AppState, entry: &str, text: &str) -> ApiResult<Month> {
+    let bad =
+        || ApiError::param(format!("{entry}: the field `month` must be a finished month as YYYY-MM, not `{text}`."));
+    let month = Month::parse_key(text).filter(|m| m.key() == text).ok_or_else(bad)?;
+    let tz = &state.config.billing_timezone;
+    if month.period(tz).end > state.clock.unix() {
+        return Err(bad());
+    }
+    Ok(month)
+}
+
+fn bill(
+    state: &AppState,
+    entry: &str,
+    account_id: &str,
+    month: Month,
+    b: &BillFixture,
+) -> ApiResult<(openwinv_store::BillRecord, Vec<openwinv_store::BillItemRecord>)> {
+    let tz = &state.config.billing_timezone;
+    let period = month.period(tz);
+    let line = |kind: Kind, id: Option<&str>, name: &str, price: i64, rate: Option<i64>, seconds: Option<i64>| Line {
+        resource_id: id.map_or_else(|| openwinv_store::ids::new_id("SEED"), str::to_owned),
+        kind,
+        name: name.to_owned(),
+        rate: rate.unwrap_or(price),
+        seconds: seconds.unwrap_or(period.end - period.start),
+        amount: price,
+        first: period.start,
+        last: period.end - 1,
+    };
+    let lines: Vec<Line> = match (b.price, b.items.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::param(format!("{entry}: give either `price` or `items`, not both.")));
+        }
+        (None, true) => return Err(at(entry.to_owned())(ApiError::missing_body("price"))),
+        (Some(price), true) => vec![line(Kind::Server, None, "seed", price, None, None)],
+        (None, false) => b
+            .items
+            .iter()
+            .enumerate()
+            .map(|(j, it)| {
+                let kind = match it.kind.as_deref() {
+                    None | Some("server") => Kind::Server,
+                    Some("volume") => Kind::Volume,
+                    Some(other) => {
+                        return Err(ApiError::param(format!(
+                            "{entry}: the field `items.{j}.kind` must be one of server, volume, not `{other}`."
+                        )));
+                    }
+                };
+                Ok(line(kind, it.service_id.as_deref(), &it.name, it.price, it.rate, it.seconds))
+            })
+            .collect::<ApiResult<_>>()?,
+    };
+    if let Some(l) = lines.iter().find(|l| l.amount < 0 || l.rate < 0 || l.seconds < 0) {
+        return Err(ApiError::param(format!(
+            "{entry}: prices, rates and seconds must not be negative (`{}`).",
+            l.name
+        )));
+    }
+    Ok(crate::billing::close::bill(account_id, month, &lines, tz, b.paid, state.clock.unix()))
+}
