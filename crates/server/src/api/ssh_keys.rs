@@ -1,6 +1,6 @@
 //! SSH public keys (spec §9): the iwinv list, and create/delete extensions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use openwinv_store::{PageQuery, SshKeyRecord, ids};
 use openwinv_wire::Envelope;
@@ -12,7 +12,7 @@ use super::Reply;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, text_field};
+use crate::input::{Body, Path, Query, text_field};
 
 /// RSA keys shorter than this are refused.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -71,7 +71,7 @@ pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<Ss
         .list_ssh_keys(
             account_id,
             q.str("name"),
-            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
+            PageQuery::new(page.page_size, page.offset()),
         )
         .await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
