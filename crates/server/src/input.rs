@@ -249,21 +249,12 @@ pub struct Body(pub Map<String, Value>);
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let encoding = Encoding::of(req.headers());
         let content_type = req.headers().get(CONTENT_TYPE).cloned();
         // Read whole (it is at most 1 MiB) so that every encoding has the same limit and the same
         // 413, and an empty body is no fields before any parser sees it.
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::param("The request body could not be read.")
-            }
-        })?;
-        if bytes.len() > BODY_LIMIT {
-            return Err(too_large());
-        }
+        let bytes = read_limited(req.into_body()).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body::default());
         }
@@ -289,6 +280,40 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         };
         Ok(Body(map))
     }
+}
+
+/// How much of an oversize body is still read (and dropped) before the 413, and for how long.
+/// Closing a connection whose request is unread makes the kernel reset it, which can destroy the
+/// 413 before the client reads it; reading the rest first lets the client see the answer, as
+/// nginx's lingering close does. Past these bounds the connection is closed anyway.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body, at most [`BODY_LIMIT`] bytes, else 413 (after draining what a client still sends).
+async fn read_limited(mut body: axum::body::Body) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody;
+    let unreadable = || ApiError::param("The request body could not be read.");
+    let mut buf = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame.map_err(|_| unreadable())?.into_data() else { continue };
+        if buf.len() + data.len() > BODY_LIMIT {
+            let mut drained = buf.len() + data.len();
+            let drain = async {
+                while let Some(Ok(frame)) =
+                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+                {
+                    drained += frame.data_ref().map_or(0, |d| d.len());
+                    if drained > DRAIN_MAX {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The fields of a buffered `multipart/form-data` body, as text.
@@ -322,9 +347,7 @@ async fn multipart_pairs(
 fn json_no_nul(name: &str, value: &Value) -> Result<(), ApiError> {
     match value {
         Value::String(s) => no_nul(&format!("body field `{name}`"), s),
-        Value::Array(items) => {
-            items.iter().enumerate().try_for_each(|(i, v)| json_no_nul(&format!("{name}.{i}"), v))
-        }
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, v)| json_no_nul(&format!("{name}.{i}"), v)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if k.contains('\0') {
                 return Err(ApiError::param(format!("A key in the body field `{name}` contains a NUL byte.")));
@@ -475,7 +498,10 @@ mod tests {
         let e = url_pairs(b"name=%ZZ&%%%", "form field").unwrap_err();
         assert!(e.message.contains("`name`"), "{}", e.message);
         assert!(url_pairs(b"a=%00", "form field").unwrap_err().message.contains("NUL"));
-        assert_eq!(url_pairs(b"&page=&a=1&&", "query parameter").unwrap(), [("page".into(), "".into()), ("a".into(), "1".into())]);
+        assert_eq!(
+            url_pairs(b"&page=&a=1&&", "query parameter").unwrap(),
+            [("page".into(), "".into()), ("a".into(), "1".into())]
+        );
     }
 
     #[test]

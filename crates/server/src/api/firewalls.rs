@@ -281,10 +281,7 @@ async fn one(state: &AppState, account_id: &str, id: &str) -> ApiResult<Firewall
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let page = q.page(PAGE_SIZE)?;
-    let (recs, total) = state
-        .store
-        .list_firewalls(account_id, PageQuery::new(page.page_size, page.offset()))
-        .await?;
+    let (recs, total) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
     Ok(Json(Envelope::page(rows(state, recs).await?, page, total as u64)))
 }
 

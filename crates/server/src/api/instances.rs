@@ -364,14 +364,8 @@ pub async fn list(
         flavor_ids: flavor_filter(&q, &catalog)?,
         ip_ranges: ip_ranges(&q)?,
     };
-    let (rows, total) = state
-        .store
-        .list_instances(
-            &caller.account_id,
-            &filter,
-            PageQuery::new(page.page_size, page.offset()),
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_instances(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
     let out = views(&state, &rows, mask, &host_of(&headers)).await?;
     Ok(Json(Envelope::page(out, page, total as u64)))
 }

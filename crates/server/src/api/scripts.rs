@@ -27,14 +27,8 @@ pub fn to_wire(state: &AppState, r: ScriptRecord) -> UserScript {
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<UserScript> {
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
-    let (rows, total) = state
-        .store
-        .list_scripts(
-            account_id,
-            q.str("name"),
-            PageQuery::new(page.page_size, page.offset()),
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_scripts(account_id, q.str("name"), PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
 }

@@ -227,14 +227,8 @@ pub async fn list(
         kind,
         instance_id: q.str("instance_id").map(str::to_owned),
     };
-    let (rows, total) = state
-        .store
-        .list_volumes(
-            &caller.account_id,
-            &filter,
-            PageQuery::new(page.page_size, page.offset()),
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_volumes(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(&state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
 }
