@@ -2,7 +2,7 @@
 //! `images.rs`), SSH keys and user scripts on behalf of an account, and the clock. Answers use the
 //! iwinv envelope too.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
@@ -19,7 +19,7 @@ use crate::bootstrap::{new_access_key, new_secret_key};
 use crate::catalog::CatalogFile;
 use crate::config::parse_cidr;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query};
+use crate::input::{Body, Path, Query};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

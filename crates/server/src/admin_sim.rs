@@ -2,7 +2,7 @@
 //! operation by hand in explicit mode. Merged into the operator router, so the bearer token
 //! protects them; with any other driver they answer 409 `CHECK_PARAM`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::api::Reply;
 use crate::config::Driver;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, enum_error};
+use crate::input::{Body, Path, enum_error};
 
 pub const MODES: &[&str] = &["once", "count", "sticky", "random"];
 pub const EFFECTS: &[&str] = &["permanent", "transient"];

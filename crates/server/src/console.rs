@@ -17,8 +17,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, HOST, ORIGIN, REFERRER_POLICY, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS,
@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::AppState;
 use crate::api::instances::serial_log;
 use crate::config::{Config, Driver};
+use crate::input::Path;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -1,6 +1,14 @@
-//! `ApiError`: every failure a handler can return, rendered as the iwinv error envelope.
+//! `ApiError`: every failure a handler can return, rendered as the iwinv error envelope; and the
+//! one place where a rejection of the framework itself (an extractor's or the router's plain-text
+//! answer) becomes that envelope too.
+//!
+//! Messages quote the client's values between backticks; a quoted value longer than
+//! [`ECHO_MAX`] characters is cut there with `…`, so that a 1 MB id never makes a 1 MB answer.
 
+use axum::extract::Request;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use openwinv_wire::{ErrorCode, ErrorEnvelope};
 
@@ -20,7 +28,7 @@ impl ApiError {
         ApiError {
             code,
             status: StatusCode::from_u16(code.http_status()).expect("catalog statuses are valid"),
-            message: message.into(),
+            message: clip_quoted(message.into()),
             headers: None,
         }
     }
@@ -64,6 +72,80 @@ impl ApiError {
     }
 }
 
+/// Most characters of one client value an error message repeats.
+pub const ECHO_MAX: usize = 64;
+
+/// Longest message; a guard for values that are not quoted (or hold a backtick themselves).
+const MESSAGE_MAX: usize = 1024;
+
+/// Cuts every `quoted` span longer than [`ECHO_MAX`] characters to its first [`ECHO_MAX`] and `…`,
+/// then the whole message to [`MESSAGE_MAX`].
+fn clip_quoted(message: String) -> String {
+    if message.len() <= ECHO_MAX {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(MESSAGE_MAX + 8));
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 && part.chars().nth(ECHO_MAX).is_some() {
+            out.extend(part.chars().take(ECHO_MAX));
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    if let Some((cut, _)) = out.char_indices().nth(MESSAGE_MAX) {
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// Longest plain-text rejection read back to be wrapped in the envelope.
+const REJECTION_TEXT_MAX: usize = 4096;
+
+/// Wraps the framework's own error answers on the API (`/v1`, `/admin`) in the iwinv envelope:
+/// axum's extractors and router answer `text/plain`, and an iwinv client parses every answer as
+/// JSON. Handlers' errors are already envelopes (JSON) and pass untouched; this is the safety net
+/// for whatever rejection input.rs does not turn into a precise message first.
+pub async fn envelope_rejections(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/admin/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| !ct.starts_with("application/json"));
+    if !api || !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, REJECTION_TEXT_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let err = match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ApiError::new(ErrorCode::NotFound, text),
+        StatusCode::UNAUTHORIZED => ApiError::new(ErrorCode::CheckCredential, text),
+        StatusCode::TOO_MANY_REQUESTS => ApiError::new(ErrorCode::LimitExceeded, text),
+        StatusCode::PAYLOAD_TOO_LARGE => crate::input::too_large(),
+        s if s.is_server_error() => ApiError::internal(format!("{s}: {text}")).with_status(s),
+        // 415, 422 and the like: malformed input is 400 `CHECK_PARAM` (spec §1).
+        _ => ApiError::param(format!("The request is not valid: {text}")).with_status(StatusCode::BAD_REQUEST),
+    };
+    let err = if err.message.is_empty() { ApiError { message: format!("{status}"), ..err } } else { err };
+    let mut resp = err.into_response();
+    for (name, value) in &parts.headers {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            resp.headers_mut().append(name, value.clone());
+        }
+    }
+    resp
+}
+
 impl From<openwinv_store::StoreError> for ApiError {
     fn from(e: openwinv_store::StoreError) -> ApiError {
         ApiError::internal(e)
@@ -78,5 +160,23 @@ impl IntoResponse for ApiError {
             resp.headers_mut().extend(*h);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_quoted_values_are_cut() {
+        let long = "x".repeat(1_000_000);
+        let e = ApiError::not_found(format!("The instance `{long}`"));
+        assert_eq!(e.message, format!("The instance `{}…` was not found.", "x".repeat(ECHO_MAX)));
+        let short = ApiError::param("The body field `name` must be a string.");
+        assert_eq!(short.message, "The body field `name` must be a string.");
+        let unquoted = ApiError::param(format!("bad {long}"));
+        assert!(unquoted.message.chars().count() <= MESSAGE_MAX + 1, "{}", unquoted.message.len());
+        let korean = ApiError::param(format!("`{}`", "서".repeat(100)));
+        assert_eq!(korean.message, format!("`{}…`", "서".repeat(ECHO_MAX)));
     }
 }

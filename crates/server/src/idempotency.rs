@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::input::BODY_LIMIT;
+use crate::input::{BODY_LIMIT, too_large};
 
 /// How long an answer is kept and replayed (server clock).
 pub const TTL_SECS: i64 = 24 * 60 * 60;
@@ -42,11 +42,6 @@ const KEPT_HEADERS: [&str; 3] = ["content-type", headers::OPERATION_ID, "locatio
 
 fn bad_key() -> ApiError {
     ApiError::param(format!("The Idempotency-Key header must be 1 to {KEY_MAX} visible ASCII characters (no spaces)."))
-}
-
-fn too_large() -> ApiError {
-    ApiError::param(format!("The request body is larger than {BODY_LIMIT} bytes."))
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
 fn conflict(message: &str) -> ApiError {

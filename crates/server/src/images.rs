@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use openwinv_engine::driver::BootImage;
@@ -30,6 +30,7 @@ use crate::AppState;
 use crate::api::Reply;
 use crate::catalog::{ImageDef, MAX_CMDLINE, check_boot};
 use crate::error::{ApiError, ApiResult};
+use crate::input::Path as UrlPath;
 
 /// The largest upload accepted on the files route (every part together); the rest of the API
 /// keeps the small default limit.

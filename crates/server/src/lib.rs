@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reference::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(error::envelope_rejections))
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -131,11 +132,11 @@ impl MakeRequestId for NewRequestId {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("There is no route {}.", uri.path()))
+    ApiError::new(ErrorCode::NotFound, format!("There is no route `{}`.", uri.path()))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    ApiError::new(ErrorCode::NotFound, format!("The route {} does not accept {method}.", uri.path()))
+    ApiError::new(ErrorCode::NotFound, format!("The route `{}` does not accept {method}.", uri.path()))
         .with_status(StatusCode::METHOD_NOT_ALLOWED)
         .into_response()
 }

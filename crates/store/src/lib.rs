@@ -90,6 +90,15 @@ pub struct PageQuery {
     pub offset: i64,
 }
 
+impl PageQuery {
+    /// From the wire's unsigned page size and offset. SQL takes signed 64-bit integers; a value
+    /// past `i64::MAX` (`page_no=18446744073709551615`) becomes `i64::MAX`, which is past the end
+    /// of every table, so the page is empty as spec §4 says, never a negative `OFFSET`.
+    pub fn new(limit: u64, offset: u64) -> PageQuery {
+        PageQuery { limit: i64::try_from(limit).unwrap_or(i64::MAX), offset: i64::try_from(offset).unwrap_or(i64::MAX) }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,

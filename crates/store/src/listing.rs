@@ -105,12 +105,17 @@ impl Store {
     where
         R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
     {
+        if page.offset >= total || page.limit <= 0 {
+            return Ok(Vec::new());
+        }
         let from_end = page.offset > total / 2;
         let (order, limit, offset) = if from_end {
+            // `offset < total` here, so neither difference can overflow.
+            let remaining = total - page.offset;
             (
                 format!("created_at DESC, {id_column} DESC"),
-                (total - page.offset).clamp(0, page.limit),
-                (total - page.offset - page.limit).max(0),
+                remaining.min(page.limit),
+                remaining.saturating_sub(page.limit).max(0),
             )
         } else {
             (format!("created_at, {id_column}"), page.limit, page.offset)

@@ -95,9 +95,9 @@ async fn malformed_and_oversize_bodies() {
     create_key(&s, raw("application/json", b"[1,2]".to_vec())).await.assert_error(400, "CHECK_PARAM");
     create_key(&s, raw("application/json", vec![0xff, 0xfe])).await.assert_error(400, "CHECK_PARAM");
     create_key(&s, raw("multipart/form-data", b"--xyz\r\ngarbage".to_vec())).await.assert_error(400, "CHECK_PARAM");
-    // Form decoding is lenient (WHATWG): a stray `%` is kept, so this is a missing field, not a bad body.
+    // Form decoding is strict (spec §1): a stray `%` is a malformed body, not a name.
     let r = create_key(&s, raw("application/x-www-form-urlencoded", b"name=%ZZ".to_vec())).await;
-    r.assert_error(400, "REQUIRED_POST_PARAM_MISSING");
+    r.assert_error(400, "CHECK_PARAM");
     let big = format!("{{\"name\":\"k\",\"public_key\":\"{}\"}}", "A".repeat(1024 * 1024 + 10));
     create_key(&s, raw("application/json", big.into_bytes())).await.assert_error(413, "CHECK_PARAM");
     let big_form = format!("name=k&public_key={}", "A".repeat(1024 * 1024 + 10));

@@ -79,7 +79,7 @@ impl Page {
     /// The rows of this page out of an in-memory, already ordered list.
     pub fn slice<T: Clone>(self, all: &[T]) -> Vec<T> {
         let start = usize::try_from(self.offset()).unwrap_or(usize::MAX).min(all.len());
-        let end = start.saturating_add(self.page_size as usize).min(all.len());
+        let end = start.saturating_add(usize::try_from(self.page_size).unwrap_or(usize::MAX)).min(all.len());
         all[start..end].to_vec()
     }
 }

@@ -1,7 +1,7 @@
 //! Catalog reads (spec §6), answered from the in-memory catalog.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use super::Reply;
 use crate::AppState;
 use crate::catalog::{CatalogFile, FLAVOR_TYPES, OS_FAMILIES, mask_flavor};
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Query, enum_error};
+use crate::input::{Path, Query, enum_error};
 
 /// Answers catalog reads from the answers kept for the current catalog version, and keeps the
 /// successful ones it had to build. Errors are not kept (they are cheap and rare).

@@ -10,7 +10,7 @@
 //! driver. A change to the rules or `icmp` of an attached firewall starts a `firewall.sync`
 //! operation (its id in `X-Operation-Id` of the 200 answer [ext]).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::{Extension, Json};
 use openwinv_engine::firewall::{Cidr, CidrError, PortRange};
@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, enum_error, text_field};
+use crate::input::{Body, Path, Query, enum_error, text_field};
 use crate::sagas::firewall::Kind;
 
 pub use crate::sagas::firewall::{compiled_for, compiled_text_for};
@@ -281,10 +281,7 @@ async fn one(state: &AppState, account_id: &str, id: &str) -> ApiResult<Firewall
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let page = q.page(PAGE_SIZE)?;
-    let (recs, total) = state
-        .store
-        .list_firewalls(account_id, PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 })
-        .await?;
+    let (recs, total) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
     Ok(Json(Envelope::page(rows(state, recs).await?, page, total as u64)))
 }
 

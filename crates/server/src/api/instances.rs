@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -26,7 +26,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, enum_error, text_field};
+use crate::input::{Body, Encoding, Path, Query, enum_error, text_field};
 use crate::sagas::addresses;
 use crate::sagas::instance::Kind;
 
@@ -364,14 +364,8 @@ pub async fn list(
         flavor_ids: flavor_filter(&q, &catalog)?,
         ip_ranges: ip_ranges(&q)?,
     };
-    let (rows, total) = state
-        .store
-        .list_instances(
-            &caller.account_id,
-            &filter,
-            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_instances(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
     let out = views(&state, &rows, mask, &host_of(&headers)).await?;
     Ok(Json(Envelope::page(out, page, total as u64)))
 }
@@ -410,6 +404,7 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    encoding: Encoding,
     body: Body,
 ) -> Accepted<CreateReceipt> {
     let catalog = state.catalog.get();
@@ -438,11 +433,11 @@ pub async fn create(
             format!("The flavor `{flavor_id}` does not support the image `{image_id}`."),
         ));
     }
-    let name = match body.str("name")? {
+    let name = match body.encoded_str("name", encoding)? {
         Some(n) => text_field("name", &n, 1, NAME_MAX)?,
         None => format!("instance-{}", ids::random_base62(6).to_lowercase()),
     };
-    let description = match body.str("description")? {
+    let description = match body.encoded_str("description", encoding)? {
         Some(d) => Some(text_field("description", &d, 0, DESCRIPTION_MAX)?).filter(|d| !d.is_empty()),
         None => None,
     };
@@ -635,12 +630,15 @@ pub async fn edit(
     Path(id): Path<String>,
     headers: HeaderMap,
     q: Query,
+    encoding: Encoding,
     body: Body,
 ) -> Reply<Instance> {
     let mask = fields_mask(&q)?;
-    let name = body.str("name")?.map(|n| text_field("name", &n, 1, NAME_MAX)).transpose()?;
-    let description =
-        body.str("description")?.map(|d| text_field("description", &d, 0, DESCRIPTION_MAX)).transpose()?;
+    let name = body.encoded_str("name", encoding)?.map(|n| text_field("name", &n, 1, NAME_MAX)).transpose()?;
+    let description = body
+        .encoded_str("description", encoding)?
+        .map(|d| text_field("description", &d, 0, DESCRIPTION_MAX))
+        .transpose()?;
     if name.is_none() && description.is_none() {
         return Err(ApiError::new(ErrorCode::RequiredPostParamMissing, "Give `name`, `description`, or both."));
     }

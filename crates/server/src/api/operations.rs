@@ -1,7 +1,7 @@
 //! Operations (spec §12) [ext]: every 202 answer names one in `X-Operation-Id`; this is where a
 //! client follows it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use openwinv_store::OperationRecord;
@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::api::Reply;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::input::Path;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/operations/{operation_id}", get(show))

@@ -1,6 +1,6 @@
 //! User scripts (spec §7): the iwinv list at the singular path, and create/delete extensions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use openwinv_store::{PageQuery, ScriptRecord, ids};
 use openwinv_wire::keys::{NewUserScript, UserScript};
@@ -10,7 +10,7 @@ use super::Reply;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::input::{Body, Query, text_field};
+use crate::input::{Body, Path, Query, text_field};
 
 pub const NAME_MAX: usize = 64;
 /// Largest script, in bytes.
@@ -27,14 +27,8 @@ pub fn to_wire(state: &AppState, r: ScriptRecord) -> UserScript {
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<UserScript> {
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
-    let (rows, total) = state
-        .store
-        .list_scripts(
-            account_id,
-            q.str("name"),
-            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_scripts(account_id, q.str("name"), PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
 }

@@ -1,6 +1,6 @@
 //! SSH public keys (spec §9): the iwinv list, and create/delete extensions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use openwinv_store::{PageQuery, SshKeyRecord, ids};
 use openwinv_wire::Envelope;
@@ -12,7 +12,7 @@ use super::Reply;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, text_field};
+use crate::input::{Body, Path, Query, text_field};
 
 /// RSA keys shorter than this are refused.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -66,14 +66,8 @@ pub fn parse_public_key(text: &str) -> ApiResult<(String, String)> {
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<SshKey> {
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
-    let (rows, total) = state
-        .store
-        .list_ssh_keys(
-            account_id,
-            q.str("name"),
-            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_ssh_keys(account_id, q.str("name"), PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
 }

@@ -5,7 +5,7 @@
 //! operation in one transaction (which also checks the instance, the zone, the per-instance
 //! limit and the account's storage quota), and answer 202 with `X-Operation-Id`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::{Extension, Json};
 use openwinv_store::volumes::status;
@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::{BlockStorageTypeDef, CatalogFile};
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, text_field};
+use crate::input::{Body, Path, Query, text_field};
 use crate::sagas::volume::Kind;
 
 /// Volumes one instance may have (`connection_limit.block_storage`, spec §7).
@@ -227,14 +227,8 @@ pub async fn list(
         kind,
         instance_id: q.str("instance_id").map(str::to_owned),
     };
-    let (rows, total) = state
-        .store
-        .list_volumes(
-            &caller.account_id,
-            &filter,
-            PageQuery { limit: page.page_size as i64, offset: page.offset() as i64 },
-        )
-        .await?;
+    let (rows, total) =
+        state.store.list_volumes(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(&state, r)).collect();
     Ok(Json(Envelope::page(rows, page, total as u64)))
 }

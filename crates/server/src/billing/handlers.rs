@@ -1,7 +1,7 @@
 //! `GET /v1/bill/live`, `GET /v1/bill`, `GET /v1/bill/{bill_id}` and the operator's
 //! `POST /admin/v1/bills/{bill_id}/pay`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use openwinv_billing::{Kind, date_of};
 use openwinv_store::{BillFilter, BillItemRecord, BillRecord, PageQuery};
@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::api::Reply;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::input::Query;
+use crate::input::{Path, Query};
 
 pub fn bill_row(b: BillRecord) -> Bill {
     Bill {
@@ -149,9 +149,8 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         || filter.end_date.is_some()
         || filter.min_price.is_some()
         || filter.max_price.is_some();
-    let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
     let (rows, total) =
-        state.store.list_bills(&caller.account_id, &filter, PageQuery { limit: page.page_size as i64, offset }).await?;
+        state.store.list_bills(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
     if filtered && total == 0 && page.page_no == 1 {
         return Err(ApiError::new(ErrorCode::EmptySet, "No bill matches the filters."));
     }
