@@ -1,5 +1,6 @@
-//! `openwinv admin`: the operator API (`/admin/v1`) with the token from `OPENWINV_ADMIN_TOKEN` or
-//! the server's data directory.
+//! `openwinv admin`: the operator API (`/admin/v1`), with the token and endpoint that
+//! `credentials::admin_client` finds (`OPENWINV_ADMIN_TOKEN`, a context, or the server's data
+//! directory).
 
 mod access_keys;
 mod accounts;
@@ -50,24 +51,23 @@ pub enum AdminCommand {
     Sim(sim::SimAction),
 }
 
-pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
-    let admin = out.admin_client(AdminClient::from_env()?);
+pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Accounts(action) => accounts::run(&admin, action, out).await,
-        AdminCommand::Keys(action) => access_keys::run(&admin, action, out).await,
-        AdminCommand::Catalog(action) => catalog::run(&admin, action, out).await,
-        AdminCommand::Images(action) => images::run(&admin, action, out).await,
+        AdminCommand::Accounts(action) => accounts::run(admin, action, out).await,
+        AdminCommand::Keys(action) => access_keys::run(admin, action, out).await,
+        AdminCommand::Catalog(action) => catalog::run(admin, action, out).await,
+        AdminCommand::Images(action) => images::run(admin, action, out).await,
         AdminCommand::SshKeys(action) => {
-            let owner = Owner::Account(&admin, &action.scope().account);
+            let owner = Owner::Account(admin, &action.scope().account);
             keys::ssh_keys(owner, &action, out).await
         }
         AdminCommand::Scripts(action) => {
-            let owner = Owner::Account(&admin, &action.scope().account);
+            let owner = Owner::Account(admin, &action.scope().account);
             keys::scripts(owner, &action, out).await
         }
-        AdminCommand::Bills(action) => bills::run(&admin, action, out).await,
-        AdminCommand::Clock(action) => clock::run(&admin, action, out).await,
-        AdminCommand::Faults(action) => faults::run(&admin, action, out).await,
-        AdminCommand::Sim(action) => sim::run(&admin, action, out).await,
+        AdminCommand::Bills(action) => bills::run(admin, action, out).await,
+        AdminCommand::Clock(action) => clock::run(admin, action, out).await,
+        AdminCommand::Faults(action) => faults::run(admin, action, out).await,
+        AdminCommand::Sim(action) => sim::run(admin, action, out).await,
     }
 }
