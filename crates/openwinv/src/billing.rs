@@ -7,7 +7,7 @@ use openwinv_sdk::wire::billing::{Bill, BillDetail, BillItem, LiveBill, LiveBill
 use openwinv_sdk::{BillQuery, Client, collect_pages};
 use serde::Serialize;
 
-use crate::output::{Column, long, Output, Tabular, number, or_dash, text, won};
+use crate::output::{Column, Output, Tabular, long, number, or_dash, text, won};
 use crate::paging::Paging;
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use openwinv_sdk::wire::catalog::{BlockStorageType, Flavor, Image, Zone};
 use openwinv_sdk::{Client, FlavorQuery, ImageQuery};
 
-use crate::output::{Column, long, Output, Tabular, joined, number, or_dash, text, won};
+use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text, won};
 use crate::paging::Paging;
 use crate::resolve;
 
@@ -162,7 +162,11 @@ pub async fn flavors(client: &Client, args: FlavorsArgs, out: Output) -> anyhow:
         page_size: paging.page_size,
         fields: filters.fields,
     };
-    if paging.everything(out) { out.list(&client.all_flavors(&query).await?) } else { out.page(&client.flavors(&query).await?) }
+    if paging.everything(out) {
+        out.list(&client.all_flavors(&query).await?)
+    } else {
+        out.page(&client.flavors(&query).await?)
+    }
 }
 
 pub async fn images(client: &Client, args: ImagesArgs, out: Output) -> anyhow::Result<()> {

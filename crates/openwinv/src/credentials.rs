@@ -86,26 +86,29 @@ pub fn client(choice: Choice<'_>, time_offset: Option<i64>) -> anyhow::Result<Cl
 }
 
 fn resolve(choice: Choice<'_>) -> anyhow::Result<Resolved> {
-    let (endpoint, access_key, secret_key, keys_from) =
-        if var("IWINV_ACCESS_KEY").is_some() || var("IWINV_SECRET_KEY").is_some() {
-            let key = |name: &str| var(name).with_context(|| format!("{name} is not set (IWINV_ACCESS_KEY and IWINV_SECRET_KEY go together)"));
-            (None, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?, Source::Env("IWINV_ACCESS_KEY"))
-        } else if let Some(path) = choice.profile {
-            from_file(path)?
-        } else if let Some(Chosen { name, saved }) = context::chosen(choice.context)? {
-            let source = Source::Context(name);
-            (Some((saved.endpoint, source.clone())), saved.access_key, saved.secret_key, source)
-        } else {
-            let candidates = default_paths();
-            match candidates.iter().find(|p| p.is_file()) {
-                Some(path) => from_file(path)?,
-                None => bail!(
-                    "no credentials: set IWINV_ACCESS_KEY and IWINV_SECRET_KEY, pass --profile FILE, \
-                     create a context (`openwinv context create`), or write one of {}",
-                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-                ),
-            }
+    let (endpoint, access_key, secret_key, keys_from) = if var("IWINV_ACCESS_KEY").is_some()
+        || var("IWINV_SECRET_KEY").is_some()
+    {
+        let key = |name: &str| {
+            var(name).with_context(|| format!("{name} is not set (IWINV_ACCESS_KEY and IWINV_SECRET_KEY go together)"))
         };
+        (None, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?, Source::Env("IWINV_ACCESS_KEY"))
+    } else if let Some(path) = choice.profile {
+        from_file(path)?
+    } else if let Some(Chosen { name, saved }) = context::chosen(choice.context)? {
+        let source = Source::Context(name);
+        (Some((saved.endpoint, source.clone())), saved.access_key, saved.secret_key, source)
+    } else {
+        let candidates = default_paths();
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(path) => from_file(path)?,
+            None => bail!(
+                "no credentials: set IWINV_ACCESS_KEY and IWINV_SECRET_KEY, pass --profile FILE, \
+                     create a context (`openwinv context create`), or write one of {}",
+                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    };
     let (endpoint, endpoint_from) = match var("IWINV_ENDPOINT") {
         Some(endpoint) => (endpoint, Source::Env("IWINV_ENDPOINT")),
         None => endpoint.unwrap_or_else(|| (DEFAULT_ENDPOINT.into(), Source::Default)),

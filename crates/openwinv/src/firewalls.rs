@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::instances::{fail_if_any_failed, follow_note, replay_note};
 use crate::operations::{self, WaitArgs};
-use crate::output::{Column, long, Output, Tabular, emit, joined, number, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, joined, long, number, or_dash, text};
 use crate::paging::{self, Paging};
 use crate::resolve;
 

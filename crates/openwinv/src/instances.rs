@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::catalog::{SizeFilters, csv};
 use crate::keys::Owner;
 use crate::operations::{self, OperationFailed, WaitArgs};
-use crate::output::{Column, long, Output, Tabular, emit, joined, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, joined, long, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
 

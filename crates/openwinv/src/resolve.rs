@@ -45,6 +45,8 @@ pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a st
 /// The id of the one candidate `(id, name)` whose id, else name, is `given`; `given` itself
 /// when nothing matches (with a suggestion kept for the error report).
 pub fn pick(what: &str, given: &str, candidates: &[(String, String)]) -> anyhow::Result<String> {
+    // The lookup's answers are not the command's: `--json` prints only what follows.
+    crate::output::forget_answers();
     if candidates.iter().any(|(id, _)| id == given) {
         return Ok(given.to_owned());
     }
@@ -62,7 +64,11 @@ pub fn pick(what: &str, given: &str, candidates: &[(String, String)]) -> anyhow:
         }
         ids => {
             let more = if ids.len() > LISTED { format!(" and {} more", ids.len() - LISTED) } else { String::new() };
-            bail!("{} {what}s are named `{given}` ({}{more}): give an id", ids.len(), ids[..ids.len().min(LISTED)].join(", "))
+            bail!(
+                "{} {what}s are named `{given}` ({}{more}): give an id",
+                ids.len(),
+                ids[..ids.len().min(LISTED)].join(", ")
+            )
         }
     }
 }
@@ -73,7 +79,8 @@ fn pairs<T>(rows: &[T], id: impl Fn(&T) -> String, name: impl Fn(&T) -> String) 
 
 pub async fn instance(client: &Client, given: &str) -> anyhow::Result<String> {
     let rows = client.all_instances(&InstanceQuery::default()).await?;
-    let candidates = pairs(&rows, |i| i.instance_id.clone().unwrap_or_default(), |i| i.name.clone().unwrap_or_default());
+    let candidates =
+        pairs(&rows, |i| i.instance_id.clone().unwrap_or_default(), |i| i.name.clone().unwrap_or_default());
     pick("instance", given, &candidates)
 }
 
@@ -128,8 +135,7 @@ pub async fn image(client: &Client, given: &str) -> anyhow::Result<String> {
 /// A flavor by id or name.
 pub async fn flavor(client: &Client, given: &str) -> anyhow::Result<String> {
     let rows = client.all_flavors(&FlavorQuery::default()).await?;
-    let candidates =
-        pairs(&rows, |f| f.flavor_id.clone().unwrap_or_default(), |f| f.name.clone().unwrap_or_default());
+    let candidates = pairs(&rows, |f| f.flavor_id.clone().unwrap_or_default(), |f| f.name.clone().unwrap_or_default());
     pick("flavor", given, &candidates)
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::instances::{fail_if_any_failed, follow_note, replay_note};
 use crate::operations::{self, OperationFailed, WaitArgs};
-use crate::output::{Column, long, Output, Tabular, emit, number, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, long, number, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
 

@@ -110,7 +110,7 @@ async fn tables_fit_the_terminal_and_never_break_ids() {
     assert_eq!(ops.len(), 3, "two creates and a shutdown: {ops:?}");
     assert_eq!(ops[0]["kind"], "instance.shutdown");
     assert_eq!(&ops, s.get("/v1/operations?page_size=100").await.ok_rows());
-    let mine = cli(&s, &["operations", "--resource", &id, "--status", "succeeded", "-o", "ids"]).await;
+    let mine = cli(&s, &["operations", "list", "--resource", &id, "--status", "succeeded", "-o", "ids"]).await;
     assert_eq!(mine.ok().stdout.lines().count(), 1);
     s.get("/v1/operations?status=done").await.assert_error(400, "CHECK_PARAM_ENUM");
 }
@@ -151,8 +151,8 @@ async fn admin_and_clients_take_their_endpoint_from_where_their_credentials_are(
     s.cli_run_bare(&["admin", "accounts", "list"], &local).await.ok().stdout_has("dev");
     s.cli_run_bare(&["zones"], &local).await.ok().stdout_has("KR1-Z01");
 
-    let wrong = s.cli_run_bare(&["admin", "accounts", "list"], &[local[0], ("OPENWINV_ADMIN_TOKEN", "not-the-token")]);
-    let wrong = wrong.await.failed();
+    let wrong_token = [local[0], ("OPENWINV_ADMIN_TOKEN", "not-the-token")];
+    let wrong = s.cli_run_bare(&["admin", "accounts", "list"], &wrong_token).await.failed();
     wrong.stderr_has("CHECK_CREDENTIAL").stderr_has("wrong").stderr_has("OPENWINV_ADMIN_TOKEN (environment)");
     wrong.stderr_has(&s.endpoint);
 
@@ -173,8 +173,19 @@ async fn named_contexts_hold_endpoint_keys_and_token() {
     no_context.stderr_has("no credentials").stderr_has("context create");
 
     let create = [
-        "context", "create", "local", "--endpoint", &s.endpoint, "--access-key", ACCESS_KEY, "--secret-key",
-        SECRET_KEY, "--admin-token", &s.admin_token, "--ca-file", "/etc/ssl/local-ca.pem",
+        "context",
+        "create",
+        "local",
+        "--endpoint",
+        &s.endpoint,
+        "--access-key",
+        ACCESS_KEY,
+        "--secret-key",
+        SECRET_KEY,
+        "--admin-token",
+        &s.admin_token,
+        "--ca-file",
+        "/etc/ssl/local-ca.pem",
     ];
     s.cli_run_bare(&create, &[]).await.ok().stderr_has("`local` saved and active");
     let file = s.data_dir.parent().unwrap().join("cli-home/.config/openwinv/contexts.toml");

@@ -5,7 +5,7 @@ use openwinv_sdk::AdminClient;
 use openwinv_sdk::wire::admin::{AccessKey, IssuedKey, KeyUpdate, NewKey};
 
 use super::accounts::yes_no;
-use crate::output::{Column, long, Output, Tabular, joined, number, or_dash, text};
+use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyAction {

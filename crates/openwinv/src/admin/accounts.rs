@@ -4,7 +4,7 @@ use clap::Subcommand;
 use openwinv_sdk::AdminClient;
 use openwinv_sdk::wire::admin::{Account, QuotaUpdate};
 
-use crate::output::{Column, long, Output, Tabular, number, text};
+use crate::output::{Column, Output, Tabular, long, number, text};
 
 #[derive(Debug, Subcommand)]
 pub enum AccountAction {
