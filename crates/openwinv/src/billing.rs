@@ -7,7 +7,7 @@ use openwinv_sdk::wire::billing::{Bill, BillDetail, BillItem, LiveBill, LiveBill
 use openwinv_sdk::{BillQuery, Client, collect_pages};
 use serde::Serialize;
 
-use crate::output::{Column, Output, Tabular, number, or_dash, text, won};
+use crate::output::{Column, Output, Tabular, long, number, or_dash, text, won};
 use crate::paging::Paging;
 
 #[derive(Debug, Subcommand)]
@@ -48,7 +48,7 @@ pub async fn run(client: &Client, command: BillCommand, out: Output) -> anyhow::
             let live = client.live_bill(explain).await?;
             out.record(&live)?;
             match &live.items {
-                Some(items) if !out.json => out.list(items),
+                Some(items) if !out.machine() => out.list(items),
                 _ => Ok(()),
             }
         }
@@ -56,7 +56,7 @@ pub async fn run(client: &Client, command: BillCommand, out: Output) -> anyhow::
         BillCommand::Show { id } => {
             let detail = client.bill(&id).await?;
             out.record(&detail)?;
-            if out.json {
+            if out.machine() {
                 return Ok(());
             }
             let lines: Vec<Line> =
@@ -75,9 +75,10 @@ async fn list(client: &Client, filters: BillFilters, out: Output) -> anyhow::Res
         page_no: filters.paging.page,
         page_size: filters.paging.page_size,
     };
-    if filters.paging.all {
+    if filters.paging.everything(out) {
+        let page_size = Some(filters.paging.walk_size());
         let all = collect_pages(|page_no| {
-            let query = BillQuery { page_no: Some(page_no), ..query.clone() };
+            let query = BillQuery { page_no: Some(page_no), page_size, ..query.clone() };
             async move { client.bills(&query).await }
         })
         .await?;
@@ -127,7 +128,7 @@ impl Tabular for LiveBill {
 
 impl Tabular for LiveBillItem {
     const COLUMNS: &'static [Column] =
-        &[text("ID"), text("NAME"), text("TYPE"), number("RATE"), number("TIME"), number("AMOUNT")];
+        &[text("ID"), long("NAME"), text("TYPE"), number("RATE"), number("TIME"), number("AMOUNT")];
 
     fn cells(&self) -> Vec<String> {
         vec![
@@ -144,8 +145,8 @@ impl Tabular for LiveBillItem {
 impl Tabular for Bill {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
-        text("USAGE"),
+        long("NAME"),
+        long("USAGE"),
         text("BILL DATE"),
         text("STATUS"),
         number("PRICE"),
@@ -193,7 +194,7 @@ struct Line<'a> {
 }
 
 impl Tabular for Line<'_> {
-    const COLUMNS: &'static [Column] = &[text("KIND"), text("ID"), text("NAME"), text("USAGE"), number("PRICE")];
+    const COLUMNS: &'static [Column] = &[text("KIND"), text("ID"), long("NAME"), long("USAGE"), number("PRICE")];
 
     fn cells(&self) -> Vec<String> {
         vec![

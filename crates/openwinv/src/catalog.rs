@@ -5,8 +5,9 @@ use clap::{Args, Subcommand};
 use openwinv_sdk::wire::catalog::{BlockStorageType, Flavor, Image, Zone};
 use openwinv_sdk::{Client, FlavorQuery, ImageQuery};
 
-use crate::output::{Column, Output, Tabular, joined, number, or_dash, text, won};
+use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text, won};
 use crate::paging::Paging;
+use crate::resolve;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -21,7 +22,7 @@ pub struct FlavorsArgs {
 enum FlavorAction {
     /// List flavors (the default)
     List(FlavorFilters),
-    /// Show one flavor
+    /// Show one flavor (by id or name)
     Show {
         id: String,
         /// Bit mask of the fields to return (see /fields/v1/flavors)
@@ -95,7 +96,7 @@ pub struct ImagesArgs {
 enum ImageAction {
     /// List images (the default)
     List(ImageFilters),
-    /// Show one image
+    /// Show one image (by id or name)
     Show { id: String },
 }
 
@@ -136,6 +137,7 @@ pub async fn flavors(client: &Client, args: FlavorsArgs, out: Output) -> anyhow:
         None => args.list,
         Some(FlavorAction::List(filters)) => filters,
         Some(FlavorAction::Show { id, fields }) => {
+            let id = resolve::flavor(client, &id).await?;
             return match client.flavor(&id, fields).await? {
                 Some(flavor) => out.record(&flavor),
                 None => bail!("the flavor `{id}` does not exist"),
@@ -160,14 +162,18 @@ pub async fn flavors(client: &Client, args: FlavorsArgs, out: Output) -> anyhow:
         page_size: paging.page_size,
         fields: filters.fields,
     };
-    if paging.all { out.list(&client.all_flavors(&query).await?) } else { out.page(&client.flavors(&query).await?) }
+    if paging.everything(out) {
+        out.list(&client.all_flavors(&query).await?)
+    } else {
+        out.page(&client.flavors(&query).await?)
+    }
 }
 
 pub async fn images(client: &Client, args: ImagesArgs, out: Output) -> anyhow::Result<()> {
     let filters = match args.action {
         None => args.list,
         Some(ImageAction::List(filters)) => filters,
-        Some(ImageAction::Show { id }) => return out.record(&client.image(&id).await?),
+        Some(ImageAction::Show { id }) => return out.record(&client.image(&resolve::image(client, &id).await?).await?),
     };
     let query = ImageQuery {
         zone_id: csv(&filters.zone),
@@ -178,7 +184,7 @@ pub async fn images(client: &Client, args: ImagesArgs, out: Output) -> anyhow::R
         page_no: filters.paging.page,
         page_size: filters.paging.page_size,
     };
-    if filters.paging.all {
+    if filters.paging.everything(out) {
         out.list(&client.all_images(&query).await?)
     } else {
         out.page(&client.images(&query).await?)
@@ -195,7 +201,7 @@ pub fn csv(values: &[String]) -> Option<String> {
 }
 
 impl Tabular for Zone {
-    const COLUMNS: &'static [Column] = &[text("ID"), text("NAME"), text("STATUS")];
+    const COLUMNS: &'static [Column] = &[text("ID"), long("NAME"), text("STATUS")];
 
     fn cells(&self) -> Vec<String> {
         vec![self.zone_id.clone(), self.zone_name.clone(), self.status.clone()]
@@ -205,14 +211,14 @@ impl Tabular for Zone {
 impl Tabular for Flavor {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
+        long("NAME"),
         text("TYPE"),
         number("vCPU"),
         number("MEMORY GB"),
         number("DISK GB"),
         number("MONTHLY"),
         number("HOURLY"),
-        text("ZONES"),
+        long("ZONES"),
         text("STATUS/PROVIDE"),
     ];
 
@@ -262,7 +268,7 @@ impl Tabular for Flavor {
 
 impl Tabular for Image {
     const COLUMNS: &'static [Column] =
-        &[text("ID"), text("NAME"), text("OS"), text("VERSION"), number("MIN DISK GB"), text("ZONES")];
+        &[text("ID"), long("NAME"), long("OS"), text("VERSION"), number("MIN DISK GB"), long("ZONES")];
 
     fn cells(&self) -> Vec<String> {
         vec![
@@ -300,7 +306,7 @@ impl Tabular for Image {
 
 impl Tabular for BlockStorageType {
     const COLUMNS: &'static [Column] =
-        &[text("TYPE"), number("MIN GB"), number("MAX GB"), text("ZONES"), number("PER GB-MONTH")];
+        &[text("TYPE"), number("MIN GB"), number("MAX GB"), long("ZONES"), number("PER GB-MONTH")];
 
     fn cells(&self) -> Vec<String> {
         vec![

@@ -1,7 +1,12 @@
 //! Reporting a failed command on stderr: `error: <ERROR_CODE>: <message>`, then a one-line hint
-//! saying what to do about it. Usage errors never get here (clap reports them, exit status 2).
+//! saying what to do about it, and "did you mean" for arguments that matched no id or name.
+//! With `--json` (or `--output json`) the same as one JSON object on stderr:
+//! `{"error_code": …, "message": …, "hint": …, "suggestions": […]}` (`error_code` is `null` for
+//! an error found before any answer). Usage errors never get here (clap reports them, exit
+//! status 2).
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use openwinv_sdk::Error;
 use openwinv_sdk::wire::ErrorCode;
@@ -19,22 +24,56 @@ pub enum Surface {
     Local,
 }
 
+/// Where the operator token of this command came from and where it went, for the message when
+/// the server refuses it.
+static ADMIN_ORIGIN: OnceLock<String> = OnceLock::new();
+
+/// Records where the operator token came from (see [`ADMIN_ORIGIN`]).
+pub fn set_admin_origin(origin: String) {
+    let _ = ADMIN_ORIGIN.set(origin);
+}
+
 /// Prints the error and its hint; returns the exit status.
-pub fn report(err: &anyhow::Error, surface: Surface) -> ExitCode {
+pub fn report(err: &anyhow::Error, surface: Surface, json: bool) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
     }
-    match err.downcast_ref::<Error>() {
-        Some(Error::Api { error_code, message, .. }) => eprintln!("error: {error_code}: {message}"),
-        _ => eprintln!("error: {err:#}"),
-    }
+    let (error_code, message) = match err.downcast_ref::<Error>() {
+        Some(Error::Api { code: Some(ErrorCode::CheckCredential), error_code, message, .. })
+            if surface == Surface::Admin =>
+        {
+            // The CLI always sends a token: a refusal means a wrong one, whatever the server says.
+            let origin = ADMIN_ORIGIN.get().map_or("the operator token".into(), String::clone);
+            (Some(error_code.clone()), format!("the server refused {origin}: the token is wrong (server: {message})"))
+        }
+        Some(Error::Api { error_code, message, .. }) => (Some(error_code.clone()), message.clone()),
+        _ => (None, format!("{err:#}")),
+    };
     let hint = match (err.downcast_ref::<Error>(), err.downcast_ref()) {
         (Some(e), _) => hint(e, surface),
         (None, Some(failed)) => Some(failed_hint(failed)),
         (None, None) => None,
     };
+    let suggestions = crate::resolve::suggestions();
+    if json {
+        let report = serde_json::json!({
+            "error_code": error_code,
+            "message": message,
+            "hint": hint,
+            "suggestions": suggestions,
+        });
+        eprintln!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()));
+        return ExitCode::FAILURE;
+    }
+    match error_code {
+        Some(code) => eprintln!("error: {code}: {message}"),
+        None => eprintln!("error: {message}"),
+    }
     if let Some(hint) = hint {
         eprintln!("hint: {hint}");
+    }
+    for suggestion in suggestions {
+        eprintln!("hint: {suggestion}");
     }
     ExitCode::FAILURE
 }
@@ -106,8 +145,9 @@ fn code_hint(code: ErrorCode, status: u16, retry_after: Option<u64>, surface: Su
         Ipv6NotSupported => "firewall rules take IPv4 addresses and CIDRs only",
         CheckRequestIp => "the server refused this machine's address: check the key's allowlist",
         CheckCredential if admin => {
-            "set OPENWINV_ADMIN_TOKEN to the server's operator token (the admin-token file in its \
-             data directory)"
+            "use that server's operator token: the admin-token file in its data directory (set \
+             OPENWINV_DATA_DIR to that directory, or OPENWINV_ADMIN_TOKEN and \
+             OPENWINV_ADMIN_ENDPOINT)"
         }
         CheckCredential => {
             "set IWINV_ACCESS_KEY/IWINV_SECRET_KEY (or --profile FILE) or check that the key is \

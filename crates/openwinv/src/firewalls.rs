@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::instances::{fail_if_any_failed, follow_note, replay_note};
 use crate::operations::{self, WaitArgs};
-use crate::output::{Column, Output, Tabular, emit, joined, number, or_dash, text};
-use crate::paging::Paging;
+use crate::output::{Column, Output, Tabular, emit, joined, long, number, or_dash, text};
+use crate::paging::{self, Paging};
+use crate::resolve;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -170,18 +171,11 @@ struct RuleChangeArgs {
 }
 
 pub async fn run(client: &Client, args: FirewallsArgs, out: Output) -> anyhow::Result<()> {
+    let named = |id: String| async move { resolve::firewall(client, &id).await };
+    let instance = |id: String| async move { resolve::instance(client, &id).await };
     match args.action.unwrap_or(FirewallAction::List(args.list)) {
-        FirewallAction::List(paging) => {
-            if paging.all {
-                let size = paging.page_size.unwrap_or(openwinv_sdk::MAX_PAGE_SIZE);
-                let rows = openwinv_sdk::collect_pages(|no| client.firewalls(openwinv_sdk::PageRequest::new(no, size)))
-                    .await?;
-                out.list(&rows)
-            } else {
-                out.page(&client.firewalls(paging.request()).await?)
-            }
-        }
-        FirewallAction::Show { id } => out.record(&existing(client, &id).await?),
+        FirewallAction::List(paging) => paging::show(&paging, |page| client.firewalls(page), out).await,
+        FirewallAction::Show { id } => out.record(&existing(client, &named(id).await?).await?),
         FirewallAction::Create { title, content, icmp } => {
             let icmp = icmp.map(YesNo::wire);
             out.record(&client.create_firewall(&title, &content, icmp.as_deref()).await?)
@@ -193,16 +187,22 @@ pub async fn run(client: &Client, args: FirewallsArgs, out: Output) -> anyhow::R
                 icmp: changes.icmp.map(YesNo::wire),
                 rules: None,
             };
-            out.record(&client.edit_firewall(&id, &changes).await?)
+            out.record(&client.edit_firewall(&named(id).await?, &changes).await?)
         }
-        FirewallAction::Delete { id } => done(client.delete_firewall(&id).await?, &format!("{id} deleted"), out),
+        FirewallAction::Delete { id } => {
+            let id = named(id).await?;
+            done(client.delete_firewall(&id).await?, &format!("{id} deleted"), out)
+        }
         FirewallAction::Attach { id, instance_id, wait } => {
+            let (id, instance_id) = (named(id).await?, instance(instance_id).await?);
             attached(client, client.attach_firewall(&id, &instance_id).await?, &wait, out).await
         }
         FirewallAction::Detach { id, instance_id, wait } => {
+            let (id, instance_id) = (named(id).await?, instance(instance_id).await?);
             attached(client, client.detach_firewall(&id, &instance_id).await?, &wait, out).await
         }
         FirewallAction::Instances { id } => {
+            let id = named(id).await?;
             let ids: Vec<InstanceId> = client.firewall_instances(&id).await?.into_iter().map(InstanceId).collect();
             out.list(&ids)
         }
@@ -211,9 +211,11 @@ pub async fn run(client: &Client, args: FirewallsArgs, out: Output) -> anyhow::R
 }
 
 async fn rules(client: &Client, action: RuleAction, out: Output) -> anyhow::Result<()> {
+    let named = |id: String| async move { resolve::firewall(client, &id).await };
     match action {
-        RuleAction::List { firewall_id } => out.list(&client.firewall_rules(&firewall_id).await?),
+        RuleAction::List { firewall_id } => out.list(&client.firewall_rules(&named(firewall_id).await?).await?),
         RuleAction::Add { firewall_id, rule } => {
+            let firewall_id = named(firewall_id).await?;
             let rule = NewFirewallRule {
                 bound: rule.bound,
                 protocol: rule.protocol,
@@ -225,6 +227,7 @@ async fn rules(client: &Client, action: RuleAction, out: Output) -> anyhow::Resu
             out.record(&client.add_firewall_rule(&firewall_id, &rule).await?)
         }
         RuleAction::Edit { firewall_id, rule_id, changes } => {
+            let firewall_id = named(firewall_id).await?;
             let changes = FirewallRuleChanges {
                 bound: changes.bound,
                 protocol: changes.protocol,
@@ -236,6 +239,7 @@ async fn rules(client: &Client, action: RuleAction, out: Output) -> anyhow::Resu
             out.record(&client.edit_firewall_rule(&firewall_id, &rule_id, &changes).await?)
         }
         RuleAction::Delete { firewall_id, rule_id } => {
+            let firewall_id = named(firewall_id).await?;
             let result = client.delete_firewall_rule(&firewall_id, &rule_id).await?;
             done(result, &format!("rule {rule_id} of {firewall_id} deleted"), out)
         }
@@ -252,7 +256,7 @@ async fn existing(client: &Client, id: &str) -> anyhow::Result<Firewall> {
 
 /// The answer of a delete: the server's result with `--json`, else `message`.
 fn done(result: String, message: &str, out: Output) -> anyhow::Result<()> {
-    if out.json { out.list(&[Message(result)]) } else { emit(&format!("{message}\n")) }
+    if out.machine() { out.list(&[Message(result)]) } else { emit(&format!("{message}\n")) }
 }
 
 /// After an attach or a detach: the receipt and its operation, or with `--wait` the firewall as
@@ -267,7 +271,7 @@ async fn attached(
         let started =
             Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
         out.record(&started)?;
-        if !out.json {
+        if !out.machine() {
             replay_note(&accepted);
         }
         return follow_note(&accepted, out);
@@ -327,7 +331,7 @@ impl Tabular for Message {
 
 impl Tabular for Firewall {
     const COLUMNS: &'static [Column] =
-        &[text("ID"), text("TITLE"), text("CONTENT"), text("ICMP"), number("RULES"), text("INSTANCES")];
+        &[text("ID"), long("TITLE"), long("CONTENT"), text("ICMP"), number("RULES"), long("INSTANCES")];
 
     fn cells(&self) -> Vec<String> {
         vec![
@@ -361,7 +365,7 @@ fn rule_line(r: &FirewallRule) -> String {
 
 impl Tabular for FirewallRule {
     const COLUMNS: &'static [Column] =
-        &[number("ID"), text("BOUND"), text("PROTOCOL"), text("PORT"), text("IP"), text("TITLE"), text("CONTENT")];
+        &[number("ID"), text("BOUND"), text("PROTOCOL"), text("PORT"), text("IP"), long("TITLE"), long("CONTENT")];
 
     fn cells(&self) -> Vec<String> {
         vec![

@@ -11,9 +11,11 @@ use openwinv_sdk::{Accepted, Client, InstanceQuery, NewInstance};
 use serde::Serialize;
 
 use crate::catalog::{SizeFilters, csv};
+use crate::keys::Owner;
 use crate::operations::{self, OperationFailed, WaitArgs};
-use crate::output::{Column, Output, Tabular, emit, joined, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, joined, long, or_dash, text};
 use crate::paging::Paging;
+use crate::resolve;
 
 /// The receipt status of a delete (spec §7).
 const DELETING: &str = "deleting";
@@ -31,7 +33,7 @@ pub struct InstancesArgs {
 enum InstanceAction {
     /// List instances (the default)
     List(InstanceFilters),
-    /// Show one instance
+    /// Show one instance (by id or name, as every instance command)
     Show {
         id: String,
         /// Bit mask of the fields to return (see /fields/v1/instances; 262143 for all, with the
@@ -40,6 +42,9 @@ enum InstanceAction {
         fields: Option<u64>,
     },
     /// Create 1-10 instances; the receipt shows each one's login and password
+    ///
+    /// The receipt's status is `building`, iwinv's receipt wording; the same instance is
+    /// `pending` in `instances list` and `show` until it is `active` (spec §7).
     Create(CreateArgs),
     /// Rename an instance or change its description
     Edit {
@@ -98,6 +103,10 @@ enum InstanceAction {
 #[derive(Debug, Args)]
 struct InstanceFilters {
     /// Only in these statuses: pending, active, off, work, error (repeat or comma-separate)
+    ///
+    /// An instance being created is `pending` here and in `show`, while the create receipt
+    /// says `building`: that is iwinv's receipt wording for the same state (spec §7); filter
+    /// with `pending`.
     #[arg(long, value_name = "STATUS", value_delimiter = ',')]
     status: Vec<String>,
     /// Only with an address in these, public or private: addresses or CIDRs (repeat or
@@ -130,14 +139,14 @@ struct InstanceFilters {
 
 #[derive(Debug, Args)]
 struct CreateArgs {
-    /// The zone to create in
-    #[arg(long, value_name = "ZONE_ID")]
+    /// The zone to create in, by id or name
+    #[arg(long, value_name = "ZONE")]
     zone: String,
-    /// The image to install
-    #[arg(long, value_name = "IMAGE_ID")]
+    /// The image to install, by id or name
+    #[arg(long, value_name = "IMAGE")]
     image: String,
-    /// The flavor (machine size)
-    #[arg(long, value_name = "FLAVOR_ID")]
+    /// The flavor (machine size), by id or name
+    #[arg(long, value_name = "FLAVOR")]
     flavor: String,
     /// 1-64 characters; -1 … -N is appended with --count [default: instance-xxxxxx]
     #[arg(long)]
@@ -148,11 +157,12 @@ struct CreateArgs {
     /// How many instances, created all or none (1-10) [default: 1]
     #[arg(long, value_name = "N")]
     count: Option<u32>,
-    /// An SSH key of the account to install (repeat or comma-separate; Linux images only)
-    #[arg(long = "ssh-key", value_name = "SSH_KEY_ID", value_delimiter = ',')]
+    /// An SSH key of the account to install, by id or name (repeat or comma-separate; Linux
+    /// images only)
+    #[arg(long = "ssh-key", value_name = "SSH_KEY", value_delimiter = ',')]
     ssh_keys: Vec<String>,
-    /// A user script of the account to run on first boot
-    #[arg(long, value_name = "SCRIPT_ID")]
+    /// A user script of the account to run on first boot, by id or name
+    #[arg(long, value_name = "SCRIPT")]
     script: Option<String>,
     /// Give the instances no public address
     #[arg(long)]
@@ -174,29 +184,42 @@ struct EditArgs {
 
 pub async fn run(client: &Client, args: InstancesArgs, out: Output) -> anyhow::Result<()> {
     let action = args.action.unwrap_or(InstanceAction::List(args.list));
+    let named = |id: String| async move { resolve::instance(client, &id).await };
     match action {
         InstanceAction::List(filters) => list(client, filters, out).await,
-        InstanceAction::Show { id, fields } => out.record(&client.instance(&id, fields).await?),
+        InstanceAction::Show { id, fields } => out.record(&client.instance(&named(id).await?, fields).await?),
         InstanceAction::Create(args) => create(client, args, out).await,
         InstanceAction::Edit { id, changes } => {
             let (name, description) = (changes.name.as_deref(), changes.description.as_deref());
-            out.record(&client.edit_instance(&id, name, description).await?)
+            out.record(&client.edit_instance(&named(id).await?, name, description).await?)
         }
-        InstanceAction::Delete { id, wait } => acted(client, client.delete_instance(&id).await?, &wait, out).await,
-        InstanceAction::Start { id, wait } => acted(client, client.start_instance(&id).await?, &wait, out).await,
-        InstanceAction::Shutdown { id, wait } => acted(client, client.shutdown_instance(&id).await?, &wait, out).await,
+        InstanceAction::Delete { id, wait } => {
+            acted(client, client.delete_instance(&named(id).await?).await?, &wait, out).await
+        }
+        InstanceAction::Start { id, wait } => {
+            acted(client, client.start_instance(&named(id).await?).await?, &wait, out).await
+        }
+        InstanceAction::Shutdown { id, wait } => {
+            acted(client, client.shutdown_instance(&named(id).await?).await?, &wait, out).await
+        }
         InstanceAction::Reboot { id, hard, wait } => {
-            acted(client, client.reboot_instance(&id, hard).await?, &wait, out).await
+            acted(client, client.reboot_instance(&named(id).await?, hard).await?, &wait, out).await
         }
         InstanceAction::Rebuild { id, image, wait } => {
+            let id = named(id).await?;
+            let image = match image {
+                Some(image) => Some(resolve::image(client, &image).await?),
+                None => None,
+            };
             let accepted = client.rebuild_instance(&id, image.as_deref()).await?;
             acted(client, accepted, &wait, out).await
         }
         InstanceAction::Resize { id, flavor, wait } => {
-            let accepted = client.resize_instance(&id, &flavor).await?;
+            let id = named(id).await?;
+            let accepted = client.resize_instance(&id, &resolve::flavor(client, &flavor).await?).await?;
             acted(client, accepted, &wait, out).await
         }
-        InstanceAction::Console { id } => out.record(&client.remote_console(&id).await?),
+        InstanceAction::Console { id } => out.record(&client.remote_console(&named(id).await?).await?),
     }
 }
 
@@ -222,7 +245,7 @@ async fn list(client: &Client, filters: InstanceFilters, out: Output) -> anyhow:
         page_size: filters.paging.page_size,
         fields: filters.fields,
     };
-    if filters.paging.all {
+    if filters.paging.everything(out) {
         out.list(&client.all_instances(&query).await?)
     } else {
         out.page(&client.instances(&query).await?)
@@ -230,14 +253,27 @@ async fn list(client: &Client, filters: InstanceFilters, out: Output) -> anyhow:
 }
 
 async fn create(client: &Client, args: CreateArgs, out: Output) -> anyhow::Result<()> {
+    let mut ssh_key_ids = Vec::new();
+    for key in &args.ssh_keys {
+        ssh_key_ids.push(resolve::ssh_key(Owner::Own(client), key).await?);
+    }
+    let user_script_id = match &args.script {
+        Some(script) => Some(resolve::script(Owner::Own(client), script).await?),
+        None => None,
+    };
+    let (zone, image, flavor) = (
+        resolve::zone(client, &args.zone).await?,
+        resolve::image(client, &args.image).await?,
+        resolve::flavor(client, &args.flavor).await?,
+    );
     let new = NewInstance {
         name: args.name,
         description: args.description,
         count: args.count,
-        ssh_key_ids: args.ssh_keys,
-        user_script_id: args.script,
+        ssh_key_ids,
+        user_script_id,
         attach_public_ip: args.no_public_ip.then_some(false),
-        ..NewInstance::new(args.zone, args.image, args.flavor)
+        ..NewInstance::new(zone, image, flavor)
     };
     let accepted = client.create_instances(&new).await?;
     let receipt: Vec<Created> = accepted
@@ -247,9 +283,9 @@ async fn create(client: &Client, args: CreateArgs, out: Output) -> anyhow::Resul
         .map(|(row, operation_id)| Created { receipt: row.clone(), operation_id })
         .collect();
     // With --wait and --json, the one JSON document printed is the instances at the end.
-    if !(args.wait.wait && out.json) {
+    if !(args.wait.wait && out.machine()) {
         out.list(&receipt)?;
-        if !out.json {
+        if !out.machine() {
             replay_note(&accepted);
             eprintln!(
                 "Store the passwords now: later only `openwinv instances show ID --fields {}` \
@@ -280,7 +316,7 @@ async fn acted(client: &Client, accepted: Accepted<ActionReceipt>, wait: &WaitAr
         let started =
             Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
         out.record(&started)?;
-        if !out.json {
+        if !out.machine() {
             replay_note(&accepted);
         }
         return follow_note(&accepted, out);
@@ -291,7 +327,7 @@ async fn acted(client: &Client, accepted: Accepted<ActionReceipt>, wait: &WaitAr
     let deleted = accepted.rows.status == DELETING && OperationFailed::first(&ended).is_none();
     if !deleted {
         show_instances(client, &[id], None, true, out).await?;
-    } else if out.json {
+    } else if out.machine() {
         let mut ops = Vec::new();
         for op in &ended {
             ops.push(client.operation(&op.operation_id).await?);
@@ -341,7 +377,7 @@ fn operation_per_row<T>(accepted: &Accepted<Vec<T>>) -> Vec<Option<String>> {
 /// On stderr, how to follow the operations of a command run without `--wait`; a server that
 /// named none cannot be followed.
 pub fn follow_note<T>(accepted: &Accepted<T>, out: Output) -> anyhow::Result<()> {
-    if out.json {
+    if out.machine() {
         return Ok(());
     }
     match accepted.operation_ids.as_slice() {
@@ -382,7 +418,7 @@ struct Started {
 impl Tabular for Created {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
+        long("NAME"),
         text("STATUS"),
         text("FLAVOR"),
         text("IMAGE"),
@@ -417,7 +453,7 @@ impl Tabular for Started {
 impl Tabular for Instance {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
+        long("NAME"),
         text("STATUS"),
         text("ZONE"),
         text("FLAVOR"),
@@ -509,7 +545,7 @@ impl Tabular for Instance {
 }
 
 impl Tabular for RemoteConsole {
-    const COLUMNS: &'static [Column] = &[text("INSTANCE"), text("TYPE"), text("LINK"), text("EXPIRES")];
+    const COLUMNS: &'static [Column] = &[text("INSTANCE"), text("TYPE"), long("LINK"), text("EXPIRES")];
 
     fn cells(&self) -> Vec<String> {
         vec![self.instance_id.clone(), self.kind.clone(), self.link.clone(), self.expires_at.clone()]

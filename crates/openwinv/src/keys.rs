@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches, Subcommand};
 use openwinv_sdk::wire::keys::{SshKey, UserScript};
-use openwinv_sdk::{AdminClient, Client, Page, PageRequest, collect_pages};
+use openwinv_sdk::{AdminClient, Client};
 
 use crate::input::read_text;
-use crate::output::{Column, Output, Tabular, number, text};
-use crate::paging::Paging;
+use crate::output::{Column, Output, Tabular, long, number, text};
+use crate::paging::{self, Paging};
+use crate::resolve;
 
 /// No scope: the caller's own account.
 #[derive(Debug, Clone, Args)]
@@ -65,7 +66,7 @@ pub enum SshKeyAction<A: Args + FromArgMatches> {
         #[command(flatten)]
         input: SshKeyInput,
     },
-    /// Delete an SSH key
+    /// Delete an SSH key (by id or name)
     Delete {
         #[command(flatten)]
         scope: A,
@@ -89,7 +90,7 @@ pub enum ScriptAction<A: Args + FromArgMatches> {
         #[command(flatten)]
         input: ScriptInput,
     },
-    /// Delete a user script
+    /// Delete a user script (by id or name)
     Delete {
         #[command(flatten)]
         scope: A,
@@ -190,7 +191,7 @@ pub async fn ssh_keys<A: Args + FromArgMatches>(
                     Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
                 }
             };
-            show_list(&list.paging, fetch, out).await
+            paging::show(&list.paging, fetch, out).await
         }
         SshKeyAction::Create { input, .. } => {
             let public_key = match (&input.source.public_key, &input.source.public_key_file) {
@@ -205,6 +206,7 @@ pub async fn ssh_keys<A: Args + FromArgMatches>(
             out.record(&key)
         }
         SshKeyAction::Delete { id, .. } => {
+            let id = &resolve::ssh_key(owner, id).await?;
             let key = match owner {
                 Owner::Own(c) => c.delete_ssh_key(id).await?,
                 Owner::Account(a, account) => a.delete_ssh_key(account, id).await?,
@@ -228,7 +230,7 @@ pub async fn scripts<A: Args + FromArgMatches>(
                     Owner::Account(a, account) => a.scripts(account, name, page).await,
                 }
             };
-            show_list(&list.paging, fetch, out).await
+            paging::show(&list.paging, fetch, out).await
         }
         ScriptAction::Create { input, .. } => {
             let content = match (&input.source.content, &input.source.file) {
@@ -243,6 +245,7 @@ pub async fn scripts<A: Args + FromArgMatches>(
             out.record(&script)
         }
         ScriptAction::Delete { id, .. } => {
+            let id = &resolve::script(owner, id).await?;
             let script = match owner {
                 Owner::Own(c) => c.delete_script(id).await?,
                 Owner::Account(a, account) => a.delete_script(account, id).await?,
@@ -252,24 +255,8 @@ pub async fn scripts<A: Args + FromArgMatches>(
     }
 }
 
-/// One page as asked, or every page with `--all`.
-async fn show_list<T, F, Fut>(paging: &Paging, fetch: F, out: Output) -> anyhow::Result<()>
-where
-    T: Tabular,
-    F: Fn(PageRequest) -> Fut,
-    Fut: Future<Output = openwinv_sdk::Result<Page<T>>>,
-{
-    if paging.all {
-        let size = paging.page_size.unwrap_or(openwinv_sdk::MAX_PAGE_SIZE);
-        let rows = collect_pages(|no| fetch(PageRequest::new(no, size))).await?;
-        out.list(&rows)
-    } else {
-        out.page(&fetch(paging.request()).await?)
-    }
-}
-
 impl Tabular for SshKey {
-    const COLUMNS: &'static [Column] = &[text("ID"), text("NAME"), text("FINGERPRINT"), text("CREATED")];
+    const COLUMNS: &'static [Column] = &[text("ID"), long("NAME"), long("FINGERPRINT"), text("CREATED")];
 
     fn cells(&self) -> Vec<String> {
         vec![self.ssh_key_id.clone(), self.name.clone(), self.fingerprint.clone(), self.start_date.clone()]
@@ -281,7 +268,7 @@ const PREVIEW_CHARS: usize = 40;
 
 impl Tabular for UserScript {
     const COLUMNS: &'static [Column] =
-        &[text("ID"), text("NAME"), number("BYTES"), text("FIRST LINE"), text("CREATED")];
+        &[text("ID"), long("NAME"), number("BYTES"), long("FIRST LINE"), text("CREATED")];
 
     fn cells(&self) -> Vec<String> {
         let first = self.content.lines().next().unwrap_or_default();

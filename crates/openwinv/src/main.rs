@@ -3,6 +3,7 @@
 mod admin;
 mod billing;
 mod catalog;
+mod context;
 mod credentials;
 mod failure;
 mod firewalls;
@@ -12,30 +13,34 @@ mod keys;
 mod operations;
 mod output;
 mod paging;
+mod resolve;
 mod serve;
 mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::credentials::Choice;
 use crate::failure::Surface;
 use crate::keys::Owner;
-use crate::output::{Output, emit};
+use crate::output::{Output, OutputArgs, emit};
 
 #[derive(Debug, Parser)]
 #[command(name = "openwinv", version, about)]
 struct Cli {
-    /// Print the result rows as JSON instead of tables
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Credentials file, used when IWINV_ACCESS_KEY is unset
     ///
     /// TOML with `endpoint`, `access_key` and `secret_key`, as `openwinv serve` writes on first
     /// start. Default: ~/.config/openwinv/credentials.toml, then ./openwinv-data/credentials.
     #[arg(long, global = true, env = "IWINV_CONFIG", value_name = "FILE", help_heading = "Client options")]
     profile: Option<PathBuf>,
+    /// Use this saved context instead of the active one (`openwinv context list`)
+    #[arg(long, global = true, env = "IWINV_CONTEXT", value_name = "NAME", help_heading = "Client options")]
+    context: Option<String>,
     /// Seconds to add to this machine's clock when signing requests
     #[arg(
         long,
@@ -87,12 +92,24 @@ enum Command {
     /// Operate the server: accounts, keys, catalog, bills, clock, faults (needs the operator token)
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Save, switch, list and delete named contexts (endpoint, keys, CA file, operator token)
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// Print a shell completion script, e.g. `openwinv completion bash > ~/.local/share/bash-completion/completions/openwinv`
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `openwinv man | man -l -`
+    Man,
 }
 
 impl Command {
     fn surface(&self) -> Surface {
         match self {
-            Command::Serve(_) | Command::Openapi => Surface::Local,
+            Command::Serve(_) | Command::Openapi | Command::Context(_) | Command::Completion { .. } | Command::Man => {
+                Surface::Local
+            }
             Command::Admin(_) => Surface::Admin,
             _ => Surface::Client,
         }
@@ -103,16 +120,18 @@ impl Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let surface = cli.command.surface();
+    let json = cli.output.wants_json();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => failure::report(&err, surface),
+        Err(err) => failure::report(&err, surface, json),
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Output { json: cli.json };
+    let out = Output::new(&cli.output)?;
+    let choice = Choice { profile: cli.profile.as_deref(), context: cli.context.as_deref() };
     let client = || -> anyhow::Result<openwinv_sdk::Client> {
-        let client = credentials::client(cli.profile.as_deref(), cli.time_offset)?;
+        let client = credentials::client(choice, cli.time_offset)?;
         let client = match &cli.idempotency_key {
             Some(key) => client.with_idempotency_key(key),
             None => client,
@@ -139,14 +158,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Firewalls(args) => firewalls::run(&client()?, args, out).await,
         Command::Bill(command) => billing::run(&client()?, command, out).await,
         Command::Operations(command) => operations::run(&client()?, command, out).await,
-        Command::Admin(command) => admin::run(command, out).await,
+        Command::Admin(command) => {
+            let (admin, origin) = credentials::admin_client(cli.context.as_deref())?;
+            failure::set_admin_origin(origin);
+            admin::run(&out.admin_client(admin), command, out).await
+        }
+        Command::Context(command) => context::run(command, out),
+        Command::Completion { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "openwinv", &mut text);
+            emit(&String::from_utf8(text)?)
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut text)?;
+            emit(&String::from_utf8(text)?)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_tree_is_consistent() {
@@ -232,6 +265,19 @@ mod tests {
         assert!(parse(&["firewalls", "rules", "edit", "F", "1", "--port", "80-90"]).is_ok());
         assert!(parse(&["firewalls", "rules", "delete", "F", "1"]).is_ok());
         assert!(parse(&["admin", "accounts", "quota", "dev", "--vcpu", "8"]).is_ok());
+    }
+
+    #[test]
+    fn output_and_context_options_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["openwinv"], args].concat());
+        assert!(parse(&["instances", "-o", "csv", "--columns", "id,name", "--no-header"]).is_ok());
+        assert!(parse(&["instances", "--output", "xml"]).is_err());
+        assert!(parse(&["--context", "prod", "zones", "--output", "yaml"]).is_ok());
+        assert!(parse(&["context", "create", "local", "--endpoint", "http://h:1", "--access-key", "A"]).is_ok());
+        assert!(parse(&["context", "use", "local"]).is_ok());
+        assert!(parse(&["completion", "zsh"]).is_ok());
+        assert!(parse(&["man"]).is_ok());
+        assert!(parse(&["admin", "catalog", "export", "--file", "c.toml", "-o", "json"]).is_ok());
     }
 
     #[test]

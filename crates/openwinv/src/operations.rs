@@ -1,4 +1,4 @@
-//! `operations`, and `--wait` for the commands that start one: following operations to their
+//! `operations` (list, show, wait), and `--wait` for the commands that start one: following operations to their
 //! end with a spinner on stderr (a final line only when stderr is not a terminal).
 
 use std::collections::HashMap;
@@ -6,12 +6,13 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use openwinv_sdk::wire::operations::Operation;
-use openwinv_sdk::{Client, operation_status};
+use openwinv_sdk::{Client, OperationQuery, PageRequest, operation_status};
 
-use crate::output::{Column, Output, Tabular, or_dash, text};
+use crate::output::{Column, Output, Tabular, long, or_dash, text};
+use crate::paging::{self, Paging};
 
 /// How often a waiting command asks about the operation.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -20,6 +21,17 @@ const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Debug, Subcommand)]
 pub enum OperationsCommand {
+    /// List the account's operations, newest first
+    List {
+        /// Only in this status
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        /// Only those of this instance or volume (id)
+        #[arg(long, value_name = "ID")]
+        resource: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// Show an operation (the id an asynchronous command printed)
     Show { id: String },
     /// Wait for an operation to end, then show it (exit status 1 when it failed)
@@ -29,6 +41,24 @@ pub enum OperationsCommand {
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
     },
+}
+
+/// The statuses an operation can be in.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFilter {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StatusFilter {
+    fn wire(self) -> &'static str {
+        match self {
+            StatusFilter::Running => operation_status::RUNNING,
+            StatusFilter::Succeeded => operation_status::SUCCEEDED,
+            StatusFilter::Failed => operation_status::FAILED,
+        }
+    }
 }
 
 /// `--wait` and `--timeout`, for every command that starts an operation.
@@ -81,6 +111,18 @@ impl OperationFailed {
 
 pub async fn run(client: &Client, command: OperationsCommand, out: Output) -> anyhow::Result<()> {
     match command {
+        OperationsCommand::List { status, resource, paging } => {
+            let fetch = |page: PageRequest| {
+                let query = OperationQuery {
+                    status: status.map(|s| s.wire().to_owned()),
+                    resource_id: resource.clone(),
+                    page_no: page.page_no,
+                    page_size: page.page_size,
+                };
+                async move { client.operations(&query).await }
+            };
+            paging::show(&paging, fetch, out).await
+        }
         OperationsCommand::Show { id } => out.record(&client.operation(&id).await?),
         OperationsCommand::Wait { id, timeout: secs } => {
             let ended = wait(client, std::slice::from_ref(&id), timeout(secs)).await?;
@@ -154,7 +196,7 @@ fn ended_line(op: &Operation, secs: f64) -> String {
 
 impl Tabular for Operation {
     const COLUMNS: &'static [Column] =
-        &[text("ID"), text("KIND"), text("RESOURCE"), text("STATUS"), text("ERROR"), text("CREATED"), text("FINISHED")];
+        &[text("ID"), text("KIND"), text("RESOURCE"), text("STATUS"), long("ERROR"), text("CREATED"), text("FINISHED")];
 
     fn cells(&self) -> Vec<String> {
         vec![

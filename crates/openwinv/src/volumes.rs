@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use crate::instances::{fail_if_any_failed, follow_note, replay_note};
 use crate::operations::{self, OperationFailed, WaitArgs};
-use crate::output::{Column, Output, Tabular, emit, number, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, long, number, or_dash, text};
 use crate::paging::Paging;
+use crate::resolve;
 
 /// The receipt status of a delete (spec §8).
 const DELETING: &str = "deleting";
@@ -93,22 +94,28 @@ struct CreateArgs {
 }
 
 pub async fn run(client: &Client, args: VolumesArgs, out: Output) -> anyhow::Result<()> {
+    let named = |id: String| async move { resolve::volume(client, &id).await };
     match args.action.unwrap_or(VolumeAction::List(args.list)) {
         VolumeAction::List(filters) => list(client, filters, out).await,
-        VolumeAction::Show { id } => out.record(&client.volume(&id).await?),
+        VolumeAction::Show { id } => out.record(&client.volume(&named(id).await?).await?),
         VolumeAction::Create(args) => {
             let new = NewVolume {
                 name: args.name,
                 description: args.description,
-                ..NewVolume::new(args.instance, args.kind, args.size)
+                ..NewVolume::new(resolve::instance(client, &args.instance).await?, args.kind, args.size)
             };
             changed(client, client.create_volume(&new).await?, &args.wait, out).await
         }
-        VolumeAction::Delete { id, wait } => changed(client, client.delete_volume(&id).await?, &wait, out).await,
+        VolumeAction::Delete { id, wait } => {
+            changed(client, client.delete_volume(&named(id).await?).await?, &wait, out).await
+        }
         VolumeAction::Attach { id, instance_id, wait } => {
+            let (id, instance_id) = (named(id).await?, resolve::instance(client, &instance_id).await?);
             changed(client, client.attach_volume(&id, &instance_id).await?, &wait, out).await
         }
-        VolumeAction::Detach { id, wait } => changed(client, client.detach_volume(&id).await?, &wait, out).await,
+        VolumeAction::Detach { id, wait } => {
+            changed(client, client.detach_volume(&named(id).await?).await?, &wait, out).await
+        }
     }
 }
 
@@ -121,7 +128,7 @@ async fn list(client: &Client, filters: VolumeFilters, out: Output) -> anyhow::R
         page_no: filters.paging.page,
         page_size: filters.paging.page_size,
     };
-    if filters.paging.all {
+    if filters.paging.everything(out) {
         out.list(&client.all_volumes(&query).await?)
     } else {
         out.page(&client.volumes(&query).await?)
@@ -140,7 +147,7 @@ async fn changed(
         let started =
             Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
         out.record(&started)?;
-        if !out.json {
+        if !out.machine() {
             replay_note(&accepted);
         }
         return follow_note(&accepted, out);
@@ -151,7 +158,7 @@ async fn changed(
     let deleted = accepted.rows.status == DELETING && OperationFailed::first(&ended).is_none();
     if !deleted {
         out.record(&client.volume(&id).await?)?;
-    } else if out.json {
+    } else if out.machine() {
         let mut ops = Vec::new();
         for op in &ended {
             ops.push(client.operation(&op.operation_id).await?);
@@ -187,7 +194,7 @@ impl Tabular for Started {
 impl Tabular for BlockStorage {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
+        long("NAME"),
         text("TYPE"),
         number("GB"),
         text("STATUS"),

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::pages::{MAX_PAGE_SIZE, Page, PageRequest, collect_pages};
-use crate::query::InstanceQuery;
+use crate::query::{InstanceQuery, OperationQuery};
 use crate::response::{first_of, first_row};
 use crate::transport::Answer;
 
@@ -220,6 +220,12 @@ impl Client {
     pub async fn remote_console(&self, instance_id: &str) -> Result<RemoteConsole> {
         let path = ["v1", "instances", instance_id, "remote-console"];
         first_row(self.execute(self.request_of(Method::GET, &path)).await?)
+    }
+
+    /// A page of the account's operations [ext], newest first.
+    pub async fn operations(&self, query: &OperationQuery) -> Result<Page<Operation>> {
+        let env = self.get("/v1/operations", query).await?;
+        Ok(Page::from_envelope(env, PageRequest { page_no: query.page_no, page_size: query.page_size }))
     }
 
     /// One operation of the account, by the id from an `X-Operation-Id` header.

@@ -37,7 +37,7 @@ pub use client::{Client, DEFAULT_ENDPOINT};
 pub use error::{Error, Result};
 pub use instances::{Accepted, NewInstance, operation_status};
 pub use pages::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest, collect_pages};
-pub use query::{BillQuery, FlavorQuery, ImageQuery, InstanceQuery, VolumeQuery};
+pub use query::{BillQuery, FlavorQuery, ImageQuery, InstanceQuery, OperationQuery, VolumeQuery};
 pub use raw::RawLog;
 pub use volumes::NewVolume;
 

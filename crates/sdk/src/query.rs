@@ -83,6 +83,17 @@ pub struct InstanceQuery {
     pub fields: Option<u64>,
 }
 
+/// Filters of `GET /v1/operations` [ext].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OperationQuery {
+    /// `running`, `succeeded` or `failed`.
+    pub status: Option<String>,
+    /// Only the operations of this instance or volume.
+    pub resource_id: Option<String>,
+    pub page_no: Option<u64>,
+    pub page_size: Option<u64>,
+}
+
 /// Filters of `GET /v1/block-storages`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VolumeQuery {

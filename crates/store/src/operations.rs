@@ -1,7 +1,7 @@
 //! Durable operations: rows written in the same transaction as the change they carry out, then
 //! claimed by workers with leases and advanced one step at a time.
 
-use crate::{Backend, Result, Store};
+use crate::{Backend, PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OperationRecord {
@@ -213,6 +213,37 @@ impl Store {
         .bind(resource_id)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// An account's operations, newest first, optionally only those of one status and one
+    /// resource; with the number of all that match.
+    pub async fn list_operations(
+        &self,
+        account_id: &str,
+        status: Option<&str>,
+        resource_id: Option<&str>,
+        page: PageQuery,
+    ) -> Result<(Vec<OperationRecord>, i64)> {
+        let filter = "account_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR resource_id = $3)";
+        let (status, resource_id) = (status.unwrap_or(""), resource_id.unwrap_or(""));
+        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM operations WHERE {filter}"))
+            .bind(account_id)
+            .bind(status)
+            .bind(resource_id)
+            .fetch_one(self.pool())
+            .await?;
+        let rows = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM operations WHERE {filter} \
+             ORDER BY created_at DESC, operation_id DESC LIMIT $4 OFFSET $5"
+        ))
+        .bind(account_id)
+        .bind(status)
+        .bind(resource_id)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(self.pool())
+        .await?;
+        Ok((rows, total))
     }
 
     pub async fn count_running_operations(&self) -> Result<i64> {

@@ -510,16 +510,38 @@ impl Server {
     }
 
     async fn run_cli(&self, key: &str, secret: &str, operator: bool, args: &[&str]) -> CliRun {
-        let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .env("IWINV_ENDPOINT", &self.endpoint)
-            .env("IWINV_ACCESS_KEY", key)
-            .env("IWINV_SECRET_KEY", secret)
-            .env_remove("IWINV_CONFIG")
-            .current_dir(self.data_dir.parent().unwrap());
+        let mut cmd = self.cli_command(args);
+        cmd.env("IWINV_ENDPOINT", &self.endpoint).env("IWINV_ACCESS_KEY", key).env("IWINV_SECRET_KEY", secret);
         if operator {
             cmd.env("OPENWINV_ADMIN_ENDPOINT", &self.endpoint).env("OPENWINV_ADMIN_TOKEN", &self.admin_token);
         }
+        Self::finish(cmd).await
+    }
+
+    /// Runs the CLI binary with no credentials in its environment but `envs`: no `IWINV_*` or
+    /// `OPENWINV_*` variable of this process, and a home of its own (`cli-home` beside the data
+    /// directory, for contexts), so that it finds what a user's machine would give it.
+    pub async fn cli_run_bare(&self, args: &[&str], envs: &[(&str, &str)]) -> CliRun {
+        let mut cmd = self.cli_command(args);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("IWINV_") || name.starts_with("OPENWINV_") {
+                cmd.env_remove(name);
+            }
+        }
+        let home = self.data_dir.parent().unwrap().join("cli-home");
+        std::fs::create_dir_all(&home).expect("create the CLI home");
+        cmd.env("HOME", &home).env("XDG_CONFIG_HOME", home.join(".config"));
+        cmd.envs(envs.iter().copied());
+        Self::finish(cmd).await
+    }
+
+    fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).env_remove("IWINV_CONFIG").env_remove("COLUMNS").current_dir(self.data_dir.parent().unwrap());
+        cmd
+    }
+
+    async fn finish(mut cmd: Command) -> CliRun {
         let out = cmd.output().await.expect("run the openwinv CLI");
         CliRun {
             code: out.status.code().unwrap_or(-1),

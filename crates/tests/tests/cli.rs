@@ -193,7 +193,7 @@ async fn instance_actions_and_operations() {
     assert_eq!(cli(&s, &["instances", "--min-vcpu", "2", "--json"]).await.ok().rows().len(), 1);
     assert_eq!(cli(&s, &["instances", "--status", "off,error", "--json"]).await.ok().rows().len(), 0);
     assert_eq!(cli(&s, &["instances", "--all", "--page-size", "1", "--json"]).await.ok().rows().len(), 4);
-    cli(&s, &["instances", "--page-size", "1"]).await.ok().stdout_has("page 1 of 4");
+    cli(&s, &["instances", "--page-size", "1"]).await.ok().stderr_has("page 1 of 4");
 
     // An Idempotency-Key replays the first answer instead of acting twice.
     let first = cli(&s, &["--idempotency-key", "stop-1", "instances", "shutdown", &id, "--json"]).await.ok().row();

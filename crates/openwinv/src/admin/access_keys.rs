@@ -5,7 +5,7 @@ use openwinv_sdk::AdminClient;
 use openwinv_sdk::wire::admin::{AccessKey, IssuedKey, KeyUpdate, NewKey};
 
 use super::accounts::yes_no;
-use crate::output::{Column, Output, Tabular, joined, number, or_dash, text};
+use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyAction {
@@ -93,7 +93,7 @@ pub async fn run(admin: &AdminClient, action: KeyAction, out: Output) -> anyhow:
 /// A new key, with a reminder that its secret is not shown again.
 fn issued(key: &IssuedKey, out: Output) -> anyhow::Result<()> {
     out.record(key)?;
-    if !out.json {
+    if !out.machine() {
         eprintln!("The secret key is shown only now; store it (IWINV_SECRET_KEY) before going on.");
     }
     Ok(())
@@ -113,7 +113,7 @@ impl Tabular for AccessKey {
         text("ACCOUNT"),
         text("ENABLED"),
         number("RATE LIMIT"),
-        text("ALLOW"),
+        long("ALLOW"),
         text("CREATED"),
         text("LAST USED"),
     ];
@@ -133,7 +133,7 @@ impl Tabular for AccessKey {
 
 impl Tabular for IssuedKey {
     const COLUMNS: &'static [Column] =
-        &[text("ACCOUNT"), text("ACCESS KEY"), text("SECRET KEY"), number("RATE LIMIT"), text("ALLOW")];
+        &[text("ACCOUNT"), text("ACCESS KEY"), text("SECRET KEY"), number("RATE LIMIT"), long("ALLOW")];
 
     fn cells(&self) -> Vec<String> {
         vec![

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use openwinv_sdk::AdminClient;
 use openwinv_sdk::wire::admin::{Account, QuotaUpdate};
 
-use crate::output::{Column, Output, Tabular, number, text};
+use crate::output::{Column, Output, Tabular, long, number, text};
 
 #[derive(Debug, Subcommand)]
 pub enum AccountAction {
@@ -47,7 +47,7 @@ pub async fn run(admin: &AdminClient, action: AccountAction, out: Output) -> any
 impl Tabular for Account {
     const COLUMNS: &'static [Column] = &[
         text("ID"),
-        text("NAME"),
+        long("NAME"),
         text("ENABLED"),
         number("MAX INSTANCES"),
         number("MAX VCPU"),

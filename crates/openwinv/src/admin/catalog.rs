@@ -12,11 +12,11 @@ use crate::output::{Column, Output, Tabular, emit, number};
 
 #[derive(Debug, Subcommand)]
 pub enum CatalogAction {
-    /// Print the catalog as TOML (always TOML, even with --json)
+    /// Print the catalog as TOML (always TOML, whatever --output says)
     Export {
-        /// Write to this file instead of standard output
+        /// Write to this file instead of standard output (`--output` is the global format option)
         #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
+        file: Option<PathBuf>,
     },
     /// Replace the whole catalog with a TOML file (`-` for standard input)
     Import { file: PathBuf },
@@ -24,8 +24,8 @@ pub enum CatalogAction {
 
 pub async fn run(admin: &AdminClient, action: CatalogAction, out: Output) -> anyhow::Result<()> {
     match action {
-        CatalogAction::Export { output: None } => emit(&admin.export_catalog().await?),
-        CatalogAction::Export { output: Some(path) } => {
+        CatalogAction::Export { file: None } => emit(&admin.export_catalog().await?),
+        CatalogAction::Export { file: Some(path) } => {
             let toml = admin.export_catalog().await?;
             std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))
         }

@@ -1,5 +1,6 @@
-//! `openwinv admin`: the operator API (`/admin/v1`) with the token from `OPENWINV_ADMIN_TOKEN` or
-//! the server's data directory.
+//! `openwinv admin`: the operator API (`/admin/v1`), with the token and endpoint that
+//! `credentials::admin_client` finds (`OPENWINV_ADMIN_TOKEN`, a context, or the server's data
+//! directory).
 
 mod access_keys;
 mod accounts;
@@ -65,27 +66,26 @@ pub enum AdminCommand {
     },
 }
 
-pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
-    let admin = out.admin_client(AdminClient::from_env()?);
+pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Accounts(action) => accounts::run(&admin, action, out).await,
-        AdminCommand::Keys(action) => access_keys::run(&admin, action, out).await,
-        AdminCommand::Catalog(action) => catalog::run(&admin, action, out).await,
-        AdminCommand::Images(action) => images::run(&admin, action, out).await,
+        AdminCommand::Accounts(action) => accounts::run(admin, action, out).await,
+        AdminCommand::Keys(action) => access_keys::run(admin, action, out).await,
+        AdminCommand::Catalog(action) => catalog::run(admin, action, out).await,
+        AdminCommand::Images(action) => images::run(admin, action, out).await,
         AdminCommand::SshKeys(action) => {
-            let owner = Owner::Account(&admin, &action.scope().account);
+            let owner = Owner::Account(admin, &action.scope().account);
             keys::ssh_keys(owner, &action, out).await
         }
         AdminCommand::Scripts(action) => {
-            let owner = Owner::Account(&admin, &action.scope().account);
+            let owner = Owner::Account(admin, &action.scope().account);
             keys::scripts(owner, &action, out).await
         }
-        AdminCommand::Bills(action) => bills::run(&admin, action, out).await,
-        AdminCommand::Clock(action) => clock::run(&admin, action, out).await,
-        AdminCommand::Faults(action) => faults::run(&admin, action, out).await,
-        AdminCommand::Sim(action) => sim::run(&admin, action, out).await,
-        AdminCommand::Reset { keep_accounts } => standin::reset(&admin, keep_accounts, out).await,
-        AdminCommand::Snapshot(action) => standin::snapshot(&admin, action, out).await,
-        AdminCommand::Seed { file } => standin::seed(&admin, file, out).await,
+        AdminCommand::Bills(action) => bills::run(admin, action, out).await,
+        AdminCommand::Clock(action) => clock::run(admin, action, out).await,
+        AdminCommand::Faults(action) => faults::run(admin, action, out).await,
+        AdminCommand::Sim(action) => sim::run(admin, action, out).await,
+        AdminCommand::Reset { keep_accounts } => standin::reset(admin, keep_accounts, out).await,
+        AdminCommand::Snapshot(action) => standin::snapshot(admin, action, out).await,
+        AdminCommand::Seed { file } => standin::seed(admin, file, out).await,
     }
 }

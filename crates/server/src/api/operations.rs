@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use openwinv_store::OperationRecord;
-use openwinv_store::operations::FAILED;
+use openwinv_store::operations::{FAILED, RUNNING, SUCCEEDED};
+use openwinv_store::{OperationRecord, PageQuery};
 use openwinv_wire::Envelope;
 use openwinv_wire::operations::Operation;
 
@@ -14,9 +14,13 @@ use crate::api::Reply;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::input::Path;
+use crate::input::Query;
+
+/// The statuses `GET /v1/operations?status=` accepts.
+const STATUSES: [&str; 3] = [RUNNING, SUCCEEDED, FAILED];
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/operations/{operation_id}", get(show))
+    Router::new().route("/v1/operations", get(list)).route("/v1/operations/{operation_id}", get(show))
 }
 
 /// The reason shown to the client. Failures of our own database are described, not quoted: the
@@ -43,6 +47,29 @@ pub fn to_wire(state: &AppState, r: OperationRecord) -> Operation {
         resource_id: r.resource_id,
         status: r.status,
     }
+}
+
+/// The caller's operations [ext], newest first, paged like every list (spec §4), with `total`.
+#[utoipa::path(get, path = "/v1/operations", tag = "operations",
+    params(
+        ("status" = Option<String>, Query, description = "running, succeeded or failed"),
+        ("resource_id" = Option<String>, Query, description = "only the operations of this instance or volume"),
+        ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query)),
+    responses((status = 200, body = Envelope<Vec<Operation>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, q: Query) -> Reply<Operation> {
+    let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
+    let status = q.one_of("status", &STATUSES)?;
+    let (rows, total) = state
+        .store
+        .list_operations(
+            &caller.account_id,
+            status.as_deref(),
+            q.str("resource_id"),
+            PageQuery::new(page.page_size, page.offset()),
+        )
+        .await?;
+    let rows = rows.into_iter().map(|r| to_wire(&state, r)).collect();
+    Ok(Json(Envelope::page(rows, page, total as u64)))
 }
 
 /// One operation of the caller's account.
