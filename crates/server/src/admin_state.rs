@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{delete, get, post};
@@ -34,7 +34,7 @@ use crate::AppState;
 use crate::api::{Reply, firewalls, scripts, ssh_keys};
 use crate::bootstrap::BOOTSTRAP_ACCOUNT;
 use crate::error::{ApiError, ApiResult};
-use crate::input::Body;
+use crate::input::{Body, Path};
 
 /// Most copies one fixture entry may ask for with `count`.
 pub const SEED_COUNT_MAX: u32 = 10_000;
