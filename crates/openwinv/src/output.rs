@@ -91,16 +91,25 @@ impl Output {
         if self.json {
             return Ok(());
         }
-        if let Some(total) = page.total {
-            let pages = total.div_ceil(page.page_size.max(1));
-            if pages > 1 {
-                let more = if page.page_no < pages {
-                    format!("; --page {} for more, --all for every row", page.page_no + 1)
-                } else {
-                    String::new()
-                };
-                emit(&format!("page {} of {pages}, {total} rows{more}\n", page.page_no))?;
+        match page.total {
+            Some(total) => {
+                let pages = total.div_ceil(page.page_size.max(1));
+                if pages > 1 {
+                    let more = if page.page_no < pages {
+                        format!("; --page {} for more, --all for every row", page.page_no + 1)
+                    } else {
+                        String::new()
+                    };
+                    emit(&format!("page {} of {pages}, {total} rows{more}\n", page.page_no))?;
+                }
             }
+            // Lists without `total` (SSH keys, firewalls, bills): a full page may have a next one.
+            None if page.rows.len() as u64 >= page.page_size.max(1) => emit(&format!(
+                "page {}; --page {} may have more, --all for every row\n",
+                page.page_no,
+                page.page_no + 1
+            ))?,
+            None => {}
         }
         Ok(())
     }
