@@ -275,7 +275,11 @@ async fn a_resource_living_across_a_month_boundary() {
         (nov["type"].as_str(), nov["payment_status"].as_str(), nov["currency"].as_str()),
         (Some("regular"), Some("unpaid"), Some("KRW"))
     );
-    assert_eq!((&nov["date_paid"], &nov["invoice"], &nov["tax"]), (&Value::Null, &json!([]), &json!([])));
+    assert_eq!(
+        (&nov["date_paid"], &nov["invoice"], &nov["tax"]),
+        (&json!(""), &json!([]), &json!([])),
+        "unpaid: date_paid \"\""
+    );
     let detail = s.get(&format!("/v1/bill/{}", nov["bill_id"].as_str().unwrap())).await.ok_rows()[0].clone();
     let groups = detail["group"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{detail}");
