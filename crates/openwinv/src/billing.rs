@@ -165,7 +165,7 @@ impl Tabular for Bill {
             won(self.price),
             won(self.vat),
             won(self.payment_price),
-            or_dash(self.date_paid.as_ref()),
+            or_dash(Some(&self.date_paid).filter(|d| !d.is_empty())),
         ]
     }
 }

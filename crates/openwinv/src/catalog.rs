@@ -232,8 +232,8 @@ impl Tabular for Flavor {
             or_dash(spec.map(|s| s.vcpu)),
             or_dash(spec.map(|s| s.memory)),
             or_dash(spec.map(|s| s.disk)),
-            or_dash(price.map(|p| won(p.full.krw.price))),
-            or_dash(price.map(|p| won(p.partial.krw.price))),
+            or_dash(price.map(|p| won(p.full.krw))),
+            or_dash(price.map(|p| won(p.partial.krw))),
             or_dash(self.zone.as_deref().map(joined)),
             format!("{}/{}", self.status.as_deref().unwrap_or("-"), self.provide.as_deref().unwrap_or("-")),
         ]
@@ -242,10 +242,7 @@ impl Tabular for Flavor {
     fn details(&self) -> Vec<(&'static str, String)> {
         let spec = self.spec.as_ref();
         let price = |term: Option<&openwinv_sdk::wire::catalog::PriceTerm>| {
-            or_dash(term.map(|t| {
-                let m = t.krw;
-                format!("{} + VAT {} = {} PER {}", won(m.price), won(m.vat), won(m.total), t.term)
-            }))
+            or_dash(term.map(|t| format!("{} + VAT {} = {} PER {}", won(t.krw), won(t.vat), won(t.total), t.term)))
         };
         vec![
             ("ID", or_dash(self.flavor_id.as_ref())),
@@ -322,11 +319,10 @@ impl Tabular for BlockStorageType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openwinv_sdk::wire::catalog::{FlavorPrice, FlavorSpec, Money, PriceTerm};
+    use openwinv_sdk::wire::catalog::{FlavorPrice, FlavorSpec, PriceTerm};
 
     #[test]
     fn flavor_cells_show_won_and_survive_a_field_mask() {
-        let term = |term: &str, price| PriceTerm { term: term.into(), krw: Money::from_price(price) };
         let full = Flavor {
             flavor_id: Some("ss1.c1m1".into()),
             name: Some("Standard".into()),
@@ -335,7 +331,7 @@ mod tests {
             spec: Some(FlavorSpec { kind: "standard".into(), vcpu: 1, memory: 1, disk: 25, network: 100, gpu: None }),
             supporting_images: Some(vec![]),
             zone: Some(vec!["KR1-Z01".into(), "KR1-Z02".into()]),
-            price: Some(FlavorPrice { full: term("month", 9900), partial: term("hour", 14) }),
+            price: Some(FlavorPrice { full: PriceTerm::new("month", 9900), partial: PriceTerm::new("hour", 14) }),
         };
         let cells = full.cells();
         assert_eq!(cells.len(), Flavor::COLUMNS.len());

@@ -225,16 +225,23 @@ impl Output {
     /// A page of rows; when there are more pages, a line on stderr says where this one is.
     pub fn page<T: Tabular>(&self, page: &Page<T>) -> anyhow::Result<()> {
         self.list(&page.rows)?;
-        if let Some(total) = page.total {
-            let pages = total.div_ceil(page.page_size.max(1));
-            if pages > 1 {
-                let more = if page.page_no < pages {
-                    format!("; --page {} for more, --all for every row", page.page_no + 1)
-                } else {
-                    String::new()
-                };
-                eprintln!("page {} of {pages}, {total} rows{more}", page.page_no);
+        match page.total {
+            Some(total) => {
+                let pages = total.div_ceil(page.page_size.max(1));
+                if pages > 1 {
+                    let more = if page.page_no < pages {
+                        format!("; --page {} for more, --all for every row", page.page_no + 1)
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("page {} of {pages}, {total} rows{more}", page.page_no);
+                }
             }
+            // Lists without `total` (SSH keys, firewalls, bills): a full page may have a next one.
+            None if page.rows.len() as u64 >= page.page_size.max(1) => {
+                eprintln!("page {}; --page {} may have more, --all for every row", page.page_no, page.page_no + 1)
+            }
+            None => {}
         }
         Ok(())
     }

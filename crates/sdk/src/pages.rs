@@ -28,7 +28,8 @@ pub struct Page<T> {
     /// 1-based.
     pub page_no: u64,
     pub page_size: u64,
-    /// Rows matching the filter over all pages, when the server says.
+    /// Rows matching the filter over all pages, when the server says (flavors, images, instances,
+    /// volumes and scripts; SSH keys, firewalls and bills never do).
     pub total: Option<u64>,
     /// Rows in this page.
     pub count: u64,
@@ -111,6 +112,24 @@ mod tests {
     #[tokio::test]
     async fn walks_until_a_short_page() {
         let data: Vec<u32> = (1..=7).collect();
+        let mut calls = 0;
+        let all = collect_pages(|n| {
+            calls += 1;
+            let start = ((n - 1) * 3) as usize;
+            let rows = data.iter().skip(start).take(3).copied().collect();
+            async move { Ok(page(rows, n, 3, None)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(all, data);
+        assert_eq!(calls, 3);
+    }
+
+    /// Lists without `total` (SSH keys, firewalls, bills): a full last page costs one more call,
+    /// which answers an empty page.
+    #[tokio::test]
+    async fn walks_a_list_without_total_that_fills_its_last_page() {
+        let data: Vec<u32> = (1..=6).collect();
         let mut calls = 0;
         let all = collect_pages(|n| {
             calls += 1;

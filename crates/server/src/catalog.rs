@@ -202,10 +202,6 @@ impl CatalogFile {
             if !images.insert(i.id.as_str()) {
                 return Err(format!("image `{}` is defined twice", i.id));
             }
-            if i.id.starts_with('.') {
-                // It names a directory under <data>/images.
-                return Err(format!("image id `{}` must not start with `.`", i.id));
-            }
             if !matches!(i.visibility.as_str(), "public" | "private") {
                 return Err(format!("image `{}`: visibility must be public or private", i.id));
             }
@@ -296,11 +292,20 @@ impl CatalogFile {
     }
 }
 
+/// The longest operator-chosen catalog id.
+const ID_MAX: usize = 64;
+
+/// Checks an operator-chosen catalog id against `^[A-Za-z0-9_-][A-Za-z0-9_.-]*$` (spec §5: a public
+/// client refuses any other id), at most [`ID_MAX`] characters. A leading `.` is refused too
+/// because an image id names a directory under `<data>/images`.
 fn check_id(what: &str, id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(format!("{what} id `{id}` must be 1-64 characters of A-Z a-z 0-9 - _ .")) }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let ok = (1..=ID_MAX).contains(&id.len()) && !id.starts_with('.') && id.bytes().all(allowed);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} id `{id}` must be 1-{ID_MAX} characters of A-Z a-z 0-9 - _ . and must not start with `.`"))
+    }
 }
 
 /// The longest kernel command line accepted; Linux's own limit on x86 is 2048 bytes.
@@ -397,8 +402,8 @@ impl FlavorDef {
             supporting_images: Some(catalog.images.iter().filter(|i| self.supports(i)).map(|i| i.id.clone()).collect()),
             zone: Some(self.zones.clone()),
             price: Some(wire::FlavorPrice {
-                full: wire::PriceTerm { term: "month".into(), krw: wire::Money::from_price(self.price_month) },
-                partial: wire::PriceTerm { term: "hour".into(), krw: wire::Money::from_price(self.price_hour) },
+                full: wire::PriceTerm::new("month", self.price_month),
+                partial: wire::PriceTerm::new("hour", self.price_hour),
             }),
         }
     }
@@ -576,6 +581,18 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert!(e.contains(&c.flavors[0].id) && e.contains("KR9-Z99"), "{e}");
         assert!(CatalogFile::parse("zones = 3").is_err());
+    }
+
+    #[test]
+    fn ids_match_the_public_pattern() {
+        for good in ["ss1.c1m1", "KR1-Z01", "_x", "-x", "a.b.c", "IMG-ubuntu-2404"] {
+            assert!(check_id("flavor", good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(ID_MAX + 1);
+        for bad in ["", ".hidden", "a b", "a/b", "é", "a:b", long.as_str()] {
+            let e = check_id("flavor", bad).unwrap_err();
+            assert!(e.starts_with("flavor id"), "{e}");
+        }
     }
 
     fn kernel_boot() -> ImageBoot {

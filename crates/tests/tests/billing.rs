@@ -275,7 +275,11 @@ async fn a_resource_living_across_a_month_boundary() {
         (nov["type"].as_str(), nov["payment_status"].as_str(), nov["currency"].as_str()),
         (Some("regular"), Some("unpaid"), Some("KRW"))
     );
-    assert_eq!((&nov["date_paid"], &nov["invoice"], &nov["tax"]), (&Value::Null, &json!([]), &json!([])));
+    assert_eq!(
+        (&nov["date_paid"], &nov["invoice"], &nov["tax"]),
+        (&json!(""), &json!([]), &json!([])),
+        "unpaid: date_paid \"\""
+    );
     let detail = s.get(&format!("/v1/bill/{}", nov["bill_id"].as_str().unwrap())).await.ok_rows()[0].clone();
     let groups = detail["group"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{detail}");
@@ -382,6 +386,11 @@ async fn bill_list_filters_pages_and_detail() {
     let prices: Vec<i64> = bills.iter().map(|b| b["price"].as_i64().unwrap()).collect();
     let july = prices[0];
     assert!(july < 9900 && prices[1..] == [9900, 9900, 9900], "{prices:?}");
+    // Unpaid: `date_paid` is "", and no key of a bill row is ever null (spec §10).
+    for b in &bills {
+        assert_eq!((b["payment_status"].as_str(), b["date_paid"].as_str()), (Some("unpaid"), Some("")), "{b}");
+        assert!(b.as_object().unwrap().values().all(|v| !v.is_null()), "a null in {b}");
+    }
 
     let count = |q: &'static str| {
         let s = &s;
@@ -399,6 +408,9 @@ async fn bill_list_filters_pages_and_detail() {
         ("min_price=9900", 3),
         ("max_price=9900", 4),
         ("max_price=9899", 1),
+        // Negative bounds are accepted [iwinv live].
+        ("min_price=-1", 4),
+        ("min_price=-5000&max_price=9899", 1),
     ] {
         assert_eq!(count(q).await.0, n, "{q}");
     }
@@ -407,17 +419,23 @@ async fn bill_list_filters_pages_and_detail() {
     // Strings for page_no and page_size [iwinv]; a page past the end is empty.
     let (n, r) = count("page_size=3").await;
     assert_eq!(
-        (n, &r.json["page_no"], &r.json["page_size"], &r.json["count"], &r.json["total"]),
-        (3, &json!("1"), &json!("3"), &json!(3), &json!(4))
+        (n, &r.json["page_no"], &r.json["page_size"], &r.json["count"]),
+        (3, &json!("1"), &json!("3"), &json!(3))
     );
+    // No `total` and no `page` key [iwinv live].
+    assert!(r.json.get("total").is_none() && r.json.get("page").is_none(), "{}", r.text);
     let (n, r) = count("page_size=3&page_no=2").await;
     assert_eq!((n, &r.json["page_no"]), (1, &json!("2")));
     let (n, r) = count("page_no=9").await;
     assert_eq!((n, &r.json["count"]), (0, &json!(0)));
     // A filter that matches nothing on page 1: EMPTY_SET [iwinv]; on a later page: an empty page.
-    for q in
-        ["min_price=9901", "start_date=2030-01-01", "end_date=2026-07-31", "start_date=2026-10-02&end_date=2026-10-31"]
-    {
+    for q in [
+        "min_price=9901",
+        "max_price=-1",
+        "start_date=2030-01-01",
+        "end_date=2026-07-31",
+        "start_date=2026-10-02&end_date=2026-10-31",
+    ] {
         s.get(&format!("/v1/bill?{q}")).await.assert_error(400, "EMPTY_SET");
     }
     assert_eq!(count("min_price=9901&page_no=2").await.0, 0);
@@ -426,8 +444,8 @@ async fn bill_list_filters_pages_and_detail() {
         "start_date=2026-9-1",
         "end_date=yesterday",
         "start_date=2026-02-30",
-        "min_price=-1",
         "max_price=1.5",
+        "min_price=cheap",
         "page_no=0",
         "page_size=abc",
         "page_size=101",
@@ -462,15 +480,19 @@ async fn bill_list_filters_pages_and_detail() {
     }
     let (k, sec) = s.new_account("other", json!({"rate_limit": 0})).await;
     s.call_as(&k, &sec, Method::GET, &format!("/v1/bill/{id}"), None).await.assert_error(404, "NOT_FOUND");
-    // No bills and no filter: an empty list.
+    // No bills and no filter: 200 and an empty list, not EMPTY_SET [ours]; with a filter, EMPTY_SET.
     let r = s.call_as(&k, &sec, Method::GET, "/v1/bill", None).await;
-    assert_eq!(r.ok_rows().len(), 0);
+    assert_eq!((r.status, r.ok_rows().len()), (200, 0), "{}", r.text);
+    assert!(r.json.get("total").is_none(), "{}", r.text);
+    s.call_as(&k, &sec, Method::GET, "/v1/bill?min_price=-1", None).await.assert_error(400, "EMPTY_SET");
     s.get("/v1/bill/BILL-0000000000000000000000").await.assert_error(404, "NOT_FOUND");
 
     // The operator marks a bill paid, once.
     let r = s.admin(Method::POST, &format!("/admin/v1/bills/{id}/pay"), None).await;
     let paid = &r.ok_rows()[0];
     assert_eq!((paid["payment_status"].as_str(), paid["date_paid"].as_str()), (Some("paid"), Some("2026-11-01")));
+    let listed = s.get("/v1/bill?start_date=2026-11-01").await.ok_rows()[0].clone();
+    assert_eq!(listed["date_paid"], "2026-11-01", "{listed}");
     advance(&mut s, "48h").await;
     let again = &s.admin(Method::POST, &format!("/admin/v1/bills/{id}/pay"), None).await.ok_rows()[0].clone();
     assert_eq!(again["date_paid"], "2026-11-01");

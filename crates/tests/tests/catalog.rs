@@ -32,10 +32,12 @@ async fn flavor_rows_have_the_iwinv_shape_and_prices() {
         f["spec"],
         serde_json::json!({"type":"standard","vcpu":1,"memory":1,"disk":25,"network":100,"gpu":null})
     );
-    assert_eq!(f["price"]["full"], serde_json::json!({"type":"month","KRW":{"price":9900,"vat":990,"total":10890}}));
+    // `KRW` is a plain integer without VAT [iwinv live]; `vat` and `total` beside it [ext].
+    assert_eq!(f["price"]["full"], serde_json::json!({"type":"month","KRW":9900,"vat":990,"total":10890}));
     assert_eq!(f["price"]["partial"]["type"], "hour");
-    let hour = &f["price"]["partial"]["KRW"];
-    assert_eq!(hour["vat"], hour["price"].as_i64().unwrap() * 10 / 100);
+    let hour = &f["price"]["partial"];
+    let krw = hour["KRW"].as_i64().expect("KRW is an integer");
+    assert_eq!((hour["vat"].as_i64(), hour["total"].as_i64()), (Some(krw * 10 / 100), Some(krw + krw * 10 / 100)));
     assert!(f["supporting_images"].as_array().unwrap().iter().any(|i| i == "IMG-ubuntu-2404"));
     // 1 GB of memory cannot run the Windows images (2 GB minimum).
     assert!(!f["supporting_images"].as_array().unwrap().iter().any(|i| i == "IMG-win-2022"));

@@ -336,8 +336,10 @@ async fn one_store_behind_two_path_families() {
         let got: Vec<&str> = r.ok_rows().iter().map(|f| f["firewall_id"].as_str().unwrap()).collect();
         assert_eq!(got, vec![a.as_str(), b.as_str()]);
         assert_eq!(
-            (r.json["page_size"].as_u64(), r.json["page_no"].as_u64(), r.json["total"].as_u64()),
-            (Some(50), Some(1), Some(2))
+            (r.json["page_size"].as_u64(), r.json["page_no"].as_u64(), r.json.get("total")),
+            (Some(50), Some(1), None),
+            "no total [iwinv live]: {}",
+            r.text
         );
         let r = s.get(&format!("/v1/{family}?page_size=1&page_no=2")).await;
         assert_eq!(r.ok_rows()[0]["firewall_id"], b.as_str());
@@ -373,7 +375,7 @@ async fn one_store_behind_two_path_families() {
     let r = send(&s, Method::PUT, &format!("/v1/firewall/{b}"), json!({"rules": []})).await;
     assert_eq!(r.ok_rows()[0]["rules"], json!([]));
 
-    // A rule edit that omits fields keeps them; empty content clears it.
+    // A rule edit that omits fields keeps them; so do an empty and a null content [iwinv live].
     let path = format!("/v1/security-groups/{a}/rules/{rule_id}");
     let r = send(&s, Method::PUT, &path, json!({"content": "web", "port": "8443"})).await;
     assert_eq!(
@@ -381,9 +383,10 @@ async fn one_store_behind_two_path_families() {
         json!({"rule_id": rule_id, "bound": "IN", "protocol": "TCP", "port": "8443", "ip": "0.0.0.0/0", "title": "rule", "content": "web"})
     );
     let r = send(&s, Method::PUT, &path, json!({"title": "https", "content": ""})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.ok_rows()[0],
-        json!({"rule_id": rule_id, "bound": "IN", "protocol": "TCP", "port": "8443", "ip": "0.0.0.0/0", "title": "https", "content": null})
+        json!({"rule_id": rule_id, "bound": "IN", "protocol": "TCP", "port": "8443", "ip": "0.0.0.0/0", "title": "https", "content": "web"})
     );
     assert_eq!(detail(&s, "firewall", &a).await["rules"][0]["title"], "https");
     // Unknown rules and non-integer rule ids are 404.
@@ -728,7 +731,7 @@ async fn tenants_are_isolated_on_every_endpoint() {
     for family in ["security-groups", "firewall"] {
         let r = as_other(Method::GET, format!("/v1/{family}"), None).await;
         assert!(r.ok_rows().is_empty(), "{}", r.text);
-        assert_eq!(r.json["total"], 0);
+        assert_eq!(r.json["count"], 0);
         let r = as_other(Method::GET, format!("/v1/{family}/{mine}"), None).await;
         assert!(r.ok_rows().is_empty(), "detail as if unknown: {}", r.text);
         as_other(Method::PUT, format!("/v1/{family}/{mine}"), Some(json!({"title": "stolen"})))

@@ -112,9 +112,8 @@ async fn create_validation() {
     let mut closed = basic();
     closed["zone_id"] = json!("KR1-Z03");
     closed["image_id"] = json!("IMG-ubuntu-2404");
-    // The image is not offered in the closed zone either; the zone check comes with the combination check.
-    let r = create(&s, closed).await;
-    assert!(r.status == 500 || r.status == 400, "{}", r.text);
+    // The image is not offered in the closed zone either: the closed zone is checked first (spec §6).
+    create(&s, closed).await.assert_error(500, "DEV_CHECK_RETURN");
     create(&s, with("ssh_key_id", json!("SSHKEY-nope"))).await.assert_error(400, "UNAVAILABLE_SSH_KEY");
     let key =
         s.call(Method::POST, "/v1/auth/ssh_key", Some(Body::Json(json!({"name": "k", "public_key": ED25519})))).await;

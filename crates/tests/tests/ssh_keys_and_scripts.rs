@@ -33,7 +33,11 @@ async fn ssh_keys_are_created_listed_and_deleted() {
     create_key(&s, Body::Json(json!({"name": "ed", "public_key": ED25519}))).await.ok_rows();
     let list = s.get("/v1/auth/ssh_key").await;
     assert_eq!(list.ok_rows().len(), 3);
-    assert_eq!(list.json["total"], 3);
+    assert!(
+        list.json.get("total").is_none() && list.json.get("page").is_none(),
+        "no total [iwinv live]: {}",
+        list.text
+    );
     assert_eq!(list.ok_rows()[0]["ssh_key_id"], id.as_str(), "creation order");
     let keys: Vec<_> = list.ok_rows()[0].as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys.len(), 4, "{keys:?}");

@@ -357,8 +357,9 @@ async fn validation_names_the_field_and_makes_nothing() {
         ("size", json!(9), "CHECK_PARAM"),
         ("size", json!(2001), "CHECK_PARAM"),
         ("size", json!(-10), "CHECK_PARAM"),
-        ("type", json!("nvme"), "CHECK_PARAM"),
-        ("type", json!("SSD"), "CHECK_PARAM"),
+        // An unknown type is a value outside the catalog's enum.
+        ("type", json!("nvme"), "CHECK_PARAM_ENUM"),
+        ("type", json!("SSD"), "CHECK_PARAM_ENUM"),
         ("type", json!(["ssd"]), "CHECK_PARAM"),
         ("instance_id", json!("INSTANCE-nope"), "ID_INVALID"),
         ("name", json!(""), "CHECK_LENGTH"),
@@ -450,7 +451,7 @@ async fn list_filters_and_pagination() {
     assert_eq!(ids(p), [v3.as_str()]);
     assert!(s.get("/v1/block-storages?page_no=3&page_size=2").await.ok_rows().is_empty());
     s.get("/v1/block-storages?zone_id=KR9-Z99").await.assert_error(400, "ID_INVALID");
-    s.get("/v1/block-storages?type=nvme").await.assert_error(400, "CHECK_PARAM");
+    s.get("/v1/block-storages?type=nvme").await.assert_error(400, "CHECK_PARAM_ENUM");
     s.get("/v1/block-storages?page_size=0").await.assert_error(400, "CHECK_PARAM");
     s.get("/v1/block-storages?page_size=101").await.assert_error(400, "CHECK_PARAM");
     s.get("/v1/block-storages?page_no=x").await.assert_error(400, "CHECK_PARAM");
@@ -686,7 +687,7 @@ async fn volumes_asked_for_with_an_instance_are_validated_first() {
         (bs(json!([{"size": 10}, {"size": 5}])), 400, "CHECK_PARAM", "block_storage.1.size"),
         (bs(json!([{"size": 2001}])), 400, "CHECK_PARAM", "block_storage.0.size"),
         (bs(json!([{"size": "many"}])), 400, "CHECK_PARAM", "block_storage.0.size"),
-        (bs(json!([{"size": 10, "type": "nvme"}])), 400, "CHECK_PARAM", "block_storage.0.type"),
+        (bs(json!([{"size": 10, "type": "nvme"}])), 400, "CHECK_PARAM_ENUM", "block_storage.0.type"),
         (bs(json!([{"size": 10, "name": ""}])), 400, "CHECK_LENGTH", "block_storage.0.name"),
         (bs(json!([{"size": 10, "name": "n".repeat(65)}])), 400, "CHECK_LENGTH", "block_storage.0.name"),
         (bs(json!([7])), 400, "CHECK_PARAM", "block_storage.0"),

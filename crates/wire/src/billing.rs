@@ -81,8 +81,9 @@ pub struct Bill {
     pub payment_price: i64,
     /// `KRW`.
     pub currency: String,
-    /// The day it was paid, or null.
-    pub date_paid: Option<String>,
+    /// The day it was paid; `""` while unpaid. No key of a bill row is ever null [ours: a public
+    /// Terraform provider fails the whole listing on one null].
+    pub date_paid: String,
     /// Always empty.
     #[schema(value_type = Vec<Object>)]
     pub invoice: Vec<serde_json::Value>,

@@ -55,27 +55,27 @@ pub struct FlavorPrice {
     pub partial: PriceTerm,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// One price of a flavor. `KRW` is a plain integer, VAT excluded [iwinv live: a public dashboard
+/// reads `Number(price.full.KRW)`]; `vat` and `total` beside it are [ext].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PriceTerm {
     /// `month` or `hour`.
     #[serde(rename = "type")]
     pub term: String,
+    /// Integer won, VAT excluded.
     #[serde(rename = "KRW")]
-    pub krw: Money,
-}
-
-/// Integer won: `price` without VAT, `vat` = floor(price × 10 / 100), `total` = price + vat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Money {
-    pub price: i64,
+    pub krw: i64,
+    /// floor(KRW × 10 / 100) [ext].
     pub vat: i64,
+    /// KRW + vat [ext].
     pub total: i64,
 }
 
-impl Money {
-    pub fn from_price(price: i64) -> Money {
+impl PriceTerm {
+    /// The term's price with its VAT and total.
+    pub fn new(term: &str, price: i64) -> PriceTerm {
         let vat = vat_of(price);
-        Money { price, vat, total: price + vat }
+        PriceTerm { term: term.to_owned(), krw: price, vat, total: price + vat }
     }
 }
 
@@ -168,7 +168,7 @@ pub mod flavor_fields {
         (SPEC, "spec", "{type, vcpu, memory, disk, network, gpu}"),
         (SUPPORTING_IMAGES, "supporting_images", "[image_id]"),
         (ZONE, "zone", "[zone_id]"),
-        (PRICE, "price", "{full{type,KRW{price,vat,total}}, partial{type,KRW{price,vat,total}}}"),
+        (PRICE, "price", "{full{type,KRW,vat,total}, partial{type,KRW,vat,total}} (KRW without VAT)"),
     ];
 }
 

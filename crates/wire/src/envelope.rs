@@ -7,7 +7,10 @@ use crate::ErrorCode;
 
 /// A successful answer: `result` is an array of rows (a string for a few delete acknowledgements).
 ///
-/// Paginated lists add `page_no`, `page_size` and `total`.
+/// Paginated lists add `page_no` and `page_size`; some add `total` too (spec §3: the flavor list
+/// [iwinv]; images, instances, volumes and user scripts [ext]). The SSH key, firewall and bill
+/// lists must not carry `total`: a public Terraform provider refuses any answer there that has one.
+/// No answer carries a `page` key.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Envelope<T> {
     pub code: String,
@@ -48,14 +51,18 @@ impl<R> Envelope<Vec<R>> {
         Envelope { count: Some(count), ..Envelope::success(rows) }
     }
 
-    /// One page of a paginated list.
+    /// One page of a paginated list, with `total`: the rows matching over all pages.
     pub fn page(rows: Vec<R>, page: Page, total: u64) -> Self {
+        Envelope { total: Some(total), ..Envelope::page_without_total(rows, page) }
+    }
+
+    /// One page of a list that carries no `total` [iwinv]: SSH keys, firewalls, bills.
+    pub fn page_without_total(rows: Vec<R>, page: Page) -> Self {
         let count = rows.len() as u64;
         Envelope {
             count: Some(count),
             page_no: Some(page.page_no.into()),
             page_size: Some(page.page_size.into()),
-            total: Some(total),
             ..Envelope::success(rows)
         }
     }

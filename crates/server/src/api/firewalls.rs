@@ -170,7 +170,7 @@ fn rule_title(name: &str, v: &str) -> ApiResult<String> {
     text_field(name, v, 1, RULE_TITLE_MAX)
 }
 
-/// Empty content means none.
+/// Empty content means none (on a new rule; on an edit it keeps the old value).
 fn rule_content(name: &str, v: &str) -> ApiResult<Option<String>> {
     let v = text_field(name, v, 0, RULE_CONTENT_MAX)?;
     Ok(if v.is_empty() { None } else { Some(v) })
@@ -281,8 +281,9 @@ async fn one(state: &AppState, account_id: &str, id: &str) -> ApiResult<Firewall
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let page = q.page(PAGE_SIZE)?;
-    let (recs, total) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
-    Ok(Json(Envelope::page(rows(state, recs).await?, page, total as u64)))
+    let (recs, _) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
+    // No `total` [iwinv live] (spec §3).
+    Ok(Json(Envelope::page_without_total(rows(state, recs).await?, page)))
 }
 
 /// Detail: an unknown, deleted or another account's firewall is an empty answer [iwinv].
@@ -435,14 +436,19 @@ pub async fn edit_rule_for(
         port: field(obj, "", "port")?.map(|v| check_port("port", &v)).transpose()?,
         ip: field(obj, "", "ip")?.map(|v| check_ip("ip", &v)).transpose()?,
         title: field(obj, "", "title")?.map(|v| rule_title("title", &v)).transpose()?,
-        content: field(obj, "", "content")?.map(|v| rule_content("content", &v)).transpose()?,
+        // An empty or null `content` keeps the old value [iwinv live] (spec §9).
+        content: field(obj, "", "content")?.map(|v| rule_content("content", &v)).transpose()?.flatten().map(Some),
     };
+    // A `content` that keeps the old value still counts as given: the edit is a no-op, not an
+    // empty request.
+    let content_given = obj.contains_key("content");
     if changes.bound.is_none()
         && changes.protocol.is_none()
         && changes.port.is_none()
         && changes.ip.is_none()
         && changes.title.is_none()
         && changes.content.is_none()
+        && !content_given
     {
         return Err(ApiError::new(
             ErrorCode::RequiredPostParamMissing,

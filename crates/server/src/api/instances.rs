@@ -409,9 +409,16 @@ pub async fn create(
 ) -> Accepted<CreateReceipt> {
     let catalog = state.catalog.get();
     let zone_id = body.required_str("zone_id")?;
+    let zone = catalog.zones.iter().find(|z| z.id == zone_id).ok_or_else(|| id_invalid("zone_id", &zone_id))?;
+    // A closed zone is checked first, before any image, flavor or combination check (spec §6).
+    if zone.status != "on" {
+        return Err(ApiError::new(
+            ErrorCode::DevCheckReturn,
+            format!("The zone `{zone_id}` is closed for new instances."),
+        ));
+    }
     let image_id = body.required_str("image_id")?;
     let flavor_id = body.required_str("flavor_id")?;
-    let zone = catalog.zones.iter().find(|z| z.id == zone_id).ok_or_else(|| id_invalid("zone_id", &zone_id))?;
     let image = catalog.images.iter().find(|i| i.id == image_id).ok_or_else(|| id_invalid("image_id", &image_id))?;
     let flavor =
         catalog.flavors.iter().find(|f| f.id == flavor_id).ok_or_else(|| id_invalid("flavor_id", &flavor_id))?;
@@ -496,12 +503,6 @@ pub async fn create(
     create_params.insert("zone_id".into(), json!(zone_id));
     create_params.insert("attach_public_ip".into(), json!(attach_public_ip));
     let create_params = serde_json::Value::Object(create_params).to_string();
-    if zone.status != "on" {
-        return Err(ApiError::new(
-            ErrorCode::DevCheckReturn,
-            format!("The zone `{zone_id}` is closed for new instances."),
-        ));
-    }
 
     let now = state.clock.unix();
     let now_ms = state.clock.unix_ms();

@@ -66,10 +66,11 @@ pub fn parse_public_key(text: &str) -> ApiResult<(String, String)> {
 
 pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<SshKey> {
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
-    let (rows, total) =
+    let (rows, _) =
         state.store.list_ssh_keys(account_id, q.str("name"), PageQuery::new(page.page_size, page.offset())).await?;
     let rows = rows.into_iter().map(|r| to_wire(state, r)).collect();
-    Ok(Json(Envelope::page(rows, page, total as u64)))
+    // No `total` [iwinv live] (spec §3).
+    Ok(Json(Envelope::page_without_total(rows, page)))
 }
 
 pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<SshKey> {

@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::catalog::{BlockStorageTypeDef, CatalogFile};
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Path, Query, text_field};
+use crate::input::{Body, Path, Query, enum_error, text_field};
 use crate::sagas::volume::Kind;
 
 /// Volumes one instance may have (`connection_limit.block_storage`, spec §7).
@@ -69,21 +69,19 @@ pub fn default_name() -> String {
     format!("volume-{}", ids::random_base62(6).to_lowercase())
 }
 
-/// Looks up a block-storage type for a volume in `zone_id`. Unknown → `CHECK_PARAM` (as the type
-/// list answers an unknown type); not offered in the zone → `UNAVAILABLE_COMBINATION`.
+/// Looks up a block-storage type for a volume in `zone_id`. Unknown → `CHECK_PARAM_ENUM` (an enum
+/// whose values come from the catalog, spec §3); not offered in the zone → `UNAVAILABLE_COMBINATION`.
 pub fn storage_type<'c>(
     catalog: &'c CatalogFile,
     field: &str,
     kind: &str,
     zone_id: &str,
 ) -> ApiResult<&'c BlockStorageTypeDef> {
-    let t = catalog.block_storage_types.iter().find(|t| t.kind == kind).ok_or_else(|| {
-        let known: Vec<&str> = catalog.block_storage_types.iter().map(|t| t.kind.as_str()).collect();
-        ApiError::param(format!(
-            "The field `{field}` names no block storage type: `{kind}` (known: {}).",
-            known.join(", ")
-        ))
-    })?;
+    let t = catalog
+        .block_storage_types
+        .iter()
+        .find(|t| t.kind == kind)
+        .ok_or_else(|| unknown_type(catalog, field, kind))?;
     if t.zones.as_ref().is_some_and(|z| !z.iter().any(|z| z == zone_id)) {
         return Err(ApiError::new(
             ErrorCode::UnavailableCombination,
@@ -91,6 +89,12 @@ pub fn storage_type<'c>(
         ));
     }
     Ok(t)
+}
+
+/// `CHECK_PARAM_ENUM` naming `field` and the catalog's types.
+fn unknown_type(catalog: &CatalogFile, field: &str, kind: &str) -> ApiError {
+    let known: Vec<&str> = catalog.block_storage_types.iter().map(|t| t.kind.as_str()).collect();
+    enum_error(field, kind, &known)
 }
 
 /// Checks a size (GB) against the type's bounds.
@@ -219,7 +223,7 @@ pub async fn list(
     if let Some(k) = &kind
         && !catalog.block_storage_types.iter().any(|t| &t.kind == k)
     {
-        return Err(ApiError::param(format!("The query parameter `type` names no block storage type: `{k}`.")));
+        return Err(unknown_type(&catalog, "type", k));
     }
     let filter = VolumeFilter {
         zone_id,
@@ -264,14 +268,15 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         ApiError::new(ErrorCode::IdInvalid, format!("The body field `instance_id` names no instance: `{instance_id}`."))
     })?;
     let catalog = state.catalog.get();
-    let t = storage_type(&catalog, "type", &kind, &instance.zone_id)?;
-    check_size("size", size, t)?;
+    // A closed zone is checked before the type and size (spec §6).
     if catalog.zones.iter().any(|z| z.id == instance.zone_id && z.status != "on") {
         return Err(ApiError::new(
             ErrorCode::DevCheckReturn,
             format!("The zone `{}` is closed for new block storage.", instance.zone_id),
         ));
     }
+    let t = storage_type(&catalog, "type", &kind, &instance.zone_id)?;
+    check_size("size", size, t)?;
     let quota_gb = storage_quota(&state, &caller).await?;
     let volume_id = ids::new_id("BS");
     let operation_id = ids::new_id("OP");

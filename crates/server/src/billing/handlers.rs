@@ -30,7 +30,8 @@ pub fn bill_row(b: BillRecord) -> Bill {
         vat: b.vat,
         payment_price: b.payment_price,
         currency: CURRENCY.to_owned(),
-        date_paid: b.date_paid,
+        // `""` while unpaid: no key of a bill row is ever null (spec §10).
+        date_paid: b.date_paid.unwrap_or_default(),
         invoice: Vec::new(),
         tax: Vec::new(),
     }
@@ -118,23 +119,24 @@ fn date_param(q: &Query, name: &str) -> ApiResult<Option<String>> {
     Ok(Some(v.to_owned()))
 }
 
+/// A price bound in won. Negative bounds are accepted [iwinv live]; they match every bill above
+/// them.
 fn price_param(q: &Query, name: &str) -> ApiResult<Option<i64>> {
-    match q.uint(name)? {
-        None => Ok(None),
-        Some(n) => i64::try_from(n)
-            .map(Some)
-            .map_err(|_| ApiError::param(format!("The query parameter `{name}` is too large."))),
-    }
+    let Some(v) = q.str(name) else { return Ok(None) };
+    v.trim().parse::<i64>().map(Some).map_err(|_| {
+        ApiError::param(format!("The query parameter `{name}` must be an integer number of won, not `{v}`."))
+    })
 }
 
 /// The account's regular bills, oldest first. `page_no` and `page_size` are echoed as strings
-/// [iwinv]; filters that match nothing on page 1 → 400 `EMPTY_SET` [iwinv].
+/// [iwinv], and there is no `total` [iwinv live]. Filters that match nothing on page 1 → 400
+/// `EMPTY_SET` [iwinv]; with no filter, no bills is an empty list [ours].
 #[utoipa::path(get, path = "/v1/bill", tag = "billing",
     params(
         ("start_date" = Option<String>, Query, description = "YYYY-MM-DD, inclusive, on bill_date"),
         ("end_date" = Option<String>, Query, description = "YYYY-MM-DD, inclusive, on bill_date"),
-        ("min_price" = Option<u64>, Query, description = "won, inclusive, on price"),
-        ("max_price" = Option<u64>, Query, description = "won, inclusive, on price"),
+        ("min_price" = Option<i64>, Query, description = "won, inclusive, on price; may be negative"),
+        ("max_price" = Option<i64>, Query, description = "won, inclusive, on price; may be negative"),
         ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query)),
     responses((status = 200, body = Envelope<Vec<Bill>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, q: Query) -> Reply<Bill> {
@@ -154,7 +156,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     if filtered && total == 0 && page.page_no == 1 {
         return Err(ApiError::new(ErrorCode::EmptySet, "No bill matches the filters."));
     }
-    let mut env = Envelope::page(rows.into_iter().map(bill_row).collect(), page, total as u64);
+    let mut env = Envelope::page_without_total(rows.into_iter().map(bill_row).collect(), page);
     env.page_no = Some(page.page_no.to_string().into());
     env.page_size = Some(page.page_size.to_string().into());
     Ok(Json(env))
