@@ -231,7 +231,9 @@ pub struct OpenApiDoc;
 impl utoipa::Modify for OpenApiDoc {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+
+        use crate::openapi::add_error;
         for (path, item) in doc.paths.paths.iter_mut() {
             if !path.starts_with("/v1/") {
                 continue;
@@ -248,19 +250,21 @@ impl utoipa::Modify for OpenApiDoc {
                          CHECK_PARAM. [ext]",
                     ))
                     .schema(Some(
-                        ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(KEY_MAX)),
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(KEY_MAX))
+                            .pattern(Some("^[!-~]+$")),
                     ))
                     .build();
                 op.parameters.get_or_insert_with(Vec::new).push(key);
-                op.responses.responses.entry("409".into()).or_insert_with(|| {
-                    ResponseBuilder::new()
-                        .content(
-                            "application/json",
-                            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorEnvelope"))).build(),
-                        )
-                        .build()
-                        .into()
-                });
+                add_error(op, "400", "The Idempotency-Key header is malformed or sent twice (CHECK_PARAM).");
+                add_error(
+                    op,
+                    "409",
+                    "The Idempotency-Key was used with another request, or its first request is still running (CHECK_PARAM).",
+                );
+                add_error(op, "413", "The body is larger than 1 MiB (CHECK_PARAM).");
             }
         }
     }

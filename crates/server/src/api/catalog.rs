@@ -138,7 +138,7 @@ pub async fn flavors(State(state): State<AppState>, q: Query) -> Reply<Flavor> {
 /// One flavor; an unknown id answers an empty list, as iwinv does.
 #[utoipa::path(get, path = "/v1/flavors/{flavor_id}", tag = "catalog",
     params(("flavor_id" = String, Path), ("fields" = Option<u32>, Query)),
-    responses((status = 200, body = Envelope<Vec<Flavor>>)))]
+    responses((status = 200, body = Envelope<Vec<Flavor>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn flavor(State(state): State<AppState>, Path(id): Path<String>, q: Query) -> Reply<Flavor> {
     let c = state.catalog.get();
     let mask = flavor_mask(&q)?;

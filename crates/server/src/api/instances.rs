@@ -373,7 +373,7 @@ pub async fn list(
 /// One instance; another account's or an unknown id is 404.
 #[utoipa::path(get, path = "/v1/instances/{instance_id}", tag = "instances",
     params(("instance_id" = String, Path), ("fields" = Option<u64>, Query)),
-    responses((status = 200, body = Envelope<Vec<Instance>>), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+    responses((status = 200, body = Envelope<Vec<Instance>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn detail(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -399,8 +399,9 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
 
 /// Creates 1–10 instances, all or none.
 #[utoipa::path(post, path = "/v1/instances", tag = "instances",
-    request_body(content = serde_json::Value, description = "zone_id, image_id, flavor_id (required); name, description, count, ssh_key_id, user_script_id, attach_public_ip, block_storage.N.size / .name / .type (type default ssd)"),
-    responses((status = 202, body = Envelope<Vec<CreateReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 403, body = openwinv_wire::ErrorEnvelope)))]
+    request_body = crate::openapi::schemas::NewInstance,
+    responses((status = 202, body = Envelope<Vec<CreateReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 403, body = openwinv_wire::ErrorEnvelope),
+        (status = 500, description = "The zone is closed for new instances (DEV_CHECK_RETURN) [iwinv]", body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -623,7 +624,7 @@ pub async fn create(
 /// Renames or re-describes an instance; allowed in any state but deletion.
 #[utoipa::path(put, path = "/v1/instances/{instance_id}", tag = "instances",
     params(("instance_id" = String, Path), ("fields" = Option<u64>, Query)),
-    request_body(content = serde_json::Value, description = "name and/or description"),
+    request_body = crate::openapi::schemas::InstanceChanges,
     responses((status = 200, body = Envelope<Vec<Instance>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn edit(
     State(state): State<AppState>,
@@ -784,8 +785,8 @@ pub async fn shutdown(
 }
 
 #[utoipa::path(post, path = "/v1/instances/{instance_id}/reboot", tag = "instances", params(("instance_id" = String, Path)),
-    request_body(content = serde_json::Value, description = "type: SOFT (default) or HARD"),
-    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+    request_body = Option<crate::openapi::schemas::Reboot>,
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn reboot(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -803,8 +804,8 @@ pub async fn reboot(
 
 /// Reinstalls from `image_id` (default: the current image) with a new password; keeps addresses.
 #[utoipa::path(post, path = "/v1/instances/{instance_id}/rebuild", tag = "instances", params(("instance_id" = String, Path)),
-    request_body(content = serde_json::Value, description = "image_id (optional)"),
-    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+    request_body = Option<crate::openapi::schemas::Rebuild>,
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn rebuild(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -836,8 +837,8 @@ pub async fn rebuild(
 
 /// Changes the flavor; the disk may grow but never shrink.
 #[utoipa::path(post, path = "/v1/instances/{instance_id}/resize", tag = "instances", params(("instance_id" = String, Path)),
-    request_body(content = serde_json::Value, description = "flavor_id (required)"),
-    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+    request_body = crate::openapi::schemas::Resize,
+    responses((status = 202, body = Envelope<Vec<ActionReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn resize(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

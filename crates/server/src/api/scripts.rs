@@ -71,7 +71,7 @@ pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<U
 /// The account's user scripts.
 #[utoipa::path(get, path = "/v1/instance/script", tag = "user scripts",
     params(("name" = Option<String>, Query, description = "substring"), ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query)),
-    responses((status = 200, body = Envelope<Vec<UserScript>>)))]
+    responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, q: Query) -> Reply<UserScript> {
     list_for(&state, &caller.account_id, &q).await
 }

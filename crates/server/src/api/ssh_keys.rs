@@ -100,7 +100,7 @@ pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<S
 /// The account's SSH keys.
 #[utoipa::path(get, path = "/v1/auth/ssh_key", tag = "ssh keys",
     params(("name" = Option<String>, Query, description = "substring"), ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query)),
-    responses((status = 200, body = Envelope<Vec<SshKey>>)))]
+    responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, q: Query) -> Reply<SshKey> {
     list_for(&state, &caller.account_id, &q).await
 }

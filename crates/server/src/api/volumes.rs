@@ -255,7 +255,7 @@ pub async fn detail(
 
 /// Creates a volume in the instance's zone, attached to it.
 #[utoipa::path(post, path = "/v1/block-storages", tag = "block storage",
-    request_body(content = serde_json::Value, description = "instance_id, type, size (GB) required; name, description"),
+    request_body = crate::openapi::schemas::NewBlockStorage,
     responses((status = 202, body = Envelope<Vec<BlockStorageReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
         (status = 403, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Body) -> Accepted {

@@ -138,7 +138,7 @@ fn price_param(q: &Query, name: &str) -> ApiResult<Option<i64>> {
         ("min_price" = Option<i64>, Query, description = "won, inclusive, on price; may be negative"),
         ("max_price" = Option<i64>, Query, description = "won, inclusive, on price; may be negative"),
         ("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query)),
-    responses((status = 200, body = Envelope<Vec<Bill>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
+    responses((status = 200, body = crate::openapi::schemas::BillPage), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, q: Query) -> Reply<Bill> {
     let page = q.page(Page::DEFAULT_SIZE)?;
     let filter = BillFilter {
