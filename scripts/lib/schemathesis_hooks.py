@@ -56,36 +56,3 @@ assert (
     hmac.new(b"your_secret_key", b"1710000000/v1/example/param1/param2", hashlib.sha256).hexdigest()
     == "8ca2700c4d713ffaa657017a5d1dff97c4619512b6eef75ab1da9d38a518dc94"
 )
-
-
-# Issue 14, item 2 (a page_no whose offset passes i64 answers 500 on PostgreSQL, page 1 on
-# SQLite) is fixed on another branch. Until it is merged, such a page_no is replaced, just before
-# the request goes out (every phase, the coverage phase's boundary values included), by the
-# largest page whose offset fits an i64: still a page past the end. Remove this hook after the
-# merge.
-I64_MAX = 2**63 - 1
-LARGEST_PAGE = 100
-
-
-def _int(value):
-    """The integer a query value stands for (an int, or a string of digits), else None."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
-
-
-@schemathesis.hook
-def before_call(context, case, kwargs):
-    query = case.query
-    if not isinstance(query, dict):
-        return
-    page_no = _int(query.get("page_no"))
-    if page_no is None:
-        return
-    page_size = _int(query.get("page_size"))
-    if page_size is None or page_size < 1:
-        page_size = LARGEST_PAGE
-    if (page_no - 1) * page_size > I64_MAX:
-        query["page_no"] = 1 + I64_MAX // page_size
