@@ -19,6 +19,7 @@ mod keys;
 mod listing;
 mod meta;
 pub mod operations;
+mod rate_limits;
 mod scripts;
 mod ssh_keys;
 pub mod usage;
@@ -41,6 +42,7 @@ pub use instances::{
 };
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
 pub use operations::{NewOperation, OperationRecord, Progress};
+pub use rate_limits::RateDecision;
 pub use scripts::ScriptRecord;
 pub use ssh_keys::SshKeyRecord;
 pub use usage::{Prices, Rate};
