@@ -8,6 +8,9 @@
 //! - `seed-usage`: bulk-inserts usage intervals (a month of servers, some resized or deleted, and
 //!   volumes) for one account or for many new accounts, for the billing benchmarks.
 //! - `close-month`: runs the month close of the server on a store directly and times it.
+//! - `rate-limit`: the rate-limit check alone, side by side: the store's per-key bucket (one
+//!   statement, shared by every process) against the in-memory bucket the server used before
+//!   (governor, per process), sequentially and with concurrent callers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +110,19 @@ enum Command {
         #[arg(long, default_value = "Asia/Seoul")]
         timezone: String,
     },
+    RateLimit {
+        /// A server's database (stopped or running), which holds `--access-key`.
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        access_key: String,
+        /// Checks per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        checks: u32,
+        /// Concurrent callers in the concurrent measurement.
+        #[arg(long, default_value_t = 32)]
+        concurrency: u32,
+    },
 }
 
 fn now_s() -> i64 {
@@ -179,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
             seed_usage(&database, &account, accounts, resources, month.as_deref(), &timezone).await
         }
         Command::CloseMonth { database, month, timezone } => close_month(&database, &month, &timezone).await,
+        Command::RateLimit { database, access_key, checks, concurrency } => {
+            rate_limit(&database, &access_key, checks, concurrency).await
+        }
     }
 }
 
@@ -508,5 +527,64 @@ async fn close_month(database: &str, month: &str, timezone: &str) -> anyhow::Res
         r.accounts as f64 / took.as_secs_f64()
     );
     store.close().await;
+    Ok(())
+}
+
+/// Times `checks` rate-limit checks of one key, in memory (governor, as the server did before the
+/// bucket moved to the store) and in the store, one caller at a time and `concurrency` at once.
+/// The limit is high enough that every check is granted: this measures the check, not refusals.
+async fn rate_limit(database: &str, access_key: &str, checks: u32, concurrency: u32) -> anyhow::Result<()> {
+    use governor::{Quota, RateLimiter};
+    // The highest limit a key can have (the operator API allows 0 to 1,000,000 per minute).
+    const PER_MINUTE: u32 = 1_000_000;
+    let interval_us = (60_000_000 / i64::from(PER_MINUTE)).max(1);
+    let burst_us = interval_us * i64::from(PER_MINUTE);
+    let now_us = || {
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()).unwrap()
+    };
+
+    let memory = RateLimiter::direct(Quota::per_minute(std::num::NonZeroU32::new(PER_MINUTE).unwrap()));
+    let t = Instant::now();
+    for _ in 0..checks {
+        if memory.check().is_err() {
+            bail!("the in-memory bucket refused a check");
+        }
+    }
+    let memory_each = t.elapsed() / checks;
+
+    let store = Arc::new(openwinv_store::Store::open(database).await?);
+    let t = Instant::now();
+    for _ in 0..checks {
+        let d = store.take_rate_token(access_key, now_us(), interval_us, burst_us).await?;
+        if !d.granted {
+            bail!("the store bucket refused a check");
+        }
+    }
+    let store_each = t.elapsed() / checks;
+
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let store = store.clone();
+        let key = access_key.to_owned();
+        tasks.spawn(async move {
+            for _ in 0..checks / concurrency {
+                store.take_rate_token(&key, now_us(), interval_us, burst_us).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let concurrent_rate = f64::from(checks / concurrency * concurrency) / t.elapsed().as_secs_f64();
+    store.close().await;
+    println!(
+        "in-memory bucket {:.0} ns/check; store bucket {:.1} µs/check one at a time ({:.0}x), {:.0} checks/s with {concurrency} concurrent callers",
+        memory_each.as_secs_f64() * 1e9,
+        store_each.as_secs_f64() * 1e6,
+        store_each.as_secs_f64() / memory_each.as_secs_f64().max(1e-9),
+        concurrent_rate
+    );
     Ok(())
 }

@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// Issue regular bills already paid (otherwise they start unpaid)
     #[arg(long, env = "OPENWINV_BILLS_PAID_ON_ISSUE")]
     bills_paid_on_issue: bool,
+    /// Connections served at once; more are answered 503 [default: 10000, less if the open-file limit is lower]
+    #[arg(long, env = "OPENWINV_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds a connection has to send a request head after opening or after its last answer [default: 20]
+    #[arg(long, env = "OPENWINV_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    header_read_timeout: Option<f64>,
 }
 
 impl ServeArgs {
@@ -115,6 +121,8 @@ impl ServeArgs {
             accel: self.accel,
             workers: self.workers,
             bills_paid_on_issue: self.bills_paid_on_issue.then_some(true),
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
         };
         Ok(flags.over(file))
     }

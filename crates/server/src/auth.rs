@@ -3,6 +3,11 @@
 //! Checks run in an order that tells an unauthenticated caller nothing about a key: the
 //! credential, then the timestamp and the signature, then the allowlist, then the rate limit
 //! (so that bad signatures cannot drain someone's bucket).
+//!
+//! Looked-up keys are cached (a key is read on most requests), and so are unknown ones, so that a
+//! flood of made-up credentials does not become a flood of queries; the cache has a fixed capacity
+//! so that such a flood cannot grow the server's memory either. The rate-limit bucket is in the
+//! store, one row per key, because the limit is per key across every server process (spec §2).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,9 +19,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use openwinv_wire::{ErrorCode, headers, signing};
 
@@ -30,8 +32,13 @@ pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// How long a looked-up key is trusted before it is read again (so that a key disabled by another
 /// server process stops working within this time; this process forgets at once).
 const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// How many looked-up keys (known or unknown) this process remembers; past it the least useful
+/// entries go. Far more than the keys in active use, and a few MB at most.
+const KEY_CACHE_CAPACITY: usize = 10_000;
 /// `last_used_at` is written at most this often per key.
 const TOUCH_INTERVAL_SECS: i64 = 60;
+/// The rate limit's window: a key's limit is a number of requests per minute.
+const RATE_WINDOW_MICROS: u64 = 60_000_000;
 
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
@@ -54,48 +61,34 @@ struct ResolvedKey {
 /// A looked-up key (or the knowledge that there is none) and when it was looked up.
 type CachedKey = (Instant, Option<Arc<ResolvedKey>>);
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, GovernorClock, StateInformationMiddleware>;
-
-/// Adapter so that governor's rate limiter reads the server clock.
-#[derive(Debug, Clone)]
-pub struct GovernorClock(pub Arc<Clock>);
-
-impl governor::clock::Clock for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.0.since_epoch()
-    }
-}
-
 pub struct Authenticator {
-    keys: Mutex<HashMap<String, CachedKey>>,
-    limiters: Mutex<HashMap<String, (u32, Arc<Limiter>)>>,
+    keys: quick_cache::sync::Cache<String, CachedKey>,
+    /// Only keys that passed the signature check get here, so it is as large as the store's keys.
     touched: Mutex<HashMap<String, i64>>,
     clock: Arc<Clock>,
 }
 
 impl Authenticator {
     pub fn new(clock: Arc<Clock>) -> Authenticator {
-        Authenticator { keys: Mutex::default(), limiters: Mutex::default(), touched: Mutex::default(), clock }
+        Authenticator { keys: quick_cache::sync::Cache::new(KEY_CACHE_CAPACITY), touched: Mutex::default(), clock }
     }
 
     /// Drops what this process remembers of a key (after an operator change).
     pub fn forget(&self, access_key: &str) {
-        self.keys.lock().expect("key cache").remove(access_key);
+        self.keys.remove(access_key);
     }
 
-    /// Forgets every key and empties every bucket (after the clock was moved).
+    /// Forgets every key (after the clock was moved). The buckets need nothing: they are in the
+    /// store and measured against the clock there (see `Store::take_rate_token`).
     pub fn reset(&self) {
-        self.keys.lock().expect("key cache").clear();
-        self.limiters.lock().expect("limiters").clear();
+        self.keys.clear();
     }
 
     async fn resolve(&self, state: &AppState, access_key: &str) -> Result<Option<Arc<ResolvedKey>>, ApiError> {
-        if let Some((at, hit)) = self.keys.lock().expect("key cache").get(access_key)
+        if let Some((at, hit)) = self.keys.get(access_key)
             && at.elapsed() < KEY_CACHE_TTL
         {
-            return Ok(hit.clone());
+            return Ok(hit);
         }
         let resolved = match state.store.key(access_key).await? {
             None => None,
@@ -111,23 +104,8 @@ impl Authenticator {
                 }))
             }
         };
-        self.keys.lock().expect("key cache").insert(access_key.to_owned(), (Instant::now(), resolved.clone()));
+        self.keys.insert(access_key.to_owned(), (Instant::now(), resolved.clone()));
         Ok(resolved)
-    }
-
-    fn limiter(&self, access_key: &str, per_minute: NonZeroU32) -> Arc<Limiter> {
-        let mut limiters = self.limiters.lock().expect("limiters");
-        match limiters.get(access_key) {
-            Some((n, l)) if *n == per_minute.get() => l.clone(),
-            _ => {
-                let l = Arc::new(
-                    RateLimiter::direct_with_clock(Quota::per_minute(per_minute), GovernorClock(self.clock.clone()))
-                        .with_middleware::<StateInformationMiddleware>(),
-                );
-                limiters.insert(access_key.to_owned(), (per_minute.get(), l.clone()));
-                l
-            }
-        }
     }
 
     fn should_touch(&self, access_key: &str, now: i64) -> bool {
@@ -238,7 +216,7 @@ async fn authenticate(
     }
     let limit_headers = match NonZeroU32::new(key.rate_limit) {
         None => HeaderMap::new(),
-        Some(per_minute) => rate_limit(auth, access_key, per_minute)?,
+        Some(per_minute) => rate_limit(state, access_key, per_minute).await?,
     };
     if auth.should_touch(access_key, now) {
         let store = state.store.clone();
@@ -259,36 +237,47 @@ async fn authenticate(
     ))
 }
 
-fn rate_limit(auth: &Authenticator, access_key: &str, per_minute: NonZeroU32) -> Result<HeaderMap, ApiError> {
-    let limiter = auth.limiter(access_key, per_minute);
+/// Takes a token from the key's bucket in the store: `per_minute` tokens at most, one back every
+/// minute / `per_minute`. Answers the `RateLimit-*` headers, or `LIMIT_EXCEEDED` with `Retry-After`.
+async fn rate_limit(state: &AppState, access_key: &str, per_minute: NonZeroU32) -> Result<HeaderMap, ApiError> {
     let limit = per_minute.get();
-    let period = Duration::from_secs(60) / limit;
-    let mut h = HeaderMap::new();
-    let mut put = |name: &'static str, v: u64| {
-        h.insert(name, HeaderValue::from(v));
-    };
-    match limiter.check() {
-        Ok(snapshot) => {
-            let remaining = snapshot.remaining_burst_capacity();
-            put(headers::RATELIMIT_LIMIT, u64::from(limit));
-            put(headers::RATELIMIT_REMAINING, u64::from(remaining));
-            put(headers::RATELIMIT_RESET, ceil_secs(period * (limit - remaining)));
-            Ok(h)
-        }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(auth.clock.since_epoch());
-            let mut err = ApiError::new(
-                ErrorCode::LimitExceeded,
-                format!("This access key may make {limit} requests per minute; retry in {} s.", ceil_secs(wait).max(1)),
-            );
-            err = err
-                .with_header(headers::RATELIMIT_LIMIT, limit)
-                .with_header(headers::RATELIMIT_REMAINING, 0)
-                .with_header(headers::RATELIMIT_RESET, ceil_secs(wait + period * (limit - 1)))
-                .with_header("retry-after", ceil_secs(wait).max(1));
-            Err(err)
-        }
+    let interval_us = (RATE_WINDOW_MICROS / u64::from(limit)).max(1);
+    let burst_us = interval_us * u64::from(limit);
+    let now_us = state.clock.since_epoch().as_micros();
+    let as_i64 = |v: u128| i64::try_from(v).map_err(ApiError::internal);
+    let decision = state
+        .store
+        .take_rate_token(access_key, as_i64(now_us)?, as_i64(interval_us.into())?, as_i64(burst_us.into())?)
+        .await?;
+    // Until the bucket is full again.
+    let full_in = micros_after(decision.tat_us, now_us);
+    if decision.granted {
+        let spare = u128::from(burst_us).saturating_sub(full_in.as_micros());
+        let remaining = u64::try_from(spare / u128::from(interval_us)).unwrap_or(0);
+        let mut h = HeaderMap::new();
+        h.insert(headers::RATELIMIT_LIMIT, HeaderValue::from(limit));
+        h.insert(headers::RATELIMIT_REMAINING, HeaderValue::from(remaining));
+        h.insert(headers::RATELIMIT_RESET, HeaderValue::from(ceil_secs(full_in)));
+        Ok(h)
+    } else {
+        // The next token comes when the arrival time, moved one interval on, is within a burst.
+        let wait = full_in.saturating_sub(Duration::from_micros(burst_us - interval_us));
+        let retry = ceil_secs(wait).max(1);
+        Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("This access key may make {limit} requests per minute; retry in {retry} s."),
+        )
+        .with_header(headers::RATELIMIT_LIMIT, limit)
+        .with_header(headers::RATELIMIT_REMAINING, 0)
+        .with_header(headers::RATELIMIT_RESET, ceil_secs(full_in))
+        .with_header("retry-after", retry))
     }
+}
+
+/// How long after `now_us` the instant `at_us` comes (zero when it has passed).
+fn micros_after(at_us: i64, now_us: u128) -> Duration {
+    let at = u128::try_from(at_us).unwrap_or(0);
+    Duration::from_micros(u64::try_from(at.saturating_sub(now_us)).unwrap_or(u64::MAX))
 }
 
 fn ceil_secs(d: Duration) -> u64 {

@@ -42,6 +42,17 @@ impl std::str::FromStr for SimMode {
     }
 }
 
+/// Connections served at once when `max_connections` is unset, if the open-file limit allows.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// File descriptors kept back from connections for everything else: database connections, image
+/// files, QEMU's sockets, logs.
+pub const RESERVED_FILE_DESCRIPTORS: u64 = 256;
+/// The fewest connections a derived cap allows, however low the open-file limit.
+const MIN_DERIVED_CONNECTIONS: usize = 16;
+/// Seconds a connection has to deliver a request head (after opening, or after its previous answer)
+/// when `header_read_timeout` is unset.
+pub const DEFAULT_HEADER_READ_TIMEOUT: f64 = 20.0;
+
 /// Seconds each simulated hypervisor step takes by default: enough to see `pending` and `work`.
 pub const DEFAULT_SIM_DELAY: f64 = 3.0;
 
@@ -88,6 +99,12 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Mark regular bills paid as they are issued (default false: they start `unpaid`).
     pub bills_paid_on_issue: Option<bool>,
+    /// Connections served at once; more are answered 503 and closed. Default: 10,000, or fewer
+    /// when the open-file limit is lower.
+    pub max_connections: Option<usize>,
+    /// Seconds a connection has to deliver a complete request head after opening or after its
+    /// previous answer (so also the idle keep-alive timeout); default 20.
+    pub header_read_timeout: Option<f64>,
 }
 
 impl Settings {
@@ -115,6 +132,8 @@ impl Settings {
             accel: self.accel.or(lower.accel),
             workers: self.workers.or(lower.workers),
             bills_paid_on_issue: self.bills_paid_on_issue.or(lower.bills_paid_on_issue),
+            max_connections: self.max_connections.or(lower.max_connections),
+            header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
         }
     }
 }
@@ -147,6 +166,9 @@ pub struct Config {
     pub lease: std::time::Duration,
     /// New regular bills are issued already `paid`.
     pub bills_paid_on_issue: bool,
+    /// Set explicitly; otherwise derived from the open-file limit (`max_connections`).
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -197,7 +219,18 @@ impl Config {
             Some(a) => a.parse().map_err(|_| anyhow::anyhow!("accel must be auto, kvm or tcg, not `{a}`"))?,
         };
         let driver = s.driver.unwrap_or(Driver::Sim);
+        if let Some(n) = s.max_connections
+            && !(1..=10_000_000).contains(&n)
+        {
+            bail!("max_connections must be 1 to 10000000, not {n}");
+        }
+        let header_read_timeout = s.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT);
+        if !(0.1..=3_600.0).contains(&header_read_timeout) {
+            bail!("header_read_timeout must be 0.1 to 3600 seconds, not {header_read_timeout}");
+        }
         Ok(Config {
+            max_connections: s.max_connections,
+            header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout),
             accel,
             sim_delay: std::time::Duration::from_secs_f64(sim_delay),
             sim_mode: s.sim_mode.unwrap_or(SimMode::Timed),
@@ -220,6 +253,20 @@ impl Config {
             bootstrap_key,
             bills_paid_on_issue: s.bills_paid_on_issue.unwrap_or(false),
         })
+    }
+}
+
+impl Config {
+    /// Connections to serve at once: the configured number, or the default capped so that
+    /// connections leave `RESERVED_FILE_DESCRIPTORS` of the open-file limit for the rest.
+    pub fn max_connections(&self, open_file_limit: Option<u64>) -> usize {
+        if let Some(n) = self.max_connections {
+            return n;
+        }
+        let room = open_file_limit
+            .map(|l| usize::try_from(l.saturating_sub(RESERVED_FILE_DESCRIPTORS)).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        DEFAULT_MAX_CONNECTIONS.min(room).max(MIN_DERIVED_CONNECTIONS)
     }
 }
 
@@ -252,5 +299,20 @@ mod tests {
         let e =
             Config::resolve(Settings { trusted_proxies: Some(vec!["nope".into()]), ..Default::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("trusted_proxies"));
+        let e = Config::resolve(Settings { max_connections: Some(0), ..Default::default() }).unwrap_err();
+        assert!(format!("{e:#}").contains("max_connections"));
+        let e = Config::resolve(Settings { header_read_timeout: Some(0.0), ..Default::default() }).unwrap_err();
+        assert!(format!("{e:#}").contains("header_read_timeout"));
+    }
+
+    #[test]
+    fn the_connection_cap_leaves_file_descriptors_for_the_rest() {
+        let c = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(c.max_connections(Some(1_048_576)), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.max_connections(Some(1024)), 1024 - RESERVED_FILE_DESCRIPTORS as usize);
+        assert_eq!(c.max_connections(Some(100)), MIN_DERIVED_CONNECTIONS);
+        assert_eq!(c.max_connections(None), DEFAULT_MAX_CONNECTIONS);
+        let c = Config::resolve(Settings { max_connections: Some(50), ..Default::default() }).unwrap();
+        assert_eq!(c.max_connections(Some(1024)), 50);
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod idempotency;
 pub mod images;
 pub mod input;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod quota;
@@ -28,7 +29,6 @@ pub mod sagas;
 /// The one server clock lives in the engine; it is re-exported here for the handlers.
 pub use openwinv_engine::clock;
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +143,20 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 /// Runs `openwinv serve` until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let open_files = listener::raise_open_file_limit();
+    let limits = listener::Limits {
+        max_connections: config.max_connections(open_files),
+        header_read_timeout: config.header_read_timeout,
+    };
+    if let Some(soft) = open_files
+        && u64::try_from(limits.max_connections).unwrap_or(u64::MAX) > soft
+    {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_file_limit = soft,
+            "max_connections exceeds the open-file limit"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -156,10 +170,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let app = router(state.clone());
     println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
-    tracing::info!(%local, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(%local, max_connections = limits.max_connections, header_read_timeout = ?limits.header_read_timeout, "listening");
+    listener::run(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("stopped");
     state.store.close().await;
     Ok(())

@@ -20,6 +20,7 @@ mod listing;
 mod meta;
 pub mod operations;
 mod reset;
+mod rate_limits;
 mod scripts;
 pub mod snapshot;
 mod ssh_keys;
@@ -44,6 +45,7 @@ pub use instances::{
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
 pub use operations::{NewOperation, OperationRecord, Progress};
 pub use reset::ResetReport;
+pub use rate_limits::RateDecision;
 pub use scripts::ScriptRecord;
 pub use snapshot::{Snapshot, TableRows};
 pub use ssh_keys::SshKeyRecord;

@@ -317,6 +317,11 @@ impl Server {
         server
     }
 
+    /// The server process's id (to read its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("the server is running")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.parent().unwrap().join(format!("server-{}.log", self.starts))
     }
