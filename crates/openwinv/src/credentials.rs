@@ -7,23 +7,33 @@ use anyhow::{Context, bail};
 use openwinv_sdk::{Client, DEFAULT_ENDPOINT};
 use serde::Deserialize;
 
-/// The credentials file: `endpoint` (optional), `access_key`, `secret_key`.
+/// The credentials file: `endpoint` (optional), `access_key`, `secret_key`, `ca_file` (optional).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Profile {
     endpoint: Option<String>,
     access_key: String,
     secret_key: String,
+    /// The CA to trust for an https endpoint (`serve --tls` writes it).
+    ca_file: Option<PathBuf>,
 }
 
-/// The client for the given `--profile` (or `IWINV_CONFIG`) and time offset.
-pub fn client(profile: Option<&Path>, time_offset: Option<i64>) -> anyhow::Result<Client> {
+/// The client for the given `--profile` (or `IWINV_CONFIG`), time offset and CA file. Without a
+/// time offset, the client corrects its timestamps from the server's time when they are refused.
+pub fn client(profile: Option<&Path>, time_offset: Option<i64>, ca_file: Option<&Path>) -> anyhow::Result<Client> {
     let client = if var("IWINV_ACCESS_KEY").is_some() || var("IWINV_SECRET_KEY").is_some() {
         Client::from_env()?
     } else {
         from_file(profile)?
     };
-    Ok(client.with_time_offset(time_offset.unwrap_or(0)))
+    let client = match ca_file {
+        Some(path) => client.with_ca_file(path)?,
+        None => client,
+    };
+    Ok(match time_offset {
+        Some(secs) => client.with_time_offset(secs),
+        None => client,
+    })
 }
 
 fn from_file(explicit: Option<&Path>) -> anyhow::Result<Client> {
@@ -44,8 +54,12 @@ fn from_file(explicit: Option<&Path>) -> anyhow::Result<Client> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let profile: Profile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let endpoint = var("IWINV_ENDPOINT").or(profile.endpoint).unwrap_or_else(|| DEFAULT_ENDPOINT.into());
-    Client::new(&endpoint, profile.access_key, profile.secret_key)
-        .with_context(|| format!("the credentials in {}", path.display()))
+    let client = Client::new(&endpoint, profile.access_key, profile.secret_key)
+        .with_context(|| format!("the credentials in {}", path.display()))?;
+    match profile.ca_file {
+        Some(ca) => client.with_ca_file(&ca).with_context(|| format!("ca_file in {}", path.display())),
+        None => Ok(client),
+    }
 }
 
 /// `$XDG_CONFIG_HOME/openwinv/credentials.toml` (or `~/.config/…`), then the file a local

@@ -24,6 +24,9 @@ use crate::failure::Surface;
 use crate::keys::Owner;
 use crate::output::{Output, emit};
 
+/// How many times a command waits out a 429 (`Retry-After`) before giving up.
+const RATE_LIMIT_RETRIES: u32 = 3;
+
 #[derive(Debug, Parser)]
 #[command(name = "openwinv", version, about)]
 struct Cli {
@@ -50,6 +53,9 @@ struct Cli {
     /// with the same key replays the first answer instead of acting twice
     #[arg(long, global = true, env = "IWINV_IDEMPOTENCY_KEY", value_name = "KEY", help_heading = "Client options")]
     idempotency_key: Option<String>,
+    /// A CA certificate (PEM) to trust besides the system's, such as `openwinv tls ca` prints
+    #[arg(long, global = true, env = "IWINV_CA_FILE", value_name = "FILE", help_heading = "Client options")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +66,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the OpenAPI document of /v1
     Openapi,
+    /// The local certificate authority of `serve --tls`
+    #[command(subcommand)]
+    Tls(serve::TlsCommand),
     /// List zones
     Zones,
     /// List flavors (machine sizes) or show one
@@ -92,7 +101,7 @@ enum Command {
 impl Command {
     fn surface(&self) -> Surface {
         match self {
-            Command::Serve(_) | Command::Openapi => Surface::Local,
+            Command::Serve(_) | Command::Openapi | Command::Tls(_) => Surface::Local,
             Command::Admin(_) => Surface::Admin,
             _ => Surface::Client,
         }
@@ -112,7 +121,8 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output { json: cli.json };
     let client = || -> anyhow::Result<openwinv_sdk::Client> {
-        let client = credentials::client(cli.profile.as_deref(), cli.time_offset)?;
+        let client = credentials::client(cli.profile.as_deref(), cli.time_offset, cli.ca_file.as_deref())?
+            .with_rate_limit_retries(RATE_LIMIT_RETRIES);
         let client = match &cli.idempotency_key {
             Some(key) => client.with_idempotency_key(key),
             None => client,
@@ -122,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Openapi => emit(&openwinv_server::openapi::document_json()),
+        Command::Tls(command) => serve::tls(command),
         Command::Zones => catalog::zones(&client()?, out).await,
         Command::Flavors(args) => catalog::flavors(&client()?, args, out).await,
         Command::Images(args) => catalog::images(&client()?, args, out).await,
@@ -139,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Firewalls(args) => firewalls::run(&client()?, args, out).await,
         Command::Bill(command) => billing::run(&client()?, command, out).await,
         Command::Operations(command) => operations::run(&client()?, command, out).await,
-        Command::Admin(command) => admin::run(command, out).await,
+        Command::Admin(command) => admin::run(command, out, cli.ca_file.as_deref()).await,
     }
 }
 

@@ -23,10 +23,13 @@ pub mod quota;
 pub mod reconcile;
 pub mod reference;
 pub mod sagas;
+pub mod server_time;
+pub mod tls;
 
 /// The one server clock lives in the engine; it is re-exported here for the handlers.
 pub use openwinv_engine::clock;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use openwinv_engine::{ComputeDriver, Engine};
 use openwinv_store::Store;
 use openwinv_store::crypto::Sealer;
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(from_fn_with_state(state.clone(), server_time::layer))
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -141,26 +146,65 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 /// Runs `openwinv serve` until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = bind(config.listen).await?;
+    let beside = match config.tls.as_ref().and_then(|t| t.listen) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     let state = bootstrap::start(config, local).await?;
+    let https = match &state.config.tls {
+        Some(t) => Some(tls::server_config(&state.config.data_dir, &t.names)?),
+        None => None,
+    };
     state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
     tokio::spawn(billing::close::run(state.clone()));
     if state.driver.reconciles() {
         tokio::spawn(reconcile::run(state.clone()));
     }
-    let app = router(state.clone());
-    println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
-    tracing::info!(%local, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+    tracing::info!(%local, https = state.config.tls.is_some(), "listening");
+    let version = env!("CARGO_PKG_VERSION");
+    // `tap_io` only wraps the listener so that `ConnectInfo<SocketAddr>` works for it.
+    match (https, beside) {
+        (None, _) => {
+            println!("openwinv {version} listening on http://{local}");
+            axum::serve(listener, app).with_graceful_shutdown(stopped()).await?;
+        }
+        (Some(config), None) => {
+            println!("openwinv {version} listening on https://{local}");
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(stopped()).await?;
+        }
+        (Some(config), Some(beside)) => {
+            // The HTTPS line first: the last line is the one scripts wait for.
+            println!("openwinv {version} serving HTTPS on https://{}", beside.local_addr()?);
+            println!("openwinv {version} listening on http://{local}");
+            let secure = tls::TlsListener::new(beside, config)?.tap_io(|_| {});
+            let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());
+            let secure = axum::serve(secure, app).with_graceful_shutdown(stopped());
+            tokio::try_join!(plain.into_future(), secure.into_future())?;
+        }
+    }
     tracing::info!("stopped");
     state.store.close().await;
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// Picks up what other server processes on the same database changed: the clock and the catalog.

@@ -10,6 +10,8 @@ mod faults;
 mod images;
 mod sim;
 
+use std::path::Path;
+
 use clap::Subcommand;
 use openwinv_sdk::AdminClient;
 
@@ -50,8 +52,12 @@ pub enum AdminCommand {
     Sim(sim::SimAction),
 }
 
-pub async fn run(command: AdminCommand, out: Output) -> anyhow::Result<()> {
-    let admin = out.admin_client(AdminClient::from_env()?);
+pub async fn run(command: AdminCommand, out: Output, ca_file: Option<&Path>) -> anyhow::Result<()> {
+    let admin = match ca_file {
+        Some(path) => AdminClient::from_env()?.with_ca_file(path)?,
+        None => AdminClient::from_env()?,
+    };
+    let admin = out.admin_client(admin);
     match command {
         AdminCommand::Accounts(action) => accounts::run(&admin, action, out).await,
         AdminCommand::Keys(action) => access_keys::run(&admin, action, out).await,
