@@ -29,13 +29,15 @@ use crate::context::{self, Chosen};
 /// The data directory `openwinv serve` uses by default.
 const DEFAULT_DATA_DIR: &str = "./openwinv-data";
 
-/// The credentials file: `endpoint` (optional), `access_key`, `secret_key`.
+/// The credentials file: `endpoint` (optional), `access_key`, `secret_key`, `ca_file` (optional).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Profile {
     endpoint: Option<String>,
     access_key: String,
     secret_key: String,
+    /// The CA to trust for an https endpoint (`serve --tls` writes it).
+    ca_file: Option<PathBuf>,
 }
 
 /// Where a value came from.
@@ -72,32 +74,43 @@ struct Resolved {
     access_key: String,
     secret_key: String,
     keys_from: Source,
+    /// The CA to trust: `--ca-file`/`IWINV_CA_FILE`, else the profile's or context's `ca_file`.
+    ca_file: Option<PathBuf>,
 }
 
-/// The client for the chosen credentials and time offset.
-pub fn client(choice: Choice<'_>, time_offset: Option<i64>) -> anyhow::Result<Client> {
+/// The client for the chosen credentials, time offset and CA file (`--ca-file`, which wins over
+/// the credentials' own `ca_file`). Without a time offset, the client corrects its timestamps
+/// from the server's time when they are refused.
+pub fn client(choice: Choice<'_>, time_offset: Option<i64>, ca_file: Option<&Path>) -> anyhow::Result<Client> {
     let r = resolve(choice)?;
     if r.access_key.trim().is_empty() || r.secret_key.trim().is_empty() {
         bail!("the access key and the secret key from {} must not be empty", r.keys_from);
     }
     let client = Client::new(&r.endpoint, r.access_key, r.secret_key)
         .with_context(|| format!("the endpoint from {}", r.endpoint_from))?;
-    Ok(client.with_time_offset(time_offset.unwrap_or(0)))
+    let client = match ca_file.map(Path::to_path_buf).or(r.ca_file) {
+        Some(path) => client.with_ca_file(&path).with_context(|| format!("the CA file {}", path.display()))?,
+        None => client,
+    };
+    Ok(match time_offset {
+        Some(secs) => client.with_time_offset(secs),
+        None => client,
+    })
 }
 
 fn resolve(choice: Choice<'_>) -> anyhow::Result<Resolved> {
-    let (endpoint, access_key, secret_key, keys_from) = if var("IWINV_ACCESS_KEY").is_some()
+    let (endpoint, access_key, secret_key, keys_from, ca_file) = if var("IWINV_ACCESS_KEY").is_some()
         || var("IWINV_SECRET_KEY").is_some()
     {
         let key = |name: &str| {
             var(name).with_context(|| format!("{name} is not set (IWINV_ACCESS_KEY and IWINV_SECRET_KEY go together)"))
         };
-        (None, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?, Source::Env("IWINV_ACCESS_KEY"))
+        (None, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?, Source::Env("IWINV_ACCESS_KEY"), None)
     } else if let Some(path) = choice.profile {
         from_file(path)?
     } else if let Some(Chosen { name, saved }) = context::chosen(choice.context)? {
         let source = Source::Context(name);
-        (Some((saved.endpoint, source.clone())), saved.access_key, saved.secret_key, source)
+        (Some((saved.endpoint, source.clone())), saved.access_key, saved.secret_key, source, saved.ca_file)
     } else {
         let candidates = default_paths();
         match candidates.iter().find(|p| p.is_file()) {
@@ -113,15 +126,15 @@ fn resolve(choice: Choice<'_>) -> anyhow::Result<Resolved> {
         Some(endpoint) => (endpoint, Source::Env("IWINV_ENDPOINT")),
         None => endpoint.unwrap_or_else(|| (DEFAULT_ENDPOINT.into(), Source::Default)),
     };
-    Ok(Resolved { endpoint, endpoint_from, access_key, secret_key, keys_from })
+    Ok(Resolved { endpoint, endpoint_from, access_key, secret_key, keys_from, ca_file })
 }
 
-type FromFile = (Option<(String, Source)>, String, String, Source);
+type FromFile = (Option<(String, Source)>, String, String, Source, Option<PathBuf>);
 
 fn from_file(path: &Path) -> anyhow::Result<FromFile> {
     let profile = read_profile(path)?;
     let source = Source::File(path.to_owned());
-    Ok((profile.endpoint.map(|e| (e, source.clone())), profile.access_key, profile.secret_key, source))
+    Ok((profile.endpoint.map(|e| (e, source.clone())), profile.access_key, profile.secret_key, source, profile.ca_file))
 }
 
 fn read_profile(path: &Path) -> anyhow::Result<Profile> {
@@ -130,21 +143,24 @@ fn read_profile(path: &Path) -> anyhow::Result<Profile> {
 }
 
 /// The operator client, and a sentence naming where its token and endpoint came from (for the
-/// message when the server refuses the token).
-pub fn admin_client(context_name: Option<&str>) -> anyhow::Result<(AdminClient, String)> {
+/// message when the server refuses the token). The CA to trust is `ca_file` (`--ca-file`), else
+/// the one recorded beside the token: the context's, or the data directory's credentials file's.
+pub fn admin_client(context_name: Option<&str>, ca_file: Option<&Path>) -> anyhow::Result<(AdminClient, String)> {
     let data_dir = PathBuf::from(var("OPENWINV_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+    let beside = read_profile(&data_dir.join("credentials")).ok();
+    let beside_ca = beside.as_ref().and_then(|p| p.ca_file.clone());
     let beside_token = || -> Option<(String, Source)> {
-        let path = data_dir.join("credentials");
-        let endpoint = read_profile(&path).ok()?.endpoint?;
-        Some((endpoint, Source::File(path)))
+        Some((beside.as_ref()?.endpoint.clone()?, Source::File(data_dir.join("credentials"))))
     };
     let context = context::chosen(context_name)?;
-    let (token, token_from, token_endpoint) = if let Some(token) = var("OPENWINV_ADMIN_TOKEN") {
+    let (token, token_from, token_endpoint, token_ca) = if let Some(token) = var("OPENWINV_ADMIN_TOKEN") {
         let endpoint = var("IWINV_ENDPOINT").map(|e| (e, Source::Env("IWINV_ENDPOINT"))).or_else(beside_token);
-        (token, Source::Env("OPENWINV_ADMIN_TOKEN"), endpoint)
-    } else if let Some(Chosen { name, saved: context::Saved { admin_token: Some(token), endpoint, .. } }) = context {
+        (token, Source::Env("OPENWINV_ADMIN_TOKEN"), endpoint, beside_ca)
+    } else if let Some(Chosen { name, saved: context::Saved { admin_token: Some(token), endpoint, ca_file, .. } }) =
+        context
+    {
         let source = Source::Context(name);
-        (token, source.clone(), Some((endpoint, source)))
+        (token, source.clone(), Some((endpoint, source)), ca_file)
     } else {
         let path = data_dir.join("admin-token");
         let token = std::fs::read_to_string(&path).map_err(|e| {
@@ -154,7 +170,7 @@ pub fn admin_client(context_name: Option<&str>) -> anyhow::Result<(AdminClient, 
                 path.display()
             )
         })?;
-        (token, Source::File(path), beside_token())
+        (token, Source::File(path), beside_token(), beside_ca)
     };
     let (endpoint, endpoint_from) = match var("OPENWINV_ADMIN_ENDPOINT") {
         Some(endpoint) => (endpoint, Source::Env("OPENWINV_ADMIN_ENDPOINT")),
@@ -164,6 +180,10 @@ pub fn admin_client(context_name: Option<&str>) -> anyhow::Result<(AdminClient, 
         bail!("the operator token from {token_from} is empty");
     }
     let admin = AdminClient::new(&endpoint, token).with_context(|| format!("the endpoint from {endpoint_from}"))?;
+    let admin = match ca_file.map(Path::to_path_buf).or(token_ca) {
+        Some(path) => admin.with_ca_file(&path).with_context(|| format!("the CA file {}", path.display()))?,
+        None => admin,
+    };
     let origin = format!("the operator token from {token_from}, sent to {endpoint} (from {endpoint_from})");
     Ok((admin, origin))
 }

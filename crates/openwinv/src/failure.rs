@@ -93,6 +93,18 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+/// Whether TLS refused the server's certificate (rustls says so in the error's sources).
+fn is_untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// What to do about an SDK error, when there is something to say.
 fn hint(err: &Error, surface: Surface) -> Option<String> {
     match err {
@@ -102,7 +114,12 @@ fn hint(err: &Error, surface: Surface) -> Option<String> {
         Error::Api { code: None, .. } => Some("the server used an error code this version does not know".into()),
         Error::Http(e) => {
             let endpoint = e.url().map_or_else(|| "the endpoint".into(), |u| u.origin().ascii_serialization());
-            if e.is_connect() {
+            if is_untrusted_certificate(e) {
+                Some(format!(
+                    "{endpoint} presented a certificate this machine does not trust: pass --ca-file FILE or set \
+                     IWINV_CA_FILE (`openwinv tls ca` prints the CA of a local `openwinv serve --tls`)"
+                ))
+            } else if e.is_connect() {
                 let var = match surface {
                     Surface::Admin => "OPENWINV_ADMIN_ENDPOINT",
                     _ => "IWINV_ENDPOINT",

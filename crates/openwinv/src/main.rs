@@ -27,6 +27,9 @@ use crate::failure::Surface;
 use crate::keys::Owner;
 use crate::output::{Output, OutputArgs, emit};
 
+/// How many times a command waits out a 429 (`Retry-After`) before giving up.
+const RATE_LIMIT_RETRIES: u32 = 3;
+
 #[derive(Debug, Parser)]
 #[command(name = "openwinv", version, about)]
 struct Cli {
@@ -55,6 +58,9 @@ struct Cli {
     /// with the same key replays the first answer instead of acting twice
     #[arg(long, global = true, env = "IWINV_IDEMPOTENCY_KEY", value_name = "KEY", help_heading = "Client options")]
     idempotency_key: Option<String>,
+    /// A CA certificate (PEM) to trust besides the system's, such as `openwinv tls ca` prints
+    #[arg(long, global = true, env = "IWINV_CA_FILE", value_name = "FILE", help_heading = "Client options")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +71,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the OpenAPI document of /v1
     Openapi,
+    /// The local certificate authority of `serve --tls`
+    #[command(subcommand)]
+    Tls(serve::TlsCommand),
     /// List zones
     Zones,
     /// List flavors (machine sizes) or show one
@@ -107,9 +116,12 @@ enum Command {
 impl Command {
     fn surface(&self) -> Surface {
         match self {
-            Command::Serve(_) | Command::Openapi | Command::Context(_) | Command::Completion { .. } | Command::Man => {
-                Surface::Local
-            }
+            Command::Serve(_)
+            | Command::Openapi
+            | Command::Tls(_)
+            | Command::Context(_)
+            | Command::Completion { .. }
+            | Command::Man => Surface::Local,
             Command::Admin(_) => Surface::Admin,
             _ => Surface::Client,
         }
@@ -131,7 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output::new(&cli.output)?;
     let choice = Choice { profile: cli.profile.as_deref(), context: cli.context.as_deref() };
     let client = || -> anyhow::Result<openwinv_sdk::Client> {
-        let client = credentials::client(choice, cli.time_offset)?;
+        let client = credentials::client(choice, cli.time_offset, cli.ca_file.as_deref())?
+            .with_rate_limit_retries(RATE_LIMIT_RETRIES);
         let client = match &cli.idempotency_key {
             Some(key) => client.with_idempotency_key(key),
             None => client,
@@ -141,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Openapi => emit(&openwinv_server::openapi::document_json()),
+        Command::Tls(command) => serve::tls(command),
         Command::Zones => catalog::zones(&client()?, out).await,
         Command::Flavors(args) => catalog::flavors(&client()?, args, out).await,
         Command::Images(args) => catalog::images(&client()?, args, out).await,
@@ -159,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bill(command) => billing::run(&client()?, command, out).await,
         Command::Operations(command) => operations::run(&client()?, command, out).await,
         Command::Admin(command) => {
-            let (admin, origin) = credentials::admin_client(cli.context.as_deref())?;
+            let (admin, origin) = credentials::admin_client(cli.context.as_deref(), cli.ca_file.as_deref())?;
             failure::set_admin_origin(origin);
             admin::run(&out.admin_client(admin), command, out).await
         }

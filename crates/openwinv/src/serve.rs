@@ -4,12 +4,16 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::Args;
+use anyhow::{Context, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Subcommand};
 use openwinv_server::Settings;
-use openwinv_server::config::{Config, Driver, SimMode};
+use openwinv_server::config::{Config, DEFAULT_DATA_DIR, Driver, SimMode};
+use openwinv_server::tls::LocalCa;
 use tracing_subscriber::EnvFilter;
+
+/// Name prefix of `--ephemeral` data directories (in `$TMPDIR`).
+const EPHEMERAL_PREFIX: &str = "openwinv-ephemeral-";
 
 /// The log filter when `RUST_LOG` is unset.
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
@@ -95,6 +99,50 @@ pub struct ServeArgs {
     /// Seconds a connection has to send a request head after opening or after its last answer [default: 20]
     #[arg(long, env = "OPENWINV_HEADER_READ_TIMEOUT", value_name = "SECS")]
     header_read_timeout: Option<f64>,
+    /// Serve HTTPS on the listen address, with a local CA made in the data directory on first use
+    /// (`openwinv tls ca` prints it for clients to trust)
+    #[arg(long, env = "OPENWINV_TLS", help_heading = "HTTPS")]
+    tls: bool,
+    /// Serve HTTPS on this address beside plain HTTP on the listen address
+    #[arg(long, env = "OPENWINV_TLS_LISTEN", value_name = "ADDR", help_heading = "HTTPS")]
+    tls_listen: Option<String>,
+    /// Another name (host or IP address) for the server certificate, besides localhost,
+    /// 127.0.0.1, ::1 and api-kr.iwinv.kr (repeat; comma-separated in the environment)
+    #[arg(
+        long = "tls-name",
+        env = "OPENWINV_TLS_NAMES",
+        value_name = "NAME",
+        value_delimiter = ',',
+        help_heading = "HTTPS"
+    )]
+    tls_names: Vec<String>,
+    /// Keep everything in a temporary data directory, removed when the server stops (SIGINT or
+    /// SIGTERM), for one-shot CI jobs
+    #[arg(long, env = "OPENWINV_EPHEMERAL", conflicts_with = "data_dir")]
+    ephemeral: bool,
+}
+
+/// `openwinv tls …`: the local certificate authority of `serve --tls`.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Print the CA certificate (PEM), making the CA if the data directory has none, for
+    /// `curl --cacert`, `SSL_CERT_FILE`, `IWINV_CA_FILE` or a system trust store
+    Ca {
+        /// Data directory of the server [default: ./openwinv-data]
+        #[arg(long, env = "OPENWINV_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub fn tls(command: TlsCommand) -> anyhow::Result<()> {
+    match command {
+        TlsCommand::Ca { data_dir } => {
+            let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+            let ca = LocalCa::open(&dir)?;
+            print!("{}", ca.cert_pem());
+            Ok(())
+        }
+    }
 }
 
 impl ServeArgs {
@@ -123,15 +171,41 @@ impl ServeArgs {
             bills_paid_on_issue: self.bills_paid_on_issue.then_some(true),
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
+            tls: self.tls.then_some(true),
+            tls_listen: self.tls_listen,
+            tls_names: (!self.tls_names.is_empty()).then_some(self.tls_names),
         };
         Ok(flags.over(file))
     }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args.settings()?)?;
+    let ephemeral = args.ephemeral;
+    let mut settings = args.settings()?;
+    if ephemeral && settings.data_dir.is_some() {
+        bail!("--ephemeral makes its own data directory; drop data_dir from the settings file");
+    }
+    // Removed when this function returns: after a clean stop, and after a failed start too.
+    let temporary = if ephemeral {
+        let dir = tempfile::Builder::new().prefix(EPHEMERAL_PREFIX).tempdir();
+        Some(dir.context("cannot make a temporary data directory")?)
+    } else {
+        None
+    };
+    if let Some(dir) = &temporary {
+        settings.data_dir = Some(dir.path().to_owned());
+        println!("Ephemeral data directory {} (removed when the server stops)", dir.path().display());
+    }
+    let config = Config::resolve(settings)?;
     init_logging(config.log_json)?;
-    openwinv_server::serve(config).await
+    let served = openwinv_server::serve(config).await;
+    if let Some(dir) = temporary {
+        let path = dir.path().to_owned();
+        if let Err(e) = dir.close() {
+            eprintln!("warning: could not remove the ephemeral data directory {}: {e}", path.display());
+        }
+    }
+    served
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`).
@@ -185,6 +259,25 @@ mod tests {
         assert_eq!(s.default_rate_limit, Some(5));
         assert_eq!(s.driver, Some(Driver::Sim));
         assert_eq!(s.trusted_proxies, Some(vec!["10.0.0.0/8".into(), "192.168.0.1".into()]));
+    }
+
+    #[test]
+    fn tls_flags_reach_the_settings() {
+        let w = Wrapper::try_parse_from([
+            "x",
+            "--tls-listen",
+            "127.0.0.1:8443",
+            "--tls-name",
+            "a.test",
+            "--tls-name",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        let s = w.serve.settings().unwrap();
+        assert_eq!(s.tls, None);
+        assert_eq!(s.tls_listen.as_deref(), Some("127.0.0.1:8443"));
+        assert_eq!(s.tls_names, Some(vec!["a.test".into(), "10.0.0.1".into()]));
+        assert!(Wrapper::try_parse_from(["x", "--ephemeral", "--data-dir", "d"]).is_err());
     }
 
     #[test]

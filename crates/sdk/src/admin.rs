@@ -67,7 +67,8 @@ impl AdminClient {
 
     /// A client from `OPENWINV_ADMIN_ENDPOINT` (default `http://127.0.0.1:8080`) and
     /// `OPENWINV_ADMIN_TOKEN`, else the `admin-token` file of the data directory
-    /// (`OPENWINV_DATA_DIR`, default `./openwinv-data`), as a local `openwinv serve` writes it.
+    /// (`OPENWINV_DATA_DIR`, default `./openwinv-data`), as a local `openwinv serve` writes it;
+    /// `IWINV_CA_FILE`, when set, is trusted as for [`crate::Client::from_env`].
     pub fn from_env() -> Result<AdminClient> {
         let endpoint = env("OPENWINV_ADMIN_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         let token = match env("OPENWINV_ADMIN_TOKEN") {
@@ -83,7 +84,18 @@ impl AdminClient {
                 })?
             }
         };
-        AdminClient::new(&endpoint, token)
+        let admin = AdminClient::new(&endpoint, token)?;
+        match env("IWINV_CA_FILE") {
+            Some(path) => admin.with_ca_file(path),
+            None => Ok(admin),
+        }
+    }
+
+    /// Also trusts the certificates of a PEM file, such as the local CA that `openwinv tls ca`
+    /// prints, for an `https` endpoint.
+    pub fn with_ca_file(mut self, path: impl AsRef<std::path::Path>) -> Result<AdminClient> {
+        self.transport = self.transport.with_ca_file(path.as_ref())?;
+        Ok(self)
     }
 
     /// A client that keeps the `result` of every successful answer in `log`, as sent.

@@ -2,9 +2,13 @@
 //! calls. The typed resource methods live in `catalog`, `keys`, `instances`, `volumes`,
 //! `firewalls` and `billing`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openwinv_wire::{Envelope, headers, signing};
+use openwinv_wire::{Envelope, ErrorCode, headers, signing};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, RequestBuilder, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,12 +16,28 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::raw::RawLog;
-use crate::transport::{Answer, Transport};
+use crate::response;
+use crate::transport::{Answer, Exchange, Transport};
 
 /// Where the SDK connects when `IWINV_ENDPOINT` is unset: a local `openwinv serve`.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
+/// How far a learned skew must differ from the one in use to be worth a second try: less than
+/// this is not why the server refused the timestamp.
+const SKEW_TOLERANCE_SECS: i64 = 2;
+/// The wait of a 429 answer without `Retry-After`.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
+/// Receives the client's notes on what it did by itself (a retry, a corrected clock).
+type NoticeHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A client of the iwinv API v1, against openwinv or the real service.
+///
+/// When the server refuses a request's timestamp (`CHECK_SIGNATURE`) and tells its own time (the
+/// `X-Openwinv-Server-Time` or `Date` header), the client signs the request again once with the
+/// server's time and keeps that skew for later requests (`with_time_offset` turns this off). It
+/// can also wait out rate-limit refusals (`with_rate_limit_retries`). Both are noted on stderr
+/// unless `with_notices` sends the notes elsewhere.
 #[derive(Clone)]
 pub struct Client {
     transport: Transport,
@@ -25,6 +45,13 @@ pub struct Client {
     secret_key: String,
     /// Seconds added to this machine's clock when stamping requests.
     time_offset: i64,
+    /// Whether a refused timestamp may be corrected from the server's time.
+    correct_skew: bool,
+    /// The skew learned from the server, in seconds; shared by clones.
+    skew: Arc<AtomicI64>,
+    /// 429 answers waited out (after `Retry-After`) before the refusal is returned.
+    rate_limit_retries: u32,
+    notices: NoticeHandler,
     /// Sent as `Idempotency-Key` with every POST, PUT and DELETE (spec §12).
     idempotency_key: Option<String>,
 }
@@ -35,6 +62,8 @@ impl std::fmt::Debug for Client {
             .field("endpoint", &self.endpoint())
             .field("access_key", &self.access_key)
             .field("time_offset", &self.time_offset)
+            .field("skew", &self.skew.load(Ordering::Relaxed))
+            .field("rate_limit_retries", &self.rate_limit_retries)
             .field("idempotency_key", &self.idempotency_key)
             .finish_non_exhaustive()
     }
@@ -52,22 +81,60 @@ impl Client {
             access_key,
             secret_key,
             time_offset: 0,
+            correct_skew: true,
+            skew: Arc::default(),
+            rate_limit_retries: 0,
+            notices: Arc::new(|note: &str| eprintln!("note: {note}")),
             idempotency_key: None,
         })
     }
 
-    /// A client from `IWINV_ENDPOINT` (default [`DEFAULT_ENDPOINT`]), `IWINV_ACCESS_KEY` and
-    /// `IWINV_SECRET_KEY`.
+    /// A client from `IWINV_ENDPOINT` (default [`DEFAULT_ENDPOINT`]), `IWINV_ACCESS_KEY`,
+    /// `IWINV_SECRET_KEY` and, when set, `IWINV_CA_FILE`.
     pub fn from_env() -> Result<Client> {
         let endpoint = env("IWINV_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         let key = |name: &str| env(name).ok_or_else(|| Error::Config(format!("{name} is not set")));
-        Client::new(&endpoint, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?)
+        let client = Client::new(&endpoint, key("IWINV_ACCESS_KEY")?, key("IWINV_SECRET_KEY")?)?;
+        match env("IWINV_CA_FILE") {
+            Some(path) => client.with_ca_file(path),
+            None => Ok(client),
+        }
     }
 
-    /// Shifts request timestamps by `secs`, for a machine whose clock is off by that much.
+    /// Shifts request timestamps by exactly `secs`, for a machine whose clock is off by that
+    /// much, and stops correcting them from the server's time (strict use).
     pub fn with_time_offset(mut self, secs: i64) -> Client {
         self.time_offset = secs;
+        self.correct_skew = false;
         self
+    }
+
+    /// Whether a timestamp refused with `CHECK_SIGNATURE` is corrected from the server's time
+    /// and the request signed again once (on by default).
+    pub fn with_skew_correction(mut self, on: bool) -> Client {
+        self.correct_skew = on;
+        self
+    }
+
+    /// Waits out up to `retries` rate-limit refusals (429, after their `Retry-After`) per call
+    /// before returning the refusal (none by default). Requests whose body is a stream are not
+    /// retried.
+    pub fn with_rate_limit_retries(mut self, retries: u32) -> Client {
+        self.rate_limit_retries = retries;
+        self
+    }
+
+    /// Sends the client's notes (a retry, a corrected clock) to `handler` instead of stderr.
+    pub fn with_notices(mut self, handler: impl Fn(&str) + Send + Sync + 'static) -> Client {
+        self.notices = Arc::new(handler);
+        self
+    }
+
+    /// Also trusts the certificates of a PEM file, such as the local CA that `openwinv tls ca`
+    /// prints, for an `https` endpoint.
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Result<Client> {
+        self.transport = self.transport.with_ca_file(path.as_ref())?;
+        Ok(self)
     }
 
     /// A client that sends `key` as the `Idempotency-Key` of its POST, PUT and DELETE requests
@@ -113,7 +180,7 @@ impl Client {
 
     /// Sends a request made by [`Client::request`] and decodes the envelope.
     pub async fn execute<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<Envelope<T>> {
-        self.transport.execute(request).await
+        self.answer(request).await?.typed()
     }
 
     /// `GET path?query`; `query` is any serializable struct or list of pairs (`&()` for none).
@@ -138,7 +205,7 @@ impl Client {
     /// Sends a request made by [`Client::request`] and returns the success envelope as sent,
     /// fields the wire types do not model included. Failures are still typed errors.
     pub async fn execute_raw(&self, request: RequestBuilder) -> Result<Value> {
-        Ok(self.transport.answer(request).await?.envelope)
+        Ok(self.answer(request).await?.envelope)
     }
 
     /// `GET path?query`, the envelope as sent (see [`Client::execute_raw`]).
@@ -155,9 +222,68 @@ impl Client {
         self.execute_raw(request).await
     }
 
-    /// Sends a request and returns the whole success answer, headers included.
+    /// Sends a request and returns the whole success answer, headers included: after waiting
+    /// out rate-limit refusals as configured, and after signing again once with the server's
+    /// time when the timestamp was refused.
     pub(crate) async fn answer(&self, request: RequestBuilder) -> Result<Answer> {
-        self.transport.answer(request).await
+        let mut request = request.build()?;
+        let (mut waits, mut resigned) = (0, false);
+        loop {
+            // A request whose body is a stream cannot be sent twice.
+            let again = request.try_clone();
+            let exchange = self.transport.exchange(request).await?;
+            let Some(mut next) = again else {
+                return self.transport.decode(exchange);
+            };
+            if exchange.status == 429 && waits < self.rate_limit_retries {
+                waits += 1;
+                let secs = response::retry_after(&exchange.headers).unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+                (self.notices)(&format!(
+                    "rate limited (429); retrying in {secs} s ({waits} of {})",
+                    self.rate_limit_retries
+                ));
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            } else if let Some(skew) = self.learned_skew(&exchange).filter(|_| !resigned) {
+                resigned = true;
+                self.skew.store(skew, Ordering::Relaxed);
+                (self.notices)(&format!(
+                    "the server refused the request's timestamp; its clock is {} s {} this machine's, so \
+                     the request is signed again with the server's time",
+                    skew.abs(),
+                    if skew > 0 { "ahead of" } else { "behind" }
+                ));
+            } else {
+                return self.transport.decode(exchange);
+            }
+            self.stamp(&mut next);
+            request = next;
+        }
+    }
+
+    /// The skew the server's answer shows, when it refused the timestamp, tells its time, and the
+    /// skew differs from the one in use.
+    fn learned_skew(&self, exchange: &Exchange) -> Option<i64> {
+        if !self.correct_skew || !response::is_error_code(&exchange.body, ErrorCode::CheckSignature) {
+            return None;
+        }
+        let skew = response::server_time(&exchange.headers)? - unix_now();
+        ((skew - self.skew.load(Ordering::Relaxed)).abs() > SKEW_TOLERANCE_SECS).then_some(skew)
+    }
+
+    /// Seconds since the epoch to sign with: this machine's clock, the offset and the learned skew.
+    fn timestamp(&self) -> String {
+        (unix_now() + self.time_offset + self.skew.load(Ordering::Relaxed)).to_string()
+    }
+
+    /// Signs a built request again with a fresh timestamp.
+    fn stamp(&self, request: &mut reqwest::Request) {
+        let timestamp = self.timestamp();
+        let signature = signing::sign(&self.secret_key, &timestamp, request.url().path());
+        for (name, value) in [(headers::TIMESTAMP, timestamp), (headers::SIGNATURE, signature)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                request.headers_mut().insert(name, value);
+            }
+        }
     }
 
     /// A signed request for a URL built from unencoded path segments.
@@ -166,7 +292,7 @@ impl Client {
     }
 
     fn signed(&self, method: Method, url: Url) -> RequestBuilder {
-        let timestamp = (unix_now() + self.time_offset).to_string();
+        let timestamp = self.timestamp();
         let writes = matches!(method, Method::POST | Method::PUT | Method::DELETE);
         let mut request = self.transport.request(method, url.clone());
         for (name, value) in signature_headers(&self.access_key, &self.secret_key, &timestamp, &url) {

@@ -92,6 +92,27 @@ fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// Whether a body is the error envelope with this `error_code`.
+pub(crate) fn is_error_code(body: &[u8], code: ErrorCode) -> bool {
+    #[derive(Deserialize)]
+    struct Code<'a> {
+        #[serde(borrow)]
+        error_code: Option<&'a str>,
+    }
+    serde_json::from_slice::<Code>(body).ok().and_then(|c| c.error_code).and_then(ErrorCode::parse) == Some(code)
+}
+
+/// The server's clock in Unix seconds: openwinv's `X-Openwinv-Server-Time`, else the `Date`
+/// header every HTTP server may send.
+pub(crate) fn server_time(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(secs) = text(openwinv_wire::headers::SERVER_TIME).and_then(|v| v.trim().parse().ok()) {
+        return Some(secs);
+    }
+    let date = jiff::fmt::rfc2822::DateTimeParser::new().parse_timestamp(text("date")?).ok()?;
+    Some(date.as_second())
+}
+
 /// Seconds of a `Retry-After` header given as an integer (the only form the API uses).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
@@ -151,6 +172,24 @@ mod tests {
         let wrong = br#"{"code":"0x00","error_code":"SUCCESS","message":"","result":[{"x":1}]}"#;
         assert!(matches!(decode::<Vec<Zone>>(200, None, wrong), Err(Error::Decode { status: 200, .. })));
         assert!(matches!(failure(500, None, b"oops"), Error::Decode { status: 500, .. }));
+    }
+
+    #[test]
+    fn the_server_time_comes_from_either_header() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(server_time(&h), None);
+        h.insert("date", "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
+        assert_eq!(server_time(&h), Some(784_111_777));
+        h.insert(openwinv_wire::headers::SERVER_TIME, "1900000000".parse().unwrap());
+        assert_eq!(server_time(&h), Some(1_900_000_000));
+    }
+
+    #[test]
+    fn error_codes_are_read_from_the_body() {
+        let body = br#"{"code":"0x7","error_code":"CHECK_SIGNATURE","message":"old","result":"error"}"#;
+        assert!(is_error_code(body, ErrorCode::CheckSignature));
+        assert!(!is_error_code(body, ErrorCode::NotFound));
+        assert!(!is_error_code(b"<html>", ErrorCode::CheckSignature));
     }
 
     #[test]

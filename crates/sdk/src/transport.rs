@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the signed client and the operator client: one connection pool, the
 //! endpoint, URL building and answer decoding. Authentication is added by each client.
 
+use std::path::Path;
 use std::time::Duration;
 
 use openwinv_wire::Envelope;
@@ -19,6 +20,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     http: reqwest::Client,
+    /// Certificates trusted besides the built-in roots (`with_ca_file`).
+    extra_roots: Vec<reqwest::Certificate>,
     /// `scheme://host[:port]/`, nothing else.
     base: Url,
     /// Where the `result` of each success answer is kept, when the caller asked for it.
@@ -43,13 +46,20 @@ impl Answer {
 impl Transport {
     pub(crate) fn new(endpoint: &str) -> Result<Transport> {
         let base = parse_endpoint(endpoint)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("openwinv-sdk/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Transport { http, base, raw_log: None })
+        Ok(Transport { http: http_client(&[])?, extra_roots: Vec::new(), base, raw_log: None })
+    }
+
+    /// Also trusts the certificates of a PEM file (a local CA such as `openwinv tls ca` prints).
+    pub(crate) fn with_ca_file(mut self, path: &Path) -> Result<Transport> {
+        let bad = |why: String| Error::Config(format!("the CA file {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(format!("is not PEM ({e})")))?;
+        if certs.is_empty() {
+            return Err(bad("holds no PEM certificate".into()));
+        }
+        self.extra_roots.extend(certs);
+        self.http = http_client(&self.extra_roots)?;
+        Ok(self)
     }
 
     pub(crate) fn with_raw_log(mut self, log: RawLog) -> Transport {
@@ -88,12 +98,24 @@ impl Transport {
     /// Sends a request and returns the success answer with its envelope as sent (or the error
     /// it reports), after keeping its `result` in the raw log.
     pub(crate) async fn answer(&self, request: RequestBuilder) -> Result<Answer> {
-        let answer = request.send().await?;
+        let exchange = self.exchange(request.build()?).await?;
+        self.decode(exchange)
+    }
+
+    /// Sends a request and reads the whole answer, whatever its status.
+    pub(crate) async fn exchange(&self, request: reqwest::Request) -> Result<Exchange> {
+        let answer = self.http.execute(request).await?;
         let status = answer.status().as_u16();
         let headers = answer.headers().clone();
-        let retry_after = response::retry_after(&headers);
-        let body = answer.bytes().await?;
-        let envelope = response::decode_value(status, retry_after, &body)?;
+        let body = answer.bytes().await?.to_vec();
+        Ok(Exchange { status, headers, body })
+    }
+
+    /// The success answer of an exchange (or the error it reports), after keeping its `result`
+    /// in the raw log.
+    pub(crate) fn decode(&self, exchange: Exchange) -> Result<Answer> {
+        let Exchange { status, headers, body } = exchange;
+        let envelope = response::decode_value(status, response::retry_after(&headers), &body)?;
         if let Some(log) = &self.raw_log {
             log.record(&envelope);
         }
@@ -115,6 +137,25 @@ impl Transport {
             body: String::new(),
         })
     }
+}
+
+/// One HTTP answer as received, before decoding.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+fn http_client(extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("openwinv-sdk/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT);
+    for cert in extra_roots {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Accepts `scheme://host[:port]` with an optional trailing slash, for http and https.
@@ -148,6 +189,18 @@ mod tests {
         for bad in ["127.0.0.1:8080", "ftp://x", "http://x/v1", "http://x/?a=1", "http://u:p@x"] {
             assert!(matches!(Transport::new(bad), Err(Error::Config(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let t = Transport::new("https://h").unwrap();
+        let missing = t.clone().with_ca_file(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert!(missing.to_string().contains("cannot be read"), "{missing}");
+        let dir = std::env::temp_dir().join(format!("openwinv-sdk-ca-{}", std::process::id()));
+        std::fs::write(&dir, "not a certificate\n").unwrap();
+        let empty = t.with_ca_file(&dir).unwrap_err();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(empty.to_string().contains("CA file"), "{empty}");
     }
 
     #[test]

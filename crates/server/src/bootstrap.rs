@@ -16,8 +16,9 @@ use openwinv_store::{AccountRecord, Bootstrap, NewKeyRecord, Store, ids};
 use crate::auth::Authenticator;
 use crate::catalog::{CatalogCache, CatalogFile, DEFAULT_CATALOG};
 use crate::clock::Clock;
-use crate::config::{Config, Driver, SimMode};
+use crate::config::{Config, DEFAULT_RATE_LIMIT, Driver, SimMode, TlsConfig};
 use crate::metrics::Metrics;
+use crate::tls;
 use crate::{AppState, Inner};
 
 pub const BOOTSTRAP_ACCOUNT: &str = "dev";
@@ -71,7 +72,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                     access_key: &access_key,
                     account_id: &account_id,
                     secret_sealed: &sealed,
-                    rate_limit: i64::from(config.default_rate_limit),
+                    rate_limit: i64::from(config.bootstrap_rate_limit),
                     allow: &[],
                     created_at: now,
                 },
@@ -83,13 +84,20 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         .await?;
     if seeded {
         let host = if local.ip().is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
-        let endpoint = format!("http://{host}:{}", local.port());
+        // HTTPS only when it replaces HTTP on this address; its clients also need the CA.
+        let https = matches!(&config.tls, Some(TlsConfig { listen: None, .. }));
+        let endpoint = format!("{}://{host}:{}", if https { "https" } else { "http" }, local.port());
+        let ca_line = if https {
+            format!("ca_file = \"{}\"\n", std::path::absolute(tls::ca_cert_path(&data))?.display())
+        } else {
+            String::new()
+        };
         let creds = data.join("credentials");
         write_private(
             &creds,
             &format!(
                 "# openwinv client credentials for account `{BOOTSTRAP_ACCOUNT}`\n\
-                 endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n"
+                 endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n{ca_line}"
             ),
         )?;
         println!(
@@ -99,6 +107,15 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         println!("  IWINV_ENDPOINT={endpoint}");
         println!("  IWINV_ACCESS_KEY={access_key}");
         println!("  IWINV_SECRET_KEY={secret_key}");
+        if https {
+            println!("  IWINV_CA_FILE={}", tls::ca_cert_path(&data).display());
+        }
+        if config.bootstrap_rate_limit == 0 {
+            println!(
+                "This key has no rate limit; `openwinv admin keys update {access_key} --rate-limit {DEFAULT_RATE_LIMIT}` \
+                 gives it iwinv's."
+            );
+        }
         println!("Operator token: {}", data.join("admin-token").display());
         tracing::info!(account = BOOTSTRAP_ACCOUNT, "bootstrapped an empty store");
     }

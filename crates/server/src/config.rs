@@ -105,6 +105,12 @@ pub struct Settings {
     /// Seconds a connection has to deliver a complete request head after opening or after its
     /// previous answer (so also the idle keep-alive timeout); default 20.
     pub header_read_timeout: Option<f64>,
+    /// Serve HTTPS with the data directory's local CA (on `listen`, or on `tls_listen`).
+    pub tls: Option<bool>,
+    /// Serve HTTPS on this address beside plain HTTP on `listen`; implies `tls`.
+    pub tls_listen: Option<String>,
+    /// Names the server certificate covers besides localhost, 127.0.0.1, ::1 and api-kr.iwinv.kr.
+    pub tls_names: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -134,6 +140,9 @@ impl Settings {
             bills_paid_on_issue: self.bills_paid_on_issue.or(lower.bills_paid_on_issue),
             max_connections: self.max_connections.or(lower.max_connections),
             header_read_timeout: self.header_read_timeout.or(lower.header_read_timeout),
+            tls: self.tls.or(lower.tls),
+            tls_listen: self.tls_listen.or(lower.tls_listen),
+            tls_names: self.tls_names.or(lower.tls_names),
         }
     }
 }
@@ -147,6 +156,9 @@ pub struct Config {
     pub driver: Driver,
     pub trusted_proxies: Vec<IpNet>,
     pub default_rate_limit: u32,
+    /// The rate limit of the key made at first start: `default_rate_limit` when one was set,
+    /// else unlimited with the simulated driver (a local playground) and iwinv's 60 with QEMU.
+    pub bootstrap_rate_limit: u32,
     pub encryption_key: Option<String>,
     pub admin_token: Option<String>,
     pub catalog_file: Option<PathBuf>,
@@ -169,6 +181,17 @@ pub struct Config {
     /// Set explicitly; otherwise derived from the open-file limit (`max_connections`).
     pub max_connections: Option<usize>,
     pub header_read_timeout: std::time::Duration,
+    /// HTTPS, when asked for.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Where and for which names HTTPS is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `None`: HTTPS replaces HTTP on `listen`; `Some`: HTTPS on this address beside it.
+    pub listen: Option<SocketAddr>,
+    /// Extra names of the server certificate (`--tls-name`).
+    pub names: Vec<String>,
 }
 
 impl Config {
@@ -228,9 +251,23 @@ impl Config {
         if !(0.1..=3_600.0).contains(&header_read_timeout) {
             bail!("header_read_timeout must be 0.1 to 3600 seconds, not {header_read_timeout}");
         }
+        let tls = resolve_tls(s.tls, s.tls_listen.as_deref(), s.tls_names.unwrap_or_default())?;
+        if let Some(TlsConfig { listen: Some(https), .. }) = &tls
+            && https == &listen
+            && https.port() != 0
+        {
+            bail!("tls_listen must differ from listen ({listen}); use tls alone for HTTPS on the listen address");
+        }
+        let bootstrap_rate_limit = match (s.default_rate_limit, driver) {
+            (Some(limit), _) => limit,
+            (None, Driver::Sim) => 0,
+            (None, Driver::Qemu) => DEFAULT_RATE_LIMIT,
+        };
         Ok(Config {
             max_connections: s.max_connections,
             header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout),
+            tls,
+            bootstrap_rate_limit,
             accel,
             sim_delay: std::time::Duration::from_secs_f64(sim_delay),
             sim_mode: s.sim_mode.unwrap_or(SimMode::Timed),
@@ -270,6 +307,25 @@ impl Config {
     }
 }
 
+fn resolve_tls(on: Option<bool>, listen: Option<&str>, names: Vec<String>) -> anyhow::Result<Option<TlsConfig>> {
+    let listen = listen
+        .map(|a| {
+            a.parse::<SocketAddr>()
+                .with_context(|| format!("tls_listen: `{a}` is not an address such as 127.0.0.1:8443"))
+        })
+        .transpose()?;
+    for name in &names {
+        crate::tls::check_name(name)?;
+    }
+    if on != Some(true) && listen.is_none() {
+        if !names.is_empty() {
+            bail!("tls_names needs tls or tls_listen");
+        }
+        return Ok(None);
+    }
+    Ok(Some(TlsConfig { listen, names }))
+}
+
 /// An IPv4/IPv6 network, or a bare address taken as a single-host network.
 pub fn parse_cidr(s: &str) -> Option<IpNet> {
     let s = s.trim();
@@ -303,6 +359,17 @@ mod tests {
         assert!(format!("{e:#}").contains("max_connections"));
         let e = Config::resolve(Settings { header_read_timeout: Some(0.0), ..Default::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("header_read_timeout"));
+        let e = Config::resolve(Settings { tls_listen: Some("nope".into()), ..Default::default() }).unwrap_err();
+        assert!(format!("{e:#}").contains("tls_listen"));
+        let e = Config::resolve(Settings { tls_names: Some(vec!["a.test".into()]), ..Default::default() }).unwrap_err();
+        assert!(format!("{e:#}").contains("tls_names needs tls"), "{e:#}");
+        let e = Config::resolve(Settings {
+            tls: Some(true),
+            tls_names: Some(vec!["bad name".into()]),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("tls_names"));
     }
 
     #[test]
@@ -314,5 +381,32 @@ mod tests {
         assert_eq!(c.max_connections(None), DEFAULT_MAX_CONNECTIONS);
         let c = Config::resolve(Settings { max_connections: Some(50), ..Default::default() }).unwrap();
         assert_eq!(c.max_connections(Some(1024)), 50);
+    }
+
+    #[test]
+    fn tls_on_the_listen_address_or_beside_it() {
+        assert_eq!(Config::resolve(Settings::default()).unwrap().tls, None);
+        let on = Config::resolve(Settings { tls: Some(true), ..Default::default() }).unwrap();
+        assert_eq!(on.tls, Some(TlsConfig { listen: None, names: vec![] }));
+        let beside = Config::resolve(Settings {
+            tls_listen: Some("127.0.0.1:8443".into()),
+            tls_names: Some(vec!["dev.test".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            beside.tls,
+            Some(TlsConfig { listen: Some("127.0.0.1:8443".parse().unwrap()), names: vec!["dev.test".into()] })
+        );
+    }
+
+    #[test]
+    fn the_first_key_is_unlimited_only_in_the_simulator_by_default() {
+        let sim = Config::resolve(Settings::default()).unwrap();
+        assert_eq!((sim.bootstrap_rate_limit, sim.default_rate_limit), (0, DEFAULT_RATE_LIMIT));
+        let qemu = Config::resolve(Settings { driver: Some(Driver::Qemu), ..Default::default() }).unwrap();
+        assert_eq!(qemu.bootstrap_rate_limit, DEFAULT_RATE_LIMIT);
+        let set = Config::resolve(Settings { default_rate_limit: Some(7), ..Default::default() }).unwrap();
+        assert_eq!((set.bootstrap_rate_limit, set.default_rate_limit), (7, 7));
     }
 }

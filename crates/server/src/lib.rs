@@ -25,10 +25,13 @@ pub mod quota;
 pub mod reconcile;
 pub mod reference;
 pub mod sagas;
+pub mod server_time;
+pub mod tls;
 
 /// The one server clock lives in the engine; it is re-exported here for the handlers.
 pub use openwinv_engine::clock;
 
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(error::envelope_rejections))
         .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(from_fn_with_state(state.clone(), server_time::layer))
         .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -157,11 +161,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "max_connections exceeds the open-file limit"
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = bind(config.listen).await?;
+    let beside = match config.tls.as_ref().and_then(|t| t.listen) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     let state = bootstrap::start(config, local).await?;
+    let https = match &state.config.tls {
+        Some(t) => Some(tls::server_config(&state.config.data_dir, &t.names)?),
+        None => None,
+    };
     state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
     tokio::spawn(billing::close::run(state.clone()));
@@ -169,12 +179,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(reconcile::run(state.clone()));
     }
     let app = router(state.clone());
-    println!("openwinv {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
-    tracing::info!(%local, max_connections = limits.max_connections, header_read_timeout = ?limits.header_read_timeout, "listening");
-    listener::run(listener, app, limits, shutdown_signal()).await?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+    tracing::info!(
+        %local,
+        https = state.config.tls.is_some(),
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        "listening"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    let acceptor = https.map(tokio_rustls::TlsAcceptor::from);
+    match (acceptor, beside) {
+        (None, _) => {
+            println!("openwinv {version} listening on http://{local}");
+            listener::run(listener, None, app, limits, stopped()).await?;
+        }
+        (Some(acceptor), None) => {
+            println!("openwinv {version} listening on https://{local}");
+            listener::run(listener, Some(acceptor), app, limits, stopped()).await?;
+        }
+        (Some(acceptor), Some(beside)) => {
+            // The HTTPS line first: the last line is the one scripts wait for. Each listener has
+            // its own connection cap.
+            println!("openwinv {version} serving HTTPS on https://{}", beside.local_addr()?);
+            println!("openwinv {version} listening on http://{local}");
+            let plain = listener::run(listener, None, app.clone(), limits, stopped());
+            let secure = listener::run(beside, Some(acceptor), app, limits, stopped());
+            tokio::try_join!(plain, secure)?;
+        }
+    }
     tracing::info!("stopped");
     state.store.close().await;
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// Picks up what other server processes on the same database changed: the clock and the catalog.

@@ -9,9 +9,13 @@
 //!   waiting in the kernel's backlog or failing the accept with `EMFILE`.
 //! - At start the soft open-file limit is raised to the hard one, and both are logged.
 //!
+//! With TLS, the handshake runs in the connection's own task, under its permit and within
+//! `tls::HANDSHAKE_TIMEOUT`; the header-read timer starts once it is done.
+//!
 //! A connection upgraded to a WebSocket (the browser console) leaves hyper, and this count, once
 //! upgraded; its own idle rules apply.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +29,9 @@ use openwinv_wire::{ErrorCode, ErrorEnvelope};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::HANDSHAKE_TIMEOUT;
 
 /// How long a refused connection is given to read its `503` before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -45,6 +52,7 @@ pub struct Limits {
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight finish.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
@@ -80,28 +88,16 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         // The application for this connection, which knows its peer (`ConnectInfo`).
-        let app = TowerToHyperService::new(app.clone());
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            hyper::service::Service::call(&app, req)
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
-        let mut stop = stop_rx.clone();
+        let app = app.clone();
+        let (http, tls, stop) = (http.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            let finished = tokio::select! {
-                r = conn.as_mut() => Some(r),
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let result = match finished {
-                Some(r) => r,
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            match tls {
+                None => serve_connection(&http, stream, app, peer, stop).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(&http, stream, app, peer, stop).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
             }
             drop(permit);
         });
@@ -116,6 +112,39 @@ pub async fn run(
 }
 
 /// The bytes of the answer to a connection past the cap.
+/// Serves one connection (plain or decrypted) until it ends, or gracefully once `stop` is set.
+async fn serve_connection<I>(
+    http: &http1::Builder,
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        hyper::service::Service::call(&app, req)
+    });
+    let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    let finished = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
 fn refusal_response(max_connections: usize) -> Vec<u8> {
     let body = serde_json::to_string(&ErrorEnvelope::new(
         ErrorCode::LimitExceeded,

@@ -46,7 +46,8 @@ async fn key_count(s: &Server) -> usize {
 
 #[tokio::test]
 async fn the_same_key_and_request_replays_the_first_answer() {
-    let s = Server::start().await;
+    // An explicit default: the first-start key of the simulator is otherwise unlimited.
+    let s = Server::start_with(&["--default-rate-limit", "60"], &[]).await;
     let first = with_key(&s, "create-laptop-1", Method::POST, "/v1/auth/ssh_key", Some(new_key("laptop"))).await;
     let id = id_of(&first);
     assert!(!replayed(&first), "the first answer is not a replay");

@@ -33,4 +33,7 @@ pub mod headers {
     pub const RATELIMIT_LIMIT: &str = "ratelimit-limit";
     pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
     pub const RATELIMIT_RESET: &str = "ratelimit-reset";
+    /// [ext] The server clock in Unix seconds, on every answer (beside `Date`), so that a client
+    /// whose timestamp was refused can learn the skew.
+    pub const SERVER_TIME: &str = "x-openwinv-server-time";
 }
