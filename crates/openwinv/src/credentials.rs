@@ -89,7 +89,7 @@ pub fn client(choice: Choice<'_>, time_offset: Option<i64>, ca_file: Option<&Pat
     let client = Client::new(&r.endpoint, r.access_key, r.secret_key)
         .with_context(|| format!("the endpoint from {}", r.endpoint_from))?;
     let client = match ca_file.map(Path::to_path_buf).or(r.ca_file) {
-        Some(path) => client.with_ca_file(&path).with_context(|| format!("the CA file {}", path.display()))?,
+        Some(path) => client.with_ca_file(&path)?,
         None => client,
     };
     Ok(match time_offset {
@@ -181,7 +181,7 @@ pub fn admin_client(context_name: Option<&str>, ca_file: Option<&Path>) -> anyho
     }
     let admin = AdminClient::new(&endpoint, token).with_context(|| format!("the endpoint from {endpoint_from}"))?;
     let admin = match ca_file.map(Path::to_path_buf).or(token_ca) {
-        Some(path) => admin.with_ca_file(&path).with_context(|| format!("the CA file {}", path.display()))?,
+        Some(path) => admin.with_ca_file(&path)?,
         None => admin,
     };
     let origin = format!("the operator token from {token_from}, sent to {endpoint} (from {endpoint_from})");

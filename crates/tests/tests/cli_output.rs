@@ -172,6 +172,13 @@ async fn named_contexts_hold_endpoint_keys_and_token() {
     let no_context = s.cli_run_bare(&["zones"], &[]).await.failed();
     no_context.stderr_has("no credentials").stderr_has("context create");
 
+    // A real CA file (the one `openwinv tls ca` makes): the context hands it to the client, which
+    // trusts it besides the system's (this server speaks plain HTTP, so it is not needed here).
+    let ca_dir = s.data_dir.parent().unwrap().join("ca-dir");
+    let pem = s.cli_run_bare(&["tls", "ca", "--data-dir", ca_dir.to_str().unwrap()], &[]).await.ok().stdout;
+    let ca_file = ca_dir.join("exported-ca.pem");
+    std::fs::write(&ca_file, pem).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
     let create = [
         "context",
         "create",
@@ -185,7 +192,7 @@ async fn named_contexts_hold_endpoint_keys_and_token() {
         "--admin-token",
         &s.admin_token,
         "--ca-file",
-        "/etc/ssl/local-ca.pem",
+        ca_file,
     ];
     s.cli_run_bare(&create, &[]).await.ok().stderr_has("`local` saved and active");
     let file = s.data_dir.parent().unwrap().join("cli-home/.config/openwinv/contexts.toml");
@@ -200,7 +207,7 @@ async fn named_contexts_hold_endpoint_keys_and_token() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     let active: Vec<&str> = listed.iter().filter(|c| c["active"] == true).map(|c| str_of(c, "name")).collect();
     assert_eq!(active, ["other"], "the last created is active");
-    assert_eq!(listed[0]["ca_file"], "/etc/ssl/local-ca.pem");
+    assert_eq!(listed[0]["ca_file"], ca_file);
     assert!(!s.cli_run_bare(&["context", "list"], &[]).await.ok().stdout.contains(SECRET_KEY), "no secrets shown");
     s.cli_run_bare(&["--context", "local", "zones"], &[]).await.ok();
     s.cli_run_bare(&["context", "use", "locl"], &[]).await.failed().stderr_has("did you mean `local`?");
