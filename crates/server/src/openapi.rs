@@ -10,6 +10,7 @@
 
 pub mod schemas;
 
+use openwinv_store::operations::{FAILED, RUNNING, SUCCEEDED};
 use openwinv_wire::envelope::Page;
 
 use serde_json::json;
@@ -211,11 +212,20 @@ impl utoipa::Modify for Bodies {
                 let part_names = ObjectBuilder::new().property_names(Some(
                     ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[^\u0000-\u001f\u007f]*$")),
                 ));
-                let multipart = ContentBuilder::new()
+                let mut parts = AllOfBuilder::new();
+                if let Some(s) = form.schema.clone() {
+                    parts = parts.item(s);
+                }
+                parts = parts.item(part_names);
+                if URL_ENCODED_PARTS.contains(&path.as_str()) {
+                    parts = parts.item(escape_free_names());
+                }
+                let multipart = ContentBuilder::new().schema(Some(RefOr::<Schema>::from(parts))).build();
+                // No field name may hold a NUL (the input layer refuses it, as in any text).
+                let form = ContentBuilder::new()
                     .schema(
                         form.schema
-                            .clone()
-                            .map(|s| -> RefOr<Schema> { AllOfBuilder::new().item(s).item(part_names).into() }),
+                            .map(|s| -> RefOr<Schema> { AllOfBuilder::new().item(s).item(names_without_nul()).into() }),
                     )
                     .build();
                 body.content.insert("application/x-www-form-urlencoded".into(), form);
@@ -227,10 +237,28 @@ impl utoipa::Modify for Bodies {
     }
 }
 
+/// An object whose property names hold no NUL.
+fn names_without_nul() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[^\u0000]*$"))))
+}
+
+/// Instance writes whose multipart `name` and `description` arrive URL-encoded and are decoded once
+/// (spec §1).
+const URL_ENCODED_PARTS: [&str; 2] = ["/v1/instances", "/v1/instances/{instance_id}"];
+
+/// For those writes, the document describes `name` and `description` parts without `%` or `+`,
+/// whose decoding changes nothing, so the text rules above hold for what the server decodes (a
+/// client may send any URL encoding of a valid text; the server decodes it, strictly).
+fn escape_free_names() -> ObjectBuilder {
+    let plain = || ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[^%+]*$"));
+    ObjectBuilder::new().property("name", plain()).property("description", plain())
+}
+
 /// Query parameters whose bounds the handlers check the same way on every operation that takes
 /// them (spec §4, §7, §10): the schema of each, by name, and whether an empty value is taken as
 /// absent (everything but `page_no` and `page_size`). Integers are read as u64 (prices as i64).
-fn query_schema(name: &str) -> Option<(serde_json::Value, bool)> {
+fn query_schema(path: &str, name: &str) -> Option<(serde_json::Value, bool)> {
     let lenient = !matches!(name, "page_no" | "page_size");
     let schema = match name {
         "page_no" | "fields" => json!({"type": "integer", "minimum": 1, "maximum": u64::MAX}),
@@ -241,6 +269,9 @@ fn query_schema(name: &str) -> Option<(serde_json::Value, bool)> {
         }
         "explain" => json!({"type": "string", "enum": ["", "0", "1", "false", "true"]}),
         "visibility" => json!({"type": "string", "enum": ["", "public", "private"]}),
+        "status" if path == "/v1/operations" => {
+            json!({"type": "string", "enum": ["", RUNNING, SUCCEEDED, FAILED]})
+        }
         "start_date" | "end_date" => json!({"type": "string", "pattern": r"^(\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*)?$"}),
         _ => return None,
     };
@@ -252,13 +283,13 @@ struct QueryParams;
 
 impl utoipa::Modify for QueryParams {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             for op in operations_mut(item) {
                 for param in op.parameters.iter_mut().flatten() {
                     if param.parameter_in != ParameterIn::Query {
                         continue;
                     }
-                    let Some((schema, empty_is_absent)) = query_schema(&param.name) else { continue };
+                    let Some((schema, empty_is_absent)) = query_schema(path, &param.name) else { continue };
                     let integer = schema["type"] == "integer";
                     let schema = from_json(schema);
                     param.schema = Some(if empty_is_absent && integer {
