@@ -109,18 +109,24 @@ mod tests {
         assert_eq!((p.page_no, p.page_size), (4, 50));
     }
 
-    #[tokio::test]
-    async fn walks_until_a_short_page() {
-        let data: Vec<u32> = (1..=7).collect();
+    /// Walks `len` rows served 3 a page without `total`; answers the rows and the calls made.
+    async fn walk_without_total(len: u32) -> (Vec<u32>, Vec<u32>, u32) {
+        let data: Vec<u32> = (1..=len).collect();
         let mut calls = 0;
         let all = collect_pages(|n| {
             calls += 1;
-            let start = ((n - 1) * 3) as usize;
-            let rows = data.iter().skip(start).take(3).copied().collect();
+            let first = (n - 1) * 3 + 1;
+            let rows = data.iter().copied().filter(|r| (first..first + 3).contains(&u64::from(*r))).collect();
             async move { Ok(page(rows, n, 3, None)) }
         })
         .await
         .unwrap();
+        (all, data, calls)
+    }
+
+    #[tokio::test]
+    async fn walks_until_a_short_page() {
+        let (all, data, calls) = walk_without_total(7).await;
         assert_eq!(all, data);
         assert_eq!(calls, 3);
     }
@@ -129,16 +135,7 @@ mod tests {
     /// which answers an empty page.
     #[tokio::test]
     async fn walks_a_list_without_total_that_fills_its_last_page() {
-        let data: Vec<u32> = (1..=6).collect();
-        let mut calls = 0;
-        let all = collect_pages(|n| {
-            calls += 1;
-            let start = ((n - 1) * 3) as usize;
-            let rows = data.iter().skip(start).take(3).copied().collect();
-            async move { Ok(page(rows, n, 3, None)) }
-        })
-        .await
-        .unwrap();
+        let (all, data, calls) = walk_without_total(6).await;
         assert_eq!(all, data);
         assert_eq!(calls, 3);
     }

@@ -19,6 +19,9 @@ use tokio::process::{Child, Command};
 
 pub const ACCESS_KEY: &str = "TESTACCESSKEY0000001";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghij";
+/// A valid OpenSSH public key for tests that need one.
+pub const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
 
 /// How long `wait_operation` and `wait_status` poll by default.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);

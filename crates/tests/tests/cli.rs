@@ -5,7 +5,7 @@
 use openwinv_tests::{CliRun as Run, Server};
 use serde_json::Value;
 
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 const CREATE: [&str; 8] =
     ["instances", "create", "--zone", "KR1-Z01", "--image", "IMG-ubuntu-2404", "--flavor", "ss1.c1m1"];
 

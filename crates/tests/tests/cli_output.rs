@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use unicode_width::UnicodeWidthStr;
 
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 const CREATE: [&str; 8] =
     ["instances", "create", "--zone", "KR1-Z01", "--image", "IMG-ubuntu-2404", "--flavor", "ss1.c1m1"];
 /// A name longer than an 80-column table has room for.

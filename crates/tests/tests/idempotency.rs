@@ -6,7 +6,7 @@ use openwinv_wire::signing;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 
 /// A signed request with an `Idempotency-Key` header (any number of them, as given).
 async fn with_keys_as(

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use openwinv_tests::{ACCESS_KEY, Body, Resp, SECRET_KEY, Server};
+use openwinv_tests::{ACCESS_KEY, Body, ED25519, Resp, SECRET_KEY, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -226,14 +226,9 @@ async fn pages_past_i64_are_empty_on_every_list() {
     s.call(Method::POST, "/v1/instance/script", Some(Body::Json(json!({"name": "s", "content": "echo"}))))
         .await
         .ok_rows();
-    s.call(
-        Method::POST,
-        "/v1/auth/ssh_key",
-        Some(Body::Json(json!({"name": "k", "public_key":
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}))),
-    )
-    .await
-    .ok_rows();
+    s.call(Method::POST, "/v1/auth/ssh_key", Some(Body::Json(json!({"name": "k", "public_key": ED25519}))))
+        .await
+        .ok_rows();
     let fw = s.call(Method::POST, "/v1/firewall", Some(Body::Json(json!({"title": "fw-1", "content": "c"})))).await;
     assert!(fw.status == 200 || fw.status == 201 || fw.status == 202, "{}", fw.text);
     let lists = [

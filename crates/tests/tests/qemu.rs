@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 /// Longest wait for one line of the guest: a TCG boot on a loaded two-core machine.
 const BOOT: Duration = Duration::from_secs(120);
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 /// The images the tests boot (the default catalog's, given the test guest's files).
 const IMAGES: [&str; 2] = ["IMG-ubuntu-2404", "IMG-debian-12"];
 const GIB: u64 = 1 << 30;

@@ -4,7 +4,7 @@ use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::json;
 
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 const RSA2048: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDfnTy0LzKfGu7L6AxmXJGqkqQz0V3aH+1voUvacL1gIACA9COfbere5XkNnJczrpxCgrvM4W9fm3GxNavBc6kvxuPYimHAW/Fpe+Y73XmQtQOJbV3H7uQIY+YHgwCrIsOLp3+5fKk6ljVh451bSKpEYJcxso393i20QDTBR62y6Q9m+Z1FzdDu7T4D7w9u/D56EuNoqZ0u9+29pWHEhpmqxjVUpukY9Q0Xrfvp6quU/TTYS/51/YAm0PxxhDVvLVGSoFRszy9/vl+ev4qOQ3gT1MscBBfziNV30hbyzaR9ifOx1Ju41QmmN8nxUyKvEP5H5suK12X0srbq/8O+FBNp root@vm";
 const RSA2048_FP: &str = "SHA256:Jb912pnZvREH1hkjCRxD5saGh7GGRa/1QlDfGi+AO+U";
 const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBNZA6DKncJKMn9s4FbkZ6yqrM4F1Jr28dsvmryz8OOM9hGG6yAArhCxYyxmuS82HoUOIvnBtPibsmVmKdZoyE44= root@vm";

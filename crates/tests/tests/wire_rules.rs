@@ -11,7 +11,7 @@ async fn fast() -> Server {
     Server::start_with(&["--sim-delay", "0", "--default-rate-limit", "0"], &[]).await
 }
 
-const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@example";
+use openwinv_tests::ED25519;
 
 async fn send(s: &Server, method: Method, path: &str, body: Value) -> Resp {
     s.call(method, path, Some(Body::Json(body))).await
