@@ -30,6 +30,16 @@ async fn volume(s: &Server, v: &str) -> Value {
     s.get(&format!("/v1/block-storages/{v}")).await.ok_rows()[0].clone()
 }
 
+/// Asks `s` for a 10 GB volume attached to `instance_id`.
+async fn new_volume(s: &Server, instance_id: &str) -> Resp {
+    s.call(
+        Method::POST,
+        "/v1/block-storages",
+        Some(Body::Json(json!({"instance_id": instance_id, "type": "ssd", "size": 10}))),
+    )
+    .await
+}
+
 async fn firewall_action(s: &Server, fw: &str, action: &str, instance_id: &str) -> Resp {
     let body = json!({"instance_id": instance_id});
     s.call(Method::POST, &format!("/v1/security-groups/{fw}/{action}"), Some(Body::Json(body))).await
@@ -43,13 +53,7 @@ async fn interleaved_volume_power_and_firewall_operations_across_two_processes()
     let r =
         b.call(Method::POST, "/v1/security-groups", Some(Body::Json(json!({"title": "shared", "content": "x"})))).await;
     let fw = r.ok_rows()[0]["firewall_id"].as_str().unwrap().to_owned();
-    let r = a
-        .call(
-            Method::POST,
-            "/v1/block-storages",
-            Some(Body::Json(json!({"instance_id": machines[0], "type": "ssd", "size": 10}))),
-        )
-        .await;
+    let r = new_volume(&a, &machines[0]).await;
     let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
     succeeds(&a, r, "create the volume on A").await;
 
@@ -102,13 +106,7 @@ async fn a_process_killed_in_the_middle_of_an_operation_is_finished_by_the_other
         step(&a, &op).await;
         assert_eq!(a.wait_operation(&op).await["status"], "succeeded");
     }
-    let r = a
-        .call(
-            Method::POST,
-            "/v1/block-storages",
-            Some(Body::Json(json!({"instance_id": machines[0], "type": "ssd", "size": 10}))),
-        )
-        .await;
+    let r = new_volume(&a, &machines[0]).await;
     let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
     let op = r.header("x-operation-id").unwrap().to_owned();
     step(&a, &op).await;
