@@ -98,6 +98,14 @@ impl AdminClient {
         Ok(self)
     }
 
+    /// Connects to `addr` whenever the endpoint names `host`, as curl's `--resolve` does, so a
+    /// client can keep the real endpoint (`https://api-kr.iwinv.kr`) and reach a local server; the
+    /// certificate is still checked against `host`.
+    pub fn with_resolve(mut self, host: &str, addr: std::net::SocketAddr) -> Result<AdminClient> {
+        self.transport = self.transport.with_resolve(host, addr)?;
+        Ok(self)
+    }
+
     /// A client that keeps the `result` of every successful answer in `log`, as sent.
     pub fn with_raw_log(mut self, log: RawLog) -> AdminClient {
         self.transport = self.transport.with_raw_log(log);

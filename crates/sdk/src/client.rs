@@ -137,6 +137,14 @@ impl Client {
         Ok(self)
     }
 
+    /// Connects to `addr` whenever the endpoint names `host`, as curl's `--resolve` does, so a
+    /// client can keep the real endpoint (`https://api-kr.iwinv.kr`) and reach a local server; the
+    /// certificate is still checked against `host`.
+    pub fn with_resolve(mut self, host: &str, addr: std::net::SocketAddr) -> Result<Client> {
+        self.transport = self.transport.with_resolve(host, addr)?;
+        Ok(self)
+    }
+
     /// A client that sends `key` as the `Idempotency-Key` of its POST, PUT and DELETE requests
     /// (spec §12): the server runs the first request with that key and replays its answer to
     /// the same request again for 24 hours; another request with the key is refused with 409

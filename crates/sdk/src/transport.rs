@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the signed client and the operator client: one connection pool, the
 //! endpoint, URL building and answer decoding. Authentication is added by each client.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     /// Certificates trusted besides the built-in roots (`with_ca_file`).
     extra_roots: Vec<reqwest::Certificate>,
+    /// Host names connected to a fixed address instead of their DNS answer (`with_resolve`).
+    overrides: Vec<(String, SocketAddr)>,
     /// `scheme://host[:port]/`, nothing else.
     base: Url,
     /// Where the `result` of each success answer is kept, when the caller asked for it.
@@ -46,7 +49,13 @@ impl Answer {
 impl Transport {
     pub(crate) fn new(endpoint: &str) -> Result<Transport> {
         let base = parse_endpoint(endpoint)?;
-        Ok(Transport { http: http_client(&[])?, extra_roots: Vec::new(), base, raw_log: None })
+        Ok(Transport {
+            http: http_client(&[], &[])?,
+            extra_roots: Vec::new(),
+            overrides: Vec::new(),
+            base,
+            raw_log: None,
+        })
     }
 
     /// Also trusts the certificates of a PEM file (a local CA such as `openwinv tls ca` prints).
@@ -58,7 +67,15 @@ impl Transport {
             return Err(bad("holds no PEM certificate".into()));
         }
         self.extra_roots.extend(certs);
-        self.http = http_client(&self.extra_roots)?;
+        self.http = http_client(&self.extra_roots, &self.overrides)?;
+        Ok(self)
+    }
+
+    /// Connects to `addr` whenever a URL names `host`, as curl's `--resolve` does: the TLS name
+    /// and the `Host` header stay `host`.
+    pub(crate) fn with_resolve(mut self, host: &str, addr: SocketAddr) -> Result<Transport> {
+        self.overrides.push((host.to_ascii_lowercase(), addr));
+        self.http = http_client(&self.extra_roots, &self.overrides)?;
         Ok(self)
     }
 
@@ -147,13 +164,16 @@ pub(crate) struct Exchange {
     pub body: Vec<u8>,
 }
 
-fn http_client(extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Client> {
+fn http_client(extra_roots: &[reqwest::Certificate], overrides: &[(String, SocketAddr)]) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("openwinv-sdk/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
     for cert in extra_roots {
         builder = builder.add_root_certificate(cert.clone());
+    }
+    for (host, addr) in overrides {
+        builder = builder.resolve(host, *addr);
     }
     builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{delete, get, post};
@@ -31,9 +31,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::AppState;
-use crate::api::{Reply, firewalls, scripts, ssh_keys};
+use crate::api::{Reply, firewalls, instances, scripts, ssh_keys, volumes};
+use crate::auth::Caller;
 use crate::bootstrap::BOOTSTRAP_ACCOUNT;
+use crate::config::Driver;
 use crate::error::{ApiError, ApiResult};
+use crate::input::Encoding;
 use crate::input::{Body, Path};
 
 /// Most copies one fixture entry may ask for with `count`.
@@ -271,7 +274,43 @@ struct Fixture {
     #[serde(default)]
     firewalls: Vec<Owned>,
     #[serde(default)]
+    instances: Vec<InstanceFixture>,
+    #[serde(default)]
+    block_storages: Vec<VolumeFixture>,
+    #[serde(default)]
     bills: Vec<BillFixture>,
+}
+
+/// Instances, made one create request per copy (the body fields of `POST /v1/instances`, `count`
+/// copies with `{n}`), then brought to `status`: `active` (the default) or `off` (shut down). Each is
+/// waited for, so the fixture's answer comes when they are there. Simulated driver only.
+#[derive(Debug, Deserialize)]
+struct InstanceFixture {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+/// Block storage volumes: the body fields of `POST /v1/block-storages`, where `instance` may name
+/// an instance of the same fixture instead of `instance_id`; `detached = true` detaches each
+/// volume after it is made, so it is `available`.
+#[derive(Debug, Deserialize)]
+struct VolumeFixture {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    instance: Option<String>,
+    #[serde(default)]
+    detached: bool,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,6 +493,7 @@ async fn apply(state: &AppState, fixture: Fixture) -> ApiResult<SeedDone> {
             done.firewall_rules += rules;
         }
     }
+    seed_machines(state, &fixture.instances, &fixture.block_storages, &mut done).await?;
     let mut bills = Vec::new();
     for (i, b) in fixture.bills.iter().enumerate() {
         let entry = format!("bills[{i}]");
@@ -473,6 +513,150 @@ async fn apply(state: &AppState, fixture: Fixture) -> ApiResult<SeedDone> {
     }
     done.bills = written;
     Ok(done)
+}
+
+/// Longest a fixture waits for one of its operations (the simulated driver's steps take
+/// `--sim-delay` seconds of server-clock time each).
+const SEED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The caller a fixture entry acts as: the account, as its API requests would.
+fn caller_of(account_id: String) -> Caller {
+    Caller { account_id, account_name: String::new(), access_key: "seed".to_owned() }
+}
+
+/// The operation ids an accepted request named in its `X-Openwinv-Operation-Id` header.
+fn operation_ids(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get(openwinv_wire::headers::OPERATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until every operation of `ids` is over; a failed one fails the fixture, naming `entry`.
+async fn settle(state: &AppState, entry: &str, ids: &[String]) -> ApiResult<()> {
+    let deadline = std::time::Instant::now() + SEED_WAIT;
+    for id in ids {
+        loop {
+            let op = state.store.operation(id).await?.ok_or_else(|| {
+                ApiError::internal(format!("{entry}: the operation {id} disappeared while the fixture waited for it."))
+            })?;
+            match op.status.as_str() {
+                openwinv_store::operations::SUCCEEDED => break,
+                openwinv_store::operations::FAILED => {
+                    return Err(ApiError::param(format!(
+                        "{entry}: the {} operation {id} failed: {}",
+                        op.kind,
+                        op.error.unwrap_or_default()
+                    )));
+                }
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(ApiError::param(format!(
+                        "{entry}: the operation {id} did not finish within {} s.",
+                        SEED_WAIT.as_secs()
+                    )));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Instances and volumes, through the API's own handlers, each waited for.
+async fn seed_machines(
+    state: &AppState,
+    instances: &[InstanceFixture],
+    volumes: &[VolumeFixture],
+    done: &mut SeedDone,
+) -> ApiResult<()> {
+    if (!instances.is_empty() || !volumes.is_empty()) && state.config.driver != Driver::Sim {
+        return Err(ApiError::param(
+            "instances and block_storages fixtures need the simulated driver (serve --driver sim).",
+        ));
+    }
+    // Names of the instances made here, per account, for volumes' `instance`.
+    let mut named: std::collections::HashMap<(String, String), String> = Default::default();
+    for (i, f) in instances.iter().enumerate() {
+        let entry = format!("instances[{i}]");
+        let owner = account_id(state, &entry, f.account.as_deref()).await?;
+        let shut = match f.status.as_deref() {
+            None | Some("active") => false,
+            Some("off") => true,
+            Some(other) => {
+                return Err(ApiError::new(
+                    openwinv_wire::ErrorCode::CheckParamEnum,
+                    format!("{entry}: the field `status` must be one of active, off, not `{other}`."),
+                ));
+            }
+        };
+        if f.fields.contains_key("count") {
+            return Err(ApiError::param(format!(
+                "{entry}: `count` is the fixture's number of copies here; each copy is one instance."
+            )));
+        }
+        for n in 1..=copies(&entry, f.count)? {
+            let caller = caller_of(owner.clone());
+            let (_, headers, Json(receipt)) = instances::create(
+                State(state.clone()),
+                Extension(caller.clone()),
+                Encoding::Json,
+                numbered(&f.fields, n),
+            )
+            .await
+            .map_err(at(entry.clone()))?;
+            settle(state, &entry, &operation_ids(&headers)).await?;
+            for r in receipt.result {
+                if shut {
+                    let (_, headers, _) = instances::shutdown(
+                        State(state.clone()),
+                        Extension(caller.clone()),
+                        Path(r.instance_id.clone()),
+                    )
+                    .await
+                    .map_err(at(entry.clone()))?;
+                    settle(state, &entry, &operation_ids(&headers)).await?;
+                }
+                named.insert((owner.clone(), r.name.clone()), r.instance_id.clone());
+                done.instances += 1;
+            }
+        }
+    }
+    for (i, v) in volumes.iter().enumerate() {
+        let entry = format!("block_storages[{i}]");
+        let owner = account_id(state, &entry, v.account.as_deref()).await?;
+        let caller = caller_of(owner.clone());
+        for n in 1..=copies(&entry, v.count)? {
+            let mut body = numbered(&v.fields, n);
+            if let Some(name) = &v.instance {
+                let name = name.replace("{n}", &n.to_string());
+                let id = named.get(&(owner.clone(), name.clone())).ok_or_else(|| {
+                    ApiError::param(format!(
+                        "{entry}: the field `instance` names no instance of this fixture: `{name}`."
+                    ))
+                })?;
+                body.0.insert("instance_id".to_owned(), Value::String(id.clone()));
+            }
+            let (_, headers, Json(receipt)) = volumes::create(State(state.clone()), Extension(caller.clone()), body)
+                .await
+                .map_err(at(entry.clone()))?;
+            settle(state, &entry, &operation_ids(&headers)).await?;
+            if v.detached {
+                for r in &receipt.result {
+                    let (_, headers, _) = volumes::detach(
+                        State(state.clone()),
+                        Extension(caller.clone()),
+                        Path(r.block_storage_id.clone()),
+                    )
+                    .await
+                    .map_err(at(entry.clone()))?;
+                    settle(state, &entry, &operation_ids(&headers)).await?;
+                }
+            }
+            done.block_storages += receipt.result.len();
+        }
+    }
+    Ok(())
 }
 
 /// `YYYY-MM`, a month over on the server clock.

@@ -389,6 +389,97 @@ async fn a_seeded_inventory_pages_over_v1() {
     assert_eq!(run.row()["ssh_keys"], 1);
 }
 
+const MACHINES: &str = r##"
+[[accounts]]
+name = "team"
+quota = { instances = 50, vcpu = 100, block_storage_gb = 1000 }
+
+[[keys]]
+account = "team"
+access_key = "team_key"
+secret_key = "team-secret-key-0123456789"
+rate_limit = 0
+
+[[instances]]
+account = "team"
+zone_id = "KR1-Z01"
+image_id = "IMG-ubuntu-2404"
+flavor_id = "ss1.c1m1"
+name = "web-{n}"
+count = 12
+
+[[instances]]
+account = "team"
+zone_id = "KR1-Z01"
+image_id = "IMG-ubuntu-2404"
+flavor_id = "ss1.c1m1"
+name = "idle-{n}"
+status = "off"
+count = 2
+
+[[block_storages]]
+account = "team"
+instance = "web-{n}"
+type = "ssd"
+size = 10
+name = "data-{n}"
+count = 3
+
+[[block_storages]]
+account = "team"
+instance = "idle-1"
+type = "ssd"
+size = 20
+name = "spare"
+detached = true
+"##;
+
+#[tokio::test]
+async fn a_seeded_fleet_of_instances_and_volumes_is_there_when_the_seed_answers() {
+    let mut s = fast().await;
+    let r = seed(&s, "application/toml", MACHINES).await;
+    let done = &r.ok_rows()[0];
+    assert_eq!((done["instances"].as_u64(), done["block_storages"].as_u64()), (Some(14), Some(4)), "{done}");
+    let team = ("team_key", "team-secret-key-0123456789");
+
+    let all = all_pages(&s, team, "/v1/instances", 5).await;
+    assert_eq!(all.len(), 14);
+    let status_of = |name: &str| {
+        all.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("no {name} in {all:?}"))["status"].clone()
+    };
+    for n in 1..=12 {
+        assert_eq!(status_of(&format!("web-{n}")), "active");
+    }
+    assert_eq!(status_of("idle-1"), "off");
+    assert_eq!(status_of("idle-2"), "off");
+    // The dev account sees none of them.
+    assert!(s.get("/v1/instances").await.ok_rows().is_empty());
+
+    let volumes = all_pages(&s, team, "/v1/block-storages", 2).await;
+    assert_eq!(volumes.len(), 4);
+    let web1 = all.iter().find(|i| i["name"] == "web-1").unwrap()["instance_id"].as_str().unwrap().to_owned();
+    let data1 = volumes.iter().find(|v| v["name"] == "data-1").expect("data-1");
+    assert_eq!(
+        (data1["status"].as_str(), data1["instance_id"].as_str()),
+        (Some("in-use"), Some(web1.as_str())),
+        "{data1}"
+    );
+    let spare = volumes.iter().find(|v| v["name"] == "spare").expect("spare");
+    assert_eq!(spare["status"], "available", "{spare}");
+
+    // Seeded machines are billed like any other: an hour later the live bill explains a line
+    // for each server and volume.
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "1h"}))).await.ok_rows();
+    s.sync_clock().await;
+    let live = s.call_as(team.0, team.1, Method::GET, "/v1/bill/live?explain=1", None).await;
+    assert!(live.ok_rows()[0]["price"].as_i64().unwrap() > 0, "{}", live.text);
+    assert!(
+        live.text.contains(&web1) && live.text.contains(data1["block_storage_id"].as_str().unwrap()),
+        "{}",
+        live.text
+    );
+}
+
 #[tokio::test]
 async fn a_bad_fixture_changes_nothing_and_names_the_entry() {
     let s = fast().await;
@@ -403,9 +494,32 @@ async fn a_bad_fixture_changes_nothing_and_names_the_entry() {
     assert_eq!(s.admin(Method::GET, "/admin/v1/accounts", None).await.ok_rows().len(), 1);
     assert!(s.get("/v1/auth/ssh_key").await.ok_rows().is_empty());
 
-    let r = seed(&s, "application/json", r#"{"instances": []}"#).await;
+    let r = seed(&s, "application/json", r#"{"servers": []}"#).await;
     r.assert_error(400, "CHECK_PARAM");
-    assert!(r.json["message"].as_str().unwrap().contains("instances"), "{}", r.text);
+    assert!(r.json["message"].as_str().unwrap().contains("servers"), "{}", r.text);
+    // An instance the API would refuse fails the fixture, naming the entry; the instances made
+    // before it are gone.
+    let bad = json!({"instances": [
+        {"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": "ok"},
+        {"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "no-such-flavor", "name": "bad"},
+    ]});
+    let r = seed(&s, "application/json", &bad.to_string()).await;
+    r.assert_error(400, "ID_INVALID");
+    assert!(r.json["message"].as_str().unwrap().starts_with("instances[1]: "), "{}", r.text);
+    assert!(s.get("/v1/instances").await.ok_rows().is_empty());
+    let r =
+        seed(&s, "application/json", &json!({"instances": [{"zone_id": "KR1-Z01", "status": "paused"}]}).to_string())
+            .await;
+    r.assert_error(400, "CHECK_PARAM_ENUM");
+    assert!(r.json["message"].as_str().unwrap().contains("`status`"), "{}", r.text);
+    let r = seed(
+        &s,
+        "application/json",
+        &json!({"block_storages": [{"instance": "ghost", "type": "ssd", "size": 10}]}).to_string(),
+    )
+    .await;
+    r.assert_error(400, "CHECK_PARAM");
+    assert!(r.json["message"].as_str().unwrap().contains("ghost"), "{}", r.text);
     seed(&s, "application/json", &json!({"bills": [{"month": "2999-01", "price": 1}]}).to_string())
         .await
         .assert_error(400, "CHECK_PARAM");

@@ -137,6 +137,31 @@ async fn the_sdk_trusts_the_ca_file_and_https_runs_beside_http() {
     let zones = trusting.zones().await.expect("zones over HTTPS");
     assert_eq!(zones[0].zone_id, "KR1-Z01");
 
+    // The real endpoint's name, as clients hard-code it, reaches the local server (curl's
+    // --resolve): the certificate is checked against api-kr.iwinv.kr.
+    let port = port_of(&https_endpoint(&s));
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let real_name = Client::new(&format!("https://api-kr.iwinv.kr:{port}"), ACCESS_KEY, SECRET_KEY)
+        .unwrap()
+        .with_ca_file(ca_file(&s))
+        .unwrap()
+        .with_resolve("api-kr.iwinv.kr", local)
+        .unwrap();
+    assert_eq!(real_name.endpoint(), format!("https://api-kr.iwinv.kr:{port}"));
+    let zones = real_name.zones().await.expect("zones from https://api-kr.iwinv.kr over the local CA");
+    assert_eq!(zones[0].zone_id, "KR1-Z01");
+    // A name the certificate does not hold is refused by TLS, on the same address.
+    let other = Client::new(&format!("https://not-in-the-cert.test:{port}"), ACCESS_KEY, SECRET_KEY)
+        .unwrap()
+        .with_ca_file(ca_file(&s))
+        .unwrap()
+        .with_resolve("not-in-the-cert.test", local)
+        .unwrap();
+    match other.zones().await {
+        Err(openwinv_sdk::Error::Http(e)) => assert!(format!("{e:?}").contains("NotValidForName"), "{e:?}"),
+        other => panic!("expected a certificate name refusal, got {other:?}"),
+    }
+
     // A client without the CA is refused by TLS: no answer from the server, an HTTP error.
     let plain = Client::new(&https, ACCESS_KEY, SECRET_KEY).unwrap();
     match plain.zones().await {

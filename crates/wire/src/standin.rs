@@ -57,5 +57,11 @@ pub struct SeedDone {
     pub scripts: usize,
     pub firewalls: usize,
     pub firewall_rules: usize,
+    /// Instances made, each waited for until it reached its fixture status.
+    #[serde(default)]
+    pub instances: usize,
+    /// Block storage volumes made (attached, or detached where the fixture asked).
+    #[serde(default)]
+    pub block_storages: usize,
     pub bills: usize,
 }
