@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::compiler::{Chain, Protocol, Verdict};
+use crate::compiler::{Chain, CompiledRules, Protocol, Verdict};
 use crate::model::{Machine, NetworkModel, mask};
 use crate::names::Mac;
 
@@ -158,6 +158,23 @@ pub fn evaluate_chain(chain: &Chain, peer: Ipv4Addr, protocol: L4, port: u16, st
     (chain.otherwise, Step::Default)
 }
 
+/// One machine's rule set alone (no network): the chain of `direction`. For the reachability
+/// question "can `peer` reach this machine on `protocol`/`port`?" ask `Direction::In`.
+pub fn evaluate_rules(
+    rules: &CompiledRules,
+    direction: Direction,
+    peer: Ipv4Addr,
+    protocol: L4,
+    port: u16,
+    state: CtState,
+) -> (Verdict, Step) {
+    let chain = match direction {
+        Direction::In => &rules.inbound,
+        Direction::Out => &rules.outbound,
+    };
+    evaluate_chain(chain, peer, protocol, port, state)
+}
+
 fn chain_decision(m: &Machine, direction: Direction, peer: Ipv4Addr, pkt: &Packet) -> ChainDecision {
     let chain = match direction {
         Direction::In => &m.rules.inbound,
@@ -225,7 +242,7 @@ pub fn evaluate(model: &NetworkModel, pkt: &Packet) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compiler::{CompiledRules, FirewallSpec, Rule, compile};
+    use crate::compiler::{FirewallSpec, Rule, compile};
     use crate::model::{Port, Subnet};
 
     fn rule(id: i64, bound: &str, protocol: &str, port: &str, ip: &str) -> Rule {
@@ -274,6 +291,10 @@ mod tests {
         assert_eq!(e("11.0.0.1", L4::Tcp, 22, CtState::New), (Verdict::Drop, Step::Default));
         // No OUT rule: outbound is not filtered at all, not even invalid packets.
         assert_eq!(evaluate_chain(&c.outbound, ip("1.1.1.1"), L4::Tcp, 1, CtState::Invalid).0, Verdict::Accept);
+        assert_eq!(
+            evaluate_rules(&c, Direction::In, ip("10.1.1.1"), L4::Tcp, 25, CtState::New),
+            (Verdict::Accept, Step::Rule(vec!["FW-a#1".into()]))
+        );
         // No firewall: nothing is filtered.
         let open = CompiledRules::open();
         assert_eq!(evaluate_chain(&open.inbound, ip("1.1.1.1"), L4::Udp, 9, CtState::Invalid).0, Verdict::Accept);

@@ -15,7 +15,7 @@ pub mod names;
 pub mod network;
 pub mod nft;
 
-pub use eval::{CtState, Decision, Direction, From, L4, Packet, evaluate};
+pub use eval::{CtState, Decision, Direction, From, L4, Packet, Step, evaluate, evaluate_rules};
 pub use model::{Machine, NetworkModel, Port, Subnet};
 pub use names::{Mac, tap_name};
 pub use network::{Applied, Host, NetError, Network, NetworkSpec, check_tools};

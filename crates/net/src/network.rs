@@ -8,6 +8,7 @@
 //! of their own.
 
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -285,6 +286,14 @@ impl Network {
         self.model.lock().await.clone()
     }
 
+    /// Opens a machine's tap for QEMU (`-netdev tap,fd=N,vnet_hdr=on`). The tap lives in the
+    /// network's namespace, so the open happens there (on a short-lived thread); the descriptor
+    /// then works from any namespace, and QEMU itself stays in the host's. Blocking (a thread
+    /// spawn and two syscalls).
+    pub fn open_tap(&self, tap: &str) -> Result<OwnedFd> {
+        open_tap_in(self.netns(), tap)
+    }
+
     /// Would this packet pass? (The evaluator over the network's current model.)
     pub async fn evaluate(&self, pkt: &Packet) -> Decision {
         evaluate(&*self.model.lock().await, pkt)
@@ -503,6 +512,45 @@ fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
         return Err(NetError::Invalid(format!("public_ip {p} is already the address of {}", other.port.tap)));
     }
     Ok(())
+}
+
+/// `_IOW('T', 202, int)`: attach this /dev/net/tun descriptor to an interface.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+fn open_tap_in(netns: &str, tap: &str) -> Result<OwnedFd> {
+    if !valid_ifname(tap) {
+        return Err(NetError::Invalid(format!("tap {tap:?} is not an interface name")));
+    }
+    let (ns_path, name) = (Path::new("/run/netns").join(netns), tap.to_string());
+    let context = format!("opening tap {tap} in {netns}");
+    let opened = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+        let ns = std::fs::File::open(&ns_path)?;
+        // SAFETY: setns on an open namespace file; only this short-lived thread changes namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // TUNSETIFF would create a new, unbridged tap under a name that does not exist.
+        let cname = std::ffi::CString::new(name.clone()).map_err(std::io::Error::other)?;
+        // SAFETY: a NUL-terminated name.
+        if unsafe { libc::if_nametoindex(cname.as_ptr()) } == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such interface"));
+        }
+        let tun = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+        // SAFETY: an all-zero ifreq is valid; the name fits (checked above) and stays NUL-terminated.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes an ifreq, which `ifr` is.
+        if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF as _, &mut ifr) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from(tun))
+    })
+    .join()
+    .map_err(|_| NetError::Io { context: context.clone(), source: std::io::Error::other("the thread panicked") })?;
+    opened.map_err(io(context))
 }
 
 fn dnsmasq_pid(dir: &Path) -> Option<i32> {

@@ -316,7 +316,7 @@ fn packet_table() {
     // Close with a reset: the cut connection could not finish a FIN handshake and would hold
     // port 80 for the cases below.
     for sock in [&c80, &s80, &c8000, &s8000] {
-        abort(sock);
+        common::abort(sock);
     }
     drop((l80, l8000, c80, s80, c8000, s8000));
     run_cases(&w, "after a detach and a rule removal", AFTER_CHANGES);
@@ -330,23 +330,6 @@ fn packet_table() {
     run_cases(&w, "after a full rebuild", AFTER_CHANGES);
     let total = NO_FIREWALL.len() + FIREWALLS.len() + 2 + AFTER_CHANGES.len();
     assert!(total >= 60, "the table has {total} packet cases");
-}
-
-/// Closes with RST (SO_LINGER 0) when dropped.
-fn abort(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on an open socket with a correctly sized option.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
 
 /// Sends a byte from `c` and says whether `s` got it in time.
@@ -431,4 +414,29 @@ fn ensure_is_idempotent_and_ports_are_checked() {
     assert!(bad("ok0", "10.16.0.1").starts_with("ip 10.16.0.1"));
     assert!(bad("ok0", "10.16.0.2").contains("already the address"));
     assert_eq!(normalized_ruleset(&ns, "inet"), before, "refused ports change nothing");
+}
+
+/// A port without a device gets a tap on the bridge; opening it (as QEMU will get it) raises
+/// its carrier, closing it drops the carrier again.
+#[test]
+fn a_tap_for_qemu() {
+    let w = World::new("tp", &["acct-t"]);
+    let net = &w.nets[0];
+    let id = format!("INS-{}q", w.prefix);
+    let port = openwinv_net::Port {
+        tap: openwinv_net::tap_name(&id),
+        mac: Mac::for_instance(&id),
+        ip: ip("10.16.0.9"),
+        public_ip: None,
+    };
+    w.rt.block_on(net.attach_port(port.clone(), CompiledRules::open())).unwrap();
+    let show = || common::sh("ip", &["-n", net.netns(), "link", "show", "dev", &port.tap]);
+    let before = show();
+    assert!(before.contains("master br0") && before.contains("NO-CARRIER"), "a bridged tap, no reader yet: {before}");
+    let fd = net.open_tap(&port.tap).expect("open the tap");
+    let open = show();
+    assert!(open.contains("LOWER_UP") && !open.contains("NO-CARRIER"), "carrier with a reader: {open}");
+    drop(fd);
+    assert!(show().contains("NO-CARRIER"), "no carrier once closed");
+    assert!(net.open_tap("no-such-tap").is_err(), "a tap that does not exist cannot be opened");
 }

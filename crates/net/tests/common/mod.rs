@@ -17,7 +17,7 @@ use openwinv_net::compiler::{CompiledRules, Verdict};
 use openwinv_net::{Host, Mac, Network, NetworkSpec, Port, Subnet, tap_name};
 
 /// How long a negative case waits before calling the packet dropped.
-pub const WAIT: Duration = Duration::from_millis(1200);
+pub const WAIT: Duration = Duration::from_millis(1500);
 
 pub const UPSTREAM_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -261,10 +261,11 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
             let lock = p.listen.as_ref().map(|l| locks.get((l.clone(), 6, p.port)));
             let _g = lock.as_ref().map(|l| l.lock().unwrap());
             let port = p.port;
+            let what = format!("{p:?}");
             let listener = p
                 .listen
                 .clone()
-                .map(|l| in_ns(&l, move || TcpListener::bind(("0.0.0.0", port)).expect("bind the TCP listener")));
+                .map(|l| in_ns(&l, move || bind_retrying(&what, || TcpListener::bind(("0.0.0.0", port)))));
             let (dst, bind) = (p.dst, p.bind);
             assert!(bind.is_none(), "TCP probes send from the machine's own address");
             let stream = in_ns(&p.src, move || TcpStream::connect_timeout(&SocketAddr::from((dst, port)), WAIT));
@@ -276,6 +277,10 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
                     server.set_read_timeout(Some(WAIT)).unwrap();
                     let mut b = [0u8; 1];
                     server.read_exact(&mut b).expect("a byte crosses the accepted connection");
+                    // No closing handshake left behind for a later rule change to strand, which
+                    // would keep the port busy for the next case.
+                    abort(&s);
+                    abort(&server);
                     Verdict::Accept
                 }
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
@@ -288,10 +293,11 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
             let lock = p.listen.as_ref().map(|l| locks.get((l.clone(), 17, p.port)));
             let _g = lock.as_ref().map(|l| l.lock().unwrap());
             let port = p.port;
+            let what = format!("{p:?}");
             let listener = p
                 .listen
                 .clone()
-                .map(|l| in_ns(&l, move || UdpSocket::bind(("0.0.0.0", port)).expect("bind the UDP listener")));
+                .map(|l| in_ns(&l, move || bind_retrying(&what, || UdpSocket::bind(("0.0.0.0", port)))));
             let (dst, bind) = (p.dst, p.bind.unwrap_or(Ipv4Addr::UNSPECIFIED));
             let payload = format!("probe {:?} {}", p.src, Instant::now().elapsed().as_nanos());
             let sent = payload.clone();
@@ -312,6 +318,37 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
                 }
             }
             Verdict::Drop
+        }
+    }
+}
+
+/// Closes with RST (SO_LINGER 0) when dropped.
+pub fn abort(s: &TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on an open socket with a correctly sized option.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
+
+/// Binds a listener. A port can stay busy for a moment after its last case closed it: a child
+/// process forked meanwhile (ping, ip) holds a copy of the descriptor until it execs.
+fn bind_retrying<T>(what: &str, bind: impl Fn() -> std::io::Result<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match bind() {
+            Ok(s) => return s,
+            Err(e) if e.kind() == ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{what}: bind the listener: {e}"),
         }
     }
 }
