@@ -45,6 +45,9 @@ enum Dst {
     Nowhere(&'static str),
     /// The upstream namespace.
     Up,
+    /// An address of the first network's own namespace (the gateway, the transit end), with the
+    /// listener there.
+    NetNs(&'static str),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +84,7 @@ fn probe(w: &World, c: &Case) -> Probe {
         Dst::Ip(addr, v) => (ip(addr), Some(w.vm(v).ns.clone())),
         Dst::Nowhere(addr) => (ip(addr), None),
         Dst::Up => (UPSTREAM_IP, Some(w.upstream_ns.clone())),
+        Dst::NetNs(addr) => (ip(addr), Some(w.nets[0].netns().to_string())),
     };
     Probe { src, bind, dst, listen, proto: c.proto, port: c.port }
 }
@@ -119,6 +123,7 @@ fn evaluator_verdict(w: &World, c: &Case, state: CtState) -> Verdict {
 
 /// Runs the cases in parallel; every case's three verdicts must agree.
 fn run_cases(w: &World, phase: &str, cases: &[Case]) {
+    let started = std::time::Instant::now();
     let locks = Locks::default();
     let results: Vec<(Case, Verdict, Verdict)> = thread::scope(|s| {
         let handles: Vec<_> = cases
@@ -136,6 +141,7 @@ fn run_cases(w: &World, phase: &str, cases: &[Case]) {
         .filter(|(c, k, e)| *k != c.expect || *e != c.expect)
         .map(|(c, k, e)| format!("  {}: expected {:?}, kernel {k:?}, evaluator {e:?}", c.name, c.expect))
         .collect();
+    eprintln!("{phase}: {} cases in {:?}", cases.len(), started.elapsed());
     assert!(wrong.is_empty(), "{phase}: {} of {} cases disagree:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
 }
 
@@ -196,6 +202,8 @@ const NO_FIREWALL: &[Case] = &[
     case("same address, other account: own network", Vm("b1"), Ip("10.16.0.3", "b2"), Tcp, 81, A),
     case("same address, this account: own network", Vm("a2"), Ip("10.16.0.2", "a1"), Tcp, 81, A),
     case("other account: egress", Vm("b1"), ToUp, Tcp, 443, A),
+    case("open: to the gateway", Vm("a1"), Dst::NetNs("10.16.0.1"), Tcp, 9100, A),
+    case("outside to the network's transit address", Up, Dst::NetNs("100.64.0.6"), Tcp, 9100, D),
 ];
 
 const FIREWALLS: &[Case] = &[
@@ -236,6 +244,8 @@ const FIREWALLS: &[Case] = &[
     case("other account via public: not in the rule", Vm("b1"), Pub("a1"), Tcp, 22, D),
     case("other account via public: rule from anywhere", Vm("b1"), Pub("a2"), Tcp, 80, A),
     case("other account unaffected", Vm("b2"), Dst::Vm("b1"), Tcp, 22, A),
+    case("OUT rules apply to the gateway too", Vm("a3"), Dst::NetNs("10.16.0.1"), Udp, 9100, D),
+    case("no OUT rule: gateway open", Vm("a2"), Dst::NetNs("10.16.0.1"), Tcp, 9100, A),
 ];
 
 const AFTER_CHANGES: &[Case] = &[

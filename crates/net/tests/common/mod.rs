@@ -231,18 +231,64 @@ pub struct Probe {
     pub port: u16,
 }
 
-/// Serialises probes that would listen on the same (namespace, protocol, port).
+/// What probes running at the same time share: a lock per TCP listening (namespace, port), so
+/// that an accepted connection is the probe's own, and one UDP socket per (namespace, port)
+/// that every probe to it reads (each looks for its own payload).
 #[derive(Default, Clone)]
-pub struct Locks(Arc<Mutex<HashMap<ListenKey, Arc<Mutex<()>>>>>);
+pub struct Locks {
+    tcp: Arc<Mutex<HashMap<ListenKey, Arc<Mutex<()>>>>>,
+    udp: Arc<Mutex<HashMap<ListenKey, Arc<UdpSink>>>>,
+}
 
-/// (namespace, IP protocol number, port).
-type ListenKey = (String, u8, u16);
+/// (namespace, port).
+type ListenKey = (String, u16);
 
-impl Locks {
-    fn get(&self, key: ListenKey) -> Arc<Mutex<()>> {
-        self.0.lock().unwrap().entry(key).or_default().clone()
+pub struct UdpSink {
+    socket: UdpSocket,
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    reading: Mutex<()>,
+}
+
+impl UdpSink {
+    /// Whether `payload` arrives before the wait is over.
+    fn wait_for(&self, payload: &[u8]) -> bool {
+        let deadline = Instant::now() + WAIT;
+        let mut buf = [0u8; 512];
+        loop {
+            if self.seen.lock().unwrap().contains(payload) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let _r = self.reading.lock().unwrap();
+            if let Ok((n, _)) = self.socket.recv_from(&mut buf) {
+                self.seen.lock().unwrap().insert(buf[..n].to_vec());
+            }
+        }
     }
 }
+
+impl Locks {
+    fn tcp(&self, key: ListenKey) -> Arc<Mutex<()>> {
+        self.tcp.lock().unwrap().entry(key).or_default().clone()
+    }
+
+    fn udp(&self, key: ListenKey, what: String) -> Arc<UdpSink> {
+        let mut sinks = self.udp.lock().unwrap();
+        sinks
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let (ns, port) = key;
+                let socket = in_ns(&ns, move || bind_retrying(&what, || UdpSocket::bind(("0.0.0.0", port))));
+                socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                Arc::new(UdpSink { socket, seen: Mutex::default(), reading: Mutex::default() })
+            })
+            .clone()
+    }
+}
+
+static PAYLOADS: AtomicU32 = AtomicU32::new(0);
 
 /// Sends the probe's packet for real; `Accept` when it arrived (TCP: the handshake completed
 /// and a byte crossed; UDP: the datagram arrived; ICMP: the echo was answered).
@@ -258,7 +304,7 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
             if ok { Verdict::Accept } else { Verdict::Drop }
         }
         Proto::Tcp => {
-            let lock = p.listen.as_ref().map(|l| locks.get((l.clone(), 6, p.port)));
+            let lock = p.listen.as_ref().map(|l| locks.tcp((l.clone(), p.port)));
             let _g = lock.as_ref().map(|l| l.lock().unwrap());
             let port = p.port;
             let what = format!("{p:?}");
@@ -290,34 +336,19 @@ pub fn kernel_verdict(p: &Probe, locks: &Locks) -> Verdict {
             }
         }
         Proto::Udp => {
-            let lock = p.listen.as_ref().map(|l| locks.get((l.clone(), 17, p.port)));
-            let _g = lock.as_ref().map(|l| l.lock().unwrap());
-            let port = p.port;
-            let what = format!("{p:?}");
-            let listener = p
-                .listen
-                .clone()
-                .map(|l| in_ns(&l, move || bind_retrying(&what, || UdpSocket::bind(("0.0.0.0", port)))));
-            let (dst, bind) = (p.dst, p.bind.unwrap_or(Ipv4Addr::UNSPECIFIED));
-            let payload = format!("probe {:?} {}", p.src, Instant::now().elapsed().as_nanos());
+            let sink = p.listen.clone().map(|l| locks.udp((l, p.port), format!("{p:?}")));
+            let (dst, bind, port) = (p.dst, p.bind.unwrap_or(Ipv4Addr::UNSPECIFIED), p.port);
+            let payload = format!("probe {} from {}", PAYLOADS.fetch_add(1, Ordering::SeqCst), p.src);
             let sent = payload.clone();
             in_ns(&p.src, move || {
                 let s = UdpSocket::bind((bind, 0)).expect("bind the UDP sender");
                 // Unreachable networks fail here: nothing was sent.
                 let _ = s.send_to(sent.as_bytes(), (dst, port));
             });
-            let Some(l) = listener else { return Verdict::Drop };
-            l.set_read_timeout(Some(WAIT)).unwrap();
-            let mut buf = [0u8; 512];
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                match l.recv_from(&mut buf) {
-                    Ok((n, _)) if &buf[..n] == payload.as_bytes() => return Verdict::Accept,
-                    Ok(_) => continue,
-                    Err(_) => break,
-                }
+            match sink {
+                Some(sink) if sink.wait_for(payload.as_bytes()) => Verdict::Accept,
+                _ => Verdict::Drop,
             }
-            Verdict::Drop
         }
     }
 }
