@@ -496,3 +496,44 @@ fn public_address_moves_and_goes() {
     };
     assert_eq!(evaluate(&model, &pkt).verdict, D, "evaluator agrees");
 }
+
+/// Every golden text is valid kernel input: each incremental transaction applies on top of the
+/// two-machine network it was rendered against, in a namespace of its own.
+#[test]
+fn golden_texts_load_into_the_kernel() {
+    common::require_environment();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/nft");
+    let base = dir.join("network-two-machines.nft");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(names.len() >= 15, "golden files: {names:?}");
+    let prefix = format!("owtest-{}-gl-", std::process::id());
+    let cleanup = Cleanup(prefix.clone());
+    for (i, file) in names.iter().enumerate() {
+        let ns = format!("{prefix}{i}");
+        common::sh("ip", &["netns", "add", &ns]);
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("network-") && !name.starts_with("host-") {
+            common::sh("ip", &["netns", "exec", &ns, "nft", "-f", base.to_str().unwrap()]);
+        }
+        let out =
+            Command::new("ip").args(["netns", "exec", &ns, "nft", "-f", file.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "{name} does not load: {}", String::from_utf8_lossy(&out.stderr));
+        common::sh("ip", &["netns", "del", &ns]);
+    }
+    drop(cleanup);
+}
+
+/// Deletes the namespaces with this prefix, also when the test fails.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.0) {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            }
+        }
+    }
+}
