@@ -308,8 +308,9 @@ impl Network {
         let old = others.machines.remove(&port.tap).map(|m| m.port);
         check_port(&others, &port)?;
         let machine = Machine { port: port.clone(), rules };
-        model.machines.insert(port.tap.clone(), machine.clone());
-        self.transaction(&model, &nft::render_attach(&machine, old.as_ref())).await?;
+        let mut next = others;
+        next.machines.insert(port.tap.clone(), machine.clone());
+        self.commit(&mut model, next, &nft::render_attach(&machine, old.as_ref())).await?;
         self.plug(&port).await?;
         if let Some(p) = old.as_ref().and_then(|o| o.public_ip).filter(|p| Some(*p) != port.public_ip) {
             self.route_public(p, false).await?;
@@ -328,8 +329,9 @@ impl Network {
     /// address removed, and its tracked connections forgotten (its address may be reused).
     pub async fn detach_port(&self, tap: &str) -> Result<()> {
         let mut model = self.model.lock().await;
-        let Some(m) = model.machines.remove(tap) else { return Ok(()) };
-        self.transaction(&model, &nft::render_detach(&m.port)).await?;
+        let mut next = model.clone();
+        let Some(m) = next.machines.remove(tap) else { return Ok(()) };
+        self.commit(&mut model, next, &nft::render_detach(&m.port)).await?;
         let n = Some(self.netns());
         if link_exists(n, tap).await {
             ip_in(n, &["link", "del", tap]).await?;
@@ -346,12 +348,13 @@ impl Network {
     /// chains; then the tracked connections the new rules would refuse are deleted.
     pub async fn apply_firewall(&self, tap: &str, rules: CompiledRules) -> Result<Applied> {
         let mut model = self.model.lock().await;
-        let Some(m) = model.machines.get_mut(tap) else {
+        let mut next = model.clone();
+        let Some(m) = next.machines.get_mut(tap) else {
             return Err(NetError::Invalid(format!("tap {tap:?} is not a port of network {}", self.netns())));
         };
         m.rules = rules;
         let (machine, ip) = (m.clone(), m.port.ip);
-        self.transaction(&model, &nft::render_rules(&machine)).await?;
+        self.commit(&mut model, next, &nft::render_rules(&machine)).await?;
         let entries = conntrack::parse_list(&exec_in(Some(self.netns()), "conntrack", &strings(&["-L"]), None).await?);
         let cut = conntrack::to_cut(&model, ip, &entries);
         for e in &cut {
@@ -371,8 +374,9 @@ impl Network {
         m.port.public_ip = public_ip;
         check_port(&others, &m.port)?;
         let text = nft::render_public_ip(m.port.ip, old, public_ip);
-        model.machines.insert(tap.to_string(), m);
-        self.transaction(&model, &text).await?;
+        let mut next = others;
+        next.machines.insert(tap.to_string(), m);
+        self.commit(&mut model, next, &text).await?;
         if let Some(p) = old {
             self.route_public(p, false).await?;
         }
@@ -404,13 +408,15 @@ impl Network {
         }
     }
 
-    /// An incremental transaction; if the kernel refuses it (a ruleset that drifted from the
-    /// model), the whole ruleset is rewritten from the model instead.
-    async fn transaction(&self, model: &NetworkModel, text: &str) -> Result<()> {
+    /// Applies `text`, the incremental transaction from `model` to `next`; if the kernel refuses
+    /// it (a ruleset that drifted from the model), the whole ruleset is rewritten from `next`
+    /// instead. `model` becomes `next` only when the kernel has it.
+    async fn commit(&self, model: &mut NetworkModel, next: NetworkModel, text: &str) -> Result<()> {
         if let Err(e) = nft_apply(Some(self.netns()), text).await {
             tracing::warn!(netns = self.netns(), error = %e, "incremental nft change refused; rebuilding");
-            nft_apply(Some(self.netns()), &nft::render_network(model)).await?;
+            nft_apply(Some(self.netns()), &nft::render_network(&next)).await?;
         }
+        *model = next;
         Ok(())
     }
 

@@ -430,6 +430,18 @@ fn ensure_is_idempotent_and_ports_are_checked() {
     assert!(bad("ok0", "10.16.0.1").starts_with("ip 10.16.0.1"));
     assert!(bad("ok0", "10.16.0.2").contains("already the address"));
     assert_eq!(normalized_ruleset(&ns, "inet"), before, "refused ports change nothing");
+
+    // Drift: someone deletes the table. The next change cannot apply incrementally, so the
+    // network rewrites everything from its model.
+    common::sh("ip", &["netns", "exec", &ns, "nft", "delete", "table", "inet", "openwinv"]);
+    let tap = w.vm("i1").port.tap.clone();
+    let ssh = compile(&[fw_ssh()]);
+    w.rt.block_on(net.apply_firewall(&tap, ssh)).expect("a change on a drifted ruleset repairs it");
+    let repaired = normalized_ruleset(&ns, "inet");
+    assert!(repaired.iter().any(|b| b.contains("FW-ssh#2")), "the new rules are there: {repaired:?}");
+    assert!(repaired.iter().any(|b| b.contains("203.0.113.5")), "and everything else: {repaired:?}");
+    w.rt.block_on(net.rebuild()).unwrap();
+    assert_eq!(normalized_ruleset(&ns, "inet"), repaired, "the repair is a full rebuild");
 }
 
 /// A port without a device gets a tap on the bridge; opening it (as QEMU will get it) raises
