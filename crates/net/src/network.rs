@@ -143,7 +143,7 @@ impl Host {
     pub async fn prepare(&self) -> Result<()> {
         check_tools()?;
         let ns = self.netns.as_deref();
-        exec_in(ns, "sysctl", &strings(&["-q", "-w", "net.ipv4.ip_forward=1"]), None).await?;
+        set_sysctls(ns, &[("net/ipv4/ip_forward", "1")])?;
         let transit = format!("{TRANSIT_BASE}/10");
         nft_apply(ns, &nft::render_host(self.uplink.as_deref(), &transit)).await
     }
@@ -222,18 +222,19 @@ impl Network {
             ip_in(None, &["netns", "add", self.netns()]).await?;
         }
         ip_in(n, &["link", "set", "lo", "up"]).await?;
-        let sysctls = [
-            "net.ipv4.ip_forward=1",
-            "net.bridge.bridge-nf-call-iptables=1",
-            "net.bridge.bridge-nf-call-ip6tables=0",
-            "net.bridge.bridge-nf-call-arptables=0",
-        ];
-        let mut args = strings(&["-q", "-w"]);
-        args.extend(strings(&sysctls));
-        exec_in(n, "sysctl", &args, None).await.map_err(|e| match e {
-            NetError::Command { stderr, .. } if stderr.contains("bridge") => {
-                NetError::Invalid(format!("the kernel's br_netfilter is not loaded (modprobe br_netfilter): {stderr}"))
-            }
+        set_sysctls(
+            n,
+            &[
+                ("net/ipv4/ip_forward", "1"),
+                ("net/bridge/bridge-nf-call-iptables", "1"),
+                ("net/bridge/bridge-nf-call-ip6tables", "0"),
+                ("net/bridge/bridge-nf-call-arptables", "0"),
+            ],
+        )
+        .map_err(|e| match e {
+            NetError::Io { context, source } if context.contains("bridge") => NetError::Invalid(format!(
+                "the kernel's br_netfilter is not loaded (modprobe br_netfilter): {context}: {source}"
+            )),
             e => e,
         })?;
         // The ruleset before any port exists, so that no port is ever unfiltered.
@@ -523,18 +524,47 @@ fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
 /// `_IOW('T', 202, int)`: attach this /dev/net/tun descriptor to an interface.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 
+/// Runs `f` in network namespace `ns` (`None`: this process's own) on a short-lived thread:
+/// a descriptor opened there, or a `/proc/sys/net` file written there, belongs to that namespace.
+fn in_netns<T: Send + 'static>(
+    ns: Option<&str>,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let ns_path = ns.map(|n| Path::new("/run/netns").join(n));
+    std::thread::spawn(move || {
+        if let Some(path) = ns_path {
+            let ns = std::fs::File::open(&path)?;
+            // SAFETY: setns on an open namespace file; only this short-lived thread changes namespace.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        f()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the thread panicked")))
+}
+
+/// Writes `/proc/sys/<key>` in namespace `ns` (no dependency on procps' `sysctl`).
+fn set_sysctls(ns: Option<&str>, values: &[(&'static str, &'static str)]) -> Result<()> {
+    for &(key, value) in values {
+        let path = format!("/proc/sys/{key}");
+        in_netns(ns, {
+            let path = path.clone();
+            move || std::fs::write(&path, value)
+        })
+        .map_err(io(format!("writing {value} to {path} in {}", ns.unwrap_or("the host namespace"))))?;
+    }
+    Ok(())
+}
+
 fn open_tap_in(netns: &str, tap: &str) -> Result<OwnedFd> {
     if !valid_ifname(tap) {
         return Err(NetError::Invalid(format!("tap {tap:?} is not an interface name")));
     }
-    let (ns_path, name) = (Path::new("/run/netns").join(netns), tap.to_string());
+    let name = tap.to_string();
     let context = format!("opening tap {tap} in {netns}");
-    let opened = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
-        let ns = std::fs::File::open(&ns_path)?;
-        // SAFETY: setns on an open namespace file; only this short-lived thread changes namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    let opened = in_netns(Some(netns), move || -> std::io::Result<OwnedFd> {
         // TUNSETIFF would create a new, unbridged tap under a name that does not exist.
         let cname = std::ffi::CString::new(name.clone()).map_err(std::io::Error::other)?;
         // SAFETY: a NUL-terminated name.
@@ -553,9 +583,7 @@ fn open_tap_in(netns: &str, tap: &str) -> Result<OwnedFd> {
             return Err(std::io::Error::last_os_error());
         }
         Ok(OwnedFd::from(tun))
-    })
-    .join()
-    .map_err(|_| NetError::Io { context: context.clone(), source: std::io::Error::other("the thread panicked") })?;
+    });
     opened.map_err(io(context))
 }
 
