@@ -177,7 +177,7 @@ fn new_operation<'a>(
         account_id: &caller.account_id,
         kind: kind.name(),
         resource_id,
-        params: "{}",
+        params: crate::sagas::volume::Params::encoded(),
         now_ms: state.clock.unix_ms(),
     }
 }
