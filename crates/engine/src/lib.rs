@@ -15,5 +15,5 @@ pub mod worker;
 
 pub use clock::Clock;
 pub use runner::{Engine, EngineConfig};
-pub use saga::{Op, OpContext, Operation, Saga, StepDef, StepError, Steps, Typed};
+pub use saga::{NoParams, Op, OpContext, Operation, Saga, StepDef, StepError, Steps, Typed};
 pub use worker::WorkerIdentity;

@@ -96,6 +96,15 @@ pub trait Steps: Copy + Serialize + Send + Sync + 'static {
     }
 }
 
+/// The params of an operation kind without input: stored as `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NoParams {}
+
+impl NoParams {
+    /// The `params` text of an operation without input.
+    pub const ENCODED: &'static str = "{}";
+}
+
 /// One operation as its steps see it: ids and the typed params.
 #[derive(Debug, Clone)]
 pub struct Op<P> {
@@ -348,6 +357,12 @@ mod tests {
     fn step_names_are_the_snake_case_serde_names() {
         let names: Vec<_> = Step::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names, ["allocate_addresses", "power_on"]);
+    }
+
+    #[test]
+    fn no_params_are_stored_as_an_empty_object() {
+        assert_eq!(serde_json::to_string(&NoParams {}).unwrap(), NoParams::ENCODED);
+        let _: NoParams = serde_json::from_str(r#"{"left_over": 1}"#).unwrap();
     }
 
     #[test]

@@ -314,7 +314,7 @@ pub async fn create_for(state: &AppState, account_id: &str, body: &Body, accepte
         account_id,
         kind: Kind::Sync.name(),
         resource_id: &rec.firewall_id,
-        params: crate::sagas::firewall::sync::Params::encoded(),
+        params: openwinv_engine::NoParams::ENCODED,
         now_ms: state.clock.unix_ms(),
     };
     state.store.create_firewall(&rec, &rules, accepted.then_some(&op)).await?;

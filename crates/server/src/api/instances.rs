@@ -28,9 +28,9 @@ use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Encoding, Path, Query, enum_error, text_field};
 use crate::sagas::addresses;
-use openwinv_engine::Operation;
+use openwinv_engine::{NoParams, Operation};
 
-use crate::sagas::instance::{Kind, create, delete, reboot, rebuild, resize, shutdown, start};
+use crate::sagas::instance::{Kind, create, reboot, rebuild, resize, shutdown, start};
 
 /// Most instances one create request makes [iwinv].
 pub const MAX_COUNT: i64 = 10;
@@ -736,7 +736,7 @@ pub async fn delete(
         account_id: &caller.account_id,
         kind: Kind::Delete.name(),
         resource_id: &id,
-        params: delete::Params::encoded(),
+        params: NoParams::ENCODED,
         now_ms: state.clock.unix_ms(),
     };
     // Attached volumes are detached and kept; the receipt names them.
@@ -759,7 +759,7 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Accepted<ActionReceipt> {
-    let op = begin(&state, &caller, &id, Kind::Start, start::Start::encode(&start::Params {})).await?;
+    let op = begin(&state, &caller, &id, Kind::Start, start::Start::encode(&NoParams {})).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -771,7 +771,7 @@ pub async fn shutdown(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Accepted<ActionReceipt> {
-    let params = shutdown::Shutdown::encode(&shutdown::Params {});
+    let params = shutdown::Shutdown::encode(&NoParams {});
     let op = begin(&state, &caller, &id, Kind::Shutdown, params).await?;
     Ok(work_receipt(&id, op))
 }

@@ -45,8 +45,8 @@ pub fn all(deps: Arc<Deps>) -> Vec<Arc<dyn Saga>> {
         typed(volume::delete::Delete(d())),
         typed(volume::attach::Attach(d())),
         typed(volume::detach::Detach(d())),
-        typed(firewall::attach::Attach(d())),
-        typed(firewall::detach::Detach(d())),
+        typed(firewall::Pair::<true>(d())),
+        typed(firewall::Pair::<false>(d())),
         typed(firewall::sync::Sync(d())),
     ]
 }

@@ -64,14 +64,39 @@ impl openwinv_engine::Steps for Step {
     }
 }
 
-/// `failed` of an attach or detach: the pair goes back to how it was (when the request changed
-/// it) and the instance gets the matching rule set.
-pub(super) async fn put_back(deps: &Deps, op: &Op<Pairing>, attach: bool) -> Result<(), StepError> {
-    let instance_id = &op.params.instance_id;
-    if op.params.changed {
-        deps.store.revert_firewall_attachment(&op.resource_id, instance_id, attach, deps.clock.unix()).await?;
+/// `firewall.attach` (`ATTACH`) or `firewall.detach`: the request wrote the attachment change
+/// with the operation; the one step applies the instance's compiled rule set. A failed one leaves
+/// no trace: the pair goes back to how it was (when the request changed it) and the instance gets
+/// the matching rule set. One implementation, two kinds (see `attach.rs`, `detach.rs`).
+pub struct Pair<const ATTACH: bool>(pub std::sync::Arc<Deps>);
+
+#[async_trait::async_trait]
+impl<const ATTACH: bool> Operation for Pair<ATTACH> {
+    type Params = Pairing;
+    type Step = Step;
+    const KIND: &'static str = if ATTACH { "firewall.attach" } else { "firewall.detach" };
+
+    async fn run(&self, step: Step, op: &Op<Pairing>) -> Result<(), StepError> {
+        match step {
+            Step::ApplyFirewall => sync_instance(&self.0, &op.params.instance_id).await,
+        }
     }
-    sync_instance(deps, instance_id).await
+
+    /// The only step is the last one; a failed apply left the driver as it was.
+    async fn undo(&self, step: Step, _op: &Op<Pairing>) -> Result<(), StepError> {
+        match step {
+            Step::ApplyFirewall => Ok(()),
+        }
+    }
+
+    async fn failed(&self, op: &Op<Pairing>, _error: &str) -> Result<(), StepError> {
+        let deps = &self.0;
+        let instance_id = &op.params.instance_id;
+        if op.params.changed {
+            deps.store.revert_firewall_attachment(&op.resource_id, instance_id, ATTACH, deps.clock.unix()).await?;
+        }
+        sync_instance(deps, instance_id).await
+    }
 }
 
 /// The effective rule set of an instance from what the store says is attached to it.

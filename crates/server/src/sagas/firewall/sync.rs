@@ -4,34 +4,20 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError};
-use serde::{Deserialize, Serialize};
+use openwinv_engine::{NoParams, Op, Operation, StepError};
 
 use super::{Step, sync_instance};
 use crate::sagas::Deps;
-
-/// A sync has no input (`{}`): its resource is the firewall.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {}
-
-impl Params {
-    /// The `params` text of a sync (it has no input).
-    pub fn encoded() -> &'static str {
-        static TEXT: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| serde_json::to_string(&Params {}).expect("params serialize"));
-        &TEXT
-    }
-}
 
 pub struct Sync(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Sync {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "firewall.sync";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::ApplyFirewall => {
                 for id in self.0.store.instances_of_firewall(&op.resource_id).await? {
@@ -43,13 +29,13 @@ impl Operation for Sync {
     }
 
     /// The only step is the last one; a failed apply left the driver as it was.
-    async fn undo(&self, step: Step, _op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, _op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::ApplyFirewall => Ok(()),
         }
     }
 
-    async fn failed(&self, _op: &Op<Params>, _error: &str) -> Result<(), StepError> {
+    async fn failed(&self, _op: &Op<NoParams>, _error: &str) -> Result<(), StepError> {
         Ok(())
     }
 }

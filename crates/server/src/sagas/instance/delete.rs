@@ -3,25 +3,12 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
-use serde::{Deserialize, Serialize};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
+use serde::Serialize;
 
 use super::fail;
 use crate::sagas::Deps;
 use crate::sagas::volume::with_instance::{self, Volumes};
-
-/// A delete has no input (`{}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {}
-
-impl Params {
-    /// The `params` text of a delete (it has no input).
-    pub fn encoded() -> &'static str {
-        static TEXT: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| serde_json::to_string(&Params {}).expect("params serialize"));
-        &TEXT
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,17 +29,17 @@ impl Steps for Step {
 
 pub struct Delete(pub Arc<Deps>);
 
-fn volumes(op: &Op<Params>) -> Volumes<'_> {
+fn volumes(op: &Op<NoParams>) -> Volumes<'_> {
     Volumes { operation_id: &op.operation_id, instance_id: &op.resource_id, none: false }
 }
 
 #[async_trait::async_trait]
 impl Operation for Delete {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "instance.delete";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         let id = &op.resource_id;
         match step {
@@ -64,14 +51,14 @@ impl Operation for Delete {
     }
 
     /// A destroyed machine and a removed row cannot come back.
-    async fn undo(&self, step: Step, _op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, _op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::DestroyMachine | Step::DetachVolumes | Step::ReleaseAddresses | Step::Remove => Ok(()),
         }
     }
 
     /// A failed delete that did not reach `detach_volumes` leaves the volumes attached.
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         fail(&self.0, op, error, false).await?;
         with_instance::restore_attached(&self.0, volumes(op)).await
     }

@@ -2,17 +2,13 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
 use openwinv_store::instances::status;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{fail, settle};
 use crate::sagas::Deps;
-
-/// A shutdown has no input (`{}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,11 +29,11 @@ pub struct Shutdown(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Shutdown {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "instance.shutdown";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
             Step::PowerOff => deps.driver.stop(&op.resource_id).await.map(drop).map_err(Into::into),
@@ -54,14 +50,14 @@ impl Operation for Shutdown {
         }
     }
 
-    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::PowerOff => self.0.driver.start(&op.resource_id).await.map(drop).map_err(Into::into),
             Step::Settle => Ok(()),
         }
     }
 
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         fail(&self.0, op, error, false).await
     }
 }

@@ -3,17 +3,13 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::instances::status;
 use openwinv_store::{Rate, Reprice, Settle};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{fail, instance, settle};
 use crate::sagas::Deps;
-
-/// A start has no input (`{}`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,11 +30,11 @@ pub struct Start(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Start {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "instance.start";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
             Step::PowerOn => deps.driver.start(&op.resource_id).await.map(drop).map_err(Into::into),
@@ -61,14 +57,14 @@ impl Operation for Start {
         }
     }
 
-    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::PowerOn => self.0.driver.stop(&op.resource_id).await.map(drop).map_err(Into::into),
             Step::Settle => Ok(()),
         }
     }
 
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         fail(&self.0, op, error, false).await
     }
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::VolumeSettle;
 use openwinv_store::volumes::status;
 use serde::Serialize;
 
-use super::{Params, instance_of, require, settle, spec, volume};
+use super::{attach, in_use, settle, undo_attach};
 use crate::sagas::Deps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,39 +30,26 @@ pub struct Attach(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Attach {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "volume.attach";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
-            Step::Attach => {
-                let v = require(deps, &op.resource_id).await?;
-                deps.driver.attach_volume(instance_of(&v)?, &spec(&v)).await?;
-                Ok(())
-            }
-            Step::Settle => {
-                settle(deps, op, VolumeSettle { status: status::IN_USE, detach: false, error_reason: None }).await
-            }
+            Step::Attach => attach(deps, op).await,
+            Step::Settle => in_use(deps, op).await,
         }
     }
 
-    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
-        let deps = &self.0;
-        let Some(v) = volume(deps, &op.resource_id).await? else {
-            return Ok(());
-        };
+    async fn undo(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
-            Step::Attach => match &v.instance_id {
-                Some(i) => Ok(deps.driver.detach_volume(i, &v.block_storage_id).await?),
-                None => Ok(()),
-            },
+            Step::Attach => undo_attach(&self.0, op).await,
             Step::Settle => Ok(()),
         }
     }
 
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         settle(&self.0, op, VolumeSettle { status: status::ERROR, detach: true, error_reason: Some(error) }).await
     }
 }

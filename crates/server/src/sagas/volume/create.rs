@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
-use openwinv_store::VolumeSettle;
-use openwinv_store::volumes::status;
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use serde::Serialize;
 
-use super::{Params, instance_of, require, settle, spec, volume};
+use super::{attach, in_use, require, spec, undo_attach, volume};
 use crate::sagas::Deps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,11 +29,11 @@ pub struct Create(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Create {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "volume.create";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
             Step::CreateVolume => {
@@ -43,35 +41,26 @@ impl Operation for Create {
                 deps.driver.create_volume(&spec(&v)).await?;
                 Ok(())
             }
-            Step::Attach => {
-                let v = require(deps, &op.resource_id).await?;
-                deps.driver.attach_volume(instance_of(&v)?, &spec(&v)).await?;
-                Ok(())
-            }
-            Step::Settle => {
-                settle(deps, op, VolumeSettle { status: status::IN_USE, detach: false, error_reason: None }).await
-            }
+            Step::Attach => attach(deps, op).await,
+            Step::Settle => in_use(deps, op).await,
         }
     }
 
-    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
-        let Some(v) = volume(deps, &op.resource_id).await? else {
-            return Ok(());
-        };
         match step {
-            Step::CreateVolume => Ok(deps.driver.delete_volume(&v.block_storage_id).await?),
-            Step::Attach => match &v.instance_id {
-                Some(i) => Ok(deps.driver.detach_volume(i, &v.block_storage_id).await?),
+            Step::CreateVolume => match volume(deps, &op.resource_id).await? {
+                Some(v) => Ok(deps.driver.delete_volume(&v.block_storage_id).await?),
                 None => Ok(()),
             },
+            Step::Attach => undo_attach(deps, op).await,
             // The last step never needs undoing.
             Step::Settle => Ok(()),
         }
     }
 
     /// Nothing was made: the driver lets go of the volume and the row goes.
-    async fn failed(&self, op: &Op<Params>, _error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, _error: &str) -> Result<(), StepError> {
         let deps = &self.0;
         if let Some(v) = volume(deps, &op.resource_id).await?
             && v.operation_id.as_deref() == Some(op.operation_id.as_str())

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::VolumeSettle;
 use openwinv_store::volumes::status;
 use serde::Serialize;
 
-use super::{Params, settle};
+use super::settle;
 use crate::sagas::Deps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,11 +30,11 @@ pub struct Delete(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Delete {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "volume.delete";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
             Step::DeleteVolume => Ok(deps.driver.delete_volume(&op.resource_id).await?),
@@ -43,13 +43,13 @@ impl Operation for Delete {
     }
 
     /// A deleted volume cannot come back; `remove` is last and never undone.
-    async fn undo(&self, step: Step, _op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, _op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
             Step::DeleteVolume | Step::Remove => Ok(()),
         }
     }
 
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         settle(&self.0, op, VolumeSettle { status: status::ERROR, detach: true, error_reason: Some(error) }).await
     }
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::VolumeSettle;
 use openwinv_store::volumes::status;
 use serde::Serialize;
 
-use super::{Params, instance_of, require, settle, spec, volume};
+use super::{instance_of, require, settle, spec, volume};
 use crate::sagas::Deps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,11 +30,11 @@ pub struct Detach(pub Arc<Deps>);
 
 #[async_trait::async_trait]
 impl Operation for Detach {
-    type Params = Params;
+    type Params = NoParams;
     type Step = Step;
     const KIND: &'static str = "volume.detach";
 
-    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         match step {
             Step::Detach => {
@@ -48,7 +48,7 @@ impl Operation for Detach {
         }
     }
 
-    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+    async fn undo(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         let Some(v) = volume(deps, &op.resource_id).await? else {
             return Ok(());
@@ -62,7 +62,7 @@ impl Operation for Detach {
         }
     }
 
-    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+    async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
         settle(&self.0, op, VolumeSettle { status: status::ERROR, detach: false, error_reason: Some(error) }).await
     }
 }

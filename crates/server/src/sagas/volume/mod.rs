@@ -13,9 +13,9 @@ pub mod delete;
 pub mod detach;
 
 use openwinv_driver::VolumeSpec;
-use openwinv_engine::{Op, Operation, StepError};
+use openwinv_engine::{NoParams, Op, Operation, StepError};
+use openwinv_store::volumes::status;
 use openwinv_store::{VolumeRecord, VolumeSettle};
-use serde::{Deserialize, Serialize};
 
 use super::Deps;
 
@@ -35,19 +35,6 @@ impl Kind {
             Kind::Attach => attach::Attach::KIND,
             Kind::Detach => detach::Detach::KIND,
         }
-    }
-}
-
-/// No volume operation has input (`{}`): the volume row is what it acts on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {}
-
-impl Params {
-    /// The `params` text of every volume operation (it has no input).
-    pub fn encoded() -> &'static str {
-        static TEXT: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| serde_json::to_string(&Params {}).expect("params serialize"));
-        &TEXT
     }
 }
 
@@ -75,7 +62,29 @@ pub(super) fn instance_of(v: &VolumeRecord) -> Result<&str, StepError> {
         .ok_or_else(|| StepError::Permanent(format!("volume {} names no instance", v.block_storage_id)))
 }
 
-pub(super) async fn settle(deps: &Deps, op: &Op<Params>, change: VolumeSettle<'_>) -> Result<(), StepError> {
+/// The `attach` step (of a create or an attach): the volume joins the instance its row names.
+pub(super) async fn attach(deps: &Deps, op: &Op<NoParams>) -> Result<(), StepError> {
+    let v = require(deps, &op.resource_id).await?;
+    deps.driver.attach_volume(instance_of(&v)?, &spec(&v)).await?;
+    Ok(())
+}
+
+/// Undo of `attach`: the volume leaves the instance its row names (if there is one).
+pub(super) async fn undo_attach(deps: &Deps, op: &Op<NoParams>) -> Result<(), StepError> {
+    match volume(deps, &op.resource_id).await? {
+        Some(VolumeRecord { instance_id: Some(i), block_storage_id, .. }) => {
+            Ok(deps.driver.detach_volume(&i, &block_storage_id).await?)
+        }
+        Some(_) | None => Ok(()),
+    }
+}
+
+/// The `settle` of a create or an attach: the volume is `in-use`.
+pub(super) async fn in_use(deps: &Deps, op: &Op<NoParams>) -> Result<(), StepError> {
+    settle(deps, op, VolumeSettle { status: status::IN_USE, detach: false, error_reason: None }).await
+}
+
+pub(super) async fn settle(deps: &Deps, op: &Op<NoParams>, change: VolumeSettle<'_>) -> Result<(), StepError> {
     deps.store.settle_volume(&op.resource_id, &op.operation_id, &change).await?;
     Ok(())
 }
@@ -86,9 +95,8 @@ pub(super) async fn settle(deps: &Deps, op: &Op<Params>, change: VolumeSettle<'_
 pub mod with_instance {
     use openwinv_engine::StepError;
     use openwinv_store::VolumeSettle;
-    use openwinv_store::volumes::status;
 
-    use super::{Deps, spec};
+    use super::{Deps, spec, status};
 
     /// The volumes of one instance operation.
     #[derive(Debug, Clone, Copy)]
