@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
+use openwinv_engine::{NoParams, Operation};
 use openwinv_store::instances::status;
 use openwinv_store::{
     Created, InstanceFilter, InstanceRecord, NewInstances, NewOperation, PageQuery, Refused, VolumeRecord, ids,
@@ -28,8 +29,6 @@ use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Encoding, Path, Query, enum_error, text_field};
 use crate::sagas::addresses;
-use openwinv_engine::{NoParams, Operation};
-
 use crate::sagas::instance::{Kind, create, reboot, rebuild, resize, shutdown, start};
 
 /// Most instances one create request makes [iwinv].
