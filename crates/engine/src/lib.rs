@@ -1,4 +1,5 @@
-//! The openwinv runtime: the one clock, durable operations (sagas) and compute drivers.
+//! The openwinv runtime: the one clock and durable operations (sagas). The drivers the steps
+//! call are in `openwinv-driver`, which knows no store.
 //!
 //! A request that changes something writes the resource row and an operation row in one
 //! transaction and answers 202. Workers here claim operations with leases, run their steps in
@@ -7,18 +8,12 @@
 //! restarted process, or another one on the same database, resumes or unwinds its operations.
 
 pub mod clock;
-pub mod driver;
 pub mod faults;
-pub mod firewall;
 pub mod runner;
 pub mod saga;
 pub mod worker;
 
 pub use clock::Clock;
-pub use driver::{
-    BootImage, ComputeDriver, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec, MachineState, Pacing, Power,
-    SimDriver, VolumeSpec,
-};
 pub use runner::{Engine, EngineConfig};
-pub use saga::{OpContext, Saga, StepDef, StepError};
+pub use saga::{NoParams, Op, OpContext, Operation, Saga, StepDef, StepError, Steps, Typed};
 pub use worker::WorkerIdentity;

@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openwinv_driver::Pacing;
 use openwinv_store::batch::GroupCommit;
 use openwinv_store::operations::{FAILED, MAX_PROGRESS_BATCH, PARKED, RUNNING, SUCCEEDED};
 use openwinv_store::{FaultRecord, OperationRecord, Progress, Store, StoreError};
-use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::driver::Pacing;
 use crate::faults;
 use crate::saga::{OpContext, Saga, StepError};
 use crate::worker::WorkerIdentity;
@@ -221,13 +220,12 @@ impl Engine {
             tracing::error!(kind = %op.kind, operation = %op.operation_id, "no saga for this operation kind");
             return;
         };
-        let params: Map<String, Value> = serde_json::from_str(&op.params).unwrap_or_default();
-        let mut ctx = OpContext {
+        let ctx = OpContext {
             operation_id: op.operation_id.clone(),
             account_id: op.account_id.clone(),
             kind: op.kind.clone(),
             resource_id: op.resource_id.clone(),
-            params,
+            params: op.params.clone(),
         };
         loop {
             let gate = self.gate.read().await;
@@ -236,9 +234,9 @@ impl Engine {
                 return;
             }
             let next = if op.undoing != 0 {
-                self.undo_step(&*saga, &mut op, &mut ctx).await
+                self.undo_step(&*saga, &mut op, &ctx).await
             } else {
-                self.forward_step(&*saga, &mut op, &mut ctx, rules).await
+                self.forward_step(&*saga, &mut op, &ctx, rules).await
             };
             drop(gate);
             match next {
@@ -258,7 +256,7 @@ impl Engine {
         &self,
         saga: &dyn Saga,
         op: &mut OperationRecord,
-        ctx: &mut OpContext,
+        ctx: &OpContext,
         rules: &[FaultRecord],
     ) -> openwinv_store::Result<Next> {
         let steps = saga.steps();
@@ -373,7 +371,7 @@ impl Engine {
         &self,
         saga: &dyn Saga,
         op: &mut OperationRecord,
-        ctx: &mut OpContext,
+        ctx: &OpContext,
     ) -> openwinv_store::Result<Next> {
         let error = op.error.clone().unwrap_or_else(|| "failed".into());
         let result = if op.step < 0 {
@@ -444,7 +442,7 @@ impl Engine {
             status: op.status.clone(),
             step: op.step,
             undoing: op.undoing,
-            params: serde_json::to_string(&ctx.params).expect("params serialize"),
+            params: ctx.params.clone(),
             error: error.map(str::to_owned),
             attempts: op.attempts,
             waited_step: op.waited_step,

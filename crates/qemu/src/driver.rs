@@ -18,13 +18,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openwinv_engine::driver::{
-    BootImage, ComputeDriver, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec, MachineState, Pacing, Power,
-    VolumeSpec,
+use openwinv_driver::firewall::CompiledRules;
+use openwinv_driver::{
+    BootImage, ComputeDriver, ConsoleAccess, ConsoleBroker, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec,
+    MachineState, Pacing, Power, VolumeSpec,
 };
-use openwinv_engine::firewall::CompiledRules;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::accel::{Accel, Accelerator};
@@ -305,11 +305,8 @@ impl QemuDriver {
     async fn image_info(&self, path: &Path) -> Result<(String, u64), DriverError> {
         let out =
             self.qemu_img(&["info".into(), "-U".into(), "--output=json".into(), path.as_os_str().to_owned()]).await?;
-        let v: Value = serde_json::from_str(&out)
-            .map_err(|e| perm(format!("qemu-img info {} gave no JSON: {e}", path.display())))?;
-        let format = v["format"].as_str().unwrap_or("raw").to_owned();
-        let size = v["virtual-size"].as_u64().unwrap_or(0);
-        Ok((format, size))
+        let info = crate::img::parse_info(out.as_bytes()).map_err(|e| perm(format!("{} ({e})", path.display())))?;
+        Ok((info.format.unwrap_or_else(|| "raw".into()), info.virtual_size))
     }
 
     /// (Re)makes `root.qcow2`: an overlay on the image's disk (or root disk), at least the
@@ -920,40 +917,6 @@ impl ComputeDriver for QemuDriver {
         Ok(rec.state())
     }
 
-    async fn console(&self, id: &str) -> Option<ConsoleEndpoints> {
-        let paths = self.vm(id).ok()?;
-        if !paths.dir.exists() {
-            return None;
-        }
-        Some(ConsoleEndpoints {
-            serial: Some(paths.serial()),
-            serial_log: Some(paths.serial_log()),
-            vnc: Some(paths.vnc()),
-        })
-    }
-
-    async fn info(&self, id: &str) -> MachineInfo {
-        let Ok(paths) = self.vm(id) else {
-            return MachineInfo::default();
-        };
-        let Ok(Some(rec)) = self.load(id, &paths) else {
-            return MachineInfo::default();
-        };
-        let mut info = MachineInfo { ssh_port: Some(rec.ssh_port), error: None };
-        // Without waiting behind a long call (a soft reboot).
-        if let Ok(_guard) = self.lock_of(id).try_lock_owned()
-            && let Some((_, Some(status))) = self.observe(&paths).await
-        {
-            info.error = match status.as_str() {
-                "guest-panicked" => Some("the guest operating system crashed (kernel panic); reboot it".into()),
-                "internal-error" => Some("QEMU stopped the machine on an internal error; reboot it".into()),
-                "io-error" => Some("the machine is paused on a disk I/O error (is the host disk full?)".into()),
-                _ => None,
-            };
-        }
-        info
-    }
-
     /// Firewalls are not enforced yet (user-mode networking has no packet filter here), so a
     /// rule set that filters is refused, as the trait's default refuses: nothing passes
     /// silently. The open set ("nothing attached, everything passes") is what every machine
@@ -1081,9 +1044,48 @@ impl ComputeDriver for QemuDriver {
     }
 }
 
+/// The console port: the sockets QEMU serves, and the SSH forward and stop reason of the view.
+#[async_trait::async_trait]
+impl ConsoleBroker for QemuDriver {
+    /// The machine's serial socket, serial log and VNC socket, once the machine exists.
+    async fn console(&self, id: &str) -> Option<ConsoleAccess> {
+        let paths = self.vm(id).ok()?;
+        if !paths.dir.exists() {
+            return None;
+        }
+        Some(ConsoleAccess::Sockets(ConsoleEndpoints {
+            serial: Some(paths.serial()),
+            serial_log: Some(paths.serial_log()),
+            vnc: Some(paths.vnc()),
+        }))
+    }
+
+    async fn info(&self, id: &str) -> MachineInfo {
+        let Ok(paths) = self.vm(id) else {
+            return MachineInfo::default();
+        };
+        let Ok(Some(rec)) = self.load(id, &paths) else {
+            return MachineInfo::default();
+        };
+        let mut info = MachineInfo { ssh_port: Some(rec.ssh_port), error: None };
+        // Without waiting behind a long call (a soft reboot).
+        if let Ok(_guard) = self.lock_of(id).try_lock_owned()
+            && let Some((_, Some(status))) = self.observe(&paths).await
+        {
+            info.error = match status.as_str() {
+                "guest-panicked" => Some("the guest operating system crashed (kernel panic); reboot it".into()),
+                "internal-error" => Some("QEMU stopped the machine on an internal error; reboot it".into()),
+                "io-error" => Some("the machine is paused on a disk I/O error (is the host disk full?)".into()),
+                _ => None,
+            };
+        }
+        info
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use openwinv_engine::firewall::{self, FirewallSpec};
+    use openwinv_driver::firewall::{self, FirewallSpec};
 
     use super::*;
 

@@ -3,11 +3,13 @@
 //! Layout of the data directory, the seed format and the hostname rule are in `docs/qemu.md`.
 //! The modules below are usable on their own: [`cmdline`] and [`seed`] are pure (and tested
 //! byte for byte), [`qmp`] is a small QMP client, [`accel`] picks KVM or TCG, and [`driver`]
-//! puts them together behind [`openwinv_engine::ComputeDriver`].
+//! puts them together behind [`openwinv_driver::ComputeDriver`] and
+//! [`openwinv_driver::ConsoleBroker`]; [`img`] reads `qemu-img info`.
 
 pub mod accel;
 pub mod cmdline;
 pub mod driver;
+pub mod img;
 pub mod iso;
 pub mod paths;
 pub mod qmp;

@@ -2,7 +2,7 @@
 //! them, packed into an ISO 9660 image labelled `cidata`.
 
 use base64::Engine as _;
-use openwinv_engine::driver::MachineSpec;
+use openwinv_driver::MachineSpec;
 use sha2::{Digest, Sha256};
 
 use crate::iso;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use openwinv_engine::driver::{BootImage, ComputeDriver, MachineSpec, Power, VolumeSpec};
+use openwinv_driver::{BootImage, ComputeDriver, ConsoleBroker, MachineSpec, Power, VolumeSpec};
 use openwinv_qemu::driver::live_pid;
 use openwinv_qemu::paths::DataDir;
 use openwinv_qemu::{Accel, QemuDriver, Timeouts};
@@ -326,7 +326,7 @@ async fn refusals() {
     sp.boot = None;
     let err = d.create(&sp).await.expect_err("no boot image");
     assert!(err.to_string().contains("openwinv admin images import"), "{err}");
-    assert!(matches!(err, openwinv_engine::DriverError::Permanent(_)));
+    assert!(matches!(err, openwinv_driver::DriverError::Permanent(_)));
     let err = d.start("INSTANCE-none").await.expect_err("no machine");
     assert!(err.to_string().contains("no machine"), "{err}");
     assert_eq!(d.state("INSTANCE-none").await.expect("state").power, Power::Absent);

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use openwinv_engine::{ComputeDriver, Engine, EngineConfig, Pacing, SimDriver, WorkerIdentity};
+use openwinv_driver::{ComputeDriver, ConsoleBroker, Pacing, SimDriver};
+use openwinv_engine::{Engine, EngineConfig, WorkerIdentity};
 use openwinv_store::crypto::Sealer;
 use openwinv_store::{AccountRecord, Bootstrap, NewKeyRecord, Store, ids};
 
@@ -127,8 +128,12 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         SimMode::Timed => Pacing::Timed(config.sim_delay),
         SimMode::Explicit => Pacing::Explicit,
     };
-    let driver: Arc<dyn ComputeDriver> = match config.driver {
-        Driver::Sim => Arc::new(SimDriver::new(pacing)),
+    // One driver behind both ports: the contract saga steps call, the console broker handlers ask.
+    let (driver, consoles): (Arc<dyn ComputeDriver>, Arc<dyn ConsoleBroker>) = match config.driver {
+        Driver::Sim => {
+            let sim = Arc::new(SimDriver::new(pacing));
+            (sim.clone(), sim)
+        }
         Driver::Qemu => {
             let qemu = openwinv_qemu::QemuDriver::new(
                 data.clone(),
@@ -138,7 +143,8 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
             );
             let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
             tracing::info!(?accel, "QEMU driver ready");
-            Arc::new(qemu)
+            let qemu = Arc::new(qemu);
+            (qemu.clone(), qemu)
         }
     };
     let engine_config = EngineConfig {
@@ -166,6 +172,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
     Ok(AppState::new(Inner {
         engine: Arc::new(engine),
         driver,
+        consoles,
         auth: Authenticator::new(clock.clone()),
         config,
         store,

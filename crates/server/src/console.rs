@@ -8,8 +8,10 @@
 //! process that shares the sealing key accepts it, until the link expires. Sockets are checked
 //! when they open; a console open at the expiry stays open (a shell is not cut in the middle).
 //!
-//! The simulated driver has no consoles: its serial socket plays the simulated boot log and echoes
-//! what is typed, so the same page works everywhere.
+//! The machine is reached only through the driver's console broker port
+//! ([`openwinv_driver::ConsoleBroker`]). The simulated driver has no sockets: its serial console
+//! ([`openwinv_driver::SimulatedSerial`]) plays a boot log made from what the store records of the
+//! instance and echoes what is typed, so the same page works everywhere.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,15 +30,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use hmac::{Hmac, Mac};
-use openwinv_engine::ConsoleEndpoints;
+use openwinv_driver::{ConsoleAccess, ConsoleEndpoints, MachineFacts, SimulatedSerial};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::AppState;
-use crate::api::instances::serial_log;
-use crate::config::{Config, Driver};
+use crate::config::Config;
 use crate::input::Path;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -227,12 +228,14 @@ pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {
             return unavailable("the store did not answer");
         }
     };
-    let endpoints = state.driver.console(&instance_id).await;
-    let has_screen = endpoints.as_ref().is_some_and(|e| e.vnc.is_some());
+    let access = state.consoles.console(&instance_id).await;
+    let has_screen = access.as_ref().is_some_and(ConsoleAccess::has_screen);
     // What the serial socket will replay first; the page shows it to browsers without JavaScript.
-    let history = match &endpoints {
-        Some(e) => log_tail(e).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-        None if state.config.driver == Driver::Sim => serial_log(state, &r).await,
+    let history = match &access {
+        Some(ConsoleAccess::Sockets(e)) => {
+            log_tail(e).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        }
+        Some(ConsoleAccess::Simulated(sim)) => sim.log(&machine_facts(state, &r).await),
         None => String::new(),
     };
     let config = serde_json::json!({
@@ -385,9 +388,9 @@ async fn serial_socket(
         ws,
         (Channel::Serial, busy),
         |state, hub, instance_id, socket| async move {
-            match state.driver.console(&instance_id).await {
-                Some(endpoints) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
-                None if state.config.driver == Driver::Sim => simulated_serial(&state, &instance_id, socket).await,
+            match state.consoles.console(&instance_id).await {
+                Some(ConsoleAccess::Sockets(endpoints)) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
+                Some(ConsoleAccess::Simulated(sim)) => simulated_serial(&state, sim, &instance_id, socket).await,
                 None => close(socket, 1011, "the machine has no console now (is it running?)").await,
             }
         },
@@ -413,7 +416,11 @@ async fn vnc_socket(
         ws,
         (Channel::Screen, busy),
         |state, _hub, instance_id, socket| async move {
-            match state.driver.console(&instance_id).await.and_then(|e| e.vnc) {
+            let screen = match state.consoles.console(&instance_id).await {
+                Some(ConsoleAccess::Sockets(e)) => e.vnc,
+                Some(ConsoleAccess::Simulated(_)) | None => None,
+            };
+            match screen {
                 Some(path) => match connect(&path).await {
                     Ok(stream) => pipe(stream, socket).await,
                     Err(e) => {
@@ -662,11 +669,11 @@ async fn serial_proxy(hub: &Hub, instance_id: &str, endpoints: &ConsoleEndpoints
 
 /// The simulated machine's serial console: its boot log (the history frame), then what is typed,
 /// echoed.
-async fn simulated_serial(state: &AppState, instance_id: &str, mut socket: WebSocket) {
+async fn simulated_serial(state: &AppState, sim: SimulatedSerial, instance_id: &str, mut socket: WebSocket) {
     let Ok(Some(r)) = state.store.instance_by_id(instance_id).await else {
         return close(socket, 1011, "the instance is gone").await;
     };
-    let log = format!("{} ", serial_log(state, &r).await.replace('\n', "\r\n"));
+    let log = format!("{} ", sim.log(&machine_facts(state, &r).await).replace('\n', "\r\n"));
     if socket.send(Message::Binary(log.into())).await.is_err() {
         return;
     }
@@ -677,23 +684,38 @@ async fn simulated_serial(state: &AppState, instance_id: &str, mut socket: WebSo
             Message::Close(_) => return,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        if socket.send(Message::Binary(echo(&input).into())).await.is_err() {
+        if socket.send(Message::Binary(sim.echo(&input).into())).await.is_err() {
             return;
         }
     }
 }
 
-/// What a terminal in cooked mode shows for typed bytes: Enter starts a line, Backspace erases.
-fn echo(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    for b in input {
-        match b {
-            b'\r' => out.extend_from_slice(b"\r\n"),
-            0x7f => out.extend_from_slice(b"\x08 \x08"),
-            _ => out.push(*b),
+/// What the store records of an instance, as a simulated serial console prints it: the image's
+/// name, the SSH keys, the user script's name, the private address and the compiled firewall.
+async fn machine_facts(state: &AppState, r: &openwinv_store::InstanceRecord) -> MachineFacts {
+    let catalog = state.catalog.get();
+    let image = catalog.images.iter().find(|i| i.id == r.image_id).map_or(r.image_id.as_str(), |i| i.name.as_str());
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&r.ssh_keys).unwrap_or_default();
+    let ssh_keys = keys
+        .iter()
+        .map(|k| (k["fingerprint"].as_str().unwrap_or("").to_owned(), k["name"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let user_script = match &r.user_script_id {
+        None => None,
+        Some(id) => {
+            Some(state.store.script(&r.account_id, id).await.ok().flatten().map_or_else(|| id.clone(), |s| s.name))
         }
+    };
+    MachineFacts {
+        instance_id: r.instance_id.clone(),
+        hostname: r.name.clone(),
+        image: image.to_owned(),
+        flavor_id: r.flavor_id.clone(),
+        ssh_keys,
+        user_script,
+        private_ip: r.private_ip.clone(),
+        firewall: crate::sagas::firewall::compiled_text_for(&state.store, &r.instance_id).await,
     }
-    out
 }
 
 #[cfg(test)]
@@ -703,7 +725,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use futures_util::{SinkExt, StreamExt};
-    use openwinv_engine::{ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, SimDriver};
+    use openwinv_driver::ConsoleBroker;
     use serde_json::{Value, json};
     use tokio::net::UnixListener;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -720,46 +742,15 @@ mod tests {
 
     type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-    /// A driver whose machines all have the given consoles (the simulated driver otherwise).
+    /// A console broker whose machines all have the given consoles (the simulated driver otherwise).
     struct FakeConsoles {
-        sim: SimDriver,
         endpoints: ConsoleEndpoints,
     }
 
     #[async_trait::async_trait]
-    impl ComputeDriver for FakeConsoles {
-        fn name(&self) -> &'static str {
-            "fake-consoles"
-        }
-        fn pacing(&self) -> Pacing {
-            Pacing::Immediate
-        }
-        async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-            self.sim.create(spec).await
-        }
-        async fn start(&self, id: &str) -> Result<MachineState, DriverError> {
-            self.sim.start(id).await
-        }
-        async fn stop(&self, id: &str) -> Result<MachineState, DriverError> {
-            self.sim.stop(id).await
-        }
-        async fn reboot(&self, id: &str, hard: bool) -> Result<MachineState, DriverError> {
-            self.sim.reboot(id, hard).await
-        }
-        async fn rebuild(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-            self.sim.rebuild(spec).await
-        }
-        async fn resize(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-            self.sim.resize(spec).await
-        }
-        async fn destroy(&self, id: &str) -> Result<(), DriverError> {
-            self.sim.destroy(id).await
-        }
-        async fn state(&self, id: &str) -> Result<MachineState, DriverError> {
-            self.sim.state(id).await
-        }
-        async fn console(&self, _id: &str) -> Option<ConsoleEndpoints> {
-            Some(self.endpoints.clone())
+    impl ConsoleBroker for FakeConsoles {
+        async fn console(&self, _id: &str) -> Option<ConsoleAccess> {
+            Some(ConsoleAccess::Sockets(self.endpoints.clone()))
         }
     }
 
@@ -806,7 +797,8 @@ mod tests {
                 Some(endpoints) => AppState::new(Inner {
                     config: base.config.clone(),
                     engine: base.engine.clone(),
-                    driver: Arc::new(FakeConsoles { sim: SimDriver::new(Pacing::Immediate), endpoints }),
+                    driver: base.driver.clone(),
+                    consoles: Arc::new(FakeConsoles { endpoints }),
                     store: base.store.clone(),
                     sealer: base.sealer.clone(),
                     clock: base.clock.clone(),
@@ -1176,7 +1168,7 @@ mod tests {
         assert_eq!(verify_credential(&key, "T", &c, 100).as_deref(), Some("INSTANCE-a"));
         assert_eq!(verify_credential(&key, "T", &c, 101), None);
         assert_eq!(verify_credential(&key, "U", &c, 50), None);
-        assert_eq!(echo(b"ab\x7f\r"), b"ab\x08 \x08\r\n");
+        assert_eq!(SimulatedSerial.echo(b"ab\x7f\r"), b"ab\x08 \x08\r\n");
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; openwinv_console=v1.x"));
         assert_eq!(cookie(&h, COOKIE_NAME), Some("v1.x"));

@@ -19,7 +19,7 @@ use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use openwinv_engine::driver::BootImage;
+use openwinv_driver::BootImage;
 use openwinv_wire::images::{DISK_FORMATS, ImageBoot, ImageFile, ImageFiles, KIND_DISK, KIND_KERNEL};
 use openwinv_wire::{Envelope, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -445,14 +445,11 @@ async fn probe(path: &Path) -> Result<Probe, String> {
     }
 }
 
+/// The probe from `qemu-img info` output, read by the QEMU driver's one parser.
 fn parse_qemu_img_info(json: &[u8]) -> Result<Probe, String> {
-    let info: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("qemu-img info printed no JSON: {e}"))?;
-    let format = info["format"].as_str().ok_or("qemu-img info names no format")?.to_owned();
-    let external = info.get("backing-filename").is_some()
-        || info.get("full-backing-filename").is_some()
-        || info["format-specific"]["data"].get("data-file").is_some();
-    Ok(Probe { format, external })
+    let info = openwinv_qemu::img::parse_info(json)?;
+    let format = info.format.ok_or("qemu-img info names no format")?;
+    Ok(Probe { format, external: info.external })
 }
 
 /// The format from the header alone, for hosts without qemu-img: qcow2 starts with `QFI\xfb`;

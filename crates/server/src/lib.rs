@@ -42,7 +42,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use openwinv_engine::{ComputeDriver, Engine};
+use openwinv_driver::{ComputeDriver, ConsoleBroker};
+use openwinv_engine::Engine;
 use openwinv_store::Store;
 use openwinv_store::crypto::Sealer;
 use openwinv_wire::ErrorCode;
@@ -65,7 +66,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub engine: Arc<Engine>,
+    /// The hypervisor, for saga steps and the reconciler; handlers never call it.
     pub driver: Arc<dyn ComputeDriver>,
+    /// The one way handlers reach a machine: its consoles and view extensions.
+    pub consoles: Arc<dyn ConsoleBroker>,
     pub store: Store,
     pub sealer: Sealer,
     pub clock: Arc<Clock>,

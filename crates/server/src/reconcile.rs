@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use openwinv_engine::Power;
+use openwinv_driver::Power;
 
 use crate::AppState;
 

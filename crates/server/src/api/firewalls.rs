@@ -13,7 +13,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::{Extension, Json};
-use openwinv_engine::firewall::{Cidr, CidrError, PortRange};
+use openwinv_driver::firewall::{Cidr, CidrError, PortRange};
 use openwinv_store::firewalls::{FirewallEdit, NewRule, RuleEdit, SyncOp, first_duplicate};
 use openwinv_store::{FirewallRecord, FirewallRefused, FirewallRuleRecord, NewOperation, PageQuery, ids};
 use openwinv_wire::firewalls::*;
@@ -314,7 +314,7 @@ pub async fn create_for(state: &AppState, account_id: &str, body: &Body, accepte
         account_id,
         kind: Kind::Sync.name(),
         resource_id: &rec.firewall_id,
-        params: "{}",
+        params: openwinv_engine::NoParams::ENCODED,
         now_ms: state.clock.unix_ms(),
     };
     state.store.create_firewall(&rec, &rules, accepted.then_some(&op)).await?;

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
+use openwinv_engine::{NoParams, Operation};
 use openwinv_store::instances::status;
 use openwinv_store::{
     Created, InstanceFilter, InstanceRecord, NewInstances, NewOperation, PageQuery, Refused, VolumeRecord, ids,
@@ -28,7 +29,7 @@ use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Encoding, Path, Query, enum_error, text_field};
 use crate::sagas::addresses;
-use crate::sagas::instance::Kind;
+use crate::sagas::instance::{Kind, create, reboot, rebuild, resize, shutdown, start};
 
 /// Most instances one create request makes [iwinv].
 pub const MAX_COUNT: i64 = 10;
@@ -174,7 +175,7 @@ async fn view(
         }]);
     }
     if has(256)
-        && let Some(port) = state.driver.info(&r.instance_id).await.ssh_port
+        && let Some(port) = state.consoles.info(&r.instance_id).await.ssh_port
     {
         v.ssh = Some(SshForward { host: "127.0.0.1".into(), port });
     }
@@ -487,23 +488,19 @@ pub async fn create(
     {
         return Err(id_invalid("security_group", fw));
     }
-    let mut create_params = serde_json::Map::new();
-    if let Some(fw) = &security_group {
-        create_params.insert("security_group".into(), json!(fw));
-    }
-    if volume_requests.is_empty() {
-        // Lets the volume steps skip looking for volumes that cannot exist.
-        create_params.insert("no_volumes".into(), json!(true));
-    }
     let attach_public_ip = match body.0.get("attach_public_ip") {
         None | Some(serde_json::Value::Null) => true,
         Some(serde_json::Value::Bool(b)) => *b,
         Some(_) => parse_bool("attach_public_ip", &body.str("attach_public_ip")?.unwrap_or_default())?,
     };
-    // What the address step needs, so that it does not read the instance back.
-    create_params.insert("zone_id".into(), json!(zone_id));
-    create_params.insert("attach_public_ip".into(), json!(attach_public_ip));
-    let create_params = serde_json::Value::Object(create_params).to_string();
+    let create_params = create::Create::encode(&create::Params {
+        security_group: security_group.clone(),
+        // Lets the volume steps skip looking for volumes that cannot exist.
+        no_volumes: volume_requests.is_empty(),
+        // What the address step needs, so that it does not read the instance back.
+        zone_id: Some(zone_id.clone()),
+        attach_public_ip: Some(attach_public_ip),
+    });
 
     let now = state.clock.unix();
     let now_ms = state.clock.unix_ms();
@@ -675,15 +672,8 @@ fn busy(id: &str) -> ApiError {
 // Operations
 
 /// Starts an operation of `kind` on an instance and answers 202.
-async fn begin(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    kind: Kind,
-    params: serde_json::Value,
-) -> ApiResult<String> {
+async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: String) -> ApiResult<String> {
     let operation_id = ids::new_id("OP");
-    let params = params.to_string();
     let op = NewOperation {
         operation_id: &operation_id,
         account_id: &caller.account_id,
@@ -745,7 +735,7 @@ pub async fn delete(
         account_id: &caller.account_id,
         kind: Kind::Delete.name(),
         resource_id: &id,
-        params: "{}",
+        params: NoParams::ENCODED,
         now_ms: state.clock.unix_ms(),
     };
     // Attached volumes are detached and kept; the receipt names them.
@@ -768,7 +758,7 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Accepted<ActionReceipt> {
-    let op = begin(&state, &caller, &id, Kind::Start, json!({})).await?;
+    let op = begin(&state, &caller, &id, Kind::Start, start::Start::encode(&NoParams {})).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -780,7 +770,8 @@ pub async fn shutdown(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Accepted<ActionReceipt> {
-    let op = begin(&state, &caller, &id, Kind::Shutdown, json!({})).await?;
+    let params = shutdown::Shutdown::encode(&NoParams {});
+    let op = begin(&state, &caller, &id, Kind::Shutdown, params).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -798,7 +789,7 @@ pub async fn reboot(
         Some("HARD") => true,
         Some(other) => return Err(enum_error("type", other, &["SOFT", "HARD"])),
     };
-    let op = begin(&state, &caller, &id, Kind::Reboot, json!({"hard": hard})).await?;
+    let op = begin(&state, &caller, &id, Kind::Reboot, reboot::Reboot::encode(&reboot::Params { hard })).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -830,8 +821,8 @@ pub async fn rebuild(
         ));
     }
     let sealed = state.sealer.seal(&new_password());
-    let op =
-        begin(&state, &caller, &id, Kind::Rebuild, json!({"image_id": image_id, "password_sealed": sealed})).await?;
+    let params = rebuild::Rebuild::encode(&rebuild::Params { image_id, password_sealed: sealed });
+    let op = begin(&state, &caller, &id, Kind::Rebuild, params).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -870,7 +861,7 @@ pub async fn resize(
             format!("The flavor `{flavor_id}` does not support the image `{}`.", current.image_id),
         ));
     }
-    let op = begin(&state, &caller, &id, Kind::Resize, json!({"flavor_id": flavor_id})).await?;
+    let op = begin(&state, &caller, &id, Kind::Resize, resize::Resize::encode(&resize::Params { flavor_id })).await?;
     Ok(work_receipt(&id, op))
 }
 
@@ -907,36 +898,4 @@ pub async fn console_page(
     Path(token): Path<String>,
 ) -> Response {
     crate::console::page(&state, &hub, &token).await
-}
-
-/// The simulated machine's serial output: boot lines, the user script and the SSH keys.
-pub(crate) async fn serial_log(state: &AppState, r: &InstanceRecord) -> String {
-    let catalog = state.catalog.get();
-    let image = catalog.images.iter().find(|i| i.id == r.image_id).map_or(r.image_id.as_str(), |i| i.name.as_str());
-    let mut lines = vec![
-        "[    0.000000] Linux version 6.1.0-sim (openwinv simulated hypervisor)".to_owned(),
-        format!("[    0.412000] Booting {image} on {}", r.flavor_id),
-        format!("[    1.020000] cloud-init: instance-id {}", r.instance_id),
-        format!("[    1.021000] cloud-init: hostname {}", r.name),
-    ];
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&r.ssh_keys).unwrap_or_default();
-    for k in &keys {
-        lines.push(format!(
-            "[    1.100000] cloud-init: authorized key {} ({})",
-            k["fingerprint"].as_str().unwrap_or(""),
-            k["name"].as_str().unwrap_or("")
-        ));
-    }
-    if let Some(id) = &r.user_script_id {
-        let name = state.store.script(&r.account_id, id).await.ok().flatten().map_or_else(|| id.clone(), |s| s.name);
-        lines.push(format!("[    1.200000] cloud-init: running user script {name}"));
-    }
-    if let Some(ip) = &r.private_ip {
-        lines.push(format!("[    1.300000] eth0: {ip}/16"));
-    }
-    if let Some(t) = crate::api::firewalls::compiled_text_for(&state.store, &r.instance_id).await {
-        lines.extend(t.lines().map(|l| format!("[    1.400000] firewall: {l}")));
-    }
-    lines.push(format!("{} login:", r.name));
-    lines.join("\n")
 }

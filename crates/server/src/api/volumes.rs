@@ -177,7 +177,7 @@ fn new_operation<'a>(
         account_id: &caller.account_id,
         kind: kind.name(),
         resource_id,
-        params: "{}",
+        params: openwinv_engine::NoParams::ENCODED,
         now_ms: state.clock.unix_ms(),
     }
 }

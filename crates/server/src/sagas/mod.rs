@@ -1,4 +1,6 @@
-//! The operation kinds this server runs.
+//! The operation kinds this server runs, one module per kind. Each has a typed contract
+//! ([`openwinv_engine::Operation`]): the `Params` its request writes and the `Step` enum its
+//! `run` and `undo` match.
 
 pub mod addresses;
 pub mod firewall;
@@ -7,7 +9,8 @@ pub mod volume;
 
 use std::sync::Arc;
 
-use openwinv_engine::{Clock, ComputeDriver, Saga};
+use openwinv_driver::ComputeDriver;
+use openwinv_engine::{Clock, Operation, Saga, Typed};
 use openwinv_store::Store;
 use openwinv_store::crypto::Sealer;
 
@@ -24,24 +27,49 @@ pub struct Deps {
     pub clock: Arc<Clock>,
 }
 
-/// Every saga, for the engine to register.
+/// Every operation kind, for the engine to register.
 pub fn all(deps: Arc<Deps>) -> Vec<Arc<dyn Saga>> {
-    let mut all: Vec<Arc<dyn Saga>> = instance::Kind::ALL
-        .iter()
-        .map(|k| Arc::new(instance::InstanceSaga::new(*k, deps.clone())) as Arc<dyn Saga>)
-        .collect();
-    all.extend(volume::Kind::ALL.iter().map(|k| Arc::new(volume::VolumeSaga::new(*k, deps.clone())) as Arc<dyn Saga>));
-    all.extend(
-        firewall::Kind::ALL.iter().map(|k| Arc::new(firewall::FirewallSaga::new(*k, deps.clone())) as Arc<dyn Saga>),
-    );
-    all
+    fn typed<O: Operation>(op: O) -> Arc<dyn Saga> {
+        Arc::new(Typed::new(op))
+    }
+    let d = || deps.clone();
+    vec![
+        typed(instance::create::Create(d())),
+        typed(instance::start::Start(d())),
+        typed(instance::shutdown::Shutdown(d())),
+        typed(instance::reboot::Reboot(d())),
+        typed(instance::rebuild::Rebuild(d())),
+        typed(instance::resize::Resize(d())),
+        typed(instance::delete::Delete(d())),
+        typed(volume::create::Create(d())),
+        typed(volume::delete::Delete(d())),
+        typed(volume::attach::Attach(d())),
+        typed(volume::detach::Detach(d())),
+        typed(firewall::Pair::<true>(d())),
+        typed(firewall::Pair::<false>(d())),
+        typed(firewall::sync::Sync(d())),
+    ]
 }
 
 /// Every operation kind with its step names (for validating fault rules and documentation).
 pub fn kinds() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut all: Vec<(&'static str, Vec<&'static str>)> =
-        instance::Kind::ALL.iter().map(|k| (k.name(), k.steps().iter().map(|s| s.name).collect())).collect();
-    all.extend(volume::Kind::ALL.iter().map(|k| (k.name(), k.steps().iter().map(|s| s.name).collect())));
-    all.extend(firewall::Kind::ALL.iter().map(|k| (k.name(), k.steps().iter().map(|s| s.name).collect())));
-    all
+    fn kind<O: Operation>() -> (&'static str, Vec<&'static str>) {
+        (O::KIND, Typed::<O>::step_names())
+    }
+    vec![
+        kind::<instance::create::Create>(),
+        kind::<instance::start::Start>(),
+        kind::<instance::shutdown::Shutdown>(),
+        kind::<instance::reboot::Reboot>(),
+        kind::<instance::rebuild::Rebuild>(),
+        kind::<instance::resize::Resize>(),
+        kind::<instance::delete::Delete>(),
+        kind::<volume::create::Create>(),
+        kind::<volume::delete::Delete>(),
+        kind::<volume::attach::Attach>(),
+        kind::<volume::detach::Detach>(),
+        kind::<firewall::attach::Attach>(),
+        kind::<firewall::detach::Detach>(),
+        kind::<firewall::sync::Sync>(),
+    ]
 }

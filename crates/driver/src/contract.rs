@@ -1,4 +1,5 @@
-//! Compute drivers: the hypervisor side. Handlers never call a driver; saga steps do.
+//! The compute driver contract: the hypervisor side. Handlers never call a driver; saga steps do
+//! (and the reconciler reads machine states).
 //!
 //! Calls are idempotent (keyed by the instance id), so a step that runs twice has one effect.
 //! State reports carry a generation number so that a late report cannot roll state back.
@@ -69,26 +70,6 @@ pub enum BootImage {
     },
 }
 
-/// Where a machine's consoles are, for the server's browser console to proxy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsoleEndpoints {
-    /// A Unix stream socket carrying the serial console (raw bytes both ways).
-    pub serial: Option<std::path::PathBuf>,
-    /// A file with everything the serial console printed so far.
-    pub serial_log: Option<std::path::PathBuf>,
-    /// A Unix stream socket speaking RFB (VNC) for the screen.
-    pub vnc: Option<std::path::PathBuf>,
-}
-
-/// Facts about a machine a user sees as extensions of the instance view.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineInfo {
-    /// The host port forwarded to the guest's SSH port (user-mode networking).
-    pub ssh_port: Option<u16>,
-    /// Why the machine is in error, when the driver knows.
-    pub error: Option<String>,
-}
-
 /// A block-storage volume as a driver sees it. The driver owns the volume's storage (the QEMU
 /// driver keeps one qcow2 file per volume); the store owns its record and attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,16 +120,6 @@ pub trait ComputeDriver: Send + Sync + 'static {
     fn reconciles(&self) -> bool {
         false
     }
-    /// Where the machine's consoles are; the simulated driver has none (the server renders its log).
-    async fn console(&self, instance_id: &str) -> Option<ConsoleEndpoints> {
-        let _ = instance_id;
-        None
-    }
-    /// Extension facts for the instance view.
-    async fn info(&self, instance_id: &str) -> MachineInfo {
-        let _ = instance_id;
-        MachineInfo::default()
-    }
     /// Replaces the firewall rule set enforced for the machine's traffic with `rules` (the
     /// compiled effect of every firewall attached to it). Idempotent: applying the same set twice
     /// is one change. A driver that cannot enforce firewalls refuses, so nothing passes silently.
@@ -177,103 +148,5 @@ pub trait ComputeDriver: Send + Sync + 'static {
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> Result<(), DriverError> {
         let _ = (instance_id, volume_id);
         Err(DriverError::Permanent(format!("the {} driver has no block storage", self.name())))
-    }
-}
-
-/// The simulated hypervisor: a product feature, not a mock. Every call succeeds (faults come
-/// from the engine's fault rules), and its pacing makes lifecycles take realistic time on the
-/// server clock, or advance only when the operator steps them.
-///
-/// It keeps no state of its own. Its machines are the instance rows, its volumes and their
-/// attachments the volume rows, its firewall rule sets what the attachment rows compile to: the
-/// store, which every server process on the database shares, is its only truth. So any process
-/// may run any step of any operation (a volume attached by one process and detached by another
-/// is detached for both), and a restarted process finds every machine where it was. What a
-/// hypervisor would refuse (a volume attached to two machines, an attached volume deleted) the
-/// requests already refuse against those rows, in the transaction that starts the operation.
-pub struct SimDriver {
-    pacing: Pacing,
-}
-
-impl SimDriver {
-    pub fn new(pacing: Pacing) -> SimDriver {
-        SimDriver { pacing }
-    }
-
-    /// The state a call leaves the machine in. The generation is the host time of the change
-    /// (µs): it increases with every change whichever process makes it.
-    fn changed(power: Power) -> Result<MachineState, DriverError> {
-        let generation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        Ok(MachineState { power, generation })
-    }
-}
-
-#[async_trait::async_trait]
-impl ComputeDriver for SimDriver {
-    fn name(&self) -> &'static str {
-        "sim"
-    }
-
-    fn pacing(&self) -> Pacing {
-        self.pacing
-    }
-
-    async fn create(&self, _spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        Self::changed(Power::Stopped)
-    }
-
-    async fn start(&self, _id: &str) -> Result<MachineState, DriverError> {
-        Self::changed(Power::Running)
-    }
-
-    async fn stop(&self, _id: &str) -> Result<MachineState, DriverError> {
-        Self::changed(Power::Stopped)
-    }
-
-    async fn reboot(&self, _id: &str, _hard: bool) -> Result<MachineState, DriverError> {
-        Self::changed(Power::Running)
-    }
-
-    /// Keeps the power the machine had, which its instance row records (the sagas settle the
-    /// instance from the row); the simulator has no power of its own to report, and says stopped.
-    async fn rebuild(&self, _spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        Self::changed(Power::Stopped)
-    }
-
-    async fn resize(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        self.rebuild(spec).await
-    }
-
-    async fn destroy(&self, _id: &str) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    /// Never asked (the simulator does not reconcile): the instance row is the machine.
-    async fn state(&self, id: &str) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(format!(
-            "the simulated driver keeps no machines: the record of {id} is its only state"
-        )))
-    }
-
-    async fn apply_firewall(&self, _id: &str, _rules: &CompiledRules) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn create_volume(&self, _spec: &VolumeSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn delete_volume(&self, _volume_id: &str) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn attach_volume(&self, _instance_id: &str, _spec: &VolumeSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-
-    async fn detach_volume(&self, _instance_id: &str, _volume_id: &str) -> Result<(), DriverError> {
-        Ok(())
     }
 }

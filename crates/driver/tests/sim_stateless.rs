@@ -2,9 +2,8 @@
 //! volumes), so two server processes, each with its own simulator, accept any interleaving of
 //! the calls their sagas make, and so does a restarted one.
 
-use openwinv_engine::driver::VolumeSpec;
-use openwinv_engine::firewall::CompiledRules;
-use openwinv_engine::{ComputeDriver, DriverError, Pacing, Power, SimDriver};
+use openwinv_driver::firewall::CompiledRules;
+use openwinv_driver::{ComputeDriver, DriverError, Pacing, Power, SimDriver, VolumeSpec};
 
 fn spec(id: &str) -> VolumeSpec {
     VolumeSpec { volume_id: id.into(), size: 20, kind: "ssd".into() }
@@ -45,8 +44,8 @@ async fn power_and_firewall_calls_need_no_memory_of_earlier_ones() {
     assert!(matches!(a.state("INSTANCE-x").await, Err(DriverError::Permanent(_))));
 }
 
-fn machine(id: &str) -> openwinv_engine::MachineSpec {
-    openwinv_engine::MachineSpec {
+fn machine(id: &str) -> openwinv_driver::MachineSpec {
+    openwinv_driver::MachineSpec {
         instance_id: id.into(),
         hostname: "web".into(),
         vcpu: 1,

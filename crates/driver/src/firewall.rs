@@ -564,7 +564,7 @@ mod tests {
         }
         assert!(
             stale.is_empty(),
-            "golden files differ; run `OPENWINV_UPDATE_GOLDEN=1 cargo test -p openwinv-engine firewall` after checking:\n{}",
+            "golden files differ; run `OPENWINV_UPDATE_GOLDEN=1 cargo test -p openwinv-driver firewall` after checking:\n{}",
             stale.join("\n")
         );
     }

@@ -1,0 +1,193 @@
+//! `instance.create`: addresses, the machine, the volumes asked for with it, the deprecated
+//! `security_group`, first boot, then the instance is `active` and accrues.
+
+use std::sync::Arc;
+
+use openwinv_engine::{Op, Operation, StepError, Steps};
+use openwinv_store::Settle;
+use openwinv_store::instances::status;
+use serde::{Deserialize, Serialize};
+
+use super::{Changes, fail, require, settle, spec};
+use crate::sagas::addresses::{self, as_number};
+use crate::sagas::volume::with_instance::{self, Volumes};
+use crate::sagas::{Deps, firewall};
+
+/// What `POST /v1/instances` writes for each instance it creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// The deprecated `security_group` of the request: a firewall to attach before first boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group: Option<String>,
+    /// The request asked for no volumes: the volume steps have nothing to look for. Absent (false)
+    /// in operations written before this hint: they look.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_volumes: bool,
+    /// The zone and whether a public address is wanted, so that the address step does not read the
+    /// instance back. Absent in operations written before them: the step reads the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_public_ip: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    AllocateAddresses,
+    CreateMachine,
+    /// Volumes asked for with the instance ride with the machine's steps (not paced).
+    CreateVolumes,
+    AttachVolumes,
+    /// The deprecated `security_group` of create: attach and apply before first boot.
+    AttachFirewall,
+    PowerOn,
+    Settle,
+}
+
+impl Steps for Step {
+    const ALL: &'static [Step] = &[
+        Step::AllocateAddresses,
+        Step::CreateMachine,
+        Step::CreateVolumes,
+        Step::AttachVolumes,
+        Step::AttachFirewall,
+        Step::PowerOn,
+        Step::Settle,
+    ];
+
+    fn paced(self) -> bool {
+        matches!(self, Step::CreateMachine | Step::PowerOn)
+    }
+}
+
+pub struct Create(pub Arc<Deps>);
+
+fn volumes(op: &Op<Params>) -> Volumes<'_> {
+    Volumes { operation_id: &op.operation_id, instance_id: &op.resource_id, none: op.params.no_volumes }
+}
+
+impl Create {
+    async fn allocate_addresses(&self, op: &Op<Params>) -> Result<(), StepError> {
+        // Operations written before the create carried these read them from the instance.
+        let (zone_id, public_wanted) =
+            if let (Some(zone), Some(public)) = (&op.params.zone_id, op.params.attach_public_ip) {
+                (zone.clone(), public)
+            } else {
+                let inst = require(&self.0, &op.resource_id).await?;
+                (inst.zone_id, inst.attach_public_ip != 0)
+            };
+        let (account_id, instance_id) = (&op.account_id, &op.resource_id);
+        let store = &self.0.store;
+        let now = self.0.clock.unix();
+        let held = store.addresses_of(instance_id).await?;
+        let find = |kind: &str| held.iter().find(|(k, _)| k == kind).and_then(|(_, a)| a.parse().ok());
+        let private = match find("private") {
+            Some(ip) => ip,
+            None => {
+                let net = addresses::private_net();
+                let scope = format!("private:{account_id}");
+                addresses::allocate(store, &net, &scope, "private", account_id, instance_id, now).await?
+            }
+        };
+        let pool = self.0.catalog.get().zones.iter().find(|z| z.id == zone_id).and_then(|z| z.public_pool.clone());
+        let public = match (find("public"), pool) {
+            (Some(ip), _) => Some(ip),
+            (None, Some(pool)) if public_wanted => {
+                let net = pool.parse().map_err(|_| StepError::Permanent(format!("bad pool {pool}")))?;
+                let scope = format!("public:{zone_id}");
+                Some(addresses::allocate(store, &net, &scope, "public", account_id, instance_id, now).await?)
+            }
+            // No public address wanted, or the zone has no pool.
+            (None, Some(_) | None) => None,
+        };
+        let public_s = public.map(|p| p.to_string());
+        let private_s = private.to_string();
+        store
+            .set_instance_addresses(
+                instance_id,
+                public_s.as_deref().zip(public.map(as_number)),
+                Some((&private_s, as_number(private))),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn attach_firewall(&self, op: &Op<Params>, firewall_id: &str) -> Result<(), StepError> {
+        let id = &op.resource_id;
+        let inst = require(&self.0, id).await?;
+        let mut conn = self.0.store.writer().acquire().await.map_err(|e| StepError::Transient(e.to_string()))?;
+        if !self.0.store.firewall_exists(&inst.account_id, firewall_id).await? {
+            return Err(StepError::Permanent(format!("firewall {firewall_id} no longer exists")));
+        }
+        openwinv_store::firewalls::insert_attachment(&mut conn, firewall_id, id, &inst.account_id, inst.created_at)
+            .await?;
+        drop(conn);
+        firewall::sync_instance(&self.0, id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Operation for Create {
+    type Params = Params;
+    type Step = Step;
+    const KIND: &'static str = "instance.create";
+
+    fn noop(&self, step: Step, op: &Op<Params>) -> bool {
+        match step {
+            Step::CreateVolumes | Step::AttachVolumes => op.params.no_volumes,
+            Step::AttachFirewall => op.params.security_group.is_none(),
+            Step::AllocateAddresses | Step::CreateMachine | Step::PowerOn | Step::Settle => false,
+        }
+    }
+
+    async fn run(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+        let deps = &self.0;
+        let id = &op.resource_id;
+        match step {
+            Step::AllocateAddresses => self.allocate_addresses(op).await,
+            Step::CreateMachine => {
+                let inst = require(deps, id).await?;
+                deps.driver.create(&spec(deps, &inst, Changes::default()).await?).await?;
+                Ok(())
+            }
+            Step::CreateVolumes => with_instance::create(deps, volumes(op)).await,
+            Step::AttachVolumes => with_instance::attach(deps, volumes(op)).await,
+            Step::AttachFirewall => match &op.params.security_group {
+                None => Ok(()),
+                Some(fw) => self.attach_firewall(op, fw).await,
+            },
+            Step::PowerOn => deps.driver.start(id).await.map(drop).map_err(Into::into),
+            Step::Settle => {
+                with_instance::settle_created(deps, volumes(op)).await?;
+                let change = Settle { status: status::ACTIVE, power: Some("on"), ..Default::default() };
+                settle(deps, op, &change).await
+            }
+        }
+    }
+
+    async fn undo(&self, step: Step, op: &Op<Params>) -> Result<(), StepError> {
+        let deps = &self.0;
+        let id = &op.resource_id;
+        match step {
+            Step::AllocateAddresses => Ok(deps.store.release_addresses(id).await?),
+            Step::CreateMachine => deps.driver.destroy(id).await.map_err(Into::into),
+            Step::CreateVolumes => with_instance::undo_create(deps, volumes(op)).await,
+            Step::AttachVolumes => with_instance::undo_attach(deps, volumes(op)).await,
+            Step::AttachFirewall => {
+                if op.params.security_group.is_some() {
+                    deps.store.detach_all(id).await?;
+                }
+                Ok(())
+            }
+            Step::PowerOn => deps.driver.stop(id).await.map(drop).map_err(Into::into),
+            // The last step never needs undoing.
+            Step::Settle => Ok(()),
+        }
+    }
+
+    async fn failed(&self, op: &Op<Params>, error: &str) -> Result<(), StepError> {
+        fail(&self.0, op, error, true).await?;
+        with_instance::drop_created(&self.0, volumes(op)).await
+    }
+}
