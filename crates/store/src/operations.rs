@@ -235,7 +235,12 @@ impl Store {
                 filter.push_str(&format!(" AND {column} = ${}", params.len()));
             }
         }
-        let count_sql = format!("SELECT COUNT(*) FROM operations WHERE {filter}");
+        // Without a filter the total is the account's kept count (migration 0017), not a scan.
+        let count_sql = if params.len() == 1 {
+            "SELECT COALESCE((SELECT n FROM operation_counts WHERE account_id = $1), 0)".to_owned()
+        } else {
+            format!("SELECT COUNT(*) FROM operations WHERE {filter}")
+        };
         let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
         for p in &params {
             count = count.bind(*p);
