@@ -66,6 +66,69 @@ pub struct InstanceFilter {
     pub ip_ranges: Option<Vec<(i64, i64)>>,
 }
 
+/// Which related rows an instance read brings along (see [`Store::instance_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Related {
+    pub volumes: bool,
+    pub firewalls: bool,
+}
+
+impl Related {
+    pub const NONE: Related = Related { volumes: false, firewalls: false };
+}
+
+/// Pages starting at most this far from the start are read forward in one statement, the total
+/// with them (further pages need the total first, to read from the nearer end).
+const FORWARD_WITHOUT_TOTAL: i64 = 1000;
+
+/// An instance with the account's instance count and its related rows (as JSON, see
+/// [`InstanceWithRelated::volumes`] and [`InstanceWithRelated::firewalls`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InstanceWithRelated {
+    #[sqlx(flatten)]
+    pub record: InstanceRecord,
+    total_n: i64,
+    related_volumes: Option<String>,
+    related_firewalls: Option<String>,
+}
+
+/// What an instance's row shows of an attached volume.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AttachedVolume {
+    pub block_storage_id: String,
+    pub name: String,
+    pub kind: String,
+    pub size: i64,
+    pub status: String,
+}
+
+impl InstanceWithRelated {
+    /// The volumes attached to (or being attached to or detached from) the instance, in attach
+    /// order; empty when not asked for.
+    pub fn volumes(&self) -> Result<Vec<AttachedVolume>> {
+        let Some(json) = self.related_volumes.as_deref() else { return Ok(Vec::new()) };
+        let rows: Vec<(String, String, String, i64, String)> = serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("volumes of {}: {e}", self.record.instance_id)))?;
+        Ok(rows
+            .into_iter()
+            .map(|(block_storage_id, name, kind, size, status)| AttachedVolume {
+                block_storage_id,
+                name,
+                kind,
+                size,
+                status,
+            })
+            .collect())
+    }
+
+    /// The ids of the firewalls attached to the instance, in attach order; empty when not asked for.
+    pub fn firewalls(&self) -> Result<Vec<String>> {
+        let Some(json) = self.related_firewalls.as_deref() else { return Ok(Vec::new()) };
+        serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("firewalls of {}: {e}", self.record.instance_id)))
+    }
+}
+
 /// Why a transition was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -251,6 +314,21 @@ impl Store {
         f: &InstanceFilter,
         page: PageQuery,
     ) -> Result<(Vec<InstanceRecord>, i64)> {
+        let (rows, total) = self.instance_page(account_id, f, page, Related::NONE).await?;
+        Ok((rows.into_iter().map(|r| r.record).collect(), total))
+    }
+
+    /// A page of the account's instances (as [`Store::list_instances`]) with the related rows
+    /// `related` asks for, read in one statement: the total (without a filter), the rows and,
+    /// aggregated per row, their volumes and firewalls. Pages far from the start take a second
+    /// statement for the total first (they are read from whichever end is nearer).
+    pub async fn instance_page(
+        &self,
+        account_id: &str,
+        f: &InstanceFilter,
+        page: PageQuery,
+        related: Related,
+    ) -> Result<(Vec<InstanceWithRelated>, i64)> {
         let mut filter = crate::listing::Filter::for_account(account_id);
         if let Some(list) = &f.statuses {
             filter.text_in("status", list);
@@ -273,19 +351,90 @@ impl Store {
         if let Some(ranges) = &f.ip_ranges {
             filter.int_ranges("(public_ip_num BETWEEN {lo} AND {hi} OR private_ip_num BETWEEN {lo} AND {hi})", ranges);
         }
-        // Without a filter the total is the account's kept count (migration 0003), not a scan.
+        let columns = self.related_columns(related);
+        // Without a filter the total is the account's kept count (migration 0003), not a scan; a
+        // page near the start is read forward whatever the total, so the count comes with it.
+        if filter.is_account_only() && page.offset <= FORWARD_WITHOUT_TOTAL {
+            let rows: Vec<InstanceWithRelated> = self.first_pages(&columns, &filter, page).await?;
+            let total = match rows.first() {
+                Some(r) => r.total_n,
+                None => self.instance_count(account_id).await?,
+            };
+            return Ok((rows, total));
+        }
         let total = if filter.is_account_only() {
-            let (n,): (i64,) =
-                sqlx::query_as("SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0)")
-                    .bind(account_id)
-                    .fetch_one(self.pool())
-                    .await?;
-            n
+            self.instance_count(account_id).await?
         } else {
             self.count_rows("instances", &filter).await?
         };
-        let rows = self.page_of("instances", COLUMNS, "instance_id", &filter, total, page).await?;
+        let rows = self.page_of("instances", &columns, "instance_id", &filter, total, page).await?;
         Ok((rows, total))
+    }
+
+    /// The account's instance count (migration 0003's kept count).
+    async fn instance_count(&self, account_id: &str) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0)")
+            .bind(account_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n)
+    }
+
+    /// One instance of the account with the related rows `related` asks for, in one statement.
+    pub async fn instance_with_related(
+        &self,
+        account_id: &str,
+        id: &str,
+        related: Related,
+    ) -> Result<Option<InstanceWithRelated>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {} FROM instances WHERE account_id = $1 AND instance_id = $2",
+            self.related_columns(related)
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The instance columns, the account's count (`$1` is the account in every caller), and the
+    /// related rows as JSON arrays: volumes as `[id, name, type, size, status]` in attach order,
+    /// firewall ids in attach order (what `volumes_of_instances` and `firewall_ids_of_instances`
+    /// read, in their order).
+    fn related_columns(&self, related: Related) -> String {
+        let (volumes, firewalls) = match self.backend() {
+            crate::Backend::Sqlite => (
+                "(SELECT json_group_array(json_array(v.block_storage_id, v.name, v.type, v.size, v.status) \
+                 ORDER BY v.attached_at, v.block_storage_id) FROM volumes v WHERE v.instance_id = instances.instance_id)",
+                "(SELECT json_group_array(a.firewall_id ORDER BY a.created_at, a.firewall_id) \
+                 FROM firewall_attachments a WHERE a.instance_id = instances.instance_id)",
+            ),
+            crate::Backend::Postgres => (
+                "(SELECT CAST(json_agg(json_build_array(v.block_storage_id, v.name, v.type, v.size, v.status) \
+                 ORDER BY v.attached_at, v.block_storage_id) AS TEXT) FROM volumes v WHERE v.instance_id = instances.instance_id)",
+                "(SELECT CAST(json_agg(a.firewall_id ORDER BY a.created_at, a.firewall_id) AS TEXT) \
+                 FROM firewall_attachments a WHERE a.instance_id = instances.instance_id)",
+            ),
+        };
+        format!(
+            "{COLUMNS}, COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0) AS total_n, \
+             {} AS related_volumes, {} AS related_firewalls",
+            if related.volumes { volumes } else { "NULL" },
+            if related.firewalls { firewalls } else { "NULL" },
+        )
+    }
+
+    /// A page read forward from the start (`ORDER BY created_at, instance_id`).
+    async fn first_pages(
+        &self,
+        columns: &str,
+        filter: &crate::listing::Filter,
+        page: PageQuery,
+    ) -> Result<Vec<InstanceWithRelated>> {
+        if page.limit <= 0 {
+            return Ok(Vec::new());
+        }
+        self.page_forward("instances", columns, "instance_id", filter, page).await
     }
 
     /// Every instance at rest (`active` or `off`) with its status, for reconciling with a driver.

@@ -40,7 +40,8 @@ pub use faults::FaultRecord;
 pub use firewalls::{FirewallRecord, FirewallRefused, FirewallRuleRecord};
 pub use idempotency::{Claim, IdempotencyRecord};
 pub use instances::{
-    Created, InstanceFilter, InstanceRecord, NewInstances, QuotaOverrides, Refused, Reprice, Settle, Usage,
+    AttachedVolume, Created, InstanceFilter, InstanceRecord, InstanceWithRelated, NewInstances, QuotaOverrides,
+    Refused, Related, Reprice, Settle, Usage,
 };
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
 pub use operations::{NewOperation, OperationRecord, Progress};

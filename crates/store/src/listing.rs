@@ -90,6 +90,29 @@ impl Store {
         Ok(n)
     }
 
+    /// One page of `table`'s rows matching `filter`, read forward in `(created_at, id_column)`
+    /// order whatever their total (for pages near the start).
+    pub(crate) async fn page_forward<R>(
+        &self,
+        table: &str,
+        columns: &str,
+        id_column: &str,
+        filter: &Filter,
+        page: PageQuery,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        let n = filter.params.len();
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {} ORDER BY created_at, {id_column} LIMIT ${} OFFSET ${}",
+            filter.sql(),
+            n + 1,
+            n + 2
+        );
+        Ok(filter.bind(sqlx::query_as::<_, R>(&sql)).bind(page.limit).bind(page.offset).fetch_all(self.pool()).await?)
+    }
+
     /// One page of `table`'s rows matching `filter`, in `(created_at, id_column)` order, of
     /// `total` such rows. Pages past the middle are read from the far end in reverse, so that the
     /// last page costs what the first one does.

@@ -224,25 +224,40 @@ impl Store {
         resource_id: Option<&str>,
         page: PageQuery,
     ) -> Result<(Vec<OperationRecord>, i64)> {
-        let filter = "account_id = $1 AND ($2 = '' OR status = $2) AND ($3 = '' OR resource_id = $3)";
-        let (status, resource_id) = (status.unwrap_or(""), resource_id.unwrap_or(""));
-        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM operations WHERE {filter}"))
-            .bind(account_id)
-            .bind(status)
-            .bind(resource_id)
-            .fetch_one(self.pool())
-            .await?;
-        let rows = sqlx::query_as(&format!(
+        // Only the conditions given, so that the account's index serves the unfiltered list
+        // (an `($2 = '' OR status = $2)` form hides it from the planner).
+        let mut filter = "account_id = $1".to_owned();
+        let mut params = vec![account_id];
+        for (column, value) in [("status", status), ("resource_id", resource_id)] {
+            // An empty value filters nothing, as before.
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                params.push(v);
+                filter.push_str(&format!(" AND {column} = ${}", params.len()));
+            }
+        }
+        // Without a filter the total is the account's kept count (migration 0017), not a scan.
+        let count_sql = if params.len() == 1 {
+            "SELECT COALESCE((SELECT n FROM operation_counts WHERE account_id = $1), 0)".to_owned()
+        } else {
+            format!("SELECT COUNT(*) FROM operations WHERE {filter}")
+        };
+        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
+        for p in &params {
+            count = count.bind(*p);
+        }
+        let (total,) = count.fetch_one(self.pool()).await?;
+        let n = params.len();
+        let sql = format!(
             "SELECT {COLUMNS} FROM operations WHERE {filter} \
-             ORDER BY created_at DESC, operation_id DESC LIMIT $4 OFFSET $5"
-        ))
-        .bind(account_id)
-        .bind(status)
-        .bind(resource_id)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.pool())
-        .await?;
+             ORDER BY created_at DESC, operation_id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query_as(&sql);
+        for p in &params {
+            q = q.bind(*p);
+        }
+        let rows = q.bind(page.limit).bind(page.offset).fetch_all(self.pool()).await?;
         Ok((rows, total))
     }
 

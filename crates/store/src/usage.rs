@@ -150,6 +150,9 @@ fn to_interval((resource_id, kind, name, hourly, monthly, start, end): IntervalR
     Some(Interval { resource_id, kind: Kind::parse(&kind)?, name, hourly, monthly, start, end })
 }
 
+/// Usage versions of an account whose changed resource is kept (migration 0015).
+const USAGE_CHANGES_KEPT: i64 = 1024;
+
 /// Intervals overlapping [from, to) with at least one charged second: `AND`-ed to a filter.
 const OVERLAPS: &str = "start_at < $2 AND (end_at IS NULL OR (end_at > $3 AND end_at > start_at))";
 
@@ -175,6 +178,52 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().filter_map(to_interval).collect())
+    }
+
+    /// The resources whose usage changed after `version` (up to whatever is committed now), or
+    /// None when the changes kept (migration 0015: the last 1,024 versions of each account) no
+    /// longer reach back to `version`, given that the account is at `current`.
+    pub async fn usage_changed_since(
+        &self,
+        account_id: &str,
+        version: i64,
+        current: i64,
+    ) -> Result<Option<Vec<String>>> {
+        if current - version >= USAGE_CHANGES_KEPT {
+            return Ok(None);
+        }
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT resource_id FROM usage_changes WHERE account_id = $1 AND version > $2 ORDER BY resource_id",
+        )
+        .bind(account_id)
+        .bind(version)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(Some(rows.into_iter().map(|(r,)| r).collect()))
+    }
+
+    /// The intervals of the account's `resources` that overlap [from, to), by resource.
+    pub async fn resource_intervals(
+        &self,
+        account_id: &str,
+        resources: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Interval>> {
+        if resources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = (4..4 + resources.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT resource_id, kind, name, hourly, monthly, start_at, end_at FROM usage_intervals \
+             WHERE account_id = $1 AND {OVERLAPS} AND resource_id IN ({}) ORDER BY resource_id, start_at",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, IntervalRow>(&sql).bind(account_id).bind(to).bind(from);
+        for r in resources {
+            q = q.bind(r.as_str());
+        }
+        Ok(q.fetch_all(self.pool()).await?.into_iter().filter_map(to_interval).collect())
     }
 
     /// Accounts with usage in [from, to), in id order, after `after` (exclusive), at most `limit`.

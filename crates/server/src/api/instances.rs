@@ -3,8 +3,6 @@
 //! Mutations validate completely, then write the instance change and its operation in one
 //! transaction and answer 202 with `X-Operation-Id`; the engine does the rest.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -13,7 +11,8 @@ use ipnet::Ipv4Net;
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::instances::status;
 use openwinv_store::{
-    Created, InstanceFilter, InstanceRecord, NewInstances, NewOperation, PageQuery, Refused, VolumeRecord, ids,
+    Created, InstanceFilter, InstanceRecord, InstanceWithRelated, NewInstances, NewOperation, PageQuery, Refused,
+    Related, VolumeRecord, ids,
 };
 use openwinv_wire::catalog::instance_fields;
 use openwinv_wire::instances::*;
@@ -92,46 +91,32 @@ fn fields_mask(q: &Query) -> ApiResult<u64> {
     }
 }
 
-/// What the view of a page of instances reads from other tables, fetched once per page.
-#[derive(Default)]
-struct Related {
-    volumes: HashMap<String, Vec<VolumeRecord>>,
-    firewalls: HashMap<String, Vec<String>>,
-}
-
-impl Related {
-    /// One query per related table for the whole page, and only for the fields `mask` selects.
-    async fn load(state: &AppState, rows: &[InstanceRecord], mask: u64) -> ApiResult<Related> {
-        let ids: Vec<&str> = rows.iter().map(|r| r.instance_id.as_str()).collect();
-        let mut related = Related::default();
-        if mask & 8192 != 0 {
-            related.volumes = state.store.volumes_of_instances(&ids).await?;
-        }
-        if mask & 131072 != 0 {
-            related.firewalls = state.store.firewall_ids_of_instances(&ids).await?;
-        }
-        Ok(related)
-    }
+/// The related rows the fields in `mask` show (read with the instances, in the same statement).
+fn related(mask: u64) -> Related {
+    Related { volumes: mask & 8192 != 0, firewalls: mask & 131072 != 0 }
 }
 
 /// Builds the rows an API client sees, with only the fields in `mask`.
-async fn views(state: &AppState, rows: &[InstanceRecord], mask: u64, host: &str) -> ApiResult<Vec<Instance>> {
-    let mut related = Related::load(state, rows, mask).await?;
+async fn views(state: &AppState, rows: &[InstanceWithRelated], mask: u64, host: &str) -> ApiResult<Vec<Instance>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        out.push(view(state, r, mask, host, &mut related).await?);
+        out.push(view(state, r, mask, host).await?);
     }
     Ok(out)
 }
 
+/// One instance of the caller's account with what its view shows, or 404.
+async fn instance_view_row(state: &AppState, caller: &Caller, id: &str, mask: u64) -> ApiResult<InstanceWithRelated> {
+    state
+        .store
+        .instance_with_related(&caller.account_id, id, related(mask))
+        .await?
+        .ok_or_else(|| instance_not_found(id))
+}
+
 /// Builds the row an API client sees, with only the fields in `mask`.
-async fn view(
-    state: &AppState,
-    r: &InstanceRecord,
-    mask: u64,
-    host: &str,
-    related: &mut Related,
-) -> ApiResult<Instance> {
+async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) -> ApiResult<Instance> {
+    let r = &w.record;
     let catalog = state.catalog.get();
     let has = |bit: u64| mask & bit != 0;
     let mut v = Instance::default();
@@ -217,7 +202,7 @@ async fn view(
         });
     }
     if has(8192) {
-        let attached = related.volumes.remove(&r.instance_id).unwrap_or_default();
+        let attached = w.volumes()?;
         v.block_storage = Some(
             attached
                 .into_iter()
@@ -243,7 +228,7 @@ async fn view(
         v.traffic = Some(Traffic { default: 2048, period: "month".into(), limit: 2048, reset_allow_count: 0 });
     }
     if has(131072) {
-        v.firewall = Some(related.firewalls.remove(&r.instance_id).unwrap_or_default());
+        v.firewall = Some(w.firewalls()?);
     }
     Ok(v)
 }
@@ -365,8 +350,10 @@ pub async fn list(
         flavor_ids: flavor_filter(&q, &catalog)?,
         ip_ranges: ip_ranges(&q)?,
     };
-    let (rows, total) =
-        state.store.list_instances(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset())).await?;
+    let (rows, total) = state
+        .store
+        .instance_page(&caller.account_id, &filter, PageQuery::new(page.page_size, page.offset()), related(mask))
+        .await?;
     let out = views(&state, &rows, mask, &host_of(&headers)).await?;
     Ok(Json(Envelope::page(out, page, total as u64)))
 }
@@ -383,7 +370,7 @@ pub async fn detail(
     q: Query,
 ) -> Reply<Instance> {
     let mask = fields_mask(&q)?;
-    let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    let r = instance_view_row(&state, &caller, &id, mask).await?;
     Ok(Json(Envelope::rows(views(&state, std::slice::from_ref(&r), mask, &host_of(&headers)).await?)))
 }
 
@@ -650,7 +637,7 @@ pub async fn edit(
     if !state.store.edit_instance(&caller.account_id, &id, name.as_deref(), desc_ref).await? {
         return Err(instance_not_found(&id));
     }
-    let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    let r = instance_view_row(&state, &caller, &id, mask).await?;
     Ok(Json(Envelope::rows(views(&state, std::slice::from_ref(&r), mask, &host_of(&headers)).await?)))
 }
 

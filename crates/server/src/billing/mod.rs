@@ -10,14 +10,14 @@
 pub mod close;
 pub mod handlers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::{get, post};
 use jiff::tz::TimeZone;
-use openwinv_billing::{Interval, Line, Month, end_of_second, rate, rate_total, total};
+use openwinv_billing::{Interval, Line, Month, Period, end_of_second, rate, rate_total, total};
 use openwinv_store::{Prices, Rate, Store};
 
 use crate::AppState;
@@ -38,8 +38,10 @@ impl Prices for CatalogFile {
 ///
 /// The account's intervals of the month are kept in memory with the account's usage version
 /// (bumped in every transaction that writes its usage, by any process); each read checks the
-/// version first (one indexed row) and reloads the intervals when they changed, so the answer is
-/// always what the store holds, and an account with thousands of resources is rated from memory.
+/// version first (one indexed row) and, when it changed, reloads only the resources changed since
+/// the version held (migration 0015 keeps which resource each version changed), or all of them
+/// when the held copy is too old; so the answer is always what the store holds, and an account
+/// with thousands of resources is rated from memory even while it changes.
 pub async fn live(
     store: &Store,
     cache: &LiveCache,
@@ -52,17 +54,29 @@ pub async fn live(
     let period = month.period(tz);
     let upto = end_of_second(now).min(period.end);
     // The version is read before the intervals: a write in between only makes the cached copy
-    // newer than its version, and the next read reloads it.
+    // newer than its version, and the next read reloads what it changed again.
     let version = store.usage_version(account_id).await?;
-    let cached = cache.get(account_id).filter(|c| c.version == version && c.month == month);
-    let entry = match cached {
-        Some(c) => c,
-        None => {
-            let intervals = store.account_intervals(account_id, period.start, period.end).await?;
-            let c = Arc::new(Cached { version, month, intervals });
-            cache.put(account_id, c.clone());
-            c
+    let held = cache.get(account_id).filter(|c| c.month == month);
+    let entry = match held {
+        Some(c) if c.version == version => c,
+        Some(c) if c.version < version => {
+            match store.usage_changed_since(account_id, c.version, version).await? {
+                Some(changed) => {
+                    let fresh = store.resource_intervals(account_id, &changed, period.start, period.end).await?;
+                    let changed: HashSet<&str> = changed.iter().map(String::as_str).collect();
+                    let mut intervals: Vec<Interval> =
+                        c.intervals.iter().filter(|iv| !changed.contains(iv.resource_id.as_str())).cloned().collect();
+                    intervals.extend(fresh);
+                    // The store's order (by resource, then start); mostly sorted already.
+                    intervals.sort_by(|a, b| (a.resource_id.as_str(), a.start).cmp(&(b.resource_id.as_str(), b.start)));
+                    let c = Arc::new(Cached { version, month, intervals });
+                    cache.put(account_id, c.clone());
+                    c
+                }
+                None => reload(store, cache, account_id, version, month, &period).await?,
+            }
         }
+        _ => reload(store, cache, account_id, version, month, &period).await?,
     };
     if explain {
         let lines = rate(&entry.intervals, period, upto);
@@ -70,6 +84,21 @@ pub async fn live(
     } else {
         Ok((month, rate_total(&entry.intervals, period, upto), None))
     }
+}
+
+/// Reads all of the account's intervals of the month and keeps them at `version`.
+async fn reload(
+    store: &Store,
+    cache: &LiveCache,
+    account_id: &str,
+    version: i64,
+    month: Month,
+    period: &Period,
+) -> openwinv_store::Result<Arc<Cached>> {
+    let intervals = store.account_intervals(account_id, period.start, period.end).await?;
+    let c = Arc::new(Cached { version, month, intervals });
+    cache.put(account_id, c.clone());
+    Ok(c)
 }
 
 /// Accounts' intervals of the current month, at a usage version (see [`live`]).
