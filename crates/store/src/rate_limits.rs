@@ -22,11 +22,21 @@ pub struct RateDecision {
 }
 
 /// Where the bucket starts from, in SQL: its arrival time, or now when that lies in the past (the
-/// bucket is full) or further ahead than a whole burst (it was written before the clock was moved
-/// back; starting from now avoids refusing everything until the clock catches up). `$2` is now,
-/// `$3` the interval between tokens, `$4` the burst (capacity times interval), in microseconds.
-const BASE: &str = "(CASE WHEN rate_limit_buckets.tat_us < $2 OR rate_limit_buckets.tat_us > $2 + $4 \
+/// bucket is full) or further ahead than a whole burst plus `$5` (it was written before the clock
+/// was moved back; starting from now avoids refusing everything until the clock catches up).
+/// `$2` is now, `$3` the interval between tokens, `$4` the burst (capacity times interval), `$5`
+/// the slack, in microseconds. The slack matters: requests in flight read the clock a little
+/// before their statement runs, so an empty bucket's arrival time (now + burst, as the last grant
+/// left it) is a little ahead of a later statement's `now + burst`; without the slack that looked
+/// like a moved clock and refilled the bucket, and concurrent requests went through far past the
+/// limit.
+const BASE: &str = "(CASE WHEN rate_limit_buckets.tat_us < $2 OR rate_limit_buckets.tat_us > $2 + $4 + $5 \
                      THEN $2 ELSE rate_limit_buckets.tat_us END)";
+
+/// How far behind another request's a request's clock reading may be, at least: ten seconds, or
+/// one interval when that is longer. A clock moved back by less keeps the bucket (it refuses at
+/// most that long); moved back by more, the bucket starts full.
+const MIN_SLACK_US: i64 = 10_000_000;
 
 /// The whole decision in one statement: a token is granted when the arrival time, moved one
 /// interval on, stays within a burst of now.
@@ -55,6 +65,7 @@ impl Store {
             .bind(now_us)
             .bind(interval_us)
             .bind(burst_us)
+            .bind(interval_us.max(MIN_SLACK_US))
             .fetch_one(self.writer())
             .await?;
         Ok(RateDecision { granted: granted == 1, tat_us })

@@ -186,8 +186,10 @@ async fn two_processes_on_one_database_share_one_bucket_per_key() {
     }
     let elapsed = started.elapsed();
     // One token comes back per second of the server clock, which keeps running: a run slower than
-    // a second may see one more per second it took.
-    let refilled = usize::try_from(elapsed.as_secs()).unwrap();
+    // a second may see one more per second it took (whole seconds, rounded up). Two buckets of 60,
+    // or one that concurrent requests refill (as before the store's slack: 82 to 120 went through
+    // on PostgreSQL), let far more through.
+    let refilled = usize::try_from(elapsed.as_secs()).unwrap() + 1;
     assert!(
         (LIMIT..=LIMIT + refilled).contains(&through),
         "{through} of {} requests went through two processes in {elapsed:?}; the limit is {LIMIT} per minute",
