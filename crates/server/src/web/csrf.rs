@@ -27,9 +27,9 @@ pub fn refused(lang: Lang) -> Response {
     Page::bare(lang, lang.t("csrf.title")).error_text(lang.t("csrf.refused")).status(StatusCode::FORBIDDEN).render()
 }
 
-/// Checks a signed-in form's token.
-pub fn check(s: &Signed, sent: Option<&str>) -> Result<(), Response> {
-    if same(&s.csrf, sent.unwrap_or("")) { Ok(()) } else { Err(refused(s.lang)) }
+/// Checks a signed-in form's token: `Some(refusal)` when it is not the session's.
+pub fn check(s: &Signed, sent: Option<&str>) -> Option<Response> {
+    if same(&s.csrf, sent.unwrap_or("")) { None } else { Some(refused(s.lang)) }
 }
 
 /// The pre-session token of this browser, or a new one to set.
@@ -40,11 +40,11 @@ pub fn pre_token(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-/// Checks a pre-session form's token against its cookie.
-pub fn check_pre(headers: &HeaderMap, lang: Lang, sent: Option<&str>) -> Result<(), Response> {
+/// Checks a pre-session form's token against its cookie: `Some(refusal)` when they differ.
+pub fn check_pre(headers: &HeaderMap, lang: Lang, sent: Option<&str>) -> Option<Response> {
     match cookie(headers, PRE_COOKIE) {
-        Some(c) if same(&c, sent.unwrap_or("")) => Ok(()),
-        _ => Err(refused(lang)),
+        Some(c) if same(&c, sent.unwrap_or("")) => None,
+        _ => Some(refused(lang)),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The dashboard: instances by status, this month's live bill, the latest operations.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Json};
 use maud::html;
 
 use super::layout::{Page, badge};
@@ -97,7 +97,6 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
             }
         }
     };
-    let _ = Json(());
     Page::new(&s, "dashboard", lang.t("dashboard.title")).error(error).body(body).render()
 }
 
@@ -106,7 +105,7 @@ pub fn won(amount: i64) -> String {
     let digits = amount.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

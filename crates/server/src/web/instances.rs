@@ -216,7 +216,7 @@ async fn run_action(state: &AppState, s: &Signed, id: &str, action: &str, form: 
 /// Bulk actions: the first post shows what will happen and asks once; the confirmed post runs
 /// the action on each instance and reports each one's refusal, if any.
 pub async fn bulk(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let lang = s.lang;
@@ -330,7 +330,7 @@ async fn render_wizard(state: &AppState, s: &Signed, q: &Query, sent: &Form, err
         },
         (Some(z), Some(i)) => {
             let who = caller(s);
-            let q_all = Query([("page_size".to_owned(), "200".to_owned())].into_iter().collect());
+            let q_all = Query([("page_size".to_owned(), "100".to_owned())].into_iter().collect());
             let keys =
                 reply(ssh_keys::list_for(state, &who.account_id, &q_all).await).map(|r| r.rows).unwrap_or_default();
             let scripts =
@@ -425,7 +425,7 @@ async fn render_wizard(state: &AppState, s: &Signed, q: &Query, sent: &Form, err
 }
 
 pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let mut body = Map::new();
@@ -618,7 +618,7 @@ async fn show(
 }
 
 pub async fn action(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let action = form.get("action").unwrap_or("").to_owned();
@@ -632,7 +632,7 @@ pub async fn action(State(state): State<AppState>, s: Signed, Path(id): Path<Str
 
 /// The instance's initial password, shown on request in this answer only (never in a URL).
 pub async fn password(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     match fetch(&state, &s, &id, 1 | 128).await {
@@ -652,7 +652,7 @@ pub async fn console(
     headers: HeaderMap,
     form: Form,
 ) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let r = instances::remote_console(State(state.clone()), Extension(caller(&s)), Path(id.clone()), headers).await;

@@ -88,8 +88,11 @@ pub fn reply<T: Serialize>(r: ApiResult<axum::Json<Envelope<Vec<T>>>>) -> ApiRes
     r.map(|axum::Json(env)| rows_of(&env))
 }
 
+/// A `/v1` handler's 202 answer.
+pub type Accepted<T> = ApiResult<(StatusCode, HeaderMap, axum::Json<Envelope<Vec<T>>>)>;
+
 /// The rows of a `/v1` handler's 202 answer.
-pub fn accepted<T: Serialize>(r: ApiResult<(StatusCode, HeaderMap, axum::Json<Envelope<Vec<T>>>)>) -> ApiResult<Rows> {
+pub fn accepted<T: Serialize>(r: Accepted<T>) -> ApiResult<Rows> {
     r.map(|(_, _, axum::Json(env))| rows_of(&env))
 }
 

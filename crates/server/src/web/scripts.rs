@@ -14,7 +14,7 @@ use crate::input::{Body, Path, Query};
 
 async fn page(state: &AppState, s: &Signed, notice: Option<String>, error: Option<Shown>, sent: &Form) -> Response {
     let lang = s.lang;
-    let q = Query([("page_size".to_owned(), "200".to_owned())].into_iter().collect());
+    let q = Query([("page_size".to_owned(), "100".to_owned())].into_iter().collect());
     let (rows, list_error) = match reply(scripts::list_for(state, &s.account_id, &q).await) {
         Ok(r) => (r.rows, None),
         Err(e) => (Vec::new(), Some(e.into())),
@@ -52,7 +52,7 @@ pub async fn list(State(state): State<AppState>, s: Signed, q: Query) -> Respons
 }
 
 pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let mut body = Map::new();
@@ -68,7 +68,7 @@ pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Res
 }
 
 pub async fn delete(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     match reply(scripts::delete_for(&state, &s.account_id, &id).await) {

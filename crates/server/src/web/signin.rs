@@ -55,7 +55,7 @@ pub async fn submit(
     lang: Lang,
     form: Form,
 ) -> Response {
-    if let Err(r) = csrf::check_pre(&headers, lang, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check_pre(&headers, lang, form.get(csrf::FIELD)) {
         return r;
     }
     let login = form.get("login").unwrap_or("").trim().to_owned();
@@ -105,7 +105,7 @@ pub async fn submit(
 }
 
 pub async fn signout(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     if let Err(e) = state.store.delete_session(&s.session_hash).await {
@@ -129,7 +129,7 @@ pub async fn language(
         Some(s) => csrf::check(s, form.get(csrf::FIELD)),
         None => csrf::check_pre(&headers, lang, form.get(csrf::FIELD)),
     };
-    if let Err(r) = checked {
+    if let Some(r) = checked {
         return r;
     }
     let Some(chosen) = form.get("lang").and_then(Lang::parse) else {

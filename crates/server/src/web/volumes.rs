@@ -17,13 +17,13 @@ use crate::api::{instances, volumes};
 use crate::input::{Body, Path, Query};
 
 fn all() -> Query {
-    Query([("page_size".to_owned(), "200".to_owned())].into_iter().collect())
+    Query([("page_size".to_owned(), "100".to_owned())].into_iter().collect())
 }
 
 /// The account's instances that volumes can go to (id, name).
 async fn instance_choices(state: &AppState, s: &Signed) -> Vec<(String, String)> {
     let q = Query(
-        [("page_size".to_owned(), "200".to_owned()), ("fields".to_owned(), "3".to_owned())].into_iter().collect(),
+        [("page_size".to_owned(), "100".to_owned()), ("fields".to_owned(), "3".to_owned())].into_iter().collect(),
     );
     reply(instances::list(State(state.clone()), Extension(caller(s)), HeaderMap::new(), q).await)
         .map(|r| r.rows.iter().map(|i| (text(i, "instance_id").to_owned(), text(i, "name").to_owned())).collect())
@@ -151,7 +151,7 @@ fn body_of(form: &Form, fields: &[&str]) -> Body {
 }
 
 pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let body = body_of(&form, &["instance_id", "name", "type", "size"]);
@@ -162,7 +162,7 @@ pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Res
 }
 
 pub async fn action(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Err(r) = csrf::check(&s, form.get(csrf::FIELD)) {
+    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
     let st = State(state.clone());
