@@ -366,3 +366,52 @@ async fn the_journey_in_chromium() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("every step passed"), "{text}");
 }
+
+#[tokio::test]
+async fn scripts_and_uploaded_keys_go_through_the_api_and_pages_escape_what_they_show() {
+    let s = Server::start().await;
+    s.admin(Method::POST, "/admin/v1/accounts", Some(json!({"name": "acme"}))).await.ok_rows();
+    let password = user(&s, "acme", "kim").await;
+    let mut v = Visitor::new(&s, "en");
+    assert_eq!(v.sign_in("kim", &password).await.status, 303);
+    let csrf = v.get("/scripts").await.csrf();
+
+    let name = "<script>alert(1)</script>";
+    let r = v.post("/scripts", &[("csrf", &csrf), ("name", name), ("content", "echo '<b>hi</b>' > /root/x")]).await;
+    assert_eq!((r.status, r.location()), (303, "/scripts?done=created"), "{}", r.body);
+    let scripts = s.admin(Method::GET, "/admin/v1/accounts/acme/scripts", None).await;
+    assert_eq!(scripts.ok_rows()[0]["name"], name);
+    let page = v.get("/scripts?done=created").await;
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", page.body);
+    assert!(!page.body.contains(name), "the name is shown unescaped: {}", page.body);
+    assert!(page.body.contains("echo '&lt;b&gt;hi&lt;/b&gt;'"), "{}", page.body);
+    // The API's refusal of a blank script, shown in the page.
+    let r = v.post("/scripts", &[("csrf", &csrf), ("name", "blank"), ("content", "   ")]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("CHECK_LENGTH") && r.body.contains("must not be empty"), "{}", r.body);
+
+    // An SSH key uploaded as a file (multipart), as the page's file input sends it.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .text("name", "uploaded")
+        .text("public_key", "")
+        .part("public_key_file", reqwest::multipart::Part::text(format!("{ED25519}\n")).file_name("id_ed25519.pub"));
+    let cookie: Vec<String> = v.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let r = v
+        .http
+        .post(format!("{}/ssh-keys", s.endpoint))
+        .header("cookie", cookie.join("; "))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap_or_default());
+    let keys = s.admin(Method::GET, "/admin/v1/accounts/acme/ssh-keys", None).await;
+    assert_eq!(keys.ok_rows()[0]["name"], "uploaded");
+    // Deleting it needs the token as well.
+    let id = keys.ok_rows()[0]["ssh_key_id"].as_str().unwrap().to_owned();
+    assert_eq!(v.post(&format!("/ssh-keys/{id}/delete"), &[]).await.status, 403);
+    let r = v.post(&format!("/ssh-keys/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.location()), (303, "/ssh-keys?done=deleted"));
+    assert!(s.admin(Method::GET, "/admin/v1/accounts/acme/ssh-keys", None).await.ok_rows().is_empty());
+}

@@ -155,6 +155,31 @@ mod tests {
     }
 
     #[test]
+    fn keys_built_at_run_time_are_in_the_catalogs() {
+        let mut keys: Vec<String> = ["nav.dashboard", "nav.instances", "nav.volumes", "nav.ssh_keys", "nav.scripts"]
+            .iter()
+            .chain(&["signin.wrong", "signin.throttled", "error.internal", "bulk.none_selected", "bulk.bad_action"])
+            .map(|k| k.to_string())
+            .collect();
+        for a in ["start", "shutdown", "reboot", "reboot-hard", "delete", "rebuild", "resize"] {
+            keys.push(format!("action.{a}"));
+            keys.push(format!("done.{a}"));
+        }
+        for st in ["pending", "active", "off", "work", "error", "available", "in-use", "creating", "attaching"] {
+            keys.push(format!("status.{st}"));
+        }
+        for d in ["created", "bulk", "volume_created", "volume_attach", "volume_detach", "volume_delete"] {
+            keys.push(format!("done.{d}"));
+        }
+        for d in ["key_created", "key_deleted", "script_created", "script_deleted"] {
+            keys.push(format!("done.{d}"));
+        }
+        for k in keys {
+            assert!(EN.contains_key(&k) && KO.contains_key(&k), "the text `{k}` is missing");
+        }
+    }
+
+    #[test]
     fn accept_language_picks_korean_only_for_ko() {
         let mut h = axum::http::HeaderMap::new();
         assert_eq!(Lang::of(&h), Lang::En);
