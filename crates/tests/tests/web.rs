@@ -186,6 +186,13 @@ async fn sign_in_sessions_csrf_and_sign_out() {
     assert_eq!(s.db_count("SELECT COUNT(*) FROM web_sessions").await, 0);
 }
 
+/// The password of the console user `dev`, from the first start's `Web console:` line.
+fn first_start_password(s: &Server) -> String {
+    let out = s.stdout_lines().join("\n");
+    let line = out.lines().find(|l| l.starts_with("Web console: ")).unwrap_or_else(|| panic!("{out}"));
+    line.split("password ").nth(1).unwrap().split(';').next().unwrap().to_owned()
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -304,9 +311,7 @@ async fn another_accounts_ids_give_the_apis_404_and_refusals_show_in_the_page() 
 async fn operators_create_console_users() {
     let s = Server::start().await;
     // The first start made `dev` a console user and said so.
-    let out = s.stdout_lines().join("\n");
-    let line = out.lines().find(|l| l.starts_with("Web console: ")).unwrap_or_else(|| panic!("{out}"));
-    let password = line.split("password ").nth(1).unwrap().split(';').next().unwrap().to_owned();
+    let password = first_start_password(&s);
     let creds = std::fs::read_to_string(s.data_path("credentials")).unwrap();
     assert!(creds.contains(&format!("password: {password}")), "{creds}");
     assert_eq!(Visitor::new(&s, "en").sign_in("dev", &password).await.status, 303);
@@ -414,4 +419,23 @@ async fn scripts_and_uploaded_keys_go_through_the_api_and_pages_escape_what_they
     let r = v.post(&format!("/ssh-keys/{id}/delete"), &[("csrf", &csrf)]).await;
     assert_eq!((r.status, r.location()), (303, "/ssh-keys?done=deleted"));
     assert!(s.admin(Method::GET, "/admin/v1/accounts/acme/ssh-keys", None).await.ok_rows().is_empty());
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_server_speaks_only_https() {
+    let s = Server::start_with(&["--tls"], &[]).await;
+    let password = first_start_password(&s);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(s.data_path("tls/ca.pem")).unwrap()).unwrap();
+    let mut v = Visitor::new(&s, "en");
+    v.http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let form = v.get("/signin").await;
+    assert!(form.set_cookie("openwinv_pre").unwrap().contains("; Secure"), "{:?}", form.headers);
+    let r = v.sign_in("dev", &password).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.set_cookie("openwinv_session").unwrap();
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 }
