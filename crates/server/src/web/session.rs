@@ -196,7 +196,7 @@ pub async fn record_failure(state: &AppState, login: &str, address: IpAddr) -> o
     state.store.add_signin_failure(&by_address, now, now - THROTTLE_WINDOW_SECS).await
 }
 
-/// Starts a session for `user_id`: (cookie value, CSRF token).
+/// Starts a session for `user_id` with a fresh CSRF token; returns the cookie value.
 pub async fn start(state: &AppState, user_id: &str) -> openwinv_store::Result<String> {
     let token = ids::random_base62(32);
     let csrf = ids::random_base62(32);
