@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use openwinv_wire::Envelope;
 use openwinv_wire::admin::{
-    AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, IssuedKey, KeyUpdate, NewAccount, NewKey,
-    QuotaUpdate, SetClock,
+    AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, ConsoleUser, IssuedKey, KeyUpdate, NewAccount,
+    NewConsoleUser, NewKey, QuotaUpdate, SetClock,
 };
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
@@ -263,6 +263,20 @@ impl AdminClient {
     pub async fn delete_script(&self, account: &str, user_script_id: &str) -> Result<UserScript> {
         let path = ["accounts", account, "scripts", user_script_id];
         self.row(self.request(Method::DELETE, &path)).await
+    }
+
+    // Web console users.
+
+    /// The people who sign in to the web console for `account`.
+    pub async fn console_users(&self, account: &str) -> Result<Vec<ConsoleUser>> {
+        self.rows(self.request(Method::GET, &["accounts", account, "users"])).await
+    }
+
+    /// Creates a console user; without `password` the server generates one and returns it in
+    /// [`ConsoleUser::password`], once.
+    pub async fn create_console_user(&self, account: &str, login: &str, password: Option<&str>) -> Result<ConsoleUser> {
+        let body = NewConsoleUser { login: login.into(), password: password.map(str::to_owned) };
+        self.row(self.request(Method::POST, &["accounts", account, "users"]).json(&body)).await
     }
 
     // Clock (settable with the simulated driver only).

@@ -93,12 +93,24 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         } else {
             String::new()
         };
+        // The web console's first user, `dev`, with a generated password (comment lines in the
+        // credentials file: the CLI reads only its keys).
+        let console_password = crate::web::session::new_password();
+        let user = openwinv_store::UserRecord {
+            user_id: ids::new_id("USER"),
+            account_id: account_id.clone(),
+            login: BOOTSTRAP_ACCOUNT.into(),
+            password_hash: crate::web::session::hash_password(console_password.clone()).await?,
+            created_at: now,
+        };
+        store.insert_user(&user).await.context("creating the console user `dev`")?;
         let creds = data.join("credentials");
         write_private(
             &creds,
             &format!(
                 "# openwinv client credentials for account `{BOOTSTRAP_ACCOUNT}`\n\
-                 endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n{ca_line}"
+                 endpoint = \"{endpoint}\"\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\n{ca_line}\
+                 # web console: {endpoint}/  login: {BOOTSTRAP_ACCOUNT}  password: {console_password}\n"
             ),
         )?;
         println!(
@@ -117,6 +129,10 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                  gives it iwinv's."
             );
         }
+        println!(
+            "Web console: {endpoint}/  (login `{BOOTSTRAP_ACCOUNT}`, password {console_password}; also in {})",
+            creds.display()
+        );
         println!("Operator token: {}", data.join("admin-token").display());
         tracing::info!(account = BOOTSTRAP_ACCOUNT, "bootstrapped an empty store");
     }

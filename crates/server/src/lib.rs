@@ -27,6 +27,7 @@ pub mod reference;
 pub mod sagas;
 pub mod server_time;
 pub mod tls;
+pub mod web;
 
 /// The one server clock lives in the engine; it is re-exported here for the handlers.
 pub use openwinv_engine::clock;
@@ -109,12 +110,15 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::layer))
         .layer(from_fn_with_state(state.clone(), auth::require_signature));
-    let admin =
-        admin::routes().merge(billing::admin_routes()).layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let admin = admin::routes()
+        .merge(billing::admin_routes())
+        .merge(web::admin_users::routes())
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(v1)
         .merge(admin)
         .merge(reference::routes())
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(error::envelope_rejections))

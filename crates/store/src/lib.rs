@@ -25,6 +25,7 @@ mod scripts;
 pub mod snapshot;
 mod ssh_keys;
 pub mod usage;
+mod users;
 pub mod volumes;
 
 use std::str::FromStr;
@@ -51,6 +52,7 @@ pub use scripts::ScriptRecord;
 pub use snapshot::{Snapshot, TableRows};
 pub use ssh_keys::SshKeyRecord;
 pub use usage::{Prices, Rate};
+pub use users::{SessionRecord, UserRecord};
 pub use volumes::{VolumeFilter, VolumeRecord, VolumeRefused, VolumeSettle};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,8 +2,8 @@
 //! one transaction, so a test suite can call it between tests.
 //!
 //! Kept: the catalog, the bootstrap marker and the catalog version, and either the bootstrap
-//! account with its first key (as the first start wrote it) or, with `keep_accounts`, every
-//! account and key as they are. Everything else — resources, operations, usage, bills, fault
+//! account with its first key (as the first start wrote it) and its first console user or, with
+//! `keep_accounts`, every account, key and console user as they are. Everything else — resources, operations, usage, bills, fault
 //! rules, idempotency records, the clock offset — is deleted. The tables are discovered as the
 //! snapshot discovers them, so a table a later migration adds is emptied too.
 
@@ -14,7 +14,7 @@ use crate::snapshot::{quoted, tables};
 use crate::{Result, Store};
 
 /// Tables the reset does not empty wholesale.
-const KEPT_TABLES: &[&str] = &["meta", "catalog_entries", "accounts", "access_keys"];
+const KEPT_TABLES: &[&str] = &["meta", "catalog_entries", "accounts", "access_keys", "users"];
 /// `meta` keys that survive a reset (the catalog's version must only grow).
 const KEPT_META: &[&str] = &["bootstrapped_at", "catalog_version", BOOTSTRAP_KEY];
 /// `meta` key holding the first key exactly as the first start wrote it (secret sealed).
@@ -140,6 +140,17 @@ impl Store {
                 }
             }
         }
+        // Console users go with their accounts; without `keep_accounts` only the first start's user
+        // (its login is the bootstrap account's name) stays. Their sessions are gone with the
+        // other tables: a reset signs everyone out.
+        removed += sqlx::query(
+            "DELETE FROM users WHERE account_id NOT IN (SELECT account_id FROM accounts) OR ($1 = 0 AND login <> $2)",
+        )
+        .bind(i64::from(keep_accounts))
+        .bind(bootstrap_account)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let (accounts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&mut *tx).await?;
         let (access_keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_keys").fetch_one(&mut *tx).await?;
         tx.commit().await?;

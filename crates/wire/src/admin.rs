@@ -119,3 +119,26 @@ pub struct SetClock {
 pub struct AdvanceClock {
     pub duration: String,
 }
+
+/// A person who signs in to the web console for an account (`/admin/v1/accounts/{name}/users`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleUser {
+    pub user_id: String,
+    /// The account's name.
+    pub account: String,
+    pub login: String,
+    pub created_at: String,
+    /// The generated password, in the answer that created the user without one; never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Body of `POST /admin/v1/accounts/{name}/users`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewConsoleUser {
+    /// 1–64 characters of A-Z a-z 0-9 - _ . ; unique over the server.
+    pub login: String,
+    /// At least 12 characters; omitted, the server generates one and answers it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}

@@ -11,6 +11,7 @@ mod faults;
 mod images;
 mod sim;
 mod standin;
+mod users;
 
 use clap::Subcommand;
 use openwinv_sdk::AdminClient;
@@ -26,6 +27,9 @@ pub enum AdminCommand {
     /// Access keys: create, import, list, update, disable, delete
     #[command(subcommand)]
     Keys(access_keys::KeyAction),
+    /// Web console users of an account: create, list
+    #[command(subcommand)]
+    Users(users::UserAction),
     /// The catalog (zones, flavors, images, volume types) as TOML
     #[command(subcommand)]
     Catalog(catalog::CatalogAction),
@@ -70,6 +74,7 @@ pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> any
     match command {
         AdminCommand::Accounts(action) => accounts::run(admin, action, out).await,
         AdminCommand::Keys(action) => access_keys::run(admin, action, out).await,
+        AdminCommand::Users(action) => users::run(admin, action, out).await,
         AdminCommand::Catalog(action) => catalog::run(admin, action, out).await,
         AdminCommand::Images(action) => images::run(admin, action, out).await,
         AdminCommand::SshKeys(action) => {
