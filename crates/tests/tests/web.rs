@@ -460,7 +460,7 @@ async fn a_reset_keeps_the_first_start_console_user_and_signs_everyone_out() {
     // A full reset: the first start's `dev` user, as it was; the others are gone.
     s.admin(Method::POST, "/admin/v1/reset", None).await.ok_rows();
     assert_eq!(Visitor::new(&s, "en").sign_in("dev", &dev_password).await.status, 303);
-    assert_eq!(Visitor::new(&s, "en").sign_in("kim", &dev_kim).await.status, 200, "kim is gone");
-    assert_eq!(Visitor::new(&s, "en").sign_in("lee", &acme_lee).await.status, 200, "lee is gone");
+    assert_eq!(Visitor::new(&s, "en").sign_in("kim", &dev_kim).await.status, 401, "kim is gone");
+    assert_eq!(Visitor::new(&s, "en").sign_in("lee", &acme_lee).await.status, 401, "lee is gone");
     assert_eq!(s.db_count("SELECT COUNT(*) FROM users").await, 1);
 }
