@@ -365,17 +365,119 @@ impl CompiledRules {
     }
 }
 
+/// The compiler's reference shapes: a name and the firewalls attached to one machine. The
+/// compiler's golden files and every back end's (the nftables text of `openwinv-net`) pin these
+/// same cases, so a shape added here is checked everywhere. `OPENWINV_UPDATE_GOLDEN=1` rewrites
+/// the files.
+pub fn reference_shapes() -> Vec<(&'static str, Vec<FirewallSpec>)> {
+    vec![
+        ("01-no-firewall", vec![]),
+        ("02-empty-icmp-off", vec![fw("FIREWALL-a", false, vec![])]),
+        ("03-empty-icmp-on", vec![fw("FIREWALL-a", true, vec![])]),
+        ("04-ssh-from-anywhere", vec![fw("FIREWALL-a", true, vec![rule(1, "IN", "TCP", "22", "0.0.0.0/0")])]),
+        (
+            "05-web-server",
+            vec![fw(
+                "FIREWALL-web",
+                true,
+                vec![
+                    rule(1, "IN", "TCP", "80", "0.0.0.0/0"),
+                    rule(2, "IN", "TCP", "443", "0.0.0.0/0"),
+                    rule(3, "IN", "UDP", "443", "0.0.0.0/0"),
+                    rule(4, "IN", "TCP", "22", "203.0.113.7/32"),
+                ],
+            )],
+        ),
+        (
+            "06-host-bits-and-ranges",
+            vec![fw(
+                "FIREWALL-a",
+                false,
+                vec![
+                    rule(1, "IN", "TCP", "8000-8999", "10.1.2.3/8"),
+                    rule(2, "IN", "TCP", "8000-8999", "10.0.0.0/8"),
+                    rule(3, "IN", "UDP", "1-65535", "192.168.7.9/24"),
+                ],
+            )],
+        ),
+        (
+            "07-outbound-only",
+            vec![fw(
+                "FIREWALL-egress",
+                false,
+                vec![rule(1, "OUT", "UDP", "53", "1.1.1.1/32"), rule(2, "OUT", "TCP", "443", "0.0.0.0/0")],
+            )],
+        ),
+        (
+            "08-in-and-out",
+            vec![fw(
+                "FIREWALL-db",
+                true,
+                vec![
+                    rule(1, "IN", "TCP", "5432", "10.16.0.0/16"),
+                    rule(2, "OUT", "TCP", "443", "0.0.0.0/0"),
+                    rule(3, "OUT", "UDP", "123", "0.0.0.0/0"),
+                ],
+            )],
+        ),
+        (
+            "09-two-firewalls-union",
+            vec![
+                fw("FIREWALL-b", false, vec![rule(1, "IN", "TCP", "443", "0.0.0.0/0")]),
+                fw("FIREWALL-a", true, vec![rule(7, "IN", "TCP", "22", "198.51.100.0/24")]),
+            ],
+        ),
+        (
+            "10-duplicates-across-firewalls",
+            vec![
+                fw(
+                    "FIREWALL-a",
+                    true,
+                    vec![rule(1, "IN", "TCP", "22", "0.0.0.0/0"), rule(2, "OUT", "TCP", "25", "0.0.0.0/0")],
+                ),
+                fw("FIREWALL-b", true, vec![rule(3, "IN", "TCP", "22", "0.0.0.0/0")]),
+                fw("FIREWALL-c", false, vec![rule(1, "IN", "TCP", "22", "0.0.0.0/1")]),
+            ],
+        ),
+        (
+            "11-out-rule-in-one-firewall-restricts-all",
+            vec![
+                fw("FIREWALL-a", false, vec![rule(1, "IN", "UDP", "51820", "0.0.0.0/0")]),
+                fw("FIREWALL-b", false, vec![rule(1, "OUT", "TCP", "80", "93.184.216.0/24")]),
+            ],
+        ),
+        (
+            "12-five-firewalls",
+            (1..=5)
+                .map(|i| {
+                    fw(
+                        &format!("FIREWALL-{i}"),
+                        i % 2 == 0,
+                        vec![rule(
+                            i,
+                            "IN",
+                            if i % 2 == 0 { "UDP" } else { "TCP" },
+                            &format!("{}", 1000 * i),
+                            "172.16.0.0/12",
+                        )],
+                    )
+                })
+                .collect(),
+        ),
+    ]
+}
+
+fn rule(id: i64, bound: &str, protocol: &str, port: &str, ip: &str) -> Rule {
+    Rule::parse(id, bound, protocol, port, ip).expect("a reference rule parses")
+}
+
+fn fw(id: &str, icmp: bool, rules: Vec<Rule>) -> FirewallSpec {
+    FirewallSpec { firewall_id: id.into(), icmp, rules }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(id: i64, bound: &str, protocol: &str, port: &str, ip: &str) -> Rule {
-        Rule::parse(id, bound, protocol, port, ip).unwrap()
-    }
-
-    fn fw(id: &str, icmp: bool, rules: Vec<Rule>) -> FirewallSpec {
-        FirewallSpec { firewall_id: id.into(), icmp, rules }
-    }
 
     #[test]
     fn ports() {
@@ -440,105 +542,6 @@ mod tests {
         assert_eq!(compile(&[a.clone(), a.clone()]), compile(&[a]));
     }
 
-    /// Each case: a name and the attached firewalls. `OPENWINV_UPDATE_GOLDEN=1` rewrites the files.
-    fn golden_cases() -> Vec<(&'static str, Vec<FirewallSpec>)> {
-        vec![
-            ("01-no-firewall", vec![]),
-            ("02-empty-icmp-off", vec![fw("FIREWALL-a", false, vec![])]),
-            ("03-empty-icmp-on", vec![fw("FIREWALL-a", true, vec![])]),
-            ("04-ssh-from-anywhere", vec![fw("FIREWALL-a", true, vec![rule(1, "IN", "TCP", "22", "0.0.0.0/0")])]),
-            (
-                "05-web-server",
-                vec![fw(
-                    "FIREWALL-web",
-                    true,
-                    vec![
-                        rule(1, "IN", "TCP", "80", "0.0.0.0/0"),
-                        rule(2, "IN", "TCP", "443", "0.0.0.0/0"),
-                        rule(3, "IN", "UDP", "443", "0.0.0.0/0"),
-                        rule(4, "IN", "TCP", "22", "203.0.113.7/32"),
-                    ],
-                )],
-            ),
-            (
-                "06-host-bits-and-ranges",
-                vec![fw(
-                    "FIREWALL-a",
-                    false,
-                    vec![
-                        rule(1, "IN", "TCP", "8000-8999", "10.1.2.3/8"),
-                        rule(2, "IN", "TCP", "8000-8999", "10.0.0.0/8"),
-                        rule(3, "IN", "UDP", "1-65535", "192.168.7.9/24"),
-                    ],
-                )],
-            ),
-            (
-                "07-outbound-only",
-                vec![fw(
-                    "FIREWALL-egress",
-                    false,
-                    vec![rule(1, "OUT", "UDP", "53", "1.1.1.1/32"), rule(2, "OUT", "TCP", "443", "0.0.0.0/0")],
-                )],
-            ),
-            (
-                "08-in-and-out",
-                vec![fw(
-                    "FIREWALL-db",
-                    true,
-                    vec![
-                        rule(1, "IN", "TCP", "5432", "10.16.0.0/16"),
-                        rule(2, "OUT", "TCP", "443", "0.0.0.0/0"),
-                        rule(3, "OUT", "UDP", "123", "0.0.0.0/0"),
-                    ],
-                )],
-            ),
-            (
-                "09-two-firewalls-union",
-                vec![
-                    fw("FIREWALL-b", false, vec![rule(1, "IN", "TCP", "443", "0.0.0.0/0")]),
-                    fw("FIREWALL-a", true, vec![rule(7, "IN", "TCP", "22", "198.51.100.0/24")]),
-                ],
-            ),
-            (
-                "10-duplicates-across-firewalls",
-                vec![
-                    fw(
-                        "FIREWALL-a",
-                        true,
-                        vec![rule(1, "IN", "TCP", "22", "0.0.0.0/0"), rule(2, "OUT", "TCP", "25", "0.0.0.0/0")],
-                    ),
-                    fw("FIREWALL-b", true, vec![rule(3, "IN", "TCP", "22", "0.0.0.0/0")]),
-                    fw("FIREWALL-c", false, vec![rule(1, "IN", "TCP", "22", "0.0.0.0/1")]),
-                ],
-            ),
-            (
-                "11-out-rule-in-one-firewall-restricts-all",
-                vec![
-                    fw("FIREWALL-a", false, vec![rule(1, "IN", "UDP", "51820", "0.0.0.0/0")]),
-                    fw("FIREWALL-b", false, vec![rule(1, "OUT", "TCP", "80", "93.184.216.0/24")]),
-                ],
-            ),
-            (
-                "12-five-firewalls",
-                (1..=5)
-                    .map(|i| {
-                        fw(
-                            &format!("FIREWALL-{i}"),
-                            i % 2 == 0,
-                            vec![rule(
-                                i,
-                                "IN",
-                                if i % 2 == 0 { "UDP" } else { "TCP" },
-                                &format!("{}", 1000 * i),
-                                "172.16.0.0/12",
-                            )],
-                        )
-                    })
-                    .collect(),
-            ),
-        ]
-    }
-
     #[test]
     fn golden() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/firewall");
@@ -547,7 +550,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
         }
         let mut stale = Vec::new();
-        for (name, firewalls) in golden_cases() {
+        for (name, firewalls) in reference_shapes() {
             let compiled = compile(&firewalls);
             let text = compiled.render();
             let path = dir.join(format!("{name}.txt"));

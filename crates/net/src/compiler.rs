@@ -2,5 +2,5 @@
 //! database: neither does this crate, so an agent can link both).
 
 pub use openwinv_driver::firewall::{
-    Allow, Chain, CompiledRules, FirewallSpec, PortRange, Protocol, Rule, Verdict, compile,
+    Allow, Chain, CompiledRules, FirewallSpec, PortRange, Protocol, Rule, Verdict, compile, reference_shapes,
 };
