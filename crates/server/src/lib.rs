@@ -5,6 +5,7 @@
 //! one explicit `AppState`.
 
 pub mod admin;
+pub mod admin_hosts;
 pub mod admin_sim;
 pub mod admin_state;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod idempotency;
 pub mod images;
 pub mod input;
+pub mod internal;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -105,11 +107,14 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::routes())
         .layer(from_fn_with_state(state.clone(), idempotency::layer))
         .layer(from_fn_with_state(state.clone(), auth::require_signature));
-    let admin =
-        admin::routes().merge(billing::admin_routes()).layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let admin = admin::routes()
+        .merge(billing::admin_routes())
+        .merge(admin_hosts::routes())
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(v1)
         .merge(admin)
+        .merge(internal::routes(state.clone()))
         .merge(reference::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
