@@ -437,6 +437,12 @@ impl Store {
         fitting.shuffle(&mut rand::thread_rng());
         fitting.sort_by_key(|(load, _)| *load);
         let Some((_, chosen)) = fitting.first() else {
+            // On PostgreSQL a concurrent call for the same instance may have committed its
+            // reservation after our first look and before the candidates were read (which then
+            // counted it): that reservation is the answer.
+            if let Some(p) = placement_in(&mut tx, req.instance_id).await? {
+                return Ok(Some(Placed::Existing(p)));
+            }
             let (hosts,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM hosts WHERE zone_id = $1")
                 .bind(req.zone_id)
                 .fetch_one(&mut *tx)

@@ -13,7 +13,7 @@ use sqlx::Connection;
 const ZONE: &str = "KR1-Z01";
 const NOW: i64 = 1_800_000_000;
 
-/// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database.
+/// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database (dropped by [`close`]).
 async fn open(dir: &std::path::Path) -> Store {
     match std::env::var("OPENWINV_TEST_STORE").as_deref() {
         Ok("postgres") => {
@@ -31,6 +31,25 @@ async fn open(dir: &std::path::Path) -> Store {
             Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display())).await.expect("open the store")
         }
         Ok(other) => panic!("OPENWINV_TEST_STORE must be sqlite or postgres, not {other}"),
+    }
+}
+
+/// Closes the store and drops its PostgreSQL database.
+async fn close(store: &Store) {
+    store.close().await;
+    if store.backend() == openwinv_store::Backend::Postgres {
+        let base = std::env::var("OPENWINV_TEST_DATABASE_URL").unwrap();
+        let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'owp\\_%' \
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = pg_database.datname)",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+        for (n,) in names {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n}")).execute(&mut conn).await;
+        }
     }
 }
 
@@ -200,7 +219,7 @@ async fn run_case(hosts: Vec<HostSpec>, wants: Vec<Want>, ratios: Overcommit) {
         assert_eq!(store.release(&p.instance_id).await.unwrap().as_ref(), Some(p));
         assert_eq!(store.release(&p.instance_id).await.unwrap(), None);
     }
-    store.close().await;
+    close(&store).await;
 }
 
 proptest! {
@@ -274,5 +293,5 @@ async fn placement_spreads_over_equal_hosts() {
         capabilities: &[],
     };
     assert_eq!(store.place(&req, NOW + 21).await.unwrap(), Placed::NoHost { hosts: 3, usable: 0 });
-    store.close().await;
+    close(&store).await;
 }
