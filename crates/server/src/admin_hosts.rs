@@ -162,7 +162,7 @@ pub async fn drain_host(State(state): State<AppState>, Path(name): Path<String>)
         (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn remove_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
     match state.store.remove_host(&name).await? {
-        store_hosts::Removal::Removed(h) => Ok(Json(Envelope::rows(vec![host_wire(&state, h)]))),
+        store_hosts::Removal::Removed(h) => Ok(Json(Envelope::rows(vec![host_wire(&state, *h)]))),
         store_hosts::Removal::NotFound => Err(unknown_host(&name)),
         store_hosts::Removal::Busy(n) => Err(ApiError::new(
             ErrorCode::InUse,

@@ -210,7 +210,7 @@ pub struct RuntimeRecord {
 /// `host removed`, or why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
-    Removed(HostRecord),
+    Removed(Box<HostRecord>),
     NotFound,
     /// Instances are placed on it.
     Busy(i64),
@@ -341,7 +341,7 @@ impl Store {
         sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM hosts WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Removal::Removed(host))
+        Ok(Removal::Removed(Box::new(host)))
     }
 
     /// Records an agent's description of its host; it counts as a heartbeat too.

@@ -77,7 +77,11 @@ impl Agent {
         .await;
         match registered {
             Ok(Some(line)) => assert!(line.contains(&format!("host {} (HOST-", self.name)), "{line}"),
-            _ => panic!("agent {} did not register; its log:\n{}", self.name, std::fs::read_to_string(self.log()).unwrap()),
+            _ => panic!(
+                "agent {} did not register; its log:\n{}",
+                self.name,
+                std::fs::read_to_string(self.log()).unwrap()
+            ),
         }
         // Keep reading stdout so the agent never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -111,7 +115,10 @@ async fn wait_statuses(s: &Server, want: &[(&str, &str)]) -> Vec<Value> {
     loop {
         let rows = hosts(s).await;
         let status = |name: &str| {
-            rows.iter().find(|h| h["name"] == name).map(|h| h["status"].as_str().unwrap().to_owned()).unwrap_or_default()
+            rows.iter()
+                .find(|h| h["name"] == name)
+                .map(|h| h["status"].as_str().unwrap().to_owned())
+                .unwrap_or_default()
         };
         if want.iter().all(|(n, st)| status(n) == *st) {
             return rows;
@@ -137,7 +144,8 @@ async fn create_instances(s: &Server, n: usize) -> Vec<String> {
     s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
     let mut ids = Vec::new();
     for i in 0..n {
-        let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": format!("vm{i}")});
+        let body =
+            json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": format!("vm{i}")});
         let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
         assert_eq!(r.status, 202, "{}", r.text);
         ids.push(r.result()[0]["instance_id"].as_str().unwrap().to_owned());
@@ -277,7 +285,9 @@ async fn agent_protocol_checks_and_runtime_generations() {
     assert_eq!(r.ok_rows()[0], json!({"instance_id": id, "outcome": "stale", "stored_generation": 2}));
     let r = internal(&s, &t1, "runtime", Some(report(2, "stopped"))).await;
     assert_eq!(r.ok_rows()[0]["outcome"], "stale");
-    let stored = s.db_count(&format!("SELECT generation FROM instance_runtime WHERE instance_id = '{id}' AND state = 'running'")).await;
+    let stored = s
+        .db_count(&format!("SELECT generation FROM instance_runtime WHERE instance_id = '{id}' AND state = 'running'"))
+        .await;
     assert_eq!(stored, 2);
     let r = internal(&s, &t1, "runtime", Some(report(3, "stopped"))).await;
     assert_eq!(r.ok_rows()[0]["outcome"], "accepted");
@@ -358,7 +368,8 @@ async fn placement_spreads_and_never_overbooks() {
     let r = s.cli_run(&["admin", "placements", "overcommit", "--vcpu", "1", "-o", "json"]).await.ok();
     assert_eq!(r.rows()[0]["vcpu"], 1.0);
     let mut tasks = Vec::new();
-    for id in ids[3..].iter().cloned() {
+    for id in &ids[3..] {
+        let id = id.clone();
         let endpoint = s.endpoint.clone();
         let token = s.admin_token.clone();
         tasks.push(tokio::spawn(async move {
