@@ -11,6 +11,10 @@
 //! - `rate-limit`: the rate-limit check alone, side by side: the store's per-key bucket (one
 //!   statement, shared by every process) against the in-memory bucket the server used before
 //!   (governor, per process), sequentially and with concurrent callers.
+//! - `heartbeats`: N hypervisor hosts heartbeating every 2 s against a control plane; reports the
+//!   heartbeat writes per second it absorbs and their latency (`heartbeats.rs`).
+
+mod heartbeats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,6 +127,20 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: u32,
     },
+    /// Simulated hypervisor hosts heartbeating every 2 s (docs/hosts.md).
+    Heartbeats {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The control plane's database; PostgreSQL's own write counters are read when given.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 fn now_s() -> i64 {
@@ -197,6 +215,9 @@ async fn main() -> anyhow::Result<()> {
         Command::CloseMonth { database, month, timezone } => close_month(&database, &month, &timezone).await,
         Command::RateLimit { database, access_key, checks, concurrency } => {
             rate_limit(&database, &access_key, checks, concurrency).await
+        }
+        Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
+            heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await
         }
     }
 }
