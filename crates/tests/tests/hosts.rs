@@ -405,3 +405,26 @@ async fn placement_spreads_and_never_overbooks() {
     let on_a = s.admin(Method::GET, "/admin/v1/placements?host=a", None).await;
     assert_eq!(on_a.ok_rows().len(), 2);
 }
+
+/// With `serve --tls` the agent protocol is on the HTTPS listener, and an agent trusting the
+/// control plane's local CA (`--ca-file`) registers and heartbeats over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_over_https_with_the_local_ca() {
+    let s = Server::start_with(&["--tls"], &[]).await;
+    assert!(s.endpoint.starts_with("https://"), "{}", s.endpoint);
+    let ca = s.data_path("tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let run = s.cli_run(&["--ca-file", ca, "admin", "hosts", "add", "tls1", "--zone", ZONE, "-o", "json"]).await.ok();
+    let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+    let _agent = Agent::start(&s, "tls1", &token, &["--ca-file", ca]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let show = s.cli_run(&["--ca-file", ca, "admin", "hosts", "show", "tls1", "-o", "json"]).await.ok();
+        let row = show.rows()[0].clone();
+        if row["status"] == "alive" && row["driver"] == "sim" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tls1 never alive: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
