@@ -186,6 +186,17 @@ pub enum Placed {
     NoHost { hosts: usize, usable: usize },
 }
 
+/// A resize's check of the instance's own host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resized {
+    /// The reservation now has the new size.
+    Done(PlacementRecord),
+    /// The host cannot take the new size (beside everything else placed on it).
+    NoRoom(PlacementRecord),
+    /// The instance has no reservation.
+    NotPlaced,
+}
+
 /// What became of one runtime report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportOutcome {
@@ -509,6 +520,60 @@ impl Store {
         let placed = placement_in(&mut tx, req.instance_id).await?;
         tx.commit().await?;
         Ok(placed.map(Placed::New))
+    }
+
+    /// Changes the size of an instance's reservation on the host it is on (resize checks the
+    /// same host first), if that host has room for the new size beside the rest of its
+    /// reservations. The host may be disabled, draining or offline: the instance is there
+    /// already. Locks the host's row on PostgreSQL, as placement does.
+    pub async fn resize_placement(
+        &self,
+        instance_id: &str,
+        vcpus: i64,
+        memory_mb: i64,
+        disk_gb: i64,
+    ) -> Result<Resized> {
+        let ratios = self.overcommit().await?;
+        let mut tx = self.begin_write().await?;
+        let Some(current) = placement_in(&mut tx, instance_id).await? else { return Ok(Resized::NotPlaced) };
+        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let (cap_v, cap_m, cap_d): (i64, i64, i64) =
+            sqlx::query_as(&format!("SELECT vcpus, memory_mb, disk_gb FROM hosts WHERE host_id = $1{lock}"))
+                .bind(&current.host_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (v, m, d): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
+                    COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM placements WHERE host_id = $1 AND instance_id <> $2",
+        )
+        .bind(&current.host_id)
+        .bind(instance_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let others = Candidate {
+            host_id: current.host_id.clone(),
+            vcpus: cap_v,
+            memory_mb: cap_m,
+            disk_gb: cap_d,
+            capabilities: "[]".into(),
+            reserved_vcpus: v,
+            reserved_memory_mb: m,
+            reserved_disk_gb: d,
+        };
+        let req = PlacementRequest { instance_id, zone_id: "", vcpus, memory_mb, disk_gb, capabilities: &[] };
+        if others.load_after(&req, &ratios).is_none() {
+            return Ok(Resized::NoRoom(current));
+        }
+        sqlx::query("UPDATE placements SET vcpus = $2, memory_mb = $3, disk_gb = $4 WHERE instance_id = $1")
+            .bind(instance_id)
+            .bind(vcpus)
+            .bind(memory_mb)
+            .bind(disk_gb)
+            .execute(&mut *tx)
+            .await?;
+        let done = placement_in(&mut tx, instance_id).await?;
+        tx.commit().await?;
+        Ok(done.map_or(Resized::NotPlaced, Resized::Done))
     }
 
     /// Releases an instance's reservation; the released row, if there was one.

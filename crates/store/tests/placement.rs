@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use openwinv_store::Store;
-use openwinv_store::hosts::{NewHost, Overcommit, Placed, PlacementRequest, Registration};
+use openwinv_store::hosts::{NewHost, Overcommit, Placed, PlacementRequest, Registration, Resized};
 use proptest::prelude::*;
 use sqlx::Connection;
 
@@ -283,6 +283,14 @@ async fn placement_spreads_over_equal_hosts() {
         let again = store.place(&req, NOW).await.unwrap();
         assert!(matches!(again, Placed::Existing(ref q) if q.instance_id == id), "{again:?}");
     }
+    // Resize checks the instance's own host: 8 vCPUs × 4.0 = 32, two instances there.
+    let p = store.placement("INSTANCE-0").await.unwrap().unwrap();
+    let grown = store.resize_placement("INSTANCE-0", 31, 2048, 40).await.unwrap();
+    assert!(matches!(&grown, Resized::Done(q) if q.host_id == p.host_id && q.vcpus == 31), "{grown:?}");
+    let too_big = store.resize_placement("INSTANCE-0", 32, 2048, 40).await.unwrap();
+    assert!(matches!(&too_big, Resized::NoRoom(q) if q.vcpus == 31), "{too_big:?}");
+    assert_eq!(store.resize_placement("INSTANCE-none", 1, 1, 1).await.unwrap(), Resized::NotPlaced);
+
     // A dead zone: the host's heartbeat is 21 s old by the clock placement is given.
     let req = PlacementRequest {
         instance_id: "INSTANCE-x",

@@ -276,6 +276,15 @@ async fn agent_protocol_checks_and_runtime_generations() {
     let id = &ids[0];
     let p = place(&s, id).await;
     assert_eq!(p.ok_rows()[0]["host"], "p1", "{}", p.text);
+    // An instance's host is one join away.
+    let joined = s
+        .db_count(&format!(
+            "SELECT COUNT(*) FROM instances i JOIN instance_hosts h ON h.instance_id = i.instance_id \
+             WHERE i.instance_id = '{id}' AND h.host_name = 'p1' AND h.host_state = 'enabled' \
+             AND h.last_heartbeat_at IS NOT NULL"
+        ))
+        .await;
+    assert_eq!(joined, 1);
 
     let report = |generation: i64, state: &str| json!({"machines": [{"instance_id": id, "state": state, "generation": generation}]});
     let r = internal(&s, &t1, "runtime", Some(report(2, "running"))).await;
