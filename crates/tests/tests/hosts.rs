@@ -413,6 +413,17 @@ async fn placement_spreads_and_never_overbooks() {
     assert_eq!(all.ok_rows().len(), 6);
     let on_a = s.admin(Method::GET, "/admin/v1/placements?host=a", None).await;
     assert_eq!(on_a.ok_rows().len(), 2);
+
+    // Hosts and placements are in the stand-in's snapshots (hosts restored before the
+    // placements that reference them), and a reset removes them.
+    s.admin(Method::POST, "/admin/v1/snapshots", Some(json!({"name": "placed"}))).await.ok_rows();
+    s.admin(Method::DELETE, &format!("/admin/v1/placements/{}", ids[0]), None).await.ok_rows();
+    s.admin(Method::POST, "/admin/v1/snapshots/placed/restore", None).await.ok_rows();
+    let all = s.admin(Method::GET, "/admin/v1/placements", None).await;
+    assert_eq!(all.ok_rows().len(), 6);
+    s.admin(Method::POST, "/admin/v1/reset", Some(json!({}))).await.ok_rows();
+    assert!(hosts(&s).await.is_empty());
+    assert!(s.admin(Method::GET, "/admin/v1/placements", None).await.ok_rows().is_empty());
 }
 
 /// With `serve --tls` the agent protocol is on the HTTPS listener, and an agent trusting the
