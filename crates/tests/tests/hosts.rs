@@ -448,3 +448,79 @@ async fn agent_over_https_with_the_local_ca() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A TCP relay on a fixed local port to a server, which the test can take away and bring back:
+/// the control plane "away" for an agent that keeps its URL.
+struct Relay {
+    port: u16,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        let target = target.trim_start_matches("http://").to_owned();
+        let mut r = Relay { port: 0, target, task: None };
+        r.up().await;
+        r
+    }
+
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.expect("bind the relay");
+        self.port = listener.local_addr().unwrap().port();
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with the task: every relayed connection ends when the relay goes down.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The control plane away: the agent keeps retrying with backoff instead of exiting, its host
+/// turns offline by the server clock, and once the control plane answers again the heartbeats
+/// resume and the host is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_outlives_an_absent_control_plane() {
+    let s = Server::start().await;
+    let token = add_host(&s, "far").await;
+    let mut relay = Relay::start(&s.endpoint).await;
+    let mut agent = Agent::start(&s, "far", &token, &[]).await;
+    // Point the agent at the relay instead of the server.
+    agent.kill9().await;
+    agent.endpoint = relay.endpoint();
+    agent.spawn().await;
+    wait_statuses(&s, &[("far", "alive")]).await;
+
+    relay.down().await;
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    wait_statuses(&s, &[("far", "offline")]).await;
+    // Several heartbeats' worth of failures later the agent is still running.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let child = agent.child.as_mut().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the agent exited: {}", std::fs::read_to_string(agent.log()).unwrap());
+    let log = std::fs::read_to_string(agent.log()).unwrap();
+    assert!(log.contains("heartbeat failed"), "{log}");
+
+    relay.up().await;
+    wait_statuses(&s, &[("far", "alive")]).await;
+    assert!(agent.child.as_mut().unwrap().try_wait().unwrap().is_none());
+}
