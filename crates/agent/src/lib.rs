@@ -257,7 +257,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     tracing::info!(control_plane = %control.base, address = %facts.address, vcpus = facts.vcpus,
         memory_mb = facts.memory_mb, disk_gb = facts.disk_gb, driver = config.driver.as_str(), "agent starting");
 
-    let interval = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+    // The control plane's interval once registered; the protocol's default until then.
+    let mut interval = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
     let mut backoff = Backoff::new();
     let mut registered: Option<Registered> = None;
     let mut away_since: Option<std::time::Instant> = None;
@@ -280,6 +281,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     }))?;
                     std::fs::write(config.data_dir.join("host.json"), record)
                         .with_context(|| format!("cannot write {}", config.data_dir.join("host.json").display()))?;
+                    if r.heartbeat_interval_ms > 0 {
+                        interval = Duration::from_millis(r.heartbeat_interval_ms);
+                    }
                     registered = Some(r);
                     away_since = None;
                     backoff.reset();

@@ -245,6 +245,26 @@ async fn agent_protocol_checks_and_runtime_generations() {
     let t1 = add_host(&s, "p1").await;
     let t2 = add_host(&s, "p2").await;
 
+    // The operator face names the field it refuses.
+    let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "p1", "zone": ZONE}))).await;
+    r.assert_error(400, "CHECK_PARAM");
+    assert!(r.json["message"].as_str().unwrap().contains("`name`"), "{}", r.text);
+    let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "bad name!", "zone": ZONE}))).await;
+    r.assert_error(400, "CHECK_PARAM");
+    let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "p9", "zone": "KR9-Z99"}))).await;
+    r.assert_error(400, "ID_INVALID");
+    assert!(r.json["message"].as_str().unwrap().contains("`zone`"), "{}", r.text);
+    s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "p9"})))
+        .await
+        .assert_error(400, "REQUIRED_POST_PARAM_MISSING");
+    s.admin(Method::GET, "/admin/v1/hosts/nope", None).await.assert_error(404, "NOT_FOUND");
+    s.admin(Method::POST, "/admin/v1/hosts/nope/drain", None).await.assert_error(404, "NOT_FOUND");
+    let fresh = s.admin(Method::GET, "/admin/v1/hosts/p1", None).await;
+    assert_eq!(fresh.ok_rows()[0]["status"], "new");
+    // Hosts are the operator's: a signed /v1 key is not let in.
+    let r = s.call(Method::GET, "/admin/v1/hosts", None).await;
+    r.assert_error(401, "CHECK_CREDENTIAL");
+
     let r = internal(&s, &t1, "heartbeat", None).await;
     r.assert_error(404, "NOT_FOUND");
     assert!(r.json["message"].as_str().unwrap().contains("register"), "{}", r.text);
