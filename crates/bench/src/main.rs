@@ -15,6 +15,10 @@
 //!   at each size, runs a mixed signed load (reads of every list and detail, creates, actions,
 //!   deletes, the live bill) for a fixed time; reports throughput, p50/p99 and the live bill's
 //!   p50/p99 per size.
+//! - `heartbeats`: N hypervisor hosts heartbeating every 2 s against a control plane; reports the
+//!   heartbeat writes per second it absorbs and their latency (`heartbeats.rs`).
+
+mod heartbeats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,6 +148,20 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Simulated hypervisor hosts heartbeating every 2 s (docs/hosts.md).
+    Heartbeats {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The control plane's database; PostgreSQL's own write counters are read when given.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 fn now_s() -> i64 {
@@ -227,6 +245,9 @@ async fn main() -> anyhow::Result<()> {
                 secret: secret_key,
             };
             mixed(Arc::new(m), &sizes, seconds, concurrency).await
+        }
+        Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
+            heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await
         }
     }
 }

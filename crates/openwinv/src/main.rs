@@ -1,6 +1,7 @@
 //! `openwinv`: the server (`serve`), its operator tool (`admin`) and an iwinv API client.
 
 mod admin;
+mod agent;
 mod billing;
 mod catalog;
 mod context;
@@ -69,6 +70,8 @@ struct Cli {
 enum Command {
     /// Run the openwinv server
     Serve(serve::ServeArgs),
+    /// Run a hypervisor host's agent against a control plane (docs/hosts.md)
+    Agent(agent::AgentArgs),
     /// Print the OpenAPI document of /v1
     Openapi,
     /// The local certificate authority of `serve --tls`
@@ -117,6 +120,7 @@ impl Command {
     fn surface(&self) -> Surface {
         match self {
             Command::Serve(_)
+            | Command::Agent(_)
             | Command::Openapi
             | Command::Tls(_)
             | Command::Context(_)
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Agent(args) => agent::run(args, cli.ca_file.clone()).await,
         Command::Openapi => emit(&openwinv_server::openapi::document_json()),
         Command::Tls(command) => serve::tls(command),
         Command::Zones => catalog::zones(&client()?, out).await,

@@ -8,6 +8,7 @@ use openwinv_wire::admin::{
     AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, ConsoleUser, IssuedKey, KeyUpdate, NewAccount,
     NewConsoleUser, NewKey, QuotaUpdate, SetClock,
 };
+use openwinv_wire::hosts::{Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement};
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
 use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};
@@ -277,6 +278,71 @@ impl AdminClient {
     pub async fn create_console_user(&self, account: &str, login: &str, password: Option<&str>) -> Result<ConsoleUser> {
         let body = NewConsoleUser { login: login.into(), password: password.map(str::to_owned) };
         self.row(self.request(Method::POST, &["accounts", account, "users"]).json(&body)).await
+    }
+
+    // Hypervisor hosts and placement (docs/hosts.md).
+
+    /// Every host, with its status (`new`, `alive`, `offline`), capacity and reservations.
+    pub async fn hosts(&self) -> Result<Vec<Host>> {
+        self.rows(self.request(Method::GET, &["hosts"])).await
+    }
+
+    pub async fn host(&self, name: &str) -> Result<Host> {
+        self.row(self.request(Method::GET, &["hosts", name])).await
+    }
+
+    /// Adds a host to a zone; the answer holds its token, which is shown only this once.
+    pub async fn add_host(&self, name: &str, zone: &str) -> Result<IssuedHost> {
+        let body = NewHost { name: name.into(), zone: zone.into() };
+        self.row(self.request(Method::POST, &["hosts"]).json(&body)).await
+    }
+
+    pub async fn enable_host(&self, name: &str) -> Result<Host> {
+        self.row(self.request(Method::POST, &["hosts", name, "enable"])).await
+    }
+
+    /// No new instance is placed on the host.
+    pub async fn disable_host(&self, name: &str) -> Result<Host> {
+        self.row(self.request(Method::POST, &["hosts", name, "disable"])).await
+    }
+
+    /// No new instance is placed on the host, and its instances are to leave it.
+    pub async fn drain_host(&self, name: &str) -> Result<Host> {
+        self.row(self.request(Method::POST, &["hosts", name, "drain"])).await
+    }
+
+    /// Removes a host that holds no instance; its token stops working.
+    pub async fn remove_host(&self, name: &str) -> Result<Host> {
+        self.row(self.request(Method::DELETE, &["hosts", name])).await
+    }
+
+    /// Every placement, or those on one host.
+    pub async fn placements(&self, host: Option<&str>) -> Result<Vec<Placement>> {
+        self.rows(self.request(Method::GET, &["placements"]).query(&[("host", host)])).await
+    }
+
+    /// Places an existing instance on a host of its zone (idempotent per instance).
+    pub async fn place(&self, instance_id: &str, capabilities: Option<Vec<String>>) -> Result<Placement> {
+        let body = NewPlacement { instance_id: instance_id.into(), capabilities };
+        self.row(self.request(Method::POST, &["placements"]).json(&body)).await
+    }
+
+    pub async fn placement(&self, instance_id: &str) -> Result<Placement> {
+        self.row(self.request(Method::GET, &["placements", instance_id])).await
+    }
+
+    /// Releases an instance's reservation.
+    pub async fn release(&self, instance_id: &str) -> Result<Placement> {
+        self.row(self.request(Method::DELETE, &["placements", instance_id])).await
+    }
+
+    pub async fn overcommit(&self) -> Result<Overcommit> {
+        self.row(self.request(Method::GET, &["placements", "overcommit"])).await
+    }
+
+    /// Replaces each ratio set in `update`.
+    pub async fn set_overcommit(&self, update: &OvercommitUpdate) -> Result<Overcommit> {
+        self.row(self.request(Method::PUT, &["placements", "overcommit"]).json(update)).await
     }
 
     // Clock (settable with the simulated driver only).

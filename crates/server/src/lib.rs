@@ -5,6 +5,7 @@
 //! one explicit `AppState`.
 
 pub mod admin;
+pub mod admin_hosts;
 pub mod admin_sim;
 pub mod admin_state;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod idempotency;
 pub mod images;
 pub mod input;
+pub mod internal;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -113,10 +115,12 @@ pub fn router(state: AppState) -> Router {
     let admin = admin::routes()
         .merge(billing::admin_routes())
         .merge(web::admin_users::routes())
+        .merge(admin_hosts::routes())
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(v1)
         .merge(admin)
+        .merge(internal::routes(state.clone()))
         .merge(reference::routes())
         .merge(web::routes())
         .fallback(not_found)

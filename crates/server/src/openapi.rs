@@ -23,7 +23,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Respo
 use crate::api::{catalog, firewalls, instances, scripts, ssh_keys, volumes};
 use crate::billing::handlers as bills;
 use crate::idempotency::OpenApiDoc;
-use crate::{admin, admin_sim, admin_state, images, reference};
+use crate::{admin, admin_hosts, admin_sim, admin_state, images, internal, reference};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,11 @@ use crate::{admin, admin_sim, admin_state, images, reference};
         images::list_files, images::upload_files,
         admin_state::reset, admin_state::save_snapshot, admin_state::list_snapshots, admin_state::restore_snapshot,
         admin_state::delete_snapshot, admin_state::seed,
+        admin_hosts::list_hosts, admin_hosts::add_host, admin_hosts::show_host, admin_hosts::enable_host,
+        admin_hosts::disable_host, admin_hosts::drain_host, admin_hosts::remove_host,
+        admin_hosts::list_placements, admin_hosts::place, admin_hosts::show_placement, admin_hosts::release,
+        admin_hosts::show_overcommit, admin_hosts::set_overcommit,
+        internal::register, internal::heartbeat, internal::runtime,
     ),
     components(schemas(
         schemas::NewInstanceForm, schemas::NewFirewallForm, schemas::FirewallChangesForm,
@@ -116,6 +121,13 @@ impl utoipa::Modify for Security {
         }
         c.add_security_scheme(
             "admin_token",
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(
+                utoipa::openapi::security::HttpAuthScheme::Bearer,
+            )),
+        );
+        // The agent protocol: `Authorization: Bearer <host token>`.
+        c.add_security_scheme(
+            "host_token",
             SecurityScheme::Http(utoipa::openapi::security::Http::new(
                 utoipa::openapi::security::HttpAuthScheme::Bearer,
             )),

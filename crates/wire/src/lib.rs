@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod envelope;
 pub mod error;
 pub mod firewalls;
+pub mod hosts;
 pub mod images;
 pub mod instances;
 pub mod keys;

@@ -8,6 +8,7 @@ mod bills;
 mod catalog;
 mod clock;
 mod faults;
+mod hosts;
 mod images;
 mod sim;
 mod standin;
@@ -48,6 +49,12 @@ pub enum AdminCommand {
     /// The server clock (settable with the simulated driver)
     #[command(subcommand)]
     Clock(clock::ClockAction),
+    /// Hypervisor hosts: add (prints the token), list, show, disable, enable, drain, remove
+    #[command(subcommand)]
+    Hosts(hosts::HostAction),
+    /// Where instances are placed: place, list, show, release, overcommit
+    #[command(subcommand)]
+    Placements(hosts::PlacementAction),
     /// Fault rules of the simulated driver: add, list, clear
     #[command(subcommand)]
     Faults(faults::FaultAction),
@@ -88,6 +95,8 @@ pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> any
         AdminCommand::Bills(action) => bills::run(admin, action, out).await,
         AdminCommand::Clock(action) => clock::run(admin, action, out).await,
         AdminCommand::Faults(action) => faults::run(admin, action, out).await,
+        AdminCommand::Hosts(action) => hosts::run(admin, action, out).await,
+        AdminCommand::Placements(action) => hosts::placements(admin, action, out).await,
         AdminCommand::Sim(action) => sim::run(admin, action, out).await,
         AdminCommand::Reset { keep_accounts } => standin::reset(admin, keep_accounts, out).await,
         AdminCommand::Snapshot(action) => standin::snapshot(admin, action, out).await,

@@ -1,0 +1,354 @@
+//! `openwinv agent`: the hypervisor host's side of the agent protocol (`docs/hosts.md`).
+//!
+//! The agent registers its host with the control plane (address, vCPUs, memory and disk read
+//! from the machine, driver, capabilities), then sends a heartbeat every 2 s. Every call is
+//! outbound and carries the host token, so a host behind NAT can join. When the control plane
+//! is away (connection refused, timeout, 5xx) the agent retries with backoff and carries on
+//! where it was once it answers; a heartbeat answered "not registered" (the host was re-added,
+//! or its row was reset) makes it register again. A refused token (401) or a refused
+//! registration (wrong zone) ends the agent with the control plane's message: retrying cannot
+//! fix either.
+//!
+//! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
+//! types of `openwinv-wire`. Driving machines (the work the control plane has for the host) is
+//! the next step; see `docs/hosts.md`.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use openwinv_wire::hosts::{HEARTBEAT_INTERVAL_MS, HeartbeatAck, Registered, Registration};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// How long one call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and longest waits between attempts while the control plane is away.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The driver the host runs machines with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Qemu,
+    Sim,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Qemu => "qemu",
+            Driver::Sim => "sim",
+        }
+    }
+}
+
+/// What `openwinv agent` was given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The control plane's base URL, e.g. `https://cp.example:8443`.
+    pub control_plane: String,
+    pub host_token: String,
+    pub driver: Driver,
+    pub zone: String,
+    pub data_dir: PathBuf,
+    /// A CA certificate (PEM) to trust besides the system's: the control plane's local CA.
+    pub ca_file: Option<PathBuf>,
+    /// The address to announce instead of the one the agent reaches the control plane from.
+    pub address: Option<String>,
+    /// Capacity to announce instead of the machine's (simulated hosts).
+    pub vcpus: Option<i64>,
+    pub memory_mb: Option<i64>,
+    pub disk_gb: Option<i64>,
+}
+
+/// What the agent tells the control plane about its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub address: String,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    pub capabilities: Vec<String>,
+}
+
+/// Reads the host's facts; `Config` overrides win.
+pub async fn facts(config: &Config) -> anyhow::Result<Facts> {
+    let address = match &config.address {
+        Some(a) => a.clone(),
+        None => local_address(&config.control_plane).await?,
+    };
+    let vcpus = match config.vcpus {
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get() as i64),
+    };
+    let memory_mb = match config.memory_mb {
+        Some(n) => n,
+        None => memory_mb().context("cannot read MemTotal from /proc/meminfo")?,
+    };
+    let disk_gb = match config.disk_gb {
+        Some(n) => n,
+        None => disk_gb(&config.data_dir)?,
+    };
+    let mut capabilities = vec![config.driver.as_str().to_owned()];
+    if config.driver == Driver::Qemu && Path::new("/dev/kvm").exists() {
+        capabilities.push("kvm".into());
+    }
+    Ok(Facts { address, vcpus, memory_mb, disk_gb, capabilities })
+}
+
+/// The local address this machine uses toward the control plane: a UDP socket "connected" to
+/// it (nothing is sent) reports the source address routing picked.
+async fn local_address(control_plane: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(control_plane).with_context(|| format!("--control-plane `{control_plane}`"))?;
+    let host = url.host_str().context("--control-plane has no host")?.trim_matches(['[', ']']).to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let target = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = tokio::net::UdpSocket::bind(bind).await?;
+    socket.connect(target).await.with_context(|| format!("no route to {target}"))?;
+    Ok(socket.local_addr()?.ip().to_string())
+}
+
+fn memory_mb() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// Size of the file system holding the data directory, in GiB.
+fn disk_gb(dir: &Path) -> anyhow::Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).context("data directory path")?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `st` a valid out-parameter.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        bail!("cannot statvfs {}: {}", dir.display(), std::io::Error::last_os_error());
+    }
+    Ok((st.f_blocks as u128 * st.f_frsize as u128 / (1 << 30)) as i64)
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+enum CallError {
+    /// 401: the token is not (or no longer) a host's.
+    Refused(String),
+    /// 404 on a heartbeat: the host must register (again).
+    NotRegistered(String),
+    /// Another 4xx: the request is wrong; retrying the same one cannot help.
+    Rejected(String),
+    /// No answer, or a 5xx: try again later.
+    Away(String),
+}
+
+/// The control plane as the agent calls it.
+struct Control {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Control {
+    fn new(config: &Config) -> anyhow::Result<Control> {
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(REQUEST_TIMEOUT);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("the CA file {} is not PEM", path.display()))?;
+            if certs.is_empty() {
+                bail!("the CA file {} holds no certificate", path.display());
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let base = config.control_plane.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base).with_context(|| format!("--control-plane `{base}` is not a URL"))?;
+        Ok(Control { http: builder.build()?, base, token: config.host_token.trim().to_owned() })
+    }
+
+    /// POSTs to `/internal/v1/hosts/{what}` and returns the first row of the answer.
+    async fn call<T: DeserializeOwned>(&self, what: &str, body: Option<&Value>) -> Result<T, CallError> {
+        let mut req = self.http.post(format!("{}/internal/v1/hosts/{what}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| CallError::Away(error_chain(&e)))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| CallError::Away(error_chain(&e)))?;
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = || {
+            let m = json["message"].as_str().unwrap_or(text.trim());
+            format!("{} {}: {m}", status.as_u16(), json["error_code"].as_str().unwrap_or(""))
+        };
+        match status.as_u16() {
+            200 => {
+                let row = json["result"].get(0).cloned().ok_or_else(|| CallError::Away(format!("no row: {text}")))?;
+                serde_json::from_value(row).map_err(|e| CallError::Away(format!("unexpected answer ({e}): {text}")))
+            }
+            401 => Err(CallError::Refused(message())),
+            404 => Err(CallError::NotRegistered(message())),
+            400..=499 => Err(CallError::Rejected(message())),
+            _ => Err(CallError::Away(message())),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Doubling waits with ±20 % jitter, from [`BACKOFF_FIRST`] up to [`BACKOFF_MAX`].
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_FIRST;
+    }
+
+    fn wait(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+    }
+}
+
+/// Runs the agent until `stop` completes or the control plane refuses it for good.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let control = Control::new(&config)?;
+    let facts = facts(&config).await?;
+    let registration = Registration {
+        zone: config.zone.clone(),
+        address: facts.address.clone(),
+        vcpus: facts.vcpus,
+        memory_mb: facts.memory_mb,
+        disk_gb: facts.disk_gb,
+        driver: config.driver.as_str().into(),
+        capabilities: facts.capabilities.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let registration = serde_json::to_value(&registration)?;
+    tracing::info!(control_plane = %control.base, address = %facts.address, vcpus = facts.vcpus,
+        memory_mb = facts.memory_mb, disk_gb = facts.disk_gb, driver = config.driver.as_str(), "agent starting");
+
+    // The control plane's interval once registered; the protocol's default until then.
+    let mut interval = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+    let mut backoff = Backoff::new();
+    let mut registered: Option<Registered> = None;
+    let mut away_since: Option<std::time::Instant> = None;
+    tokio::pin!(stop);
+    loop {
+        let started = std::time::Instant::now();
+        let wait = match &registered {
+            None => match control.call::<Registered>("register", Some(&registration)).await {
+                Ok(r) => {
+                    println!(
+                        "openwinv agent {}: host {} ({}) registered with {} in zone {}",
+                        env!("CARGO_PKG_VERSION"),
+                        r.name,
+                        r.host_id,
+                        control.base,
+                        r.zone
+                    );
+                    let record = serde_json::to_string_pretty(&serde_json::json!({
+                        "host_id": r.host_id, "name": r.name, "zone": r.zone, "control_plane": control.base,
+                    }))?;
+                    std::fs::write(config.data_dir.join("host.json"), record)
+                        .with_context(|| format!("cannot write {}", config.data_dir.join("host.json").display()))?;
+                    if r.heartbeat_interval_ms > 0 {
+                        interval = Duration::from_millis(r.heartbeat_interval_ms);
+                    }
+                    registered = Some(r);
+                    away_since = None;
+                    backoff.reset();
+                    interval
+                }
+                Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+                Err(CallError::Rejected(m) | CallError::NotRegistered(m)) => {
+                    bail!("the control plane refused the registration: {m}")
+                }
+                Err(CallError::Away(m)) => {
+                    let wait = backoff.wait();
+                    tracing::warn!(error = %m, retry_in = ?wait, "control plane unreachable; registration retried");
+                    wait
+                }
+            },
+            Some(r) => match control.call::<HeartbeatAck>("heartbeat", None).await {
+                Ok(_) => {
+                    if let Some(since) = away_since.take() {
+                        tracing::info!(away = ?since.elapsed(), "control plane reachable again");
+                    }
+                    backoff.reset();
+                    interval.saturating_sub(started.elapsed())
+                }
+                Err(CallError::NotRegistered(m)) => {
+                    tracing::warn!(host = %r.name, error = %m, "the control plane lost the registration; registering again");
+                    registered = None;
+                    Duration::ZERO
+                }
+                Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+                Err(CallError::Rejected(m) | CallError::Away(m)) => {
+                    away_since.get_or_insert_with(std::time::Instant::now);
+                    let wait = backoff.wait();
+                    tracing::warn!(error = %m, retry_in = ?wait, "heartbeat failed");
+                    wait
+                }
+            },
+        };
+        tokio::select! {
+            _ = &mut stop => {
+                tracing::info!("agent stopping");
+                return Ok(());
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<Duration> = (0..8).map(|_| b.wait()).collect();
+        assert!(waits[0] <= BACKOFF_FIRST.mul_f64(1.2) && waits[0] >= BACKOFF_FIRST.mul_f64(0.8));
+        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX.mul_f64(1.2)));
+        assert!(waits[7] >= BACKOFF_MAX.mul_f64(0.8), "{waits:?}");
+        b.reset();
+        assert!(b.wait() <= BACKOFF_FIRST.mul_f64(1.2));
+    }
+
+    #[test]
+    fn the_machine_has_memory_and_a_disk() {
+        assert!(memory_mb().is_some_and(|m| m > 0));
+        assert!(disk_gb(Path::new("/")).is_ok());
+    }
+}

@@ -1,0 +1,299 @@
+//! The operator's face of hypervisor hosts [ext]: `/admin/v1/hosts` (add, list, show, enable,
+//! disable, drain, remove) and `/admin/v1/placements` (place an instance, list, release, the
+//! overcommit ratios). See `docs/hosts.md`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use openwinv_store::StoreError;
+use openwinv_store::hosts::{self as store_hosts, HostRecord, NewHost, Placed, PlacementRecord, PlacementRequest};
+use openwinv_wire::hosts::{Host, IssuedHost, Overcommit, Placement, Resources};
+use openwinv_wire::{Envelope, ErrorCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::admin::check_token;
+use crate::api::Reply;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, Path, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/hosts", get(list_hosts).post(add_host))
+        .route("/admin/v1/hosts/{name}", get(show_host).delete(remove_host))
+        .route("/admin/v1/hosts/{name}/enable", post(enable_host))
+        .route("/admin/v1/hosts/{name}/disable", post(disable_host))
+        .route("/admin/v1/hosts/{name}/drain", post(drain_host))
+        .route("/admin/v1/placements", get(list_placements).post(place))
+        .route("/admin/v1/placements/overcommit", get(show_overcommit).put(set_overcommit))
+        .route("/admin/v1/placements/{instance_id}", get(show_placement).delete(release))
+}
+
+/// A new host token: `owh_` and 43 base62 characters (about 256 bits).
+pub fn new_host_token() -> String {
+    format!("owh_{}", openwinv_store::ids::random_base62(43))
+}
+
+/// What the store keeps of a token: its SHA-256, hex. The token is 256 random bits, so a fast
+/// hash loses nothing against guessing (argon2's cost is for low-entropy passwords), and every
+/// heartbeat can be checked with one indexed lookup instead of a deliberately slow hash.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub(crate) fn host_wire(state: &AppState, h: HostRecord) -> Host {
+    let now = state.clock.unix();
+    let status = if h.registered_at.is_none() {
+        "new"
+    } else if h.alive(now) {
+        "alive"
+    } else {
+        "offline"
+    };
+    Host {
+        status: status.into(),
+        capabilities: h.capability_list(),
+        capacity: Resources { vcpus: h.vcpus, memory_mb: h.memory_mb, disk_gb: h.disk_gb },
+        reserved: Resources { vcpus: h.reserved_vcpus, memory_mb: h.reserved_memory_mb, disk_gb: h.reserved_disk_gb },
+        instances: h.instances,
+        last_heartbeat_at: h.last_heartbeat_at.map(|t| state.timestamp(t)),
+        heartbeat_age_s: h.last_heartbeat_at.map(|t| now - t),
+        generation: h.generation,
+        created_at: state.timestamp(h.created_at),
+        host_id: h.host_id,
+        name: h.name,
+        zone: h.zone_id,
+        state: h.state,
+        address: h.address,
+        driver: h.driver,
+        agent_version: h.agent_version,
+    }
+}
+
+fn placement_wire(state: &AppState, p: PlacementRecord, new: bool) -> Placement {
+    Placement {
+        reserved: Resources { vcpus: p.vcpus, memory_mb: p.memory_mb, disk_gb: p.disk_gb },
+        created_at: state.timestamp(p.created_at),
+        instance_id: p.instance_id,
+        host_id: p.host_id,
+        host: p.host_name,
+        new,
+    }
+}
+
+fn unknown_host(name: &str) -> ApiError {
+    ApiError::not_found(format!("The host `{name}`"))
+}
+
+#[utoipa::path(get, path = "/admin/v1/hosts", tag = "hosts", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_hosts(State(state): State<AppState>) -> Reply<Host> {
+    let rows = state.store.hosts().await?.into_iter().map(|h| host_wire(&state, h)).collect();
+    Ok(Json(Envelope::rows(rows)))
+}
+
+/// Adds a host to a zone and issues its token, shown only in this answer.
+#[utoipa::path(post, path = "/admin/v1/hosts", tag = "hosts", security(("admin_token" = [])),
+    request_body = openwinv_wire::hosts::NewHost,
+    responses((status = 200, body = Envelope<Vec<IssuedHost>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn add_host(State(state): State<AppState>, body: Body) -> Reply<IssuedHost> {
+    let name = body.required_str("name")?;
+    check_token("name", &name, 1, 63)?;
+    let zone = body.required_str("zone")?;
+    if !state.catalog.get().zones.iter().any(|z| z.id == zone) {
+        return Err(ApiError::new(
+            ErrorCode::IdInvalid,
+            format!("The field `zone` names no zone of the catalog: `{zone}`."),
+        ));
+    }
+    let token = new_host_token();
+    let digest = token_digest(&token);
+    let new = NewHost { name: &name, zone_id: &zone, token_sha256: &digest, created_at: state.clock.unix() };
+    match state.store.create_host(&new).await {
+        Ok(h) => {
+            Ok(Json(Envelope::rows(vec![IssuedHost { host_id: h.host_id, name: h.name, zone: h.zone_id, token }])))
+        }
+        Err(StoreError::Conflict) => Err(ApiError::param(format!("The field `name`: a host `{name}` exists already."))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(get, path = "/admin/v1/hosts/{name}", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn show_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
+    let h = state.store.host_by_name(&name).await?.ok_or_else(|| unknown_host(&name))?;
+    Ok(Json(Envelope::rows(vec![host_wire(&state, h)])))
+}
+
+async fn set_state(state: AppState, name: String, to: &str) -> Reply<Host> {
+    let h = state.store.set_host_state(&name, to).await?.ok_or_else(|| unknown_host(&name))?;
+    Ok(Json(Envelope::rows(vec![host_wire(&state, h)])))
+}
+
+/// New instances may be placed on the host again.
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/enable", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn enable_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
+    set_state(state, name, store_hosts::ENABLED).await
+}
+
+/// No new instance is placed on the host; its instances stay.
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/disable", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn disable_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
+    set_state(state, name, store_hosts::DISABLED).await
+}
+
+/// No new instance is placed on the host, and its instances are to leave it (moving them is not
+/// built yet: see docs/hosts.md).
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/drain", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn drain_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
+    set_state(state, name, store_hosts::DRAINING).await
+}
+
+/// Removes a host that holds no instance; its token stops working.
+#[utoipa::path(delete, path = "/admin/v1/hosts/{name}", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope),
+        (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn remove_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
+    match state.store.remove_host(&name).await? {
+        store_hosts::Removal::Removed(h) => Ok(Json(Envelope::rows(vec![host_wire(&state, *h)]))),
+        store_hosts::Removal::NotFound => Err(unknown_host(&name)),
+        store_hosts::Removal::Busy(n) => Err(ApiError::new(
+            ErrorCode::InUse,
+            format!("The host `{name}` holds {n} instance(s); delete or move them first (drain keeps new ones away)."),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/admin/v1/placements", tag = "hosts", security(("admin_token" = [])),
+    params(("host" = Option<String>, Query, description = "Only the placements on this host")),
+    responses((status = 200, body = Envelope<Vec<Placement>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_placements(State(state): State<AppState>, q: Query) -> Reply<Placement> {
+    let rows = state.store.placements(q.str("host")).await?;
+    Ok(Json(Envelope::rows(rows.into_iter().map(|p| placement_wire(&state, p, false)).collect())))
+}
+
+#[utoipa::path(get, path = "/admin/v1/placements/{instance_id}", tag = "hosts", security(("admin_token" = [])),
+    params(("instance_id" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Placement>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn show_placement(State(state): State<AppState>, Path(instance_id): Path<String>) -> Reply<Placement> {
+    let p = state
+        .store
+        .placement(&instance_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("A placement of `{instance_id}`")))?;
+    Ok(Json(Envelope::rows(vec![placement_wire(&state, p, false)])))
+}
+
+/// Places an existing instance on a host of its zone by its flavor's size (see docs/hosts.md);
+/// an instance placed before gets its reservation back.
+#[utoipa::path(post, path = "/admin/v1/placements", tag = "hosts", security(("admin_token" = [])),
+    request_body = openwinv_wire::hosts::NewPlacement,
+    responses((status = 200, body = Envelope<Vec<Placement>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 503, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn place(State(state): State<AppState>, body: Body) -> Reply<Placement> {
+    let instance_id = body.required_str("instance_id")?;
+    let mut capabilities = body.str_list("capabilities")?.unwrap_or_default();
+    for c in &capabilities {
+        check_token("capabilities", c, 1, 32)?;
+    }
+    let (zone, flavor_id) = state.store.instance_zone_flavor(&instance_id).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::IdInvalid, format!("The field `instance_id` names no instance: `{instance_id}`."))
+    })?;
+    let catalog = state.catalog.get();
+    let flavor = catalog.flavors.iter().find(|f| f.id == flavor_id).ok_or_else(|| {
+        ApiError::internal(format!("instance {instance_id} has flavor {flavor_id}, which the catalog lacks"))
+    })?;
+    if flavor.gpu.unwrap_or(0) > 0 && !capabilities.iter().any(|c| c == "gpu") {
+        capabilities.push("gpu".into());
+    }
+    let req = PlacementRequest {
+        instance_id: &instance_id,
+        zone_id: &zone,
+        vcpus: i64::from(flavor.vcpu),
+        memory_mb: i64::from(flavor.memory) * 1024,
+        disk_gb: i64::from(flavor.disk),
+        capabilities: &capabilities,
+    };
+    match state.store.place(&req, state.clock.unix()).await? {
+        Placed::New(p) => Ok(Json(Envelope::rows(vec![placement_wire(&state, p, true)]))),
+        Placed::Existing(p) => Ok(Json(Envelope::rows(vec![placement_wire(&state, p, false)]))),
+        Placed::NoHost { hosts, usable } => Err(ApiError::new(
+            ErrorCode::DevCheckReturn,
+            format!(
+                "No host of zone {zone} can take {instance_id} ({} vCPU, {} MB, {} GB{}): the zone has {hosts} host(s), \
+                 {usable} of them enabled, alive and capable, none with room.",
+                req.vcpus,
+                req.memory_mb,
+                req.disk_gb,
+                if capabilities.is_empty() { String::new() } else { format!(", needs {}", capabilities.join(",")) },
+            ),
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)),
+    }
+}
+
+/// Releases an instance's reservation (deleting the instance does it too).
+#[utoipa::path(delete, path = "/admin/v1/placements/{instance_id}", tag = "hosts", security(("admin_token" = [])),
+    params(("instance_id" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Placement>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn release(State(state): State<AppState>, Path(instance_id): Path<String>) -> Reply<Placement> {
+    let p = state
+        .store
+        .release(&instance_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("A placement of `{instance_id}`")))?;
+    Ok(Json(Envelope::rows(vec![placement_wire(&state, p, false)])))
+}
+
+fn overcommit_wire(o: store_hosts::Overcommit) -> Overcommit {
+    let f = |milli: i64| milli as f64 / 1000.0;
+    Overcommit { vcpu: f(o.vcpu_milli), memory: f(o.memory_milli), disk: f(o.disk_milli) }
+}
+
+#[utoipa::path(get, path = "/admin/v1/placements/overcommit", tag = "hosts", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<Vec<Overcommit>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn show_overcommit(State(state): State<AppState>) -> Reply<Overcommit> {
+    Ok(Json(Envelope::rows(vec![overcommit_wire(state.store.overcommit().await?)])))
+}
+
+/// A ratio field in thousandths: a number (or numeric string) from 0.1 to 64.
+fn ratio(body: &Body, field: &str) -> ApiResult<Option<i64>> {
+    let bad = || ApiError::param(format!("The field `{field}` must be a number from 0.1 to 64."));
+    let v = match body.0.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| bad())?,
+        Some(_) => return Err(bad()),
+    };
+    if !(0.1..=64.0).contains(&v) {
+        return Err(bad());
+    }
+    Ok(Some((v * 1000.0).round() as i64))
+}
+
+/// Sets the overcommit ratios placement applies to every host's capacity; a field left out keeps
+/// its value.
+#[utoipa::path(put, path = "/admin/v1/placements/overcommit", tag = "hosts", security(("admin_token" = [])),
+    request_body = openwinv_wire::hosts::OvercommitUpdate,
+    responses((status = 200, body = Envelope<Vec<Overcommit>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn set_overcommit(State(state): State<AppState>, body: Body) -> Reply<Overcommit> {
+    let mut o = state.store.overcommit().await?;
+    if let Some(v) = ratio(&body, "vcpu")? {
+        o.vcpu_milli = v;
+    }
+    if let Some(v) = ratio(&body, "memory")? {
+        o.memory_milli = v;
+    }
+    if let Some(v) = ratio(&body, "disk")? {
+        o.disk_milli = v;
+    }
+    state.store.set_overcommit(&o).await?;
+    Ok(Json(Envelope::rows(vec![overcommit_wire(o)])))
+}

@@ -1,0 +1,226 @@
+//! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime}`
+//! on the control plane's own listener (HTTPS too with `--tls`). Every call carries
+//! `Authorization: Bearer <host token>`; the token names the host, so no call names one. Only
+//! agents call: the control plane never connects to a host. See `docs/hosts.md`.
+
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
+use openwinv_wire::hosts::{HEARTBEAT_INTERVAL_MS, HeartbeatAck, OFFLINE_AFTER_SECS, Registered, RuntimeAck};
+use openwinv_wire::{Envelope, ErrorCode};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::admin::check_token;
+use crate::admin_hosts::token_digest;
+use crate::api::Reply;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, enum_error};
+
+/// Drivers an agent may run.
+const DRIVERS: &[&str] = &["qemu", "sim"];
+/// Most machines in one runtime report.
+const MAX_REPORTS: usize = 1000;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/internal/v1/hosts/register", post(register))
+        .route("/internal/v1/hosts/heartbeat", post(heartbeat))
+        .route("/internal/v1/hosts/runtime", post(runtime))
+        .layer(from_fn_with_state(state, require_host))
+}
+
+/// Finds the host whose token the request carries; anything else is 401 `CHECK_CREDENTIAL`.
+pub async fn require_host(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let host = if given.is_empty() {
+        None
+    } else {
+        match state.store.host_by_token(&token_digest(given)).await {
+            Ok(h) => h,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    match host {
+        Some(h) => {
+            req.extensions_mut().insert(h);
+            next.run(req).await
+        }
+        None => {
+            state.metrics.auth_failure(ErrorCode::CheckCredential);
+            ApiError::new(
+                ErrorCode::CheckCredential,
+                "The agent API needs `Authorization: Bearer <host token>` with the token `openwinv admin hosts add` \
+                 printed for a host that still exists.",
+            )
+            .into_response()
+        }
+    }
+}
+
+fn int_in(body: &Body, field: &str, min: i64, max: i64) -> ApiResult<i64> {
+    match body.int(field)? {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::param(format!("The field `{field}` must be an integer from {min} to {max}."))),
+        None => Err(ApiError::missing_body(field)),
+    }
+}
+
+/// An agent describes its host; this counts as its first heartbeat.
+#[utoipa::path(post, path = "/internal/v1/hosts/register", tag = "agent", security(("host_token" = [])),
+    request_body = openwinv_wire::hosts::Registration,
+    responses((status = 200, body = Envelope<Vec<Registered>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(host): Extension<HostIdentity>,
+    body: Body,
+) -> Reply<Registered> {
+    let zone = body.required_str("zone")?;
+    if zone != host.zone_id {
+        return Err(ApiError::param(format!(
+            "The field `zone` is `{zone}`, but the host `{}` was added to zone `{}`.",
+            host.name, host.zone_id
+        )));
+    }
+    let address = body.required_str("address")?;
+    if address.is_empty() || address.len() > 255 || address.chars().any(char::is_control) {
+        return Err(ApiError::param("The field `address` must be 1-255 characters without control characters."));
+    }
+    let vcpus = int_in(&body, "vcpus", 1, 65_536)?;
+    let memory_mb = int_in(&body, "memory_mb", 1, 1 << 40)?;
+    let disk_gb = int_in(&body, "disk_gb", 0, 1 << 40)?;
+    let driver = body.required_str("driver")?;
+    if !DRIVERS.contains(&driver.as_str()) {
+        return Err(enum_error("driver", &driver, DRIVERS));
+    }
+    let capabilities = body.str_list("capabilities")?.unwrap_or_default();
+    if capabilities.len() > 64 {
+        return Err(ApiError::param("The field `capabilities` must have at most 64 entries."));
+    }
+    for c in &capabilities {
+        check_token("capabilities", c, 1, 32)?;
+    }
+    let agent_version = body.str("agent_version")?.unwrap_or_default();
+    if agent_version.len() > 64 || agent_version.chars().any(char::is_control) {
+        return Err(ApiError::param("The field `agent_version` must be at most 64 characters."));
+    }
+    let now = state.clock.unix();
+    let reg = Registration {
+        address: &address,
+        vcpus,
+        memory_mb,
+        disk_gb,
+        driver: &driver,
+        capabilities: &capabilities,
+        agent_version: &agent_version,
+    };
+    let h = state
+        .store
+        .register_host(&host.host_id, &reg, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("The host `{}`", host.name)))?;
+    tracing::info!(host = %h.name, %address, vcpus, memory_mb, disk_gb, %driver, "host registered");
+    Ok(Json(Envelope::rows(vec![Registered {
+        host_id: h.host_id,
+        name: h.name,
+        zone: h.zone_id,
+        state: h.state,
+        generation: h.generation,
+        heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        offline_after_s: OFFLINE_AFTER_SECS,
+        server_time: now,
+    }])))
+}
+
+/// A heartbeat: one write of the host's row (server clock). A host that has not registered since
+/// it was added answers 404, and the agent registers again.
+#[utoipa::path(post, path = "/internal/v1/hosts/heartbeat", tag = "agent", security(("host_token" = [])),
+    responses((status = 200, body = Envelope<Vec<HeartbeatAck>>), (status = 401, body = openwinv_wire::ErrorEnvelope),
+        (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn heartbeat(State(state): State<AppState>, Extension(host): Extension<HostIdentity>) -> Reply<HeartbeatAck> {
+    let now = state.clock.unix();
+    let beat = state.store.heartbeat(&host.host_id, now).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("The host `{}` has not registered; POST /internal/v1/hosts/register first.", host.name),
+        )
+    })?;
+    Ok(Json(Envelope::rows(vec![HeartbeatAck { state: beat.state, generation: beat.generation, server_time: now }])))
+}
+
+/// The states of the host's machines, each with the agent's generation for it; a report older
+/// than the stored one is answered `stale` and changes nothing.
+#[utoipa::path(post, path = "/internal/v1/hosts/runtime", tag = "agent", security(("host_token" = [])),
+    request_body = openwinv_wire::hosts::RuntimeReports,
+    responses((status = 200, body = Envelope<Vec<RuntimeAck>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn runtime(
+    State(state): State<AppState>,
+    Extension(host): Extension<HostIdentity>,
+    body: Body,
+) -> Reply<RuntimeAck> {
+    let items = match body.0.get("machines") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => return Err(ApiError::missing_body("machines")),
+        Some(_) => {
+            return Err(ApiError::param("The field `machines` must be a list of {instance_id, state, generation}."));
+        }
+    };
+    if items.len() > MAX_REPORTS {
+        return Err(ApiError::param(format!("The field `machines` must have at most {MAX_REPORTS} entries.")));
+    }
+    let mut reports = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = |f: &str| format!("machines.{i}.{f}");
+        let Some(obj) = item.as_object() else {
+            return Err(ApiError::param(format!("The field `machines.{i}` must be an object.")));
+        };
+        let instance_id = match obj.get("instance_id") {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => s.clone(),
+            None => return Err(ApiError::missing_body(&field("instance_id"))),
+            Some(_) => {
+                return Err(ApiError::param(format!("The field `{}` must be an instance id.", field("instance_id"))));
+            }
+        };
+        let st = match obj.get("state") {
+            Some(Value::String(s)) => s.clone(),
+            None => return Err(ApiError::missing_body(&field("state"))),
+            Some(_) => return Err(ApiError::param(format!("The field `{}` must be a string.", field("state")))),
+        };
+        if !RUNTIME_STATES.contains(&st.as_str()) {
+            return Err(enum_error(&field("state"), &st, RUNTIME_STATES));
+        }
+        let generation = match obj.get("generation") {
+            Some(Value::Number(n)) => n.as_i64().filter(|g| *g >= 0),
+            None => return Err(ApiError::missing_body(&field("generation"))),
+            Some(_) => None,
+        }
+        .ok_or_else(|| ApiError::param(format!("The field `{}` must be an integer from 0.", field("generation"))))?;
+        reports.push((instance_id, st, generation));
+    }
+    let outcomes = state.store.report_runtime(&host.host_id, &reports, state.clock.unix()).await?;
+    let rows = reports
+        .into_iter()
+        .zip(outcomes)
+        .map(|((instance_id, _, generation), o)| match o {
+            ReportOutcome::Accepted => {
+                RuntimeAck { instance_id, outcome: "accepted".into(), stored_generation: generation }
+            }
+            ReportOutcome::Stale { stored_generation } => {
+                RuntimeAck { instance_id, outcome: "stale".into(), stored_generation }
+            }
+            ReportOutcome::NotPlaced => RuntimeAck { instance_id, outcome: "not_placed".into(), stored_generation: -1 },
+        })
+        .collect();
+    Ok(Json(Envelope::rows(rows)))
+}

@@ -1,0 +1,690 @@
+//! Hypervisor hosts (issue 18): the hosts the operator added, their agents' registrations and
+//! heartbeats, where each instance is placed, and what the agents report about their machines.
+//!
+//! **Placement** follows the shape of omicron's `sled_reservation_create`: in one transaction,
+//! an instance that already has a reservation gets it back (idempotent per instance); otherwise
+//! the hosts of the zone that are enabled, alive (a heartbeat within [`ALIVE_WITHIN_SECS`] of the
+//! server clock) and capable, whose reserved vCPU/memory/disk plus the request fits their
+//! capacity times the overcommit ratios, are candidates; the least loaded one (ties at random)
+//! is chosen and the reservation row written.
+//!
+//! Concurrent placements must not overbook. On SQLite the transaction holds the database's write
+//! lock from its first statement (`BEGIN IMMEDIATE`), so placements run one after another. On
+//! PostgreSQL (READ COMMITTED) the chosen host's row is locked (`SELECT … FOR UPDATE`) and its
+//! reserved sums are read again after the lock is held: every placement onto one host holds that
+//! row's lock from its re-check to its commit, so the second of two racing placements sees the
+//! first one's row. When the re-check refuses (the host filled up meanwhile) the transaction is
+//! rolled back and placement starts over with fresh candidates, so a transaction never holds two
+//! host locks and two placements cannot deadlock. Placements onto different hosts do not wait
+//! for each other, which SERIALIZABLE would not promise (its read of every candidate's sums makes
+//! concurrent placements in one zone conflict and retry).
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::{Backend, Result, Store, StoreError};
+
+/// The operator's states of a host.
+pub const ENABLED: &str = "enabled";
+pub const DISABLED: &str = "disabled";
+pub const DRAINING: &str = "draining";
+
+/// A host is alive when its last heartbeat is at most this many seconds behind the server clock.
+pub const ALIVE_WITHIN_SECS: i64 = 20;
+
+/// Attempts of one placement before it gives up (each failed attempt means another placement
+/// took the capacity it had chosen).
+const PLACE_ATTEMPTS: usize = 64;
+
+/// Machine states an agent may report.
+pub const RUNTIME_STATES: &[&str] = &["running", "stopped", "paused", "crashed", "absent"];
+
+/// The overcommit key in `meta`.
+const OVERCOMMIT_KEY: &str = "placement_overcommit";
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HostRecord {
+    pub host_id: String,
+    pub name: String,
+    pub zone_id: String,
+    /// `enabled`, `disabled` or `draining`.
+    pub state: String,
+    pub address: Option<String>,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    pub driver: Option<String>,
+    /// JSON array of strings.
+    pub capabilities: String,
+    pub agent_version: Option<String>,
+    pub registered_at: Option<i64>,
+    /// Server clock, Unix seconds.
+    pub last_heartbeat_at: Option<i64>,
+    /// Bumped by every change of the host's row other than a heartbeat.
+    pub generation: i64,
+    pub created_at: i64,
+    /// Sums of the host's reservations.
+    pub reserved_vcpus: i64,
+    pub reserved_memory_mb: i64,
+    pub reserved_disk_gb: i64,
+    pub instances: i64,
+}
+
+impl HostRecord {
+    /// Whether a heartbeat arrived within [`ALIVE_WITHIN_SECS`] of `now` (server clock).
+    pub fn alive(&self, now: i64) -> bool {
+        self.last_heartbeat_at.is_some_and(|t| now - t <= ALIVE_WITHIN_SECS)
+    }
+
+    pub fn capability_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.capabilities).unwrap_or_default()
+    }
+}
+
+const HOST_COLUMNS: &str = "h.host_id, h.name, h.zone_id, h.state, h.address, h.vcpus, h.memory_mb, h.disk_gb, \
+     h.driver, h.capabilities, h.agent_version, h.registered_at, h.last_heartbeat_at, h.generation, h.created_at, \
+     COALESCE(r.vcpus, 0) AS reserved_vcpus, COALESCE(r.memory_mb, 0) AS reserved_memory_mb, \
+     COALESCE(r.disk_gb, 0) AS reserved_disk_gb, COALESCE(r.n, 0) AS instances";
+
+/// Hosts with their reserved sums; `{where}` filters `h`.
+fn host_query(filter: &str) -> String {
+    format!(
+        "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN (\
+            SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, \
+                   CAST(SUM(disk_gb) AS BIGINT) AS disk_gb, CAST(COUNT(*) AS BIGINT) AS n \
+            FROM placements GROUP BY host_id) r ON r.host_id = h.host_id \
+         {filter}"
+    )
+}
+
+/// A host the operator adds; the agent describes it when it registers.
+#[derive(Debug, Clone)]
+pub struct NewHost<'a> {
+    pub name: &'a str,
+    pub zone_id: &'a str,
+    /// Hex SHA-256 of the host's token.
+    pub token_sha256: &'a str,
+    pub created_at: i64,
+}
+
+/// What an agent says about its host when it registers.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    pub address: &'a str,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    pub driver: &'a str,
+    pub capabilities: &'a [String],
+    pub agent_version: &'a str,
+}
+
+/// The host a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HostIdentity {
+    pub host_id: String,
+    pub name: String,
+    pub zone_id: String,
+    pub state: String,
+    pub registered_at: Option<i64>,
+}
+
+/// What a heartbeat wrote and the host's current state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Beat {
+    pub state: String,
+    pub generation: i64,
+}
+
+/// Overcommit ratios in thousandths (`4000` = 4.0 vCPUs reserved per host vCPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overcommit {
+    pub vcpu_milli: i64,
+    pub memory_milli: i64,
+    pub disk_milli: i64,
+}
+
+impl Default for Overcommit {
+    /// 4 vCPUs per host thread, memory and disk not overcommitted.
+    fn default() -> Overcommit {
+        Overcommit { vcpu_milli: 4000, memory_milli: 1000, disk_milli: 1000 }
+    }
+}
+
+/// What one instance needs.
+#[derive(Debug, Clone)]
+pub struct PlacementRequest<'a> {
+    pub instance_id: &'a str,
+    pub zone_id: &'a str,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    /// Capabilities the host must have (e.g. `kvm`, `gpu`).
+    pub capabilities: &'a [String],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PlacementRecord {
+    pub instance_id: String,
+    pub host_id: String,
+    pub host_name: String,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    pub created_at: i64,
+}
+
+/// A placement's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// A reservation was written.
+    New(PlacementRecord),
+    /// The instance already had one (placement is idempotent per instance).
+    Existing(PlacementRecord),
+    /// No host of the zone can take the instance; `hosts` is how many hosts the zone has,
+    /// `usable` how many are enabled, alive and capable.
+    NoHost { hosts: usize, usable: usize },
+}
+
+/// A resize's check of the instance's own host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resized {
+    /// The reservation now has the new size.
+    Done(PlacementRecord),
+    /// The host cannot take the new size (beside everything else placed on it).
+    NoRoom(PlacementRecord),
+    /// The instance has no reservation.
+    NotPlaced,
+}
+
+/// What became of one runtime report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Accepted,
+    /// A report with this generation or a later one is stored already.
+    Stale {
+        stored_generation: i64,
+    },
+    /// The instance is not placed on the reporting host.
+    NotPlaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuntimeRecord {
+    pub instance_id: String,
+    pub host_id: String,
+    pub state: String,
+    pub generation: i64,
+    pub reported_at: i64,
+}
+
+/// `host removed`, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed(Box<HostRecord>),
+    NotFound,
+    /// Instances are placed on it.
+    Busy(i64),
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    host_id: String,
+    vcpus: i64,
+    memory_mb: i64,
+    disk_gb: i64,
+    capabilities: String,
+    reserved_vcpus: i64,
+    reserved_memory_mb: i64,
+    reserved_disk_gb: i64,
+}
+
+impl Candidate {
+    /// The largest share of the host's (overcommitted) capacity, in millionths, once `req` is
+    /// added; `None` when it does not fit.
+    fn load_after(&self, req: &PlacementRequest<'_>, ratios: &Overcommit) -> Option<i128> {
+        let dims = [
+            (self.reserved_vcpus, req.vcpus, self.vcpus, ratios.vcpu_milli),
+            (self.reserved_memory_mb, req.memory_mb, self.memory_mb, ratios.memory_milli),
+            (self.reserved_disk_gb, req.disk_gb, self.disk_gb, ratios.disk_milli),
+        ];
+        let mut load = 0i128;
+        for (reserved, wanted, capacity, milli) in dims {
+            let used = i128::from(reserved) + i128::from(wanted);
+            let room = i128::from(capacity) * i128::from(milli);
+            if used * 1000 > room {
+                return None;
+            }
+            if room > 0 {
+                load = load.max(used * 1000 * 1_000_000 / room);
+            }
+        }
+        Some(load)
+    }
+
+    fn capable(&self, wanted: &[String]) -> bool {
+        let has: Vec<String> = serde_json::from_str(&self.capabilities).unwrap_or_default();
+        wanted.iter().all(|c| has.contains(c))
+    }
+}
+
+const PLACEMENT_COLUMNS: &str =
+    "p.instance_id, p.host_id, h.name AS host_name, p.vcpus, p.memory_mb, p.disk_gb, p.created_at";
+
+impl Store {
+    /// Adds a host; `Conflict` when the name is taken.
+    pub async fn create_host(&self, host: &NewHost<'_>) -> Result<HostRecord> {
+        let host_id = crate::ids::new_id("HOST");
+        sqlx::query(
+            "INSERT INTO hosts (host_id, name, zone_id, state, token_sha256, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&host_id)
+        .bind(host.name)
+        .bind(host.zone_id)
+        .bind(ENABLED)
+        .bind(host.token_sha256)
+        .bind(host.created_at)
+        .execute(self.writer())
+        .await
+        .map_err(StoreError::from_insert)?;
+        self.host(&host_id).await?.ok_or_else(|| StoreError::Corrupt(format!("host {host_id} vanished")))
+    }
+
+    /// Every host, by name.
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
+        Ok(sqlx::query_as(&host_query("ORDER BY h.name")).fetch_all(self.pool()).await?)
+    }
+
+    pub async fn host(&self, host_id: &str) -> Result<Option<HostRecord>> {
+        Ok(sqlx::query_as(&host_query("WHERE h.host_id = $1")).bind(host_id).fetch_optional(self.pool()).await?)
+    }
+
+    pub async fn host_by_name(&self, name: &str) -> Result<Option<HostRecord>> {
+        Ok(sqlx::query_as(&host_query("WHERE h.name = $1")).bind(name).fetch_optional(self.pool()).await?)
+    }
+
+    /// The host whose token hashes to `token_sha256`.
+    pub async fn host_by_token(&self, token_sha256: &str) -> Result<Option<HostIdentity>> {
+        Ok(sqlx::query_as("SELECT host_id, name, zone_id, state, registered_at FROM hosts WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Sets a host's state (`enabled`, `disabled`, `draining`); `None` for an unknown name.
+    pub async fn set_host_state(&self, name: &str, state: &str) -> Result<Option<HostRecord>> {
+        let r = sqlx::query("UPDATE hosts SET state = $2, generation = generation + 1 WHERE name = $1")
+            .bind(name)
+            .bind(state)
+            .execute(self.writer())
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.host_by_name(name).await
+    }
+
+    /// Removes a host that holds no reservation.
+    pub async fn remove_host(&self, name: &str) -> Result<Removal> {
+        let mut tx = self.begin_write().await?;
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE OF h",
+            Backend::Sqlite => "",
+        };
+        let host: Option<HostRecord> = sqlx::query_as(&format!(
+            "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN (SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
+             CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, CAST(SUM(disk_gb) AS BIGINT) AS disk_gb, \
+             CAST(COUNT(*) AS BIGINT) AS n FROM placements GROUP BY host_id) r ON r.host_id = h.host_id \
+             WHERE h.name = $1{lock}"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(host) = host else { return Ok(Removal::NotFound) };
+        let (n,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM placements WHERE host_id = $1")
+            .bind(&host.host_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            return Ok(Removal::Busy(n));
+        }
+        sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM hosts WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Removal::Removed(Box::new(host)))
+    }
+
+    /// Records an agent's description of its host; it counts as a heartbeat too.
+    pub async fn register_host(&self, host_id: &str, reg: &Registration<'_>, now: i64) -> Result<Option<HostRecord>> {
+        let caps = serde_json::to_string(reg.capabilities).expect("strings serialize");
+        let r = sqlx::query(
+            "UPDATE hosts SET address = $2, vcpus = $3, memory_mb = $4, disk_gb = $5, driver = $6, \
+             capabilities = $7, agent_version = $8, registered_at = $9, last_heartbeat_at = $9, \
+             generation = generation + 1 WHERE host_id = $1",
+        )
+        .bind(host_id)
+        .bind(reg.address)
+        .bind(reg.vcpus)
+        .bind(reg.memory_mb)
+        .bind(reg.disk_gb)
+        .bind(reg.driver)
+        .bind(&caps)
+        .bind(reg.agent_version)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.host(host_id).await
+    }
+
+    /// A heartbeat: one UPDATE of the host's row. `None` when the host is gone or has not
+    /// registered since it was added.
+    pub async fn heartbeat(&self, host_id: &str, now: i64) -> Result<Option<Beat>> {
+        Ok(sqlx::query_as(
+            "UPDATE hosts SET last_heartbeat_at = $2 WHERE host_id = $1 AND registered_at IS NOT NULL \
+             RETURNING state, generation",
+        )
+        .bind(host_id)
+        .bind(now)
+        .fetch_optional(self.writer())
+        .await?)
+    }
+
+    /// The overcommit ratios placement uses (defaults until the operator sets them).
+    pub async fn overcommit(&self) -> Result<Overcommit> {
+        Ok(match self.meta_get(OVERCOMMIT_KEY).await? {
+            Some(v) => serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{OVERCOMMIT_KEY}: {e}")))?,
+            None => Overcommit::default(),
+        })
+    }
+
+    pub async fn set_overcommit(&self, ratios: &Overcommit) -> Result<()> {
+        self.meta_set(OVERCOMMIT_KEY, &serde_json::to_string(ratios).expect("serializes")).await
+    }
+
+    /// Places an instance (see the module documentation). `now` is the server clock.
+    pub async fn place(&self, req: &PlacementRequest<'_>, now: i64) -> Result<Placed> {
+        let ratios = self.overcommit().await?;
+        for _ in 0..PLACE_ATTEMPTS {
+            if let Some(done) = self.place_once(req, now, &ratios).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "placement of {} found capacity {PLACE_ATTEMPTS} times and lost it each time",
+            req.instance_id
+        )))
+    }
+
+    /// One attempt; `None` when the chosen host filled up meanwhile (try again).
+    async fn place_once(&self, req: &PlacementRequest<'_>, now: i64, ratios: &Overcommit) -> Result<Option<Placed>> {
+        let mut tx = self.begin_write().await?;
+        if let Some(p) = placement_in(&mut tx, req.instance_id).await? {
+            return Ok(Some(Placed::Existing(p)));
+        }
+        let candidates: Vec<Candidate> = sqlx::query_as(
+            "SELECT h.host_id, h.vcpus, h.memory_mb, h.disk_gb, h.capabilities, \
+                    COALESCE(r.vcpus, 0) AS reserved_vcpus, COALESCE(r.memory_mb, 0) AS reserved_memory_mb, \
+                    COALESCE(r.disk_gb, 0) AS reserved_disk_gb \
+             FROM hosts h LEFT JOIN (\
+                SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, \
+                       CAST(SUM(disk_gb) AS BIGINT) AS disk_gb \
+                FROM placements WHERE host_id IN (SELECT host_id FROM hosts WHERE zone_id = $1) \
+                GROUP BY host_id) r ON r.host_id = h.host_id \
+             WHERE h.zone_id = $1 AND h.state = $2 AND h.registered_at IS NOT NULL AND h.last_heartbeat_at >= $3",
+        )
+        .bind(req.zone_id)
+        .bind(ENABLED)
+        .bind(now - ALIVE_WITHIN_SECS)
+        .fetch_all(&mut *tx)
+        .await?;
+        let usable: Vec<&Candidate> = candidates.iter().filter(|c| c.capable(req.capabilities)).collect();
+        let mut fitting: Vec<(i128, &Candidate)> =
+            usable.iter().filter_map(|c| c.load_after(req, ratios).map(|l| (l, *c))).collect();
+        // Ties at random: shuffle, then a stable sort by load.
+        fitting.shuffle(&mut rand::thread_rng());
+        fitting.sort_by_key(|(load, _)| *load);
+        let Some((_, chosen)) = fitting.first() else {
+            // On PostgreSQL a concurrent call for the same instance may have committed its
+            // reservation after our first look and before the candidates were read (which then
+            // counted it): that reservation is the answer.
+            if let Some(p) = placement_in(&mut tx, req.instance_id).await? {
+                return Ok(Some(Placed::Existing(p)));
+            }
+            let (hosts,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM hosts WHERE zone_id = $1")
+                .bind(req.zone_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            return Ok(Some(Placed::NoHost { hosts: usize::try_from(hosts).unwrap_or(0), usable: usable.len() }));
+        };
+        if self.backend() == Backend::Postgres {
+            // Lock the chosen host, then read its sums again: they include every placement that
+            // held the lock before us.
+            let locked: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT state, last_heartbeat_at FROM hosts WHERE host_id = $1 FOR UPDATE")
+                    .bind(&chosen.host_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let still = locked
+                .is_some_and(|(state, beat)| state == ENABLED && beat.is_some_and(|b| b >= now - ALIVE_WITHIN_SECS));
+            if !still {
+                return Ok(None);
+            }
+            let (v, m, d): (i64, i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
+                        COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM placements WHERE host_id = $1",
+            )
+            .bind(&chosen.host_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let fresh = Candidate {
+                host_id: chosen.host_id.clone(),
+                vcpus: chosen.vcpus,
+                memory_mb: chosen.memory_mb,
+                disk_gb: chosen.disk_gb,
+                capabilities: chosen.capabilities.clone(),
+                reserved_vcpus: v,
+                reserved_memory_mb: m,
+                reserved_disk_gb: d,
+            };
+            if fresh.load_after(req, ratios).is_none() {
+                return Ok(None);
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO placements (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(req.instance_id)
+        .bind(&chosen.host_id)
+        .bind(req.vcpus)
+        .bind(req.memory_mb)
+        .bind(req.disk_gb)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted.map_err(StoreError::from_insert) {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => {
+                // The same instance placed by a concurrent call: answer with its reservation.
+                drop(tx);
+                let mut conn = self.writer().acquire().await?;
+                let existing = placement_in(&mut conn, req.instance_id).await?;
+                return Ok(existing.map(Placed::Existing));
+            }
+            Err(e) => return Err(e),
+        }
+        let placed = placement_in(&mut tx, req.instance_id).await?;
+        tx.commit().await?;
+        Ok(placed.map(Placed::New))
+    }
+
+    /// Changes the size of an instance's reservation on the host it is on (resize checks the
+    /// same host first), if that host has room for the new size beside the rest of its
+    /// reservations. The host may be disabled, draining or offline: the instance is there
+    /// already. Locks the host's row on PostgreSQL, as placement does.
+    pub async fn resize_placement(
+        &self,
+        instance_id: &str,
+        vcpus: i64,
+        memory_mb: i64,
+        disk_gb: i64,
+    ) -> Result<Resized> {
+        let ratios = self.overcommit().await?;
+        let mut tx = self.begin_write().await?;
+        let Some(current) = placement_in(&mut tx, instance_id).await? else { return Ok(Resized::NotPlaced) };
+        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let (cap_v, cap_m, cap_d): (i64, i64, i64) =
+            sqlx::query_as(&format!("SELECT vcpus, memory_mb, disk_gb FROM hosts WHERE host_id = $1{lock}"))
+                .bind(&current.host_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (v, m, d): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
+                    COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM placements WHERE host_id = $1 AND instance_id <> $2",
+        )
+        .bind(&current.host_id)
+        .bind(instance_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let others = Candidate {
+            host_id: current.host_id.clone(),
+            vcpus: cap_v,
+            memory_mb: cap_m,
+            disk_gb: cap_d,
+            capabilities: "[]".into(),
+            reserved_vcpus: v,
+            reserved_memory_mb: m,
+            reserved_disk_gb: d,
+        };
+        let req = PlacementRequest { instance_id, zone_id: "", vcpus, memory_mb, disk_gb, capabilities: &[] };
+        if others.load_after(&req, &ratios).is_none() {
+            return Ok(Resized::NoRoom(current));
+        }
+        sqlx::query("UPDATE placements SET vcpus = $2, memory_mb = $3, disk_gb = $4 WHERE instance_id = $1")
+            .bind(instance_id)
+            .bind(vcpus)
+            .bind(memory_mb)
+            .bind(disk_gb)
+            .execute(&mut *tx)
+            .await?;
+        let done = placement_in(&mut tx, instance_id).await?;
+        tx.commit().await?;
+        Ok(done.map_or(Resized::NotPlaced, Resized::Done))
+    }
+
+    /// Releases an instance's reservation; the released row, if there was one.
+    pub async fn release(&self, instance_id: &str) -> Result<Option<PlacementRecord>> {
+        let mut tx = self.begin_write().await?;
+        let existing = placement_in(&mut tx, instance_id).await?;
+        if existing.is_some() {
+            sqlx::query("DELETE FROM placements WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM instance_runtime WHERE instance_id = $1")
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(existing)
+    }
+
+    pub async fn placement(&self, instance_id: &str) -> Result<Option<PlacementRecord>> {
+        let mut conn = self.pool().acquire().await?;
+        placement_in(&mut conn, instance_id).await
+    }
+
+    /// Every reservation, or those of one host (by name), oldest first.
+    pub async fn placements(&self, host_name: Option<&str>) -> Result<Vec<PlacementRecord>> {
+        let base = format!("SELECT {PLACEMENT_COLUMNS} FROM placements p JOIN hosts h ON h.host_id = p.host_id");
+        Ok(match host_name {
+            Some(name) => {
+                sqlx::query_as(&format!("{base} WHERE h.name = $1 ORDER BY p.created_at, p.instance_id"))
+                    .bind(name)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query_as(&format!("{base} ORDER BY p.created_at, p.instance_id")).fetch_all(self.pool()).await?
+            }
+        })
+    }
+
+    /// The zone and flavor of an instance, for placing it.
+    pub async fn instance_zone_flavor(&self, instance_id: &str) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as("SELECT zone_id, flavor_id FROM instances WHERE instance_id = $1")
+            .bind(instance_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Stores an agent's reports of its machines, each only when it is newer than the stored one
+    /// and the instance is placed on `host_id`.
+    pub async fn report_runtime(
+        &self,
+        host_id: &str,
+        reports: &[(String, String, i64)],
+        now: i64,
+    ) -> Result<Vec<ReportOutcome>> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(reports.len());
+        for (instance_id, state, generation) in reports {
+            let r = sqlx::query(
+                "INSERT INTO instance_runtime (instance_id, host_id, state, generation, reported_at) \
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS \
+                    (SELECT 1 FROM placements WHERE instance_id = $1 AND host_id = $2) \
+                 ON CONFLICT (instance_id) DO UPDATE SET host_id = excluded.host_id, state = excluded.state, \
+                    generation = excluded.generation, reported_at = excluded.reported_at \
+                 WHERE instance_runtime.generation < excluded.generation",
+            )
+            .bind(instance_id)
+            .bind(host_id)
+            .bind(state)
+            .bind(*generation)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                out.push(ReportOutcome::Accepted);
+                continue;
+            }
+            let placed: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM placements WHERE instance_id = $1 AND host_id = $2")
+                    .bind(instance_id)
+                    .bind(host_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if placed.is_none() {
+                out.push(ReportOutcome::NotPlaced);
+                continue;
+            }
+            let (stored,): (i64,) = sqlx::query_as("SELECT generation FROM instance_runtime WHERE instance_id = $1")
+                .bind(instance_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            out.push(ReportOutcome::Stale { stored_generation: stored });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn runtime(&self, instance_id: &str) -> Result<Option<RuntimeRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT instance_id, host_id, state, generation, reported_at FROM instance_runtime WHERE instance_id = $1",
+        )
+        .bind(instance_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+}
+
+async fn placement_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<PlacementRecord>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {PLACEMENT_COLUMNS} FROM placements p JOIN hosts h ON h.host_id = p.host_id WHERE p.instance_id = $1"
+    ))
+    .bind(instance_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}

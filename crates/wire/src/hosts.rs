@@ -1,0 +1,169 @@
+//! Hypervisor hosts [ext]: the operator's rows (`/admin/v1/hosts`, `/admin/v1/placements`) and
+//! the agent protocol (`/internal/v1/hosts/…`), which `openwinv agent` speaks with a host token.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How often an agent sends a heartbeat.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+/// A host without a heartbeat for this long (server clock) is offline.
+pub const OFFLINE_AFTER_SECS: i64 = 20;
+
+/// Capacity or reserved resources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Resources {
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+}
+
+/// A host as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Host {
+    pub host_id: String,
+    pub name: String,
+    pub zone: String,
+    /// The operator's setting: `enabled`, `disabled` or `draining`.
+    pub state: String,
+    /// `new` (its agent never registered), `alive` (a heartbeat within 20 s of the server clock)
+    /// or `offline`.
+    pub status: String,
+    pub address: Option<String>,
+    pub driver: Option<String>,
+    pub capabilities: Vec<String>,
+    pub agent_version: Option<String>,
+    pub capacity: Resources,
+    pub reserved: Resources,
+    /// Instances placed on it.
+    pub instances: i64,
+    pub last_heartbeat_at: Option<String>,
+    /// Seconds between the last heartbeat and the server clock now.
+    pub heartbeat_age_s: Option<i64>,
+    pub generation: i64,
+    pub created_at: String,
+}
+
+/// Body of `POST /admin/v1/hosts`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewHost {
+    pub name: String,
+    pub zone: String,
+}
+
+/// A host just added, with its token; the token is shown only here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedHost {
+    pub host_id: String,
+    pub name: String,
+    pub zone: String,
+    /// What `openwinv agent --host-token` takes. Only its SHA-256 is stored.
+    pub token: String,
+}
+
+/// Overcommit ratios placement applies to each host's capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Overcommit {
+    /// vCPUs placed per host vCPU (e.g. 4.0).
+    pub vcpu: f64,
+    pub memory: f64,
+    pub disk: f64,
+}
+
+/// Body of `PUT /admin/v1/placements/overcommit`: each field set replaces the stored ratio
+/// (0.1 to 64, three decimals).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct OvercommitUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<f64>,
+}
+
+/// An instance's reservation on a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Placement {
+    pub instance_id: String,
+    pub host_id: String,
+    pub host: String,
+    pub reserved: Resources,
+    pub created_at: String,
+    /// Whether this call wrote it (false: the instance was placed before).
+    #[serde(default)]
+    pub new: bool,
+}
+
+/// Body of `POST /admin/v1/placements`: place an existing instance by its flavor.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewPlacement {
+    pub instance_id: String,
+    /// Capabilities the host must have besides what the flavor implies (`gpu` for GPU flavors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+}
+
+// The agent protocol.
+
+/// Body of `POST /internal/v1/hosts/register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Registration {
+    /// Must be the zone the operator added the host to.
+    pub zone: String,
+    /// The address the host is reached on (informational until cross-host networks).
+    pub address: String,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub disk_gb: i64,
+    /// `qemu` or `sim`.
+    pub driver: String,
+    pub capabilities: Vec<String>,
+    pub agent_version: String,
+}
+
+/// Answer to a registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    pub host_id: String,
+    pub name: String,
+    pub zone: String,
+    pub state: String,
+    pub generation: i64,
+    pub heartbeat_interval_ms: u64,
+    pub offline_after_s: i64,
+    /// Server clock, Unix seconds.
+    pub server_time: i64,
+}
+
+/// Answer to `POST /internal/v1/hosts/heartbeat` (the request has no body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatAck {
+    pub state: String,
+    pub generation: i64,
+    pub server_time: i64,
+}
+
+/// One machine's state as its agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MachineReport {
+    pub instance_id: String,
+    /// `running`, `stopped`, `paused`, `crashed` or `absent`.
+    pub state: String,
+    /// The agent's counter for this machine; a report replaces only an older one.
+    pub generation: i64,
+}
+
+/// Body of `POST /internal/v1/hosts/runtime`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeReports {
+    pub machines: Vec<MachineReport>,
+}
+
+/// What became of one report: `accepted`, `stale` (a report of this generation or a later one is
+/// stored) or `not_placed` (the instance is not placed on this host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeAck {
+    pub instance_id: String,
+    pub outcome: String,
+    pub stored_generation: i64,
+}
