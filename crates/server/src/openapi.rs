@@ -40,7 +40,7 @@ use crate::{admin, admin_sim, admin_state, images, reference};
         scripts::list, scripts::create, scripts::delete,
         instances::list, instances::detail, instances::create, instances::edit, instances::delete,
         instances::start, instances::shutdown, instances::reboot, instances::rebuild, instances::resize,
-        instances::remote_console,
+        instances::remote_console, crate::api::reachability::reachability,
         volumes::list, volumes::detail, volumes::create, volumes::delete, volumes::attach, volumes::detach,
         firewalls::sg_list, firewalls::sg_detail, firewalls::sg_create, firewalls::sg_edit, firewalls::sg_delete,
         firewalls::sg_rules, firewalls::sg_add_rule, firewalls::sg_edit_rule, firewalls::sg_delete_rule,
