@@ -97,6 +97,30 @@ pub struct MachineState {
     pub generation: u64,
 }
 
+/// What a driver can do beyond machines' life cycle. The API reads it before accepting a
+/// request, so that asking for a feature the host lacks is a clear refusal up front (spec'd in
+/// `docs/compat.md`), never an operation that fails on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Firewalls are enforced on the machines' traffic ([`ComputeDriver::apply_firewall`]).
+    pub firewalls: bool,
+    /// Public addresses reach the machines (a pool the host routes).
+    pub public_ips: bool,
+    /// Block-storage volumes ([`ComputeDriver::create_volume`] and the rest).
+    pub block_storage: bool,
+    /// A remote console per machine.
+    pub consoles: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond machines: what the trait's default methods give.
+    pub const NONE: Capabilities =
+        Capabilities { firewalls: false, public_ips: false, block_storage: false, consoles: false };
+    /// Everything.
+    pub const ALL: Capabilities =
+        Capabilities { firewalls: true, public_ips: true, block_storage: true, consoles: true };
+}
+
 #[async_trait::async_trait]
 pub trait ComputeDriver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -119,6 +143,11 @@ pub trait ComputeDriver: Send + Sync + 'static {
     /// The simulated driver's machines are the store's records: nothing to reconcile.
     fn reconciles(&self) -> bool {
         false
+    }
+    /// What this driver can do; the default is nothing beyond machines, matching the default
+    /// methods below, which refuse.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
     }
     /// Replaces the firewall rule set enforced for the machine's traffic with `rules` (the
     /// compiled effect of every firewall attached to it). Idempotent: applying the same set twice

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use openwinv_driver::firewall::CompiledRules;
 use openwinv_driver::{
-    BootImage, ComputeDriver, ConsoleAccess, ConsoleBroker, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec,
-    MachineState, Pacing, Power, VolumeSpec,
+    BootImage, Capabilities, ComputeDriver, ConsoleAccess, ConsoleBroker, ConsoleEndpoints, DriverError, MachineInfo,
+    MachineSpec, MachineState, Pacing, Power, VolumeSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -736,6 +736,12 @@ impl ComputeDriver for QemuDriver {
 
     fn reconciles(&self) -> bool {
         true
+    }
+
+    /// Volumes and consoles; firewalls and public addresses need real networks, which user-mode
+    /// networking is not.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { firewalls: false, public_ips: false, block_storage: true, consoles: true }
     }
 
     async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {

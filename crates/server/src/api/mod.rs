@@ -1,5 +1,6 @@
 //! The iwinv API v1 under `/v1`: one module per resource.
 
+pub mod capabilities;
 pub mod catalog;
 pub mod firewalls;
 pub mod instances;
