@@ -49,6 +49,26 @@ pub struct MachineSpec {
     /// `None` when the image has no file in this cloud; a driver that boots real machines refuses.
     #[serde(default)]
     pub boot: Option<BootImage>,
+    /// The machine's place on its (account, zone) private network, as the control plane
+    /// allocated it. A driver with real networks plugs the machine in there (and the seed
+    /// carries the same static address); `None` for machines made before addresses existed.
+    #[serde(default)]
+    pub network: Option<MachineNetwork>,
+}
+
+/// A machine's addresses, as the control plane hands them out (the only allocator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineNetwork {
+    pub account_id: String,
+    pub zone_id: String,
+    /// The private address on the account's subnet.
+    pub ip: std::net::Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The subnet's gateway (DHCP, DNS, the default route).
+    pub gateway: std::net::Ipv4Addr,
+    /// The public address 1:1 NATed to the machine, if any.
+    pub public_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The file behind a catalog image, as a real driver boots it.

@@ -15,6 +15,7 @@ pub mod sim;
 
 pub use console::{ConsoleAccess, ConsoleBroker, ConsoleEndpoints, MachineFacts, MachineInfo, SimulatedSerial};
 pub use contract::{
-    BootImage, Capabilities, ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, Power, VolumeSpec,
+    BootImage, Capabilities, ComputeDriver, DriverError, MachineNetwork, MachineSpec, MachineState, Pacing, Power,
+    VolumeSpec,
 };
 pub use sim::SimDriver;

@@ -450,6 +450,7 @@ impl QemuDriver {
             accel: self.accel.resolve(&self.qemu).await,
             kernel,
             ssh_port: rec.ssh_port,
+            tap: None,
             volumes,
         };
         let args = cmdline::argv(&config);
