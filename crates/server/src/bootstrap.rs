@@ -141,6 +141,22 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                 std::env::var("OPENWINV_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
                 std::env::var("OPENWINV_QEMU_IMG").unwrap_or_else(|_| "qemu-img".into()),
             );
+            let qemu = match config.network {
+                crate::config::NetworkMode::User => qemu,
+                crate::config::NetworkMode::Namespaces => {
+                    let host = openwinv_net::Host {
+                        netns: None,
+                        prefix: std::env::var("OPENWINV_NETWORK_PREFIX").unwrap_or_else(|_| "owv-".into()),
+                        uplink: config.uplink.clone(),
+                        run_dir: data.join("networks"),
+                    };
+                    let nets = Arc::new(openwinv_qemu::Networks::new(host, data.join("networks.json")));
+                    nets.prepare()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
+                    qemu.with_networks(nets)
+                }
+            };
             let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
             tracing::info!(?accel, "QEMU driver ready");
             let qemu = Arc::new(qemu);
