@@ -119,7 +119,7 @@ pub fn argv(c: &VmConfig) -> Vec<String> {
         ]),
         Some(t) => push(&[
             "-netdev",
-            &format!("tap,id=net0,fd={},vhost=off,vnet_hdr=on", t.fd),
+            &format!("tap,id=net0,fd={},vhost=off", t.fd),
             "-device",
             &format!("virtio-net-pci,netdev=net0,mac={}", t.mac),
         ]),

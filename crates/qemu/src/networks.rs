@@ -14,6 +14,12 @@ use openwinv_driver::{DriverError, MachineNetwork};
 use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Subnet, tap_name};
 use tokio::sync::{Mutex, OnceCell};
 
+/// Told of every rule apply and reconcile pass (the server's metrics).
+pub trait NetObserver: Send + Sync {
+    fn rule_apply(&self, ok: bool, seconds: f64);
+    fn reconcile(&self, networks: usize);
+}
+
 /// Counters a metrics exporter reads: rule applies and their total latency.
 #[derive(Debug, Default)]
 pub struct ApplyStats {
@@ -53,6 +59,7 @@ pub struct Networks {
     live: Mutex<HashMap<(String, String), Arc<Network>>>,
     state_file: PathBuf,
     pub stats: ApplyStats,
+    observer: Option<Arc<dyn NetObserver>>,
 }
 
 fn net_err(e: openwinv_net::NetError) -> DriverError {
@@ -67,7 +74,13 @@ impl Networks {
             live: Mutex::new(HashMap::new()),
             state_file,
             stats: ApplyStats::default(),
+            observer: None,
         }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn NetObserver>) -> Networks {
+        self.observer = Some(observer);
+        self
     }
 
     /// Checks the tools and writes the host's table (once).
@@ -139,6 +152,9 @@ impl Networks {
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.applies.fetch_add(1, Relaxed);
         self.stats.micros.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        if let Some(o) = &self.observer {
+            o.rule_apply(r.is_ok(), t.elapsed().as_secs_f64());
+        }
         match r {
             Ok(applied) => {
                 if !applied.cut.is_empty() {
@@ -165,6 +181,9 @@ impl Networks {
             }
         }
         self.stats.repairs.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(o) = &self.observer {
+            o.reconcile(n);
+        }
         n
     }
 

@@ -49,7 +49,7 @@ use crate::{admin, admin_sim, admin_state, images, reference};
         firewalls::fw_instances, firewalls::fw_attach, firewalls::fw_detach,
         reference::healthz, reference::readyz, reference::error_page,
         reference::instance_fields_page, reference::flavor_fields_page,
-        admin::list_accounts, admin::create_account, admin::disable_account, admin::enable_account, admin::set_quota, admin::create_key, admin::list_keys, admin::update_key, admin::disable_key, admin::delete_key, admin::import_catalog, admin::list_ssh_keys, admin::create_ssh_key, admin::delete_ssh_key, admin::list_scripts, admin::create_script, admin::delete_script, admin::show_clock, admin::set_clock, admin::advance_clock, admin::export_catalog,
+        admin::list_accounts, admin::create_account, admin::disable_account, admin::enable_account, admin::set_quota, admin::create_key, admin::list_keys, admin::update_key, admin::disable_key, admin::delete_key, admin::import_catalog, admin::list_ssh_keys, admin::create_ssh_key, admin::delete_ssh_key, admin::list_scripts, admin::create_script, admin::delete_script, admin::show_clock, admin::list_networks, admin::set_clock, admin::advance_clock, admin::export_catalog,
         crate::api::operations::list, crate::api::operations::show,
         bills::live, bills::list, bills::detail, bills::pay,
         admin_sim::add_fault, admin_sim::list_faults, admin_sim::clear_faults, admin_sim::delete_fault, admin_sim::step,

@@ -9,6 +9,7 @@ mod catalog;
 mod clock;
 mod faults;
 mod images;
+mod network;
 mod sim;
 mod standin;
 
@@ -41,6 +42,9 @@ pub enum AdminCommand {
     /// Regular bills: mark paid
     #[command(subcommand)]
     Bills(bills::BillAction),
+    /// Real networks of the QEMU driver: show
+    #[command(subcommand)]
+    Network(network::NetworkAction),
     /// The server clock (settable with the simulated driver)
     #[command(subcommand)]
     Clock(clock::ClockAction),
@@ -82,6 +86,7 @@ pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> any
         }
         AdminCommand::Bills(action) => bills::run(admin, action, out).await,
         AdminCommand::Clock(action) => clock::run(admin, action, out).await,
+        AdminCommand::Network(action) => network::run(admin, action, out).await,
         AdminCommand::Faults(action) => faults::run(admin, action, out).await,
         AdminCommand::Sim(action) => sim::run(admin, action, out).await,
         AdminCommand::Reset { keep_accounts } => standin::reset(admin, keep_accounts, out).await,
