@@ -151,7 +151,11 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                         netns: std::env::var("OPENWINV_NETWORK_HOST_NETNS").ok().filter(|n| !n.is_empty()),
                         prefix: std::env::var("OPENWINV_NETWORK_PREFIX").unwrap_or_else(|_| "owv-".into()),
                         uplink: config.uplink.clone(),
-                        run_dir: data.join("networks"),
+                        // dnsmasq reads its hosts file after dropping to `nobody`: outside the
+                        // private data directory, in a world-traversable one (MACs and addresses only).
+                        run_dir: std::env::var_os("OPENWINV_NETWORK_RUN_DIR")
+                            .map(std::path::PathBuf::from)
+                            .unwrap_or_else(|| "/run/openwinv/networks".into()),
                     };
                     let nets = Arc::new(
                         openwinv_qemu::Networks::new(host, data.join("networks.json"))

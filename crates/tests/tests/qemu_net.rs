@@ -15,6 +15,10 @@ use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Where the server keeps dnsmasq's files (the default, `/run/openwinv/networks`); each
+/// network's directory is named after its namespace, which carries this test's prefix.
+const RUN_DIR: &str = "/run/openwinv/networks";
+
 fn image_dir() -> PathBuf {
     match std::env::var_os("OPENWINV_TEST_IMAGE") {
         Some(dir) => PathBuf::from(dir),
@@ -70,8 +74,8 @@ impl Drop for Net {
             }
         }
         // dnsmasq runs in the networks' namespaces; its pid files are under the data directory.
-        if let Ok(dirs) = std::fs::read_dir(self.s.data_path("networks")) {
-            for d in dirs.flatten() {
+        if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
+            for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
                 if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
                     let pid: i32 = pid.trim().parse().unwrap_or(0);
                     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -181,8 +185,26 @@ async fn a_machine_on_a_real_network_with_an_enforced_firewall() {
     let links = run("ip", &["netns", "exec", &netns, "ip", "-o", "link", "show", "dev", &tap]);
     assert!(links.contains("master"), "the tap is on the bridge: {links}");
     // DHCP reservation: dnsmasq's hosts file maps the machine's MAC to its address.
-    let hosts = std::fs::read_to_string(s.data_path("networks").join(&netns).join("hosts")).expect("hosts file");
+    let hosts = std::fs::read_to_string(std::path::Path::new(RUN_DIR).join(&netns).join("hosts")).expect("hosts file");
     assert!(hosts.contains(&format!("{},{ip}", ports[0]["mac"].as_str().unwrap())), "{hosts}");
+    // The guest asks DHCP for its address and gets the control plane's (TCG boot: bounded wait).
+    let serial = s.data_path("vms").join(&id).join("serial.log");
+    let want = format!("openwinv-guest: dhcp {ip}");
+    let dhcp_line =
+        |log: &str| log.lines().map(str::trim).find(|l| l.starts_with("openwinv-guest: dhcp ")).map(str::to_owned);
+    let seen = eventually(Duration::from_secs(180), || {
+        dhcp_line(&std::fs::read_to_string(&serial).unwrap_or_default()).is_some()
+    })
+    .await;
+    let log = std::fs::read_to_string(&serial).unwrap_or_default();
+    let leased = seen && dhcp_line(&log).as_deref() == Some(want.as_str());
+    let dnsmasq =
+        std::fs::read_to_string(std::path::Path::new(RUN_DIR).join(&netns).join("dnsmasq.log")).unwrap_or_default();
+    assert!(
+        leased,
+        "no DHCP lease {ip} in the serial log:\n{log}\ndnsmasq:\n{dnsmasq}\nruleset:\n{}",
+        nft_ruleset(&netns)
+    );
     // The seed carries the same static address.
     let seed = std::fs::read(s.data_path("vms").join(&id).join("seed.iso")).expect("seed");
     assert!(seed.windows(ip.len() + 3).any(|w| w == format!("{ip}/16").as_bytes()), "network-config in the seed");
