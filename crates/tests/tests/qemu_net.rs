@@ -84,6 +84,7 @@ impl Drop for Net {
                         unsafe { libc::kill(pid, libc::SIGTERM) };
                     }
                 }
+                let _ = std::fs::remove_dir_all(d.path());
             }
         }
         let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
