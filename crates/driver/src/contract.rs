@@ -49,6 +49,26 @@ pub struct MachineSpec {
     /// `None` when the image has no file in this cloud; a driver that boots real machines refuses.
     #[serde(default)]
     pub boot: Option<BootImage>,
+    /// The machine's place on its (account, zone) private network, as the control plane
+    /// allocated it. A driver with real networks plugs the machine in there (and the seed
+    /// carries the same static address); `None` for machines made before addresses existed.
+    #[serde(default)]
+    pub network: Option<MachineNetwork>,
+}
+
+/// A machine's addresses, as the control plane hands them out (the only allocator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineNetwork {
+    pub account_id: String,
+    pub zone_id: String,
+    /// The private address on the account's subnet.
+    pub ip: std::net::Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The subnet's gateway (DHCP, DNS, the default route).
+    pub gateway: std::net::Ipv4Addr,
+    /// The public address 1:1 NATed to the machine, if any.
+    pub public_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The file behind a catalog image, as a real driver boots it.
@@ -97,6 +117,30 @@ pub struct MachineState {
     pub generation: u64,
 }
 
+/// What a driver can do beyond machines' life cycle. The API reads it before accepting a
+/// request, so that asking for a feature the host lacks is a clear refusal up front (spec'd in
+/// `docs/compat.md`), never an operation that fails on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Firewalls are enforced on the machines' traffic ([`ComputeDriver::apply_firewall`]).
+    pub firewalls: bool,
+    /// Public addresses reach the machines (a pool the host routes).
+    pub public_ips: bool,
+    /// Block-storage volumes ([`ComputeDriver::create_volume`] and the rest).
+    pub block_storage: bool,
+    /// A remote console per machine.
+    pub consoles: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond machines: what the trait's default methods give.
+    pub const NONE: Capabilities =
+        Capabilities { firewalls: false, public_ips: false, block_storage: false, consoles: false };
+    /// Everything.
+    pub const ALL: Capabilities =
+        Capabilities { firewalls: true, public_ips: true, block_storage: true, consoles: true };
+}
+
 #[async_trait::async_trait]
 pub trait ComputeDriver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -119,6 +163,11 @@ pub trait ComputeDriver: Send + Sync + 'static {
     /// The simulated driver's machines are the store's records: nothing to reconcile.
     fn reconciles(&self) -> bool {
         false
+    }
+    /// What this driver can do; the default is nothing beyond machines, matching the default
+    /// methods below, which refuse.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
     }
     /// Replaces the firewall rule set enforced for the machine's traffic with `rules` (the
     /// compiled effect of every firewall attached to it). Idempotent: applying the same set twice

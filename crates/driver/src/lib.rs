@@ -14,5 +14,8 @@ pub mod firewall;
 pub mod sim;
 
 pub use console::{ConsoleAccess, ConsoleBroker, ConsoleEndpoints, MachineFacts, MachineInfo, SimulatedSerial};
-pub use contract::{BootImage, ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, Power, VolumeSpec};
+pub use contract::{
+    BootImage, Capabilities, ComputeDriver, DriverError, MachineNetwork, MachineSpec, MachineState, Pacing, Power,
+    VolumeSpec,
+};
 pub use sim::SimDriver;

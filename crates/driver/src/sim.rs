@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::console::{ConsoleAccess, ConsoleBroker, SimulatedSerial};
-use crate::contract::{ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, Power, VolumeSpec};
+use crate::contract::{Capabilities, ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, Power, VolumeSpec};
 use crate::firewall::CompiledRules;
 
 /// The simulated hypervisor: a product feature, not a mock. Every call succeeds (faults come
@@ -44,6 +44,11 @@ impl ComputeDriver for SimDriver {
 
     fn pacing(&self) -> Pacing {
         self.pacing
+    }
+
+    /// The simulated hypervisor offers everything (its firewalls are answered by the evaluator).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
     }
 
     async fn create(&self, _spec: &MachineSpec) -> Result<MachineState, DriverError> {

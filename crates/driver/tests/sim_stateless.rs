@@ -57,5 +57,6 @@ fn machine(id: &str) -> openwinv_driver::MachineSpec {
         ssh_keys: Vec::new(),
         user_script: None,
         boot: None,
+        network: None,
     }
 }

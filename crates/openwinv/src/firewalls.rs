@@ -5,7 +5,7 @@
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use openwinv_sdk::wire::firewalls::{
-    AttachmentReceipt, Firewall, FirewallChanges, FirewallRule, FirewallRuleChanges, NewFirewallRule,
+    AttachmentReceipt, Firewall, FirewallChanges, FirewallRule, FirewallRuleChanges, NewFirewallRule, Reachability,
 };
 use openwinv_sdk::{Accepted, Client};
 use serde::Serialize;
@@ -70,6 +70,37 @@ enum FirewallAction {
     /// A firewall's rules: list, add, edit, delete
     #[command(subcommand)]
     Rules(RuleAction),
+    /// Can a packet reach an instance? Answers accept or drop and the deciding rule, from the
+    /// same compiled rules the kernel enforces [ext]
+    Check {
+        /// The instance receiving the packet (id or name)
+        instance: String,
+        /// Where the packet comes from: an IPv4 address, or an instance of yours (id or name)
+        #[arg(long)]
+        from: String,
+        #[arg(long, value_enum, ignore_case = true)]
+        protocol: CheckProtocol,
+        /// The destination port (TCP and UDP)
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CheckProtocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl CheckProtocol {
+    fn wire(self) -> &'static str {
+        match self {
+            CheckProtocol::Tcp => "TCP",
+            CheckProtocol::Udp => "UDP",
+            CheckProtocol::Icmp => "ICMP",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +238,11 @@ pub async fn run(client: &Client, args: FirewallsArgs, out: Output) -> anyhow::R
             out.list(&ids)
         }
         FirewallAction::Rules(action) => rules(client, action, out).await,
+        FirewallAction::Check { instance: target, from, protocol, port } => {
+            let target = instance(target).await?;
+            let from = if from.parse::<std::net::Ipv4Addr>().is_ok() { from } else { instance(from).await? };
+            out.record(&client.reachability(&target, &from, protocol.wire(), port).await?)
+        }
     }
 }
 
@@ -353,6 +389,46 @@ impl Tabular for Firewall {
             ("ICMP", self.icmp.clone()),
             ("RULES", if rules.is_empty() { "-".into() } else { rules.join("\n") }),
             ("INSTANCES", joined(&self.instances)),
+        ]
+    }
+}
+
+impl Tabular for Reachability {
+    const COLUMNS: &'static [Column] = &[
+        text("VERDICT"),
+        text("FROM"),
+        text("TO"),
+        text("PROTOCOL"),
+        text("PORT"),
+        long("DECIDED BY"),
+        long("REASON"),
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.verdict.clone(),
+            or_dash(self.source_ip.as_ref()),
+            or_dash(self.destination_ip.as_ref()),
+            self.protocol.clone(),
+            or_dash(self.port),
+            if self.rules.is_empty() { or_dash(self.step.as_ref()) } else { joined(&self.rules) },
+            self.reason.clone(),
+        ]
+    }
+
+    fn details(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("INSTANCE", self.instance_id.clone()),
+            ("FROM", format!("{} ({})", self.from, or_dash(self.source_ip.as_ref()))),
+            ("TO", or_dash(self.destination_ip.as_ref())),
+            ("PROTOCOL", self.protocol.clone()),
+            ("PORT", or_dash(self.port)),
+            ("VERDICT", self.verdict.clone()),
+            ("GATE", self.gate.clone()),
+            ("CHAIN", or_dash(self.direction.as_ref())),
+            ("STEP", or_dash(self.step.as_ref())),
+            ("RULES", if self.rules.is_empty() { "-".into() } else { joined(&self.rules) }),
+            ("REASON", self.reason.clone()),
         ]
     }
 }

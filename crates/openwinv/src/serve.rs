@@ -87,6 +87,13 @@ pub struct ServeArgs {
         value_parser = ["auto", "kvm", "tcg"],
     )]
     accel: Option<String>,
+    /// QEMU machines' networking: user (user-mode, SSH forwarded from 127.0.0.1) or namespaces
+    /// (real per-account networks with DHCP, NAT, public addresses and enforced firewalls; root) [default: user]
+    #[arg(long, env = "OPENWINV_NETWORK", value_name = "MODE", value_parser = ["user", "namespaces"])]
+    network: Option<String>,
+    /// With --network namespaces: the host interface machines' egress is masqueraded out of
+    #[arg(long, env = "OPENWINV_UPLINK", value_name = "IFACE")]
+    uplink: Option<String>,
     /// Operation workers in this process [default: 4]
     #[arg(long, env = "OPENWINV_WORKERS", value_name = "N")]
     workers: Option<usize>,
@@ -174,6 +181,8 @@ impl ServeArgs {
             tls: self.tls.then_some(true),
             tls_listen: self.tls_listen,
             tls_names: (!self.tls_names.is_empty()).then_some(self.tls_names),
+            network: self.network,
+            uplink: self.uplink,
         };
         Ok(flags.over(file))
     }

@@ -47,6 +47,13 @@ pub fn device_id(volume_id: &str) -> String {
     format!("dev-{volume_id}")
 }
 
+/// A tap device QEMU inherits as descriptor `fd`, and the machine's MAC on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapNic {
+    pub fd: i32,
+    pub mac: String,
+}
+
 /// Everything the command line depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -58,7 +65,10 @@ pub struct VmConfig {
     pub accel: Accelerator,
     /// `None` boots from the root disk (BIOS).
     pub kernel: Option<KernelBoot>,
+    /// The user-mode network's forwarded SSH port (used when `tap` is `None`).
     pub ssh_port: u16,
+    /// The machine's tap on its real network, opened by the driver and inherited by QEMU.
+    pub tap: Option<TapNic>,
     /// Attached volumes in attach order; they become `vdb`, `vdc`, … in the guest.
     pub volumes: Vec<VolumeAttachment>,
 }
@@ -100,12 +110,20 @@ pub fn argv(c: &VmConfig) -> Vec<String> {
         "-device",
         "ide-cd,drive=seed,bus=ide.1,unit=0",
     ]);
-    push(&[
-        "-netdev",
-        &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", c.ssh_port),
-        "-device",
-        "virtio-net-pci,netdev=net0",
-    ]);
+    match &c.tap {
+        None => push(&[
+            "-netdev",
+            &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", c.ssh_port),
+            "-device",
+            "virtio-net-pci,netdev=net0",
+        ]),
+        Some(t) => push(&[
+            "-netdev",
+            &format!("tap,id=net0,fd={},vhost=off", t.fd),
+            "-device",
+            &format!("virtio-net-pci,netdev=net0,mac={}", t.mac),
+        ]),
+    }
     push(&[
         "-chardev",
         &format!(

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -20,18 +21,20 @@ use std::time::Duration;
 
 use openwinv_driver::firewall::CompiledRules;
 use openwinv_driver::{
-    BootImage, ComputeDriver, ConsoleAccess, ConsoleBroker, ConsoleEndpoints, DriverError, MachineInfo, MachineSpec,
-    MachineState, Pacing, Power, VolumeSpec,
+    BootImage, Capabilities, ComputeDriver, ConsoleAccess, ConsoleBroker, ConsoleEndpoints, DriverError, MachineInfo,
+    MachineSpec, MachineState, Pacing, Power, VolumeSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::accel::{Accel, Accelerator};
-use crate::cmdline::{self, KernelBoot, VmConfig, VolumeAttachment};
+use crate::cmdline::{self, KernelBoot, TapNic, VmConfig, VolumeAttachment};
+use crate::networks::{Networks, port_of};
 use crate::paths::{DataDir, MAX_INSTANCE_ID, MAX_VOLUME_ID, VmPaths, check_id};
 use crate::qmp::{Qmp, QmpError};
 use crate::seed::Seed;
+use openwinv_net::Machine;
 
 const GIB: u64 = 1 << 30;
 
@@ -79,6 +82,10 @@ struct VmRecord {
     generation: u64,
     /// The power last reported, to notice changes made behind the driver's back.
     power: Power,
+    /// The firewall rule set last applied (real networks): what the port gets when it is
+    /// plugged in again.
+    #[serde(default)]
+    rules: Option<CompiledRules>,
 }
 
 impl VmRecord {
@@ -109,6 +116,8 @@ pub struct QemuDriver {
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Guards the volume attachment records (`volumes.json` of every machine).
     attachments: Mutex<()>,
+    /// Real networks (`--network namespaces`); `None`: user-mode networking.
+    networks: Option<Arc<Networks>>,
 }
 
 impl QemuDriver {
@@ -131,7 +140,52 @@ impl QemuDriver {
             timeouts: Timeouts::default(),
             locks: Default::default(),
             attachments: Mutex::new(()),
+            networks: None,
         }
+    }
+
+    /// Puts machines on real networks: a tap on their (account, zone) network's bridge, DHCP,
+    /// NAT, public addresses, and firewalls enforced with nftables.
+    pub fn with_networks(mut self, networks: Arc<Networks>) -> QemuDriver {
+        self.networks = Some(networks);
+        self
+    }
+
+    pub fn networks(&self) -> Option<&Arc<Networks>> {
+        self.networks.as_ref()
+    }
+
+    /// Every machine the driver keeps on (account, zone), with its last rule set: what a
+    /// network is ensured with, so that a restarted server leaves no port open.
+    fn known_machines(&self, account: &str, zone: &str) -> Vec<Machine> {
+        let Ok(dir) = std::fs::read_dir(self.data.vms()) else { return Vec::new() };
+        let mut out = Vec::new();
+        for entry in dir.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path().join("spec.json")) else { continue };
+            let Ok(rec) = serde_json::from_slice::<VmRecord>(&bytes) else { continue };
+            if let Some(n) = rec.spec.network.as_ref().filter(|n| n.account_id == account && n.zone_id == zone) {
+                let rules = rec.rules.clone().unwrap_or_else(CompiledRules::open);
+                out.push(Machine { port: port_of(&rec.spec.instance_id, n), rules });
+            }
+        }
+        out
+    }
+
+    /// Plugs the machine into its network and opens its tap for QEMU; `None` on user-mode
+    /// networking.
+    async fn plug(&self, rec: &VmRecord) -> Result<Option<(OwnedFd, String)>, DriverError> {
+        let (Some(nets), Some(n)) = (&self.networks, &rec.spec.network) else { return Ok(None) };
+        let id = &rec.spec.instance_id;
+        let net = nets.network(n, || self.known_machines(&n.account_id, &n.zone_id)).await?;
+        let port = port_of(id, n);
+        let (tap, mac) = (port.tap.clone(), port.mac.to_string());
+        let rules = rec.rules.clone().unwrap_or_else(CompiledRules::open);
+        net.attach_port(port, rules).await.map_err(|e| trans(format!("instance {id}: network: {e}")))?;
+        let fd = tokio::task::spawn_blocking(move || net.open_tap(&tap))
+            .await
+            .map_err(|e| trans(format!("instance {id}: opening the tap: {e}")))?
+            .map_err(|e| trans(format!("instance {id}: network: {e}")))?;
+        Ok(Some((fd, mac)))
     }
 
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> QemuDriver {
@@ -437,6 +491,8 @@ impl QemuDriver {
                 Some(KernelBoot { kernel: kernel.clone(), initrd: initrd.clone(), cmdline: cmdline.clone() })
             }
         };
+        let plugged = self.plug(rec).await?;
+        let tap = plugged.as_ref().map(|(fd, mac)| TapNic { fd: fd.as_raw_fd(), mac: mac.clone() });
         let volumes = self
             .attached(paths)?
             .into_iter()
@@ -450,6 +506,7 @@ impl QemuDriver {
             accel: self.accel.resolve(&self.qemu).await,
             kernel,
             ssh_port: rec.ssh_port,
+            tap,
             volumes,
         };
         let args = cmdline::argv(&config);
@@ -457,14 +514,27 @@ impl QemuDriver {
         tracing::debug!(instance = %id, cmdline = %cmdline::render(&self.qemu.to_string_lossy(), &args));
         // With -daemonize the command returns once the machine is set up; QEMU then lives in its
         // own session, outliving this process.
-        let run = tokio::process::Command::new(&self.qemu)
-            .args(&args)
+        let mut cmd = tokio::process::Command::new(&self.qemu);
+        cmd.args(&args)
             .current_dir(&paths.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output();
+            .kill_on_drop(true);
+        if let Some((fd, _)) = &plugged {
+            let fd = fd.as_raw_fd();
+            // SAFETY: between fork and exec only fcntl(2), which is async-signal-safe: the tap's
+            // descriptor (close-on-exec in this process) is inherited by QEMU alone.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let run = cmd.output();
         let out = tokio::time::timeout(self.timeouts.start, run)
             .await
             .map_err(|_| trans(format!("instance {id}: QEMU did not start within {:?}", self.timeouts.start)))?
@@ -530,6 +600,7 @@ impl QemuDriver {
             seed_instance_id: seed.instance_id,
             generation: 1,
             power: Power::Stopped,
+            rules: None,
         };
         // Written last: its presence means the machine is complete.
         self.save(paths, &rec)?;
@@ -738,6 +809,13 @@ impl ComputeDriver for QemuDriver {
         true
     }
 
+    /// Volumes and consoles; firewalls and public addresses need real networks, which user-mode
+    /// networking is not.
+    fn capabilities(&self) -> Capabilities {
+        let real = self.networks.is_some();
+        Capabilities { firewalls: real, public_ips: real, block_storage: true, consoles: true }
+    }
+
     async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
         let paths = self.vm(&spec.instance_id)?;
         let _guard = self.lock(&spec.instance_id).await;
@@ -882,6 +960,14 @@ impl ComputeDriver for QemuDriver {
             return Ok(());
         }
         self.kill(id, &paths).await?;
+        if let (Some(nets), Ok(Some(rec))) = (&self.networks, self.load(id, &paths))
+            && let Some(n) = &rec.spec.network
+            && let Some(net) = nets.get(&n.account_id, &n.zone_id).await
+        {
+            net.detach_port(&openwinv_net::tap_name(id))
+                .await
+                .map_err(|e| trans(format!("instance {id}: network: {e}")))?;
+        }
         std::fs::remove_dir_all(&paths.dir)
             .map_err(|e| trans(format!("instance {id}: cannot remove {}: {e}", paths.dir.display())))?;
         tracing::info!(instance = %id, "machine destroyed");
@@ -924,6 +1010,23 @@ impl ComputeDriver for QemuDriver {
     /// (the firewall saga's `failed` re-applies the open set, and would retry forever on a
     /// refusal).
     async fn apply_firewall(&self, id: &str, rules: &CompiledRules) -> Result<(), DriverError> {
+        if let Some(nets) = &self.networks {
+            let paths = self.vm(id)?;
+            let _guard = self.lock(id).await;
+            let Some(mut rec) = self.load(id, &paths)? else {
+                return Err(perm(format!("instance {id}: no such machine")));
+            };
+            rec.rules = Some(rules.clone());
+            self.save(&paths, &rec)?;
+            // A machine never started has no port yet; it gets these rules when plugged in.
+            if let Some(n) = &rec.spec.network
+                && let Some(net) = nets.get(&n.account_id, &n.zone_id).await
+                && net.model().await.machines.contains_key(&openwinv_net::tap_name(id))
+            {
+                nets.apply(&net, &openwinv_net::tap_name(id), rules.clone()).await?;
+            }
+            return Ok(());
+        }
         if rules.is_filtered() {
             return Err(perm(format!(
                 "the qemu driver cannot enforce firewalls yet: instance {id} would not be filtered; detach the \
@@ -1067,7 +1170,9 @@ impl ConsoleBroker for QemuDriver {
         let Ok(Some(rec)) = self.load(id, &paths) else {
             return MachineInfo::default();
         };
-        let mut info = MachineInfo { ssh_port: Some(rec.ssh_port), error: None };
+        // On a real network the machine is reached at its addresses, not a forwarded port.
+        let ssh_port = if self.networks.is_some() && rec.spec.network.is_some() { None } else { Some(rec.ssh_port) };
+        let mut info = MachineInfo { ssh_port, error: None };
         // Without waiting behind a long call (a soft reboot).
         if let Ok(_guard) = self.lock_of(id).try_lock_owned()
             && let Some((_, Some(status))) = self.observe(&paths).await

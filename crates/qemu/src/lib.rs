@@ -11,9 +11,11 @@ pub mod cmdline;
 pub mod driver;
 pub mod img;
 pub mod iso;
+pub mod networks;
 pub mod paths;
 pub mod qmp;
 pub mod seed;
 
 pub use accel::{Accel, Accelerator};
 pub use driver::{QemuDriver, Timeouts};
+pub use networks::Networks;

@@ -2,7 +2,7 @@
 //! them, packed into an ISO 9660 image labelled `cidata`.
 
 use base64::Engine as _;
-use openwinv_driver::MachineSpec;
+use openwinv_driver::{MachineNetwork, MachineSpec};
 use sha2::{Digest, Sha256};
 
 use crate::iso;
@@ -19,6 +19,10 @@ pub struct Seed {
     pub hostname: String,
     pub meta_data: String,
     pub user_data: String,
+    /// cloud-init's `network-config` (version 2) with the machine's static address, when the
+    /// machine is on a real network: the same address its DHCP reservation gives, for images
+    /// without a DHCP client.
+    pub network_config: Option<String>,
 }
 
 impl Seed {
@@ -30,17 +34,35 @@ impl Seed {
         let digest = hex::encode(Sha256::digest(user_data.as_bytes()));
         let instance_id = format!("{}-{}", spec.instance_id, &digest[..12]);
         let meta_data = format!("instance-id: {instance_id}\nlocal-hostname: {hostname}\n");
-        Ok(Seed { instance_id, hostname, meta_data, user_data })
+        let network_config = spec.network.as_ref().map(|n| network_config(&spec.instance_id, n));
+        Ok(Seed { instance_id, hostname, meta_data, user_data, network_config })
     }
 
     /// The seed as an ISO 9660 image.
     pub fn iso(&self) -> Result<Vec<u8>, String> {
-        let files = [
+        let mut files = vec![
             iso::File { name: "meta-data", data: self.meta_data.as_bytes() },
             iso::File { name: "user-data", data: self.user_data.as_bytes() },
         ];
+        if let Some(n) = &self.network_config {
+            files.push(iso::File { name: "network-config", data: n.as_bytes() });
+        }
         iso::write("cidata", &files).map_err(|e| format!("the cloud-init seed cannot be written: {e}"))
     }
+}
+
+/// Netplan-style version 2: the interface matched by the MAC the driver gives it, the static
+/// address, the gateway as default route and DNS server.
+fn network_config(instance_id: &str, n: &MachineNetwork) -> String {
+    let mac = openwinv_net::Mac::for_instance(instance_id);
+    format!(
+        "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"{mac}\"\n    set-name: eth0\n    \
+         addresses:\n      - {ip}/{prefix}\n    routes:\n      - to: default\n        via: {gw}\n    \
+         nameservers:\n      addresses:\n        - {gw}\n",
+        ip = n.ip,
+        prefix = n.prefix,
+        gw = n.gateway
+    )
 }
 
 fn user_data(spec: &MachineSpec, hostname: &str) -> Result<String, String> {
@@ -177,6 +199,7 @@ mod tests {
             ],
             user_script: Some("#!/bin/sh\necho hi\n".into()),
             boot: None,
+            network: None,
         }
     }
 
@@ -209,6 +232,50 @@ runcmd:
         let digest = hex::encode(Sha256::digest(s.user_data.as_bytes()));
         assert_eq!(s.instance_id, format!("INSTANCE-abc-{}", &digest[..12]));
         assert_eq!(s.meta_data, format!("instance-id: {}\nlocal-hostname: web-01\n", s.instance_id));
+    }
+
+    #[test]
+    fn network_config_carries_the_static_address() {
+        assert_eq!(Seed::render(&spec()).unwrap().network_config, None, "no network: no network-config");
+        let mut sp = spec();
+        sp.network = Some(MachineNetwork {
+            account_id: "dev".into(),
+            zone_id: "KR1-Z01".into(),
+            ip: "10.16.3.7".parse().unwrap(),
+            prefix: 16,
+            gateway: "10.16.0.1".parse().unwrap(),
+            public_ip: None,
+        });
+        let s = Seed::render(&sp).unwrap();
+        let mac = openwinv_net::Mac::for_instance("INSTANCE-abc");
+        assert_eq!(
+            s.network_config.as_deref(),
+            Some(
+                format!(
+                    "version: 2
+ethernets:
+  eth0:
+    match:
+      macaddress: \"{mac}\"
+    set-name: eth0
+    addresses:
+      - 10.16.3.7/16
+    routes:
+      - to: default
+        via: 10.16.0.1
+    nameservers:
+      addresses:
+        - 10.16.0.1
+"
+                )
+                .as_str()
+            )
+        );
+        // The ISO carries it as a third file.
+        let iso = s.iso().unwrap();
+        assert!(iso.windows(b"10.16.3.7/16".len()).any(|w| w == b"10.16.3.7/16"));
+        // The user-data (and so the seed's instance id) does not depend on the network.
+        assert_eq!(s.user_data, Seed::render(&spec()).unwrap().user_data);
     }
 
     #[test]

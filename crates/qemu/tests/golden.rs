@@ -21,6 +21,7 @@ fn base(id: &str) -> VmConfig {
         accel: Accelerator::Kvm,
         kernel: None,
         ssh_port: 40022,
+        tap: None,
         volumes: vec![],
     }
 }
@@ -77,4 +78,11 @@ fn commas_in_paths_are_escaped() {
     let mut c = base("INSTANCE-x");
     c.paths = DataDir::new(PathBuf::from("/srv/a,b")).vm("INSTANCE-x");
     check("commas", &c);
+}
+
+#[test]
+fn tap_on_a_real_network() {
+    let mut c = base("INSTANCE-0Q3fZ1kd8Jx0tttttttttttt");
+    c.tap = Some(cmdline::TapNic { fd: 3, mac: "02:aa:bb:cc:dd:ee".into() });
+    check("tap_on_a_real_network", &c);
 }

@@ -51,6 +51,7 @@ fn spec(id: &str, name: &str, password: &str) -> MachineSpec {
             cmdline: cmdline.trim().into(),
             root_disk: Some(dir.join("root.raw")),
         }),
+        network: None,
     }
 }
 

@@ -347,6 +347,11 @@ impl AdminClient {
 
     // Clock (settable with the simulated driver only).
 
+    /// The QEMU driver's real networks (`--network namespaces`): taps, addresses, rule counts.
+    pub async fn networks(&self) -> Result<Vec<openwinv_wire::admin::NetworkInfo>> {
+        self.rows(self.request(Method::GET, &["networks"])).await
+    }
+
     pub async fn clock(&self) -> Result<ClockState> {
         self.row(self.request(Method::GET, &["clock"])).await
     }

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use openwinv_wire::firewalls::Reachability;
 use openwinv_wire::instances::{ActionReceipt, CreateReceipt, Instance, RemoteConsole};
 use openwinv_wire::operations::Operation;
 use openwinv_wire::{ErrorCode, headers};
@@ -155,6 +156,23 @@ impl Client {
     /// unknown id is the API error `NOT_FOUND`.
     pub async fn instance(&self, instance_id: &str, fields: Option<u64>) -> Result<Instance> {
         let request = self.request_of(Method::GET, &["v1", "instances", instance_id]).query(&[("fields", fields)]);
+        first_row(self.execute(request).await?)
+    }
+
+    /// Would a packet from `from` (an IPv4 address or an instance id of the account) reach the
+    /// instance on `protocol` (`TCP`, `UDP` or `ICMP`) and `port` (`None` for ICMP)? [ext] The
+    /// server answers from the same compiled rules the kernel enforces, with the deciding rule.
+    pub async fn reachability(
+        &self,
+        instance_id: &str,
+        from: &str,
+        protocol: &str,
+        port: Option<u16>,
+    ) -> Result<Reachability> {
+        let request = self
+            .request_of(Method::GET, &["v1", "instances", instance_id, "reachability"])
+            .query(&[("from", from), ("protocol", protocol)])
+            .query(&[("port", port)]);
         first_row(self.execute(request).await?)
     }
 

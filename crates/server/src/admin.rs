@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use jiff::{SignedDuration, Timestamp};
 use openwinv_store::{AccountRecord, KeyRecord, NewKeyRecord, StoreError};
-use openwinv_wire::admin::{AccessKey, Account, ClockState, IssuedKey};
+use openwinv_wire::admin::{AccessKey, Account, ClockState, IssuedKey, NetworkInfo, NetworkPort};
 use openwinv_wire::keys::{SshKey, UserScript};
 use openwinv_wire::{Envelope, ErrorCode};
 
@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/accounts/{name}/scripts", get(list_scripts).post(create_script))
         .route("/admin/v1/accounts/{name}/scripts/{id}", delete(delete_script))
         .route("/admin/v1/clock", get(show_clock).put(set_clock))
+        .route("/admin/v1/networks", get(list_networks))
         .route("/admin/v1/clock/advance", post(advance_clock))
         .merge(crate::admin_sim::routes())
         .merge(crate::admin_state::routes())
@@ -333,6 +334,39 @@ fn clock_state(state: &AppState) -> ClockState {
         offset_ms: state.clock.offset_ms(),
         settable: state.clock.settable(),
     }
+}
+
+/// The QEMU driver's real networks with their taps, addresses and rule counts; empty when
+/// machines are not on real networks (the simulated driver, or `--network user`).
+#[utoipa::path(get, path = "/admin/v1/networks", tag = "operator", security(("admin_token" = [])), responses((status = 200, body = Envelope<Vec<NetworkInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn list_networks(State(state): State<AppState>) -> Reply<NetworkInfo> {
+    let Some(nets) = &state.networks else { return Ok(Json(Envelope::rows(Vec::new()))) };
+    let rows = nets
+        .views()
+        .await
+        .into_iter()
+        .map(|n| NetworkInfo {
+            account_id: n.account_id,
+            zone_id: n.zone_id,
+            netns: n.netns,
+            subnet: n.subnet,
+            gateway: n.gateway,
+            ports: n
+                .ports
+                .into_iter()
+                .map(|p| NetworkPort {
+                    tap: p.tap,
+                    mac: p.mac,
+                    ip: p.ip,
+                    public_ip: p.public_ip,
+                    firewalls: p.firewalls,
+                    inbound_rules: p.inbound_rules,
+                    outbound_rules: p.outbound_rules,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(Envelope::rows(rows)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/clock", tag = "operator", security(("admin_token" = [])), responses((status = 200, body = Envelope<Vec<ClockState>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]

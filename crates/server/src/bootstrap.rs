@@ -144,6 +144,8 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         SimMode::Timed => Pacing::Timed(config.sim_delay),
         SimMode::Explicit => Pacing::Explicit,
     };
+    let metrics = Metrics::default();
+    let mut networks: Option<Arc<openwinv_qemu::Networks>> = None;
     // One driver behind both ports: the contract saga steps call, the console broker handlers ask.
     let (driver, consoles): (Arc<dyn ComputeDriver>, Arc<dyn ConsoleBroker>) = match config.driver {
         Driver::Sim => {
@@ -157,6 +159,30 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                 std::env::var("OPENWINV_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
                 std::env::var("OPENWINV_QEMU_IMG").unwrap_or_else(|_| "qemu-img".into()),
             );
+            let qemu = match config.network {
+                crate::config::NetworkMode::User => qemu,
+                crate::config::NetworkMode::Namespaces => {
+                    let host = openwinv_net::Host {
+                        // Tests play the host in a namespace of their own; production uses its own.
+                        netns: std::env::var("OPENWINV_NETWORK_HOST_NETNS").ok().filter(|n| !n.is_empty()),
+                        prefix: std::env::var("OPENWINV_NETWORK_PREFIX").unwrap_or_else(|_| "owv-".into()),
+                        uplink: config.uplink.clone(),
+                        // dnsmasq reads its hosts file after dropping to `nobody`: outside the
+                        // private data directory, in a world-traversable one (MACs and addresses only).
+                        run_dir: std::env::var_os("OPENWINV_NETWORK_RUN_DIR")
+                            .map(std::path::PathBuf::from)
+                            .unwrap_or_else(|| "/run/openwinv/networks".into()),
+                    };
+                    let nets = Arc::new(
+                        openwinv_qemu::Networks::new(host, data.join("networks.json"))
+                            .with_observer(Arc::new(metrics.net.clone())),
+                    );
+                    nets.prepare().await.map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
+                    spawn_network_reconcile(nets.clone());
+                    networks = Some(nets.clone());
+                    qemu.with_networks(nets)
+                }
+            };
             let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
             tracing::info!(?accel, "QEMU driver ready");
             let qemu = Arc::new(qemu);
@@ -196,7 +222,8 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         clock,
         catalog,
         images,
-        metrics: Metrics::default(),
+        metrics,
+        networks,
         admin_token,
         live_bills: Default::default(),
     }))
@@ -244,4 +271,23 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Rewrites every live network's ruleset from its model every `OPENWINV_NETWORK_RECONCILE_SECS`
+/// seconds (default 30): a rule removed or changed by hand comes back. Each rewrite is one
+/// atomic nft transaction, so traffic sees the old or the new ruleset, never a gap.
+fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
+    let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(30.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(secs));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            nets.reconcile().await;
+        }
+    });
 }

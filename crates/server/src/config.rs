@@ -111,6 +111,11 @@ pub struct Settings {
     pub tls_listen: Option<String>,
     /// Names the server certificate covers besides localhost, 127.0.0.1, ::1 and api-kr.iwinv.kr.
     pub tls_names: Option<Vec<String>>,
+    /// QEMU machines' networking: `user` (QEMU's user-mode network and an SSH forward; the
+    /// default) or `namespaces` (real per-(account, zone) networks, firewalls enforced).
+    pub network: Option<String>,
+    /// With `network = "namespaces"`: the host interface egress is masqueraded out of.
+    pub uplink: Option<String>,
 }
 
 impl Settings {
@@ -143,6 +148,8 @@ impl Settings {
             tls: self.tls.or(lower.tls),
             tls_listen: self.tls_listen.or(lower.tls_listen),
             tls_names: self.tls_names.or(lower.tls_names),
+            network: self.network.or(lower.network),
+            uplink: self.uplink.or(lower.uplink),
         }
     }
 }
@@ -183,6 +190,19 @@ pub struct Config {
     pub header_read_timeout: std::time::Duration,
     /// HTTPS, when asked for.
     pub tls: Option<TlsConfig>,
+    /// How QEMU machines are networked.
+    pub network: NetworkMode,
+    /// The uplink of real networks (`None`: egress out of any interface).
+    pub uplink: Option<String>,
+}
+
+/// How QEMU machines are networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// QEMU's user-mode network with the guest's port 22 forwarded from 127.0.0.1.
+    User,
+    /// Real networks: one namespace per (account, zone), taps, DHCP, NAT, nftables.
+    Namespaces,
 }
 
 /// Where and for which names HTTPS is served.
@@ -258,6 +278,22 @@ impl Config {
         {
             bail!("tls_listen must differ from listen ({listen}); use tls alone for HTTPS on the listen address");
         }
+        let network = match s.network.as_deref() {
+            None | Some("user") => NetworkMode::User,
+            Some("namespaces") => NetworkMode::Namespaces,
+            Some(other) => bail!("network must be user or namespaces, not `{other}`"),
+        };
+        if network == NetworkMode::Namespaces && driver != Driver::Qemu {
+            bail!("network = namespaces is for the QEMU driver (--driver qemu); the simulated driver has no packets");
+        }
+        if let Some(u) = &s.uplink {
+            if network != NetworkMode::Namespaces {
+                bail!("uplink is used with network = namespaces only");
+            }
+            if u.is_empty() || u.len() > 15 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+                bail!("uplink must be an interface name (1 to 15 letters, digits, '-', '_', '.'), not `{u}`");
+            }
+        }
         let bootstrap_rate_limit = match (s.default_rate_limit, driver) {
             (Some(limit), _) => limit,
             (None, Driver::Sim) => 0,
@@ -267,6 +303,8 @@ impl Config {
             max_connections: s.max_connections,
             header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout),
             tls,
+            network,
+            uplink: s.uplink,
             bootstrap_rate_limit,
             accel,
             sim_delay: std::time::Duration::from_secs_f64(sim_delay),

@@ -806,6 +806,7 @@ mod tests {
                     images: base.images.clone(),
                     auth: Authenticator::new(base.clock.clone()),
                     metrics: Metrics::default(),
+                    networks: None,
                     admin_token: base.admin_token.clone(),
                     live_bills: Default::default(),
                 }),

@@ -81,6 +81,8 @@ pub struct Inner {
     pub images: images::ImageStore,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    /// Real networks of the QEMU driver (`--network namespaces`), for `admin network show`.
+    pub networks: Option<Arc<openwinv_qemu::Networks>>,
     pub admin_token: String,
     /// Accounts' usage of the current month, for the live bill.
     pub live_bills: billing::LiveCache,

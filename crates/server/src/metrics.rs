@@ -33,8 +33,35 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+/// Real networks (`--network namespaces`): firewall rule applies (one nft transaction each) and
+/// reconcile passes.
+#[derive(Clone)]
+pub struct NetMetrics {
+    applies: Family<OutcomeLabels, Counter>,
+    latency: Histogram,
+    reconciles: Counter,
+}
+
+impl openwinv_qemu::networks::NetObserver for NetMetrics {
+    fn rule_apply(&self, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.applies.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+        self.latency.observe(seconds);
+    }
+
+    fn reconcile(&self, networks: usize) {
+        self.reconciles.inc_by(networks as u64);
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
+    pub net: NetMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     auth_failures: Family<ReasonLabels, Counter>,
@@ -51,7 +78,27 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
         registry.register("auth_failures", "Rejected signed or operator requests by error_code", auth_failures.clone());
-        Metrics { registry: Mutex::new(registry), requests, latency, auth_failures }
+        let net = NetMetrics {
+            applies: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            reconciles: Counter::default(),
+        };
+        registry.register(
+            "firewall_rule_applies",
+            "Firewall rule sets applied to the kernel, by outcome",
+            net.applies.clone(),
+        );
+        registry.register(
+            "firewall_rule_apply_duration_seconds",
+            "Time of one firewall apply (one nft transaction and the connections it cuts)",
+            net.latency.clone(),
+        );
+        registry.register(
+            "network_reconciles",
+            "Networks whose ruleset a reconcile pass rewrote",
+            net.reconciles.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), net, requests, latency, auth_failures }
     }
 }
 

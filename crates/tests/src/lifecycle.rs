@@ -66,8 +66,13 @@ pub async fn a_whole_lifecycle(s: &Server, mut booted: impl AsyncFnMut(&str)) {
     }
     assert_eq!(row["zone"], json!({"zone_id": "KR1-Z01", "name": "서울 1"}));
     assert_eq!(row["flavor"]["vcpu"], 1);
-    let public = row["ip"][0]["public"]["address"].as_str().unwrap().to_owned();
-    assert!(public.starts_with("198.18."), "{public}");
+    // A driver without public addresses (QEMU on user-mode networking) gives none by default
+    // (docs/compat.md, "Driver capabilities"); the simulated driver gives one from the pool.
+    let public = row["ip"][0]["public"]["address"].as_str().map(str::to_owned);
+    if let Some(p) = &public {
+        assert!(p.starts_with("198.18."), "{p}");
+    }
+    let private = row["ip"][0]["private"]["address"].as_str().unwrap().to_owned();
     assert!(row["ip"][0]["private"]["address"].as_str().unwrap().starts_with("10.16."));
     let secret = s.get(&format!("/v1/instances/{id}?fields=129")).await;
     assert_eq!(secret.ok_rows()[0]["default_account"]["password"], password.as_str());
@@ -92,7 +97,7 @@ pub async fn a_whole_lifecycle(s: &Server, mut booted: impl AsyncFnMut(&str)) {
     assert_eq!(row["image"]["image_id"], "IMG-debian-12");
     assert_eq!(row["status"], "active");
     assert_ne!(row["default_account"]["password"], password.as_str(), "rebuild gives a new password");
-    assert_eq!(row["ip"][0]["public"]["address"], public.as_str(), "rebuild keeps addresses");
+    assert_eq!(row["ip"][0]["public"]["address"].as_str(), public.as_deref(), "rebuild keeps addresses");
     accepted(s, act(s, &id, "shutdown", json!({})).await).await;
     let op = accepted(s, act(s, &id, "resize", json!({"flavor_id": "ss1.c2m4"})).await).await;
     assert_eq!(op["status"], "succeeded", "resize: {op}");
@@ -102,7 +107,7 @@ pub async fn a_whole_lifecycle(s: &Server, mut booted: impl AsyncFnMut(&str)) {
         (Some("ss1.c2m4"), Some("off")),
         "resize keeps power state"
     );
-    assert_eq!(row["ip"][0]["public"]["address"], public.as_str());
+    assert_eq!(row["ip"][0]["public"]["address"].as_str(), public.as_deref());
 
     let d = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
     assert_eq!(d.result()[0]["status"], "deleting");
@@ -110,6 +115,6 @@ pub async fn a_whole_lifecycle(s: &Server, mut booted: impl AsyncFnMut(&str)) {
     assert_eq!(accepted(s, d).await["status"], "succeeded");
     s.get(&format!("/v1/instances/{id}")).await.assert_error(404, "NOT_FOUND");
     // The address went back to the pool.
-    let r = s.get(&format!("/v1/instances?ip={public}")).await;
+    let r = s.get(&format!("/v1/instances?ip={}", public.as_deref().unwrap_or(&private))).await;
     assert!(r.ok_rows().is_empty());
 }

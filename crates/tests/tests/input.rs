@@ -93,6 +93,7 @@ const PATH_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/instances/{}/rebuild", "instance_id"),
     ("POST", "/v1/instances/{}/resize", "instance_id"),
     ("GET", "/v1/instances/{}/remote-console", "instance_id"),
+    ("GET", "/v1/instances/{}/reachability?from=1.2.3.4&protocol=TCP&port=1", "instance_id"),
     ("GET", "/v1/flavors/{}", "flavor_id"),
     ("GET", "/v1/images/{}", "image_id"),
     ("GET", "/v1/block-storages/{}", "block_storage_id"),

@@ -142,3 +142,31 @@ pub struct NewConsoleUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
+
+/// One real network of the QEMU driver (`--network namespaces`): an (account, zone) private
+/// network in its own namespace, with the machines plugged into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkInfo {
+    pub account_id: String,
+    pub zone_id: String,
+    /// The network namespace on the host.
+    pub netns: String,
+    /// The private subnet, e.g. `10.16.0.0/16`.
+    pub subnet: String,
+    pub gateway: String,
+    pub ports: Vec<NetworkPort>,
+}
+
+/// A machine's port: its tap on the bridge, addresses and the rules enforced on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkPort {
+    pub tap: String,
+    pub mac: String,
+    pub ip: String,
+    pub public_ip: Option<String>,
+    /// Attached firewalls; empty: nothing is filtered.
+    pub firewalls: Vec<String>,
+    /// Compiled allow rules, inbound and outbound.
+    pub inbound_rules: usize,
+    pub outbound_rules: usize,
+}

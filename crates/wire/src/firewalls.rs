@@ -109,3 +109,37 @@ pub struct AttachmentReceipt {
     /// `attaching` or `detaching`.
     pub status: String,
 }
+
+/// `GET /v1/instances/{id}/reachability` [ext]: would a packet from `from` reach the instance?
+/// Computed by the evaluator from the same compiled rules the kernel gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Reachability {
+    /// The instance asked about.
+    pub instance_id: String,
+    /// The `from` of the request: an IPv4 address or an instance id.
+    pub from: String,
+    /// The source address the packet carries (the instance's private address when `from` is an
+    /// instance of the same zone, its public address otherwise).
+    pub source_ip: Option<String>,
+    /// The destination address the packet is sent to (private inside the network, public from
+    /// outside it).
+    pub destination_ip: Option<String>,
+    /// `TCP`, `UDP` or `ICMP`.
+    pub protocol: String,
+    /// The destination port; null for ICMP.
+    pub port: Option<u16>,
+    /// `accept` or `drop`.
+    pub verdict: String,
+    /// Where it was decided: `chains` (a machine's firewall chain), or a gate before them:
+    /// `spoofed_from_outside`, `not_public`, `no_such_machine`, `unknown_port`.
+    pub gate: String,
+    /// The chain that decided: `in` (the instance's inbound chain) or `out` (the sender's
+    /// outbound chain); null when a gate decided.
+    pub direction: Option<String>,
+    /// What decided inside that chain: `rule`, `icmp`, `established`, `invalid` or `default`.
+    pub step: Option<String>,
+    /// The deciding rules as `FIREWALL-…#rule_id` (for `rule`), or firewall ids (for `icmp`).
+    pub rules: Vec<String>,
+    /// One sentence saying why.
+    pub reason: String,
+}

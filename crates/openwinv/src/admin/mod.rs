@@ -10,6 +10,7 @@ mod clock;
 mod faults;
 mod hosts;
 mod images;
+mod network;
 mod sim;
 mod standin;
 mod users;
@@ -46,6 +47,9 @@ pub enum AdminCommand {
     /// Regular bills: mark paid
     #[command(subcommand)]
     Bills(bills::BillAction),
+    /// Real networks of the QEMU driver: show
+    #[command(subcommand)]
+    Network(network::NetworkAction),
     /// The server clock (settable with the simulated driver)
     #[command(subcommand)]
     Clock(clock::ClockAction),
@@ -94,6 +98,7 @@ pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> any
         }
         AdminCommand::Bills(action) => bills::run(admin, action, out).await,
         AdminCommand::Clock(action) => clock::run(admin, action, out).await,
+        AdminCommand::Network(action) => network::run(admin, action, out).await,
         AdminCommand::Faults(action) => faults::run(admin, action, out).await,
         AdminCommand::Hosts(action) => hosts::run(admin, action, out).await,
         AdminCommand::Placements(action) => hosts::placements(admin, action, out).await,

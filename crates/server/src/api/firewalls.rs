@@ -21,6 +21,7 @@ use openwinv_wire::{Envelope, ErrorCode, ErrorEnvelope};
 use serde_json::{Map, Value};
 
 use crate::AppState;
+use crate::api::capabilities::{self, Feature};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Path, Query, enum_error, text_field};
@@ -381,6 +382,10 @@ pub async fn attachment_for(
     let instance_id = body.required_str("instance_id")?.trim().to_owned();
     if instance_id.is_empty() {
         return Err(ApiError::missing_body("instance_id"));
+    }
+    // Detaching is always possible (it leaves the machine open, as a host without firewalls has it).
+    if attach {
+        capabilities::require(state, Feature::Firewalls, "Attaching a firewall to the body field `instance_id`")?;
     }
     let kind = if attach { Kind::Attach } else { Kind::Detach };
     let operation_id = ids::new_id("OP");

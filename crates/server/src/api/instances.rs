@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::{Reply, volumes};
 use crate::AppState;
+use crate::api::capabilities::{self, Feature};
 use crate::auth::Caller;
 use crate::catalog::{CatalogFile, FLAVOR_TYPES, FlavorDef, ImageDef};
 use crate::error::{ApiError, ApiResult};
@@ -468,18 +469,26 @@ pub async fn create(
         return Err(id_invalid("user_script_id", id));
     }
     let volume_requests = volumes::requested(&body, &catalog, &zone_id)?;
+    if !volume_requests.is_empty() {
+        capabilities::require(&state, Feature::BlockStorage, "The body field `block_storage`")?;
+    }
     // Deprecated [iwinv]: a firewall to attach; the create operation attaches it.
     let security_group = body.str("security_group")?.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    if let Some(fw) = &security_group
-        && !state.store.firewall_exists(&caller.account_id, fw).await?
-    {
-        return Err(id_invalid("security_group", fw));
+    if let Some(fw) = &security_group {
+        capabilities::require(&state, Feature::Firewalls, "The body field `security_group`")?;
+        if !state.store.firewall_exists(&caller.account_id, fw).await? {
+            return Err(id_invalid("security_group", fw));
+        }
     }
+    // Without public addresses on this host the default is none; asking for one is refused.
     let attach_public_ip = match body.0.get("attach_public_ip") {
-        None | Some(serde_json::Value::Null) => true,
+        None | Some(serde_json::Value::Null) => capabilities::offers(&state, Feature::PublicIps),
         Some(serde_json::Value::Bool(b)) => *b,
         Some(_) => parse_bool("attach_public_ip", &body.str("attach_public_ip")?.unwrap_or_default())?,
     };
+    if attach_public_ip {
+        capabilities::require(&state, Feature::PublicIps, "The body field `attach_public_ip`")?;
+    }
     let create_params = create::Create::encode(&create::Params {
         security_group: security_group.clone(),
         // Lets the volume steps skip looking for volumes that cannot exist.
@@ -862,6 +871,7 @@ pub async fn remote_console(
     headers: HeaderMap,
 ) -> Reply<RemoteConsole> {
     let r = state.store.instance(&caller.account_id, &id).await?.ok_or_else(|| instance_not_found(&id))?;
+    capabilities::require(&state, Feature::Consoles, "A remote console")?;
     if r.status != status::ACTIVE {
         return Err(ApiError::new(
             ErrorCode::CheckConsole,

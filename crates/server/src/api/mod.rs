@@ -1,9 +1,11 @@
 //! The iwinv API v1 under `/v1`: one module per resource.
 
+pub mod capabilities;
 pub mod catalog;
 pub mod firewalls;
 pub mod instances;
 pub mod operations;
+pub mod reachability;
 pub mod scripts;
 pub mod ssh_keys;
 pub mod volumes;
@@ -45,5 +47,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/instances/{instance_id}/rebuild", post(instances::rebuild))
         .route("/v1/instances/{instance_id}/resize", post(instances::resize))
         .route("/v1/instances/{instance_id}/remote-console", get(instances::remote_console))
+        .route("/v1/instances/{instance_id}/reachability", get(reachability::reachability))
         .merge(firewalls::routes())
 }

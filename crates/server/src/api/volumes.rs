@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::Reply;
 use crate::AppState;
+use crate::api::capabilities::{self, Feature};
 use crate::auth::Caller;
 use crate::catalog::{BlockStorageTypeDef, CatalogFile};
 use crate::error::{ApiError, ApiResult};
@@ -259,6 +260,7 @@ pub async fn detail(
     responses((status = 202, body = Envelope<Vec<BlockStorageReceipt>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
         (status = 403, body = openwinv_wire::ErrorEnvelope), (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Body) -> Accepted {
+    capabilities::require(&state, Feature::BlockStorage, "A block-storage volume")?;
     let instance_id = body.required_str("instance_id")?;
     let kind = body.required_str("type")?;
     let size = body.int("size")?.ok_or_else(|| ApiError::missing_body("size"))?;
@@ -341,6 +343,7 @@ pub async fn attach(
     Extension(caller): Extension<Caller>,
     Path((id, instance_id)): Path<(String, String)>,
 ) -> Accepted {
+    capabilities::require(&state, Feature::BlockStorage, "Attaching a block-storage volume")?;
     let operation_id = ids::new_id("OP");
     let op = new_operation(&state, &caller, &operation_id, Kind::Attach, &id);
     state

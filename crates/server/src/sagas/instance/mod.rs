@@ -13,12 +13,12 @@ pub mod resize;
 pub mod shutdown;
 pub mod start;
 
-use openwinv_driver::MachineSpec;
+use openwinv_driver::{MachineNetwork, MachineSpec};
 use openwinv_engine::{Op, Operation, StepError};
 use openwinv_store::instances::status;
 use openwinv_store::{InstanceRecord, Settle};
 
-use super::Deps;
+use super::{Deps, addresses};
 
 /// The instance operation kinds, for the requests that start them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,17 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         ssh_keys: keys.iter().filter_map(|k| k["public_key"].as_str().map(String::from)).collect(),
         user_script,
         boot,
+        network: inst.private_ip.as_deref().and_then(|ip| ip.parse().ok()).map(|ip| {
+            let net = addresses::private_net();
+            MachineNetwork {
+                account_id: inst.account_id.clone(),
+                zone_id: inst.zone_id.clone(),
+                ip,
+                prefix: net.prefix_len(),
+                gateway: addresses::gateway(&net),
+                public_ip: inst.public_ip.as_deref().and_then(|p| p.parse().ok()),
+            }
+        }),
     })
 }
 

@@ -1,0 +1,226 @@
+//! The QEMU driver's real networks (`serve --driver qemu --network namespaces`): one
+//! [`openwinv_net::Network`] per (account, zone), ensured on first use with every machine the
+//! driver knows on it, so a restarted server rewrites the same ruleset and no port is ever
+//! briefly open. Each network's transit index is kept in `networks.json` under the data
+//! directory, so it stays the same across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use openwinv_driver::firewall::CompiledRules;
+use openwinv_driver::{DriverError, MachineNetwork};
+use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Subnet, tap_name};
+use tokio::sync::{Mutex, OnceCell};
+
+/// Told of every rule apply and reconcile pass (the server's metrics).
+pub trait NetObserver: Send + Sync {
+    fn rule_apply(&self, ok: bool, seconds: f64);
+    fn reconcile(&self, networks: usize);
+}
+
+/// Counters a metrics exporter reads: rule applies and their total latency.
+#[derive(Debug, Default)]
+pub struct ApplyStats {
+    pub applies: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
+    /// Sum of the applies' durations, in microseconds.
+    pub micros: std::sync::atomic::AtomicU64,
+    /// Reconcile passes that found drift and rebuilt.
+    pub repairs: std::sync::atomic::AtomicU64,
+}
+
+/// One network as `admin network show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NetworkView {
+    pub account_id: String,
+    pub zone_id: String,
+    pub netns: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub ports: Vec<PortView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PortView {
+    pub tap: String,
+    pub mac: String,
+    pub ip: String,
+    pub public_ip: Option<String>,
+    pub firewalls: Vec<String>,
+    pub inbound_rules: usize,
+    pub outbound_rules: usize,
+}
+
+pub struct Networks {
+    host: Host,
+    prepared: OnceCell<()>,
+    live: Mutex<HashMap<(String, String), Arc<Network>>>,
+    state_file: PathBuf,
+    pub stats: ApplyStats,
+    observer: Option<Arc<dyn NetObserver>>,
+}
+
+fn net_err(e: openwinv_net::NetError) -> DriverError {
+    DriverError::Transient(format!("network: {e}"))
+}
+
+impl Networks {
+    pub fn new(host: Host, state_file: PathBuf) -> Networks {
+        Networks {
+            host,
+            prepared: OnceCell::new(),
+            live: Mutex::new(HashMap::new()),
+            state_file,
+            stats: ApplyStats::default(),
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn NetObserver>) -> Networks {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Checks the tools and writes the host's table (once).
+    pub async fn prepare(&self) -> Result<(), DriverError> {
+        self.prepared
+            .get_or_try_init(|| async { self.host.prepare().await.map_err(|e| DriverError::Permanent(e.to_string())) })
+            .await
+            .map(|_| ())
+    }
+
+    /// The transit index of (account, zone), allocated on first use and kept.
+    fn index(&self, account: &str, zone: &str) -> Result<u32, DriverError> {
+        let key = format!("{account} {zone}");
+        let mut map: BTreeMap<String, u32> = match std::fs::read(&self.state_file) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| DriverError::Permanent(format!("{} is damaged: {e}", self.state_file.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(DriverError::Transient(format!("cannot read {}: {e}", self.state_file.display()))),
+        };
+        if let Some(i) = map.get(&key) {
+            return Ok(*i);
+        }
+        let next = map.values().max().map_or(1, |m| m + 1);
+        map.insert(key, next);
+        let bytes = serde_json::to_vec_pretty(&map).map_err(|e| DriverError::Permanent(e.to_string()))?;
+        let tmp = self.state_file.with_extension("json.new");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &self.state_file))
+            .map_err(|e| DriverError::Transient(format!("cannot write {}: {e}", self.state_file.display())))?;
+        Ok(next)
+    }
+
+    /// The live network of `n`'s (account, zone), ensured with `known` (every machine the driver
+    /// has on it) when first used.
+    pub async fn network(
+        &self,
+        n: &MachineNetwork,
+        known: impl FnOnce() -> Vec<Machine>,
+    ) -> Result<Arc<Network>, DriverError> {
+        self.prepare().await?;
+        let key = (n.account_id.clone(), n.zone_id.clone());
+        let mut live = self.live.lock().await;
+        if let Some(net) = live.get(&key) {
+            return Ok(net.clone());
+        }
+        let subnet = Subnet::new(n.gateway, n.prefix)
+            .ok_or_else(|| DriverError::Permanent(format!("prefix /{} is not an IPv4 prefix", n.prefix)))?;
+        let spec = NetworkSpec {
+            account: n.account_id.clone(),
+            zone: n.zone_id.clone(),
+            index: self.index(&n.account_id, &n.zone_id)?,
+            subnet,
+            gateway: n.gateway,
+        };
+        let net = Arc::new(Network::ensure(&self.host, spec, known()).await.map_err(net_err)?);
+        live.insert(key, net.clone());
+        Ok(net)
+    }
+
+    /// The live network of (account, zone), if it was used since the server started.
+    pub async fn get(&self, account: &str, zone: &str) -> Option<Arc<Network>> {
+        self.live.lock().await.get(&(account.to_owned(), zone.to_owned())).cloned()
+    }
+
+    /// Enforces `rules` on the machine's port (one nft transaction), counting it.
+    pub async fn apply(&self, net: &Network, tap: &str, rules: CompiledRules) -> Result<(), DriverError> {
+        let t = Instant::now();
+        let r = net.apply_firewall(tap, rules).await;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.applies.fetch_add(1, Relaxed);
+        self.stats.micros.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        if let Some(o) = &self.observer {
+            o.rule_apply(r.is_ok(), t.elapsed().as_secs_f64());
+        }
+        match r {
+            Ok(applied) => {
+                if !applied.cut.is_empty() {
+                    tracing::info!(tap, cut = applied.cut.len(), "connections the new rules refuse were cut");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Relaxed);
+                Err(net_err(e))
+            }
+        }
+    }
+
+    /// Rewrites every live network's ruleset from its model (repairs drift: a rule deleted by
+    /// hand comes back). Returns how many networks were rewritten.
+    pub async fn reconcile(&self) -> usize {
+        let nets: Vec<Arc<Network>> = self.live.lock().await.values().cloned().collect();
+        let mut n = 0;
+        for net in nets {
+            match net.rebuild().await {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!(netns = net.netns(), error = %e, "reconcile: rebuild failed"),
+            }
+        }
+        self.stats.repairs.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(o) = &self.observer {
+            o.reconcile(n);
+        }
+        n
+    }
+
+    /// Every live network with its ports.
+    pub async fn views(&self) -> Vec<NetworkView> {
+        let nets: Vec<Arc<Network>> = self.live.lock().await.values().cloned().collect();
+        let mut out = Vec::new();
+        for net in nets {
+            let model = net.model().await;
+            let spec = net.spec();
+            out.push(NetworkView {
+                account_id: spec.account.clone(),
+                zone_id: spec.zone.clone(),
+                netns: net.netns().to_owned(),
+                subnet: spec.subnet.to_string(),
+                gateway: spec.gateway.to_string(),
+                ports: model
+                    .machines
+                    .values()
+                    .map(|m| PortView {
+                        tap: m.port.tap.clone(),
+                        mac: m.port.mac.to_string(),
+                        ip: m.port.ip.to_string(),
+                        public_ip: m.port.public_ip.map(|p| p.to_string()),
+                        firewalls: m.rules.firewalls.clone(),
+                        inbound_rules: m.rules.inbound.allow.len(),
+                        outbound_rules: m.rules.outbound.allow.len(),
+                    })
+                    .collect(),
+            });
+        }
+        out.sort_by(|a, b| (&a.account_id, &a.zone_id).cmp(&(&b.account_id, &b.zone_id)));
+        out
+    }
+}
+
+/// A machine's port on its network.
+pub fn port_of(instance_id: &str, n: &MachineNetwork) -> Port {
+    Port { tap: tap_name(instance_id), mac: Mac::for_instance(instance_id), ip: n.ip, public_ip: n.public_ip }
+}
