@@ -5,7 +5,7 @@
 //! advance it; it keeps running from the new point. The offset lives in the store so that every
 //! server process on one database shares it and a restart keeps it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -18,12 +18,16 @@ const OFFSET_KEY: &str = "clock_offset_ns";
 pub struct Clock {
     /// Nanoseconds from the host's real time: exact, so that a clock set to T reads T or later.
     offset_ns: AtomicI64,
+    /// How many times this process set the clock. A `load` applies what it read only if no `set`
+    /// ran meanwhile: its read may predate the set, and applying it would undo the set (the
+    /// shared-state refresh reading the old offset while an operator's set was under way).
+    sets: Mutex<u64>,
     settable: bool,
 }
 
 impl Clock {
     pub fn new(settable: bool) -> Arc<Clock> {
-        Arc::new(Clock { offset_ns: AtomicI64::new(0), settable })
+        Arc::new(Clock { offset_ns: AtomicI64::new(0), sets: Mutex::new(0), settable })
     }
 
     pub fn now(&self) -> Timestamp {
@@ -59,13 +63,16 @@ impl Clock {
     pub async fn set(&self, store: &Store, to: Timestamp) -> openwinv_store::Result<()> {
         let offset = i64::try_from(to.duration_since(Timestamp::now()).as_nanos()).unwrap_or(i64::MAX);
         store.meta_set(OFFSET_KEY, &offset.to_string()).await?;
+        let mut sets = self.sets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.offset_ns.store(offset, Ordering::Relaxed);
+        *sets += 1;
         Ok(())
     }
 
     /// Reads the shared offset from the store; none recorded (a fresh or reset store) is the
     /// host's time.
     pub async fn load(&self, store: &Store) -> openwinv_store::Result<()> {
+        let sets_before = *self.sets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let offset = match store.meta_get(OFFSET_KEY).await? {
             Some(v) => match v.parse::<i64>() {
                 Ok(offset) => offset,
@@ -73,7 +80,10 @@ impl Clock {
             },
             None => 0,
         };
-        self.offset_ns.store(offset, Ordering::Relaxed);
+        let sets = self.sets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *sets == sets_before {
+            self.offset_ns.store(offset, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
