@@ -5,8 +5,8 @@
 //! advance it; it keeps running from the new point. The offset lives in the store so that every
 //! server process on one database shares it and a restart keeps it.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
