@@ -284,6 +284,9 @@ fn query_schema(path: &str, name: &str) -> Option<(serde_json::Value, bool)> {
         "status" if path == "/v1/operations" => {
             json!({"type": "string", "enum": ["", RUNNING, SUCCEEDED, FAILED]})
         }
+        // `GET /v1/instances/{id}/reachability` [ext]: both are required and an empty one is missing.
+        "from" if path.ends_with("/reachability") => json!({"type": "string", "minLength": 1}),
+        "protocol" if path.ends_with("/reachability") => json!({"type": "string", "enum": ["TCP", "UDP", "ICMP"]}),
         "start_date" | "end_date" => json!({"type": "string", "pattern": r"^(\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*)?$"}),
         _ => return None,
     };
