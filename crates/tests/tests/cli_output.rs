@@ -90,7 +90,9 @@ async fn tables_fit_the_terminal_and_never_break_ids() {
     let shown = cli(&s, &["instances", "show", LONG_NAME, "--json"]).await.ok().row();
     assert_eq!(shown["instance_id"], id.as_str());
     cli(&s, &["instances", "shutdown", "db", "--wait"]).await.ok().stdout_has("off");
-    let typo = format!("{}x", &id[..id.len() - 1]);
+    // One character off at the end, whatever the id's last character is.
+    let last = if id.ends_with('x') { 'y' } else { 'x' };
+    let typo = format!("{}{last}", &id[..id.len() - 1]);
     let missing = cli(&s, &["instances", "show", &typo]).await.failed();
     missing.stderr_has("NOT_FOUND").stderr_has(&format!("did you mean `{id}`?"));
     cli(&s, &["scripts", "create", "--name", "boot", "--content", "echo 1"]).await.ok();
