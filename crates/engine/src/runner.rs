@@ -131,6 +131,17 @@ impl Engine {
         out
     }
 
+    /// Runs `work` (a background job that reads and writes the store's state, like the month
+    /// close) between two state replacements: a reset or restore waits for it, and it waits for
+    /// one under way. `work` is told how many replacements this process has made so far, so that
+    /// it can forget what it remembered of a state that was replaced.
+    pub async fn between_pauses<T, F: Future<Output = T>>(&self, work: impl FnOnce(u64) -> F) -> T {
+        let gate = self.gate.read().await;
+        let out = work(*gate).await;
+        drop(gate);
+        out
+    }
+
     /// Starts the workers of this process, once the leases its previous run died with are free.
     pub fn spawn(self: &Arc<Self>) {
         let engine = self.clone();

@@ -339,6 +339,25 @@ async fn a_month_that_ends_while_the_server_is_down_is_billed_when_it_comes_back
 }
 
 #[tokio::test]
+async fn a_restored_snapshot_has_its_finished_months_closed_again() {
+    let mut s = fast().await;
+    set_clock(&mut s, "2026-11-20T00:00:00+09:00").await;
+    instance(&s, None, json!({})).await;
+    advance(&mut s, "1h").await;
+    s.admin(Method::POST, "/admin/v1/snapshots", Some(json!({"name": "november"}))).await.ok_rows();
+    set_clock(&mut s, "2026-12-01T00:00:05+09:00").await;
+    let first = wait_bills(&s, None, 1).await;
+    // Back to a state with November's usage and no bill, then past November's end again: the
+    // month is closed again (the closer must not trust what it knew of the replaced state).
+    s.admin(Method::POST, "/admin/v1/snapshots/november/restore", None).await.ok_rows();
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM bills").await, 0);
+    set_clock(&mut s, "2026-12-01T00:00:05+09:00").await;
+    let again = wait_bills(&s, None, 1).await;
+    assert_eq!(again[0]["price"], first[0]["price"], "{again:?} {first:?}");
+    assert_ne!(again[0]["bill_id"], first[0]["bill_id"]);
+}
+
+#[tokio::test]
 async fn two_servers_closing_the_same_month_issue_one_bill_per_account() {
     let mut a = fast().await;
     set_clock(&mut a, "2026-11-20T00:00:00+09:00").await;

@@ -130,7 +130,20 @@ pub async fn run(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = closer.tick(&state).await {
+        // A reset or restore waits for a close under way, and a close never runs during one.
+        let out = state
+            .engine
+            .between_pauses(|epoch| {
+                if closer.epoch != epoch {
+                    // The state was replaced since the closer last looked: what it knew of closed
+                    // months described the old state (a restored snapshot may hold finished
+                    // months without their bills).
+                    closer = Closer { epoch, ..Closer::default() };
+                }
+                closer.tick(&state)
+            })
+            .await;
+        if let Err(e) = out {
             tracing::warn!(error = %e, "month close failed; retrying");
         }
     }
@@ -144,6 +157,8 @@ struct Closer {
     done_through: Option<Month>,
     /// The latest finished month, and the host instant it was first seen finished.
     seen: Option<(Month, Instant)>,
+    /// The engine's count of state replacements this memory belongs to.
+    epoch: u64,
 }
 
 impl Closer {
