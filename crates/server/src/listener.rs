@@ -10,7 +10,12 @@
 //! - At start the soft open-file limit is raised to the hard one, and both are logged.
 //!
 //! With TLS, the handshake runs in the connection's own task, under its permit and within
-//! `tls::HANDSHAKE_TIMEOUT`; the header-read timer starts once it is done.
+//! `tls::HANDSHAKE_TIMEOUT`; the header-read timer starts once it is done. A TLS client that
+//! offers HTTP/2 in ALPN gets it (as the real endpoint's clients may expect); an HTTP/2 connection
+//! has no header-read timer but is pinged every `header_read_timeout` and closed when a ping goes
+//! unanswered as long, and it counts against the same connection cap. WebSockets (the browser
+//! console) stay on HTTP/1.1: browsers open a separate connection for them, since the server does
+//! not offer HTTP/2's extended CONNECT.
 //!
 //! A connection upgraded to a WebSocket (the browser console) leaves hyper, and this count, once
 //! upgraded; its own idle rules apply.
@@ -22,8 +27,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use openwinv_wire::{ErrorCode, ErrorEnvelope};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,8 +62,13 @@ pub async fn run(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let http = Protocols { h1, h2 };
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let refusal = Arc::new(refusal_response(limits.max_connections));
@@ -92,9 +102,12 @@ pub async fn run(
         let (http, tls, stop) = (http.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(&http, stream, app, peer, stop).await,
+                None => serve_connection(&http.with_h2(false), stream, app, peer, stop).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(&http, stream, app, peer, stop).await,
+                    Ok(Ok(stream)) => {
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        serve_connection(&http.with_h2(h2), stream, app, peer, stop).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -111,15 +124,28 @@ pub async fn run(
     Ok(())
 }
 
-/// The bytes of the answer to a connection past the cap.
+/// The connection builders of both HTTP versions, configured once.
+#[derive(Clone)]
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// The one protocol a connection speaks.
+enum Protocol<'a> {
+    Http1(&'a http1::Builder),
+    Http2(&'a http2::Builder<TokioExecutor>),
+}
+
+impl Protocols {
+    fn with_h2(&self, h2: bool) -> Protocol<'_> {
+        if h2 { Protocol::Http2(&self.h2) } else { Protocol::Http1(&self.h1) }
+    }
+}
+
 /// Serves one connection (plain or decrypted) until it ends, or gracefully once `stop` is set.
-async fn serve_connection<I>(
-    http: &http1::Builder,
-    io: I,
-    app: Router,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_connection<I>(http: &Protocol<'_>, io: I, app: Router, peer: SocketAddr, mut stop: watch::Receiver<bool>)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let app = TowerToHyperService::new(app);
@@ -127,17 +153,28 @@ async fn serve_connection<I>(
         req.extensions_mut().insert(ConnectInfo(peer));
         hyper::service::Service::call(&app, req)
     });
-    let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
-    tokio::pin!(conn);
-    let finished = tokio::select! {
-        r = conn.as_mut() => Some(r),
-        _ = stop.wait_for(|s| *s) => None,
-    };
-    let result = match finished {
-        Some(r) => r,
-        None => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = match http {
+        Protocol::Http1(h1) => {
+            let conn = h1.serve_connection(TokioIo::new(io), service).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopping(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+        Protocol::Http2(h2) => {
+            let conn = h2.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopping(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -145,6 +182,12 @@ async fn serve_connection<I>(
     }
 }
 
+/// Completes once the server is stopping (the watched flag is set, or its sender is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The bytes of the answer to a connection past the cap.
 fn refusal_response(max_connections: usize) -> Vec<u8> {
     let body = serde_json::to_string(&ErrorEnvelope::new(
         ErrorCode::LimitExceeded,

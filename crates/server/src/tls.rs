@@ -125,8 +125,8 @@ pub fn server_config(data_dir: &Path, extra: &[String]) -> anyhow::Result<Arc<ru
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .context("the server certificate")?;
-    // The router speaks HTTP/1.1 (axum is built without HTTP/2).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 for the clients that offer it, HTTP/1.1 for the others (and for WebSockets).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -70,10 +70,22 @@ async fn curl_trusting_the_local_ca_reaches_api_kr_iwinv_kr() {
     let ca = ca_file(&s);
     let (code, text) = curl(&s, "/v1/zones", &["--cacert", ca.to_str().unwrap(), "--resolve", &resolve, &url]).await;
     assert_eq!(code, 0, "{text}");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // curl offers HTTP/2 in ALPN, and gets it; one that asks for HTTP/1.1 gets that.
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
     let body = body_of(&text);
     assert_eq!(body["error_code"], "SUCCESS", "{text}");
     assert_eq!(body["result"][0]["zone_id"], "KR1-Z01", "{text}");
+    let ca_arg = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    let (code, text) = curl(&s, "/v1/zones", &[&ca_arg[..], &["--http1.1", &url]].concat()).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(body_of(&text)["result"][0]["zone_id"], "KR1-Z01", "{text}");
+    // A write over HTTP/2: its body arrives whole, and the envelope comes back.
+    let keys = format!("https://api-kr.iwinv.kr:{port}/v1/auth/ssh_key");
+    let (code, text) = curl(&s, "/v1/auth/ssh_key", &[&ca_arg[..], &["-d", "name=&content=", &keys]].concat()).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("HTTP/2 400"), "{text}");
+    assert_eq!(body_of(&text)["error_code"], "CHECK_LENGTH", "{text}");
 
     // Without the CA, curl refuses the certificate: no HTTP answer at all.
     let (code, text) = curl(&s, "/v1/zones", &["--resolve", &resolve, &url]).await;
