@@ -60,7 +60,7 @@ async fn steps_of(s: &Server, kind: &str) -> Vec<String> {
         "instance.reboot" => &["reboot", "settle"],
         "instance.rebuild" => &["rebuild_machine", "settle"],
         "instance.resize" => &["resize_machine", "settle"],
-        "instance.delete" => &["destroy_machine", "release_addresses", "remove"],
+        "instance.delete" => &["destroy_machine", "detach_volumes", "release_addresses", "remove"],
         _ => unreachable!(),
     };
     steps.iter().map(|s| s.to_string()).collect()
