@@ -146,7 +146,7 @@ async function run(browser) {
     await visit(nameOf(path, 'admin-'), path);
   }
   await page.goto('/admin/');
-  await Promise.all([page.waitForURL(/\/keys$/), page.locator('tr[data-account] a').first().click()]);
+  await Promise.all([page.waitForURL(/\/keys$/), page.locator('tr[data-account] a').last().click()]);
   await check('admin-keys');
 }
 
