@@ -400,7 +400,33 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
         s.admin(Method::GET, "/admin/v1/clock", None).await.ok_rows()[0]["offset_ms"].as_i64().unwrap() >= 3_599_000
     );
     assert_eq!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().len(), 1);
-    s.admin(Method::DELETE, "/admin/v1/faults", None).await.ok_rows();
+    // Deleting a rule, clearing the rules and disabling a key need the token too.
+    let fault =
+        s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows()[0]["fault_id"].as_str().unwrap().to_owned();
+    let first_key = s.admin(Method::GET, "/admin/v1/keys?account=acme", None).await.ok_rows()[0]["access_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delete_fault = format!("/admin/faults/{fault}/delete");
+    let disable_key = format!("/admin/keys/{first_key}/disable");
+    for path in [delete_fault.as_str(), "/admin/faults/clear", disable_key.as_str()] {
+        assert_eq!(op.post(path, &[("account", "acme")]).await.status, 403, "{path}");
+    }
+    assert_eq!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().len(), 1);
+    let r = op.post(&delete_fault, &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.location.as_str()), (303, "/admin/faults?done=faults_cleared"));
+    assert!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().is_empty());
+    let r = op.post(&delete_fault, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 404, "the rule is gone: {}", r.body);
+    let f = [("csrf", csrf.as_str()), ("kind", "*"), ("step", "*"), ("mode", "count"), ("count", "2")];
+    assert_eq!(op.post("/admin/faults", &f).await.status, 303);
+    let r = op.post("/admin/faults/clear", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().is_empty());
+    let r = op.post(&disable_key, &[("csrf", &csrf), ("account", "acme")]).await;
+    assert_eq!((r.status, r.location.as_str()), (303, "/admin/accounts/acme/keys?done=key_disabled"));
+    let keys = s.admin(Method::GET, "/admin/v1/keys?account=acme", None).await;
+    assert_eq!(keys.ok_rows().iter().find(|k| k["access_key"] == first_key.as_str()).unwrap()["enabled"], false);
     let r = op.post("/admin/accounts", &[("csrf", &csrf), ("name", "team")]).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("CHECK_PARAM") && r.body.contains("The account `team` already exists."), "{}", r.body);
