@@ -106,12 +106,12 @@ fn clip_quoted(message: String) -> String {
 /// Longest plain-text rejection read back to be wrapped in the envelope.
 const REJECTION_TEXT_MAX: usize = 4096;
 
-/// Wraps the framework's own error answers on the API (`/v1`, `/admin`) in the iwinv envelope:
+/// Wraps the framework's own error answers on the API (`/v1`, `/admin/v1`) in the iwinv envelope:
 /// axum's extractors and router answer `text/plain`, and an iwinv client parses every answer as
 /// JSON. Handlers' errors are already envelopes (JSON) and pass untouched; this is the safety net
 /// for whatever rejection input.rs does not turn into a precise message first.
 pub async fn envelope_rejections(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/admin/");
+    let api = req.uri().path().starts_with("/v1/") || req.uri().path().starts_with("/admin/v1/");
     let resp = next.run(req).await;
     let status = resp.status();
     let plain = resp

@@ -145,6 +145,11 @@ mod tests {
             include_str!("scripts.rs"),
             include_str!("session.rs"),
             include_str!("csrf.rs"),
+            include_str!("tester.rs"),
+            include_str!("admin/mod.rs"),
+            include_str!("admin/accounts.rs"),
+            include_str!("admin/catalog.rs"),
+            include_str!("admin/sim.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {
@@ -173,6 +178,19 @@ mod tests {
         }
         for d in ["key_created", "key_deleted", "script_created", "script_deleted"] {
             keys.push(format!("done.{d}"));
+        }
+        for d in ["account_created", "quota", "enabled", "disabled", "key_created", "key_disabled", "clock"] {
+            keys.push(format!("admin.done_{d}"));
+        }
+        for d in ["fault_added", "faults_cleared"] {
+            keys.push(format!("admin.done_{d}"));
+        }
+        keys.push("nav.api_test".to_owned());
+        for k in ["tester.path_params", "tester.query_params", "admin.enable", "admin.wrong_token"] {
+            keys.push(k.to_owned());
+        }
+        for n in ["accounts", "catalog", "clock", "faults", "label"] {
+            keys.push(format!("admin.nav_{n}"));
         }
         for k in keys {
             assert!(EN.contains_key(&k) && KO.contains_key(&k), "the text `{k}` is missing");

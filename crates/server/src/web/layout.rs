@@ -65,6 +65,8 @@ pub struct Page {
     body: Markup,
     status: StatusCode,
     cookies: Vec<HeaderValue>,
+    /// An operator's page (`/admin/`): the operator session's CSRF token.
+    operator: Option<String>,
 }
 
 impl Page {
@@ -81,6 +83,7 @@ impl Page {
             body: html! {},
             status: StatusCode::OK,
             cookies: Vec::new(),
+            operator: None,
         }
     }
 
@@ -97,7 +100,13 @@ impl Page {
             body: html! {},
             status: StatusCode::OK,
             cookies: Vec::new(),
+            operator: None,
         }
+    }
+
+    /// A page of the operator's pages under `/admin/` (their own navigation and sign-out).
+    pub fn operator(lang: Lang, csrf: &str, active: &'static str, title: impl Into<String>) -> Page {
+        Page { operator: Some(csrf.to_owned()), active, ..Page::bare(lang, title) }
     }
 
     pub fn pre_csrf(mut self, token: &str) -> Page {
@@ -141,12 +150,13 @@ impl Page {
 
     pub fn render(self) -> Response {
         let lang = self.lang;
-        let nav: [(&str, &str, &str); 5] = [
+        let nav: [(&str, &str, &str); 6] = [
             ("dashboard", "/", "nav.dashboard"),
             ("instances", "/instances", "nav.instances"),
             ("volumes", "/volumes", "nav.volumes"),
             ("ssh-keys", "/ssh-keys", "nav.ssh_keys"),
             ("scripts", "/scripts", "nav.scripts"),
+            ("api-test", "/api-test", "nav.api_test"),
         ];
         let csrf = self.signed.as_ref().map(|s| s.csrf.clone()).or(self.pre_csrf.clone());
         let markup = html! {
@@ -172,6 +182,9 @@ impl Page {
                                 }
                             }
                             span class="who" { (s.login) " @ " (s.account_name) }
+                        }
+                        @if let Some(token) = &self.operator {
+                            (super::admin::nav(lang, self.active, token))
                         }
                         @if let Some(token) = &csrf {
                             form class="lang" method="post" action="/lang" {

@@ -8,8 +8,9 @@
 //! Files by job: `session` (sign-in, sessions, throttling, passwords), `csrf`, `i18n` (one
 //! catalog per language, compiled in), `layout` (the page shell and its security headers), `form`
 //! (form bodies), `assets`, and one file per resource's pages. `admin_users` is the operator API
-//! route that creates users.
+//! route that creates users. `tester` is the API tester; `admin/` the operator's pages.
 
+mod admin;
 pub mod admin_users;
 mod assets;
 mod csrf;
@@ -22,6 +23,7 @@ mod scripts;
 pub mod session;
 mod signin;
 mod ssh_keys;
+mod tester;
 mod volumes;
 
 use axum::Router;
@@ -63,6 +65,8 @@ pub fn routes() -> Router<AppState> {
         .route("/scripts", get(scripts::list).post(scripts::create))
         .route("/scripts/{id}/delete", post(scripts::delete))
         .route("/web-assets/{version}/{*path}", get(assets::serve))
+        .route("/api-test", get(tester::page).post(tester::send))
+        .merge(admin::routes())
 }
 
 /// The API caller a session acts as.
