@@ -18,4 +18,4 @@ pub mod nft;
 pub use eval::{CtState, Decision, Direction, From, L4, Packet, Step, evaluate, evaluate_rules};
 pub use model::{Machine, NetworkModel, Port, Subnet};
 pub use names::{Mac, tap_name};
-pub use network::{Applied, Host, NetError, Network, NetworkSpec, check_tools};
+pub use network::{Applied, Host, NetError, Network, NetworkSpec, Reconciled, check_tools, generation};

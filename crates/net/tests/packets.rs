@@ -444,6 +444,47 @@ fn ensure_is_idempotent_and_ports_are_checked() {
     assert_eq!(normalized_ruleset(&ns, "inet"), repaired, "the repair is a full rebuild");
 }
 
+/// Reconcile: our own changes are not drift (the generation each one made is recorded, so a
+/// pass writes nothing); a rule deleted by hand, or another table's commit in the namespace,
+/// is, and one pass rewrites the ruleset.
+#[test]
+fn reconcile_repairs_drift_only() {
+    use openwinv_net::{Reconciled, generation};
+    let mut w = World::new("rc", &["acct-r"]);
+    w.add_vm("r1", 0, ip("10.16.0.2"), Some(ip("203.0.113.7")), None);
+    let net = &w.nets[0];
+    let ns = net.netns().to_string();
+    let tap = w.vm("r1").port.tap.clone();
+    w.rt.block_on(net.apply_firewall(&tap, compile(&[fw_ssh()]))).unwrap();
+    let listing = || common::sh("ip", &["netns", "exec", &ns, "nft", "-a", "list", "ruleset"]);
+    let before = listing();
+    let gen_before = generation(Some(&ns)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(w.rt.block_on(net.reconcile()).unwrap(), Reconciled::Unchanged);
+    }
+    assert_eq!(generation(Some(&ns)).unwrap(), gen_before, "no transaction ran");
+    assert_eq!(listing(), before, "same rules, same handles: nothing rewritten");
+
+    // A rule deleted by hand: the first pass puts it back, the next finds nothing to do.
+    let chain = format!("in-{tap}");
+    let rule = before
+        .lines()
+        .skip_while(|l| !l.trim().starts_with(&format!("chain {chain} ")))
+        .find(|l| l.contains("FW-ssh#2"))
+        .unwrap_or_else(|| panic!("no FW-ssh#2 rule in {chain}:\n{before}"));
+    let handle = rule.rsplit("# handle ").next().unwrap().trim();
+    common::sh("ip", &["netns", "exec", &ns, "nft", "delete", "rule", "inet", "openwinv", &chain, "handle", handle]);
+    assert!(!listing().contains("FW-ssh#2"));
+    assert_eq!(w.rt.block_on(net.reconcile()).unwrap(), Reconciled::Repaired);
+    assert!(listing().contains("FW-ssh#2"), "the rule is back:\n{}", listing());
+    assert_eq!(w.rt.block_on(net.reconcile()).unwrap(), Reconciled::Unchanged);
+
+    // Any other commit in the namespace counts as drift too.
+    common::sh("ip", &["netns", "exec", &ns, "nft", "add", "table", "ip", "someone_else"]);
+    assert_eq!(w.rt.block_on(net.reconcile()).unwrap(), Reconciled::Repaired);
+    assert_eq!(w.rt.block_on(net.reconcile()).unwrap(), Reconciled::Unchanged);
+}
+
 /// A port without a device gets a tap on the bridge; opening it (as QEMU will get it) raises
 /// its carrier, closing it drops the carrier again.
 #[test]

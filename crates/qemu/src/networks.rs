@@ -11,13 +11,15 @@ use std::time::Instant;
 
 use openwinv_driver::firewall::CompiledRules;
 use openwinv_driver::{DriverError, MachineNetwork};
-use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Subnet, tap_name};
+use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Reconciled, Subnet, tap_name};
+use openwinv_wire::admin::{NetworkInfo, NetworkPort};
 use tokio::sync::{Mutex, OnceCell};
 
 /// Told of every rule apply and reconcile pass (the server's metrics).
 pub trait NetObserver: Send + Sync {
     fn rule_apply(&self, ok: bool, seconds: f64);
-    fn reconcile(&self, networks: usize);
+    /// One reconcile pass: the networks it compared, and those it found drifted and rewrote.
+    fn reconcile(&self, compared: usize, repaired: usize);
 }
 
 /// Counters a metrics exporter reads: rule applies and their total latency.
@@ -27,30 +29,8 @@ pub struct ApplyStats {
     pub failures: std::sync::atomic::AtomicU64,
     /// Sum of the applies' durations, in microseconds.
     pub micros: std::sync::atomic::AtomicU64,
-    /// Reconcile passes that found drift and rebuilt.
+    /// Networks a reconcile pass found drifted and rewrote.
     pub repairs: std::sync::atomic::AtomicU64,
-}
-
-/// One network as `admin network show` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct NetworkView {
-    pub account_id: String,
-    pub zone_id: String,
-    pub netns: String,
-    pub subnet: String,
-    pub gateway: String,
-    pub ports: Vec<PortView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PortView {
-    pub tap: String,
-    pub mac: String,
-    pub ip: String,
-    pub public_ip: Option<String>,
-    pub firewalls: Vec<String>,
-    pub inbound_rules: usize,
-    pub outbound_rules: usize,
 }
 
 pub struct Networks {
@@ -169,32 +149,37 @@ impl Networks {
         }
     }
 
-    /// Rewrites every live network's ruleset from its model (repairs drift: a rule deleted by
-    /// hand comes back). Returns how many networks were rewritten.
+    /// Compares every live network's tables with what was last applied and rewrites those
+    /// that drifted (a rule deleted or edited by hand comes back; an unchanged table is not
+    /// written). Returns how many were repaired.
     pub async fn reconcile(&self) -> usize {
         let nets: Vec<Arc<Network>> = self.live.lock().await.values().cloned().collect();
-        let mut n = 0;
-        for net in nets {
-            match net.rebuild().await {
-                Ok(()) => n += 1,
-                Err(e) => tracing::warn!(netns = net.netns(), error = %e, "reconcile: rebuild failed"),
+        let mut repaired = 0;
+        for net in &nets {
+            match net.reconcile().await {
+                Ok(Reconciled::Unchanged) => {}
+                Ok(Reconciled::Repaired) => {
+                    tracing::warn!(netns = net.netns(), "reconcile: the ruleset had drifted; rewritten");
+                    repaired += 1;
+                }
+                Err(e) => tracing::warn!(netns = net.netns(), error = %e, "reconcile failed"),
             }
         }
-        self.stats.repairs.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats.repairs.fetch_add(repaired as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(o) = &self.observer {
-            o.reconcile(n);
+            o.reconcile(nets.len(), repaired);
         }
-        n
+        repaired
     }
 
     /// Every live network with its ports.
-    pub async fn views(&self) -> Vec<NetworkView> {
+    pub async fn views(&self) -> Vec<NetworkInfo> {
         let nets: Vec<Arc<Network>> = self.live.lock().await.values().cloned().collect();
         let mut out = Vec::new();
         for net in nets {
             let model = net.model().await;
             let spec = net.spec();
-            out.push(NetworkView {
+            out.push(NetworkInfo {
                 account_id: spec.account.clone(),
                 zone_id: spec.zone.clone(),
                 netns: net.netns().to_owned(),
@@ -203,7 +188,7 @@ impl Networks {
                 ports: model
                     .machines
                     .values()
-                    .map(|m| PortView {
+                    .map(|m| NetworkPort {
                         tap: m.port.tap.clone(),
                         mac: m.port.mac.to_string(),
                         ip: m.port.ip.to_string(),

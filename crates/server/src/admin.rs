@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use jiff::{SignedDuration, Timestamp};
 use openwinv_store::{AccountRecord, KeyRecord, NewKeyRecord, StoreError};
-use openwinv_wire::admin::{AccessKey, Account, ClockState, IssuedKey, NetworkInfo, NetworkPort};
+use openwinv_wire::admin::{AccessKey, Account, ClockState, IssuedKey, NetworkInfo};
 use openwinv_wire::keys::{SshKey, UserScript};
 use openwinv_wire::{Envelope, ErrorCode};
 
@@ -341,31 +341,7 @@ fn clock_state(state: &AppState) -> ClockState {
 #[utoipa::path(get, path = "/admin/v1/networks", tag = "operator", security(("admin_token" = [])), responses((status = 200, body = Envelope<Vec<NetworkInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list_networks(State(state): State<AppState>) -> Reply<NetworkInfo> {
     let Some(nets) = &state.networks else { return Ok(Json(Envelope::rows(Vec::new()))) };
-    let rows = nets
-        .views()
-        .await
-        .into_iter()
-        .map(|n| NetworkInfo {
-            account_id: n.account_id,
-            zone_id: n.zone_id,
-            netns: n.netns,
-            subnet: n.subnet,
-            gateway: n.gateway,
-            ports: n
-                .ports
-                .into_iter()
-                .map(|p| NetworkPort {
-                    tap: p.tap,
-                    mac: p.mac,
-                    ip: p.ip,
-                    public_ip: p.public_ip,
-                    firewalls: p.firewalls,
-                    inbound_rules: p.inbound_rules,
-                    outbound_rules: p.outbound_rules,
-                })
-                .collect(),
-        })
-        .collect();
+    let rows = nets.views().await;
     Ok(Json(Envelope::rows(rows)))
 }
 

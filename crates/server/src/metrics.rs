@@ -45,6 +45,7 @@ pub struct NetMetrics {
     applies: Family<OutcomeLabels, Counter>,
     latency: Histogram,
     reconciles: Counter,
+    drift_repairs: Counter,
 }
 
 impl openwinv_qemu::networks::NetObserver for NetMetrics {
@@ -54,8 +55,9 @@ impl openwinv_qemu::networks::NetObserver for NetMetrics {
         self.latency.observe(seconds);
     }
 
-    fn reconcile(&self, networks: usize) {
-        self.reconciles.inc_by(networks as u64);
+    fn reconcile(&self, compared: usize, repaired: usize) {
+        self.reconciles.inc_by(compared as u64);
+        self.drift_repairs.inc_by(repaired as u64);
     }
 }
 
@@ -82,6 +84,7 @@ impl Default for Metrics {
             applies: Family::default(),
             latency: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             reconciles: Counter::default(),
+            drift_repairs: Counter::default(),
         };
         registry.register(
             "firewall_rule_applies",
@@ -95,8 +98,13 @@ impl Default for Metrics {
         );
         registry.register(
             "network_reconciles",
-            "Networks whose ruleset a reconcile pass rewrote",
+            "Networks a reconcile pass compared with the ruleset last applied",
             net.reconciles.clone(),
+        );
+        registry.register(
+            "network_drift_repairs",
+            "Networks whose live ruleset had drifted from the one applied, rewritten by a reconcile pass",
+            net.drift_repairs.clone(),
         );
         Metrics { registry: Mutex::new(registry), net, requests, latency, auth_failures }
     }

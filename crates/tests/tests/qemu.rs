@@ -9,53 +9,22 @@
 //! Guests run under TCG unless `OPENWINV_TEST_ACCEL` says otherwise. These tests boot machines:
 //! `.config/nextest.toml` runs them one at a time, and `scripts/test` only in its SQLite pass.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, console_mjs, require_browser_tools};
+use openwinv_tests::guest::{
+    BOOT, SerialLog, accel, import_test_image, kill_qemus, live_qemu, require_qemu, serial_log,
+};
 use openwinv_tests::{Body, Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// Longest wait for one line of the guest: a TCG boot on a loaded two-core machine.
-const BOOT: Duration = Duration::from_secs(120);
 use openwinv_tests::ED25519;
 /// The images the tests boot (the default catalog's, given the test guest's files).
 const IMAGES: [&str; 2] = ["IMG-ubuntu-2404", "IMG-debian-12"];
 const GIB: u64 = 1 << 30;
-
-fn image_dir() -> PathBuf {
-    match std::env::var_os("OPENWINV_TEST_IMAGE") {
-        Some(dir) => PathBuf::from(dir),
-        None => panic!(
-            "OPENWINV_TEST_IMAGE is not set. These tests boot the test guest: build it with \
-             `scripts/build-test-image target/test-image`, then run with \
-             OPENWINV_TEST_IMAGE=$PWD/target/test-image (scripts/test does both)"
-        ),
-    }
-}
-
-fn accel() -> String {
-    std::env::var("OPENWINV_TEST_ACCEL").unwrap_or_else(|_| "tcg".into())
-}
-
-/// Fails, naming the fix, unless QEMU and the test image are there.
-fn require_qemu() {
-    for (tool, package) in [("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils")] {
-        let ok = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is missing: apt-get install -y {package}");
-    }
-    let dir = image_dir();
-    for f in ["vmlinuz", "initrd.img", "root.raw", "cmdline"] {
-        assert!(
-            dir.join(f).is_file(),
-            "{}/{f} is missing: run scripts/build-test-image {}",
-            dir.display(),
-            dir.display()
-        );
-    }
-}
 
 /// A server on the QEMU driver. Dropping it (test passed or panicked) kills every QEMU it started:
 /// they are daemons of their own, which outlive the server by design.
@@ -78,29 +47,8 @@ impl std::ops::DerefMut for Qemu {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        let Ok(vms) = std::fs::read_dir(self.s.data_path("vms")) else {
-            return;
-        };
-        for vm in vms.flatten() {
-            if let Some(pid) = live_qemu(&vm.path()) {
-                // SAFETY: kill(2) on a QEMU of this test's data directory (checked by live_qemu).
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
+        kill_qemus(&self.s);
     }
-}
-
-/// The pid in `<vm>/qemu.pid` if that process lives and is this machine's QEMU (its command line
-/// names the pidfile: a reused pid is not mistaken for it).
-fn live_qemu(vm: &Path) -> Option<i32> {
-    let pidfile = vm.join("qemu.pid");
-    let pid: i32 = std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    // A zombie has an empty command line: it is gone.
-    cmdline.contains(pidfile.to_str()?).then_some(pid)
 }
 
 impl Qemu {
@@ -111,28 +59,7 @@ impl Qemu {
             Server::start_with(&["--driver", "qemu", "--accel", &accel, "--default-rate-limit", "0"], &[]).await;
         s.set_wait_timeout(BOOT);
         let q = Qemu { s };
-        let dir = image_dir();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline")).expect("cmdline");
-        let path = |f: &str| dir.join(f).to_str().expect("UTF-8 path").to_owned();
-        for image in IMAGES {
-            let (code, out, err) = q
-                .cli(&[
-                    "admin",
-                    "images",
-                    "import",
-                    image,
-                    "--kernel",
-                    &path("vmlinuz"),
-                    "--initrd",
-                    &path("initrd.img"),
-                    "--cmdline",
-                    cmdline.trim(),
-                    "--root-disk",
-                    &path("root.raw"),
-                ])
-                .await;
-            assert_eq!(code, 0, "admin images import {image}: {out}{err}");
-        }
+        import_test_image(&q, &IMAGES).await;
         q
     }
 
@@ -176,76 +103,6 @@ async fn accepted(s: &Server, r: Resp) -> Value {
     assert_eq!(r.status, 202, "{}", r.text);
     let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
     s.wait_operation(&op).await
-}
-
-/// A machine's serial console log, read forward: each wait looks only at what came after the
-/// previous match.
-struct SerialLog {
-    path: PathBuf,
-    seen: usize,
-    since: Instant,
-    /// What the last `boot` read, from its `boot <n>` line to `ready`.
-    last_boot: String,
-}
-
-impl SerialLog {
-    /// Waits for a line containing `needle`; returns it from the needle on (after a reset the
-    /// first line may follow the shell's prompt), without `\r`.
-    async fn wait(&mut self, needle: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let bytes = std::fs::read(&self.path).unwrap_or_default();
-            if let Some(rest) = bytes.get(self.seen..)
-                && let Some(at) = find(rest, needle.as_bytes())
-            {
-                let end = rest[at..].iter().position(|&b| b == b'\n').map_or(rest.len(), |i| at + i);
-                let line = String::from_utf8_lossy(&rest[at..end]).trim_end_matches('\r').to_owned();
-                self.seen += end;
-                return line;
-            }
-            if start.elapsed() > BOOT {
-                let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(3000)..]).into_owned();
-                panic!(
-                    "no {needle:?} on the serial console ({}) within {BOOT:?}; it ends with:\n{tail}",
-                    self.path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits for `openwinv-guest: <what> ` and returns the rest of that line.
-    async fn value(&mut self, what: &str) -> String {
-        let prefix = format!("openwinv-guest: {what} ");
-        let line = self.wait(&prefix).await;
-        line[prefix.len()..].to_owned()
-    }
-
-    /// Waits for the next boot's `boot <n>` … `ready`; returns n (and keeps the lines in
-    /// `last_boot`), and logs how long it took since the last `mark`.
-    async fn boot(&mut self, what: &str) -> u32 {
-        let n = self.value("boot").await.parse().expect("boot counter");
-        let from = self.seen;
-        self.wait("openwinv-guest: ready").await;
-        let bytes = std::fs::read(&self.path).unwrap_or_default();
-        self.last_boot =
-            String::from_utf8_lossy(&bytes[from.min(bytes.len())..self.seen.min(bytes.len())]).into_owned();
-        eprintln!("{what}: boot {n} ready {:.1} s after the request", self.since.elapsed().as_secs_f64());
-        n
-    }
-
-    /// Restarts the clock `boot` reports from.
-    fn mark(&mut self) {
-        self.since = Instant::now();
-    }
-}
-
-fn serial_log(path: PathBuf) -> SerialLog {
-    SerialLog { path, seen: 0, since: Instant::now(), last_boot: String::new() }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn sha256_hex(text: &str) -> String {
