@@ -145,6 +145,10 @@ mod tests {
             include_str!("scripts.rs"),
             include_str!("session.rs"),
             include_str!("csrf.rs"),
+            include_str!("firewalls.rs"),
+            include_str!("billing.rs"),
+            include_str!("api_keys.rs"),
+            include_str!("console_frame.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {
@@ -173,6 +177,18 @@ mod tests {
         }
         for d in ["key_created", "key_deleted", "script_created", "script_deleted"] {
             keys.push(format!("done.{d}"));
+        }
+        for k in ["nav.firewalls", "nav.billing", "nav.api_keys", "billing.others", "billing.kind_server"] {
+            keys.push(k.to_owned());
+        }
+        for k in ["billing.kind_volume", "billing.per_hour", "billing.per_month"] {
+            keys.push(k.to_owned());
+        }
+        for d in ["created", "edited", "deleted", "rule_added", "rule_edited", "rule_deleted", "attached", "detached"] {
+            keys.push(format!("done.fw_{d}"));
+        }
+        for d in ["disable", "enable", "allow"] {
+            keys.push(format!("done.apikey_{d}"));
         }
         for k in keys {
             assert!(EN.contains_key(&k) && KO.contains_key(&k), "the text `{k}` is missing");
