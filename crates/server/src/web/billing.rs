@@ -27,6 +27,9 @@ use crate::input::{Path, Query};
 
 /// Resources drawn as their own series; the rest are summed into one.
 const SERIES: usize = 6;
+/// Rows of the breakdown, costliest first; the rest are summed into one row (an account with
+/// 10,000 resources would otherwise get a page of megabytes).
+const BREAKDOWN_ROWS: usize = 100;
 
 fn query(pairs: &[(&str, &str)]) -> Query {
     Query(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
@@ -213,6 +216,10 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
             Vec::new()
         }
     };
+    // The breakdown, costliest first, cut at BREAKDOWN_ROWS.
+    let mut items = live.as_ref().and_then(|b| b["items"].as_array().cloned()).unwrap_or_default();
+    items.sort_by_key(|i| std::cmp::Reverse(i["amount"].as_i64().unwrap_or(0)));
+    let rest: Vec<Value> = items.split_off(items.len().min(BREAKDOWN_ROWS));
     let body = html! {
         @if let Some(b) = &live {
             @let price = b["price"].as_i64().unwrap_or(0);
@@ -226,7 +233,6 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
                     div class="card" { div class="muted" { (lang.t("billing.with_vat")) } div class="value" { (won(price + vat)) } }
                 }
                 h3 { (lang.t("billing.breakdown")) }
-                @let items = b["items"].as_array().cloned().unwrap_or_default();
                 @if items.is_empty() { p class="muted" { (lang.t("billing.no_usage")) } } @else {
                     table id="live-items" {
                         thead { tr {
@@ -248,7 +254,15 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
                                 }
                             }
                         }
-                        tfoot { tr { th colspan="4" { (lang.t("billing.total")) } td class="num" { (won(price)) } } }
+                        tfoot {
+                            @if !rest.is_empty() {
+                                tr id="live-rest" {
+                                    th colspan="4" { (rest.len()) " " (lang.t("billing.more_resources")) }
+                                    td class="num" { (won(rest.iter().map(|i| i["amount"].as_i64().unwrap_or(0)).sum())) }
+                                }
+                            }
+                            tr { th colspan="4" { (lang.t("billing.total")) } td class="num" { (won(price)) } }
+                        }
                     }
                 }
                 @if let Some(d) = &daily {
