@@ -129,6 +129,13 @@ fn series(lang: Lang, d: &Daily) -> Vec<Series> {
     out
 }
 
+/// The breakdown's rows, costliest first, cut at `BREAKDOWN_ROWS`, and the rest.
+fn breakdown(mut items: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+    items.sort_by_key(|i| std::cmp::Reverse(i["amount"].as_i64().unwrap_or(0)));
+    let rest = items.split_off(items.len().min(BREAKDOWN_ROWS));
+    (items, rest)
+}
+
 fn kind_text(lang: Lang, kind: &str) -> String {
     let key = format!("billing.kind_{kind}");
     if lang.has(&key) { lang.t_owned(&key) } else { kind.to_owned() }
@@ -216,10 +223,7 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
             Vec::new()
         }
     };
-    // The breakdown, costliest first, cut at BREAKDOWN_ROWS.
-    let mut items = live.as_ref().and_then(|b| b["items"].as_array().cloned()).unwrap_or_default();
-    items.sort_by_key(|i| std::cmp::Reverse(i["amount"].as_i64().unwrap_or(0)));
-    let rest: Vec<Value> = items.split_off(items.len().min(BREAKDOWN_ROWS));
+    let (items, rest) = breakdown(live.as_ref().and_then(|b| b["items"].as_array().cloned()).unwrap_or_default());
     let body = html! {
         @if let Some(b) = &live {
             @let price = b["price"].as_i64().unwrap_or(0);
@@ -355,4 +359,36 @@ pub async fn bill(State(state): State<AppState>, s: Signed, Path(id): Path<Strin
     };
     let title = format!("{} {}", lang.t("billing.bill"), text(&b, "name"));
     Page::new(&s, "billing", title).body(body).render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breakdown_shows_the_costliest_rows_and_keeps_the_rest() {
+        let items: Vec<Value> = (0..150).map(|n| serde_json::json!({"id": format!("R{n}"), "amount": n})).collect();
+        let (shown, rest) = breakdown(items);
+        assert_eq!((shown.len(), rest.len()), (BREAKDOWN_ROWS, 50));
+        assert_eq!(shown[0]["amount"], 149);
+        assert_eq!(rest.iter().map(|i| i["amount"].as_i64().unwrap()).sum::<i64>(), (0..50).sum::<i64>());
+        let (shown, rest) = breakdown(vec![serde_json::json!({"amount": 1})]);
+        assert_eq!((shown.len(), rest.len()), (1, 0));
+    }
+
+    #[test]
+    fn series_keep_six_resources_and_sum_the_others() {
+        let d = Daily {
+            days: vec!["1".into(), "2".into()],
+            by_resource: (0..9).map(|n| (format!("R{n}"), format!("r{n}"), vec![n, 1])).collect(),
+        };
+        let s = series(Lang::En, &d);
+        assert_eq!(s.len(), SERIES + 1);
+        assert_eq!(s[0].name, "r8");
+        assert_eq!(s[SERIES].name, "Others");
+        // R0, R1, R2 are the others: 0+1+2 on day 1, 1 each on day 2.
+        assert_eq!(s[SERIES].values, vec![3, 3]);
+        let all: i64 = s.iter().flat_map(|x| x.values.iter()).sum();
+        assert_eq!(all, (0..9).sum::<i64>() + 9);
+    }
 }

@@ -506,7 +506,9 @@ pub async fn instance_section(
     let names: Vec<(String, String)> = reply(firewalls::list_for(state, &s.account_id, &list_query()).await)
         .map(|r| r.rows.iter().map(|f| (text(f, "firewall_id").to_owned(), text(f, "title").to_owned())).collect())
         .unwrap_or_default();
-    let name_of = |id: &str| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()).unwrap_or_default();
+    // Past the first 100 firewalls the id stands for the name.
+    let name_of =
+        |id: &str| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()).unwrap_or_else(|| id.to_owned());
     let from = q.str("reach_from").unwrap_or("");
     let protocol = q.str("reach_protocol").unwrap_or("TCP");
     let port = q.str("reach_port").unwrap_or("22");
@@ -565,5 +567,41 @@ pub async fn instance_section(
                 None => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn shown(message: &str) -> Shown {
+        Shown { status: StatusCode::BAD_REQUEST, code: "CHECK_PARAM".into(), message: message.into() }
+    }
+
+    #[test]
+    fn a_refusal_goes_beside_the_field_its_message_names_if_the_form_has_it() {
+        let p = Problem::new("add", &RULE_FIELDS, shown("The field `port` must be a port."), Form::default());
+        assert_eq!(p.beside("add", "port"), Some("The field `port` must be a port."));
+        assert_eq!(p.beside("add", "ip"), None);
+        assert_eq!(p.beside("rule-1", "port"), None);
+        // Inline rules' names (`rules.2.ip`) name the field too.
+        let p = Problem::new("add", &RULE_FIELDS, shown("The field `rules.2.ip` is bad."), Form::default());
+        assert_eq!(p.field.as_deref(), Some("ip"));
+        // A message naming something else (an id) goes to the top of the page.
+        let p = Problem::new(
+            "add",
+            &RULE_FIELDS,
+            shown("The rule duplicates rule 3 of the firewall `FIREWALL-x`."),
+            Form::default(),
+        );
+        assert_eq!(p.field, None);
+    }
+
+    #[test]
+    fn content_is_unescaped_exactly_once() {
+        assert_eq!(unescape(&firewalls::escape_html("<b> & \"x\" 'y'")), "<b> & \"x\" 'y'");
+        // What a person typed as an entity stays that text.
+        assert_eq!(unescape(&firewalls::escape_html("&lt;")), "&lt;");
     }
 }
