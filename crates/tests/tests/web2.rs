@@ -519,3 +519,49 @@ async fn the_journey_in_chromium() {
     let keys = s.admin(Method::GET, "/admin/v1/keys?account=acme", None).await;
     assert_eq!(keys.ok_rows().len(), 2, "the browser made one key: {}", keys.text);
 }
+
+#[tokio::test]
+async fn firewalls_attach_detach_and_delete_through_the_api() {
+    let s = Server::start_with(&["--sim-delay", "0"], &[]).await;
+    let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
+    let vm = instance_of(&s, &key, &secret).await;
+    let fw = firewall_of(&s, &key, &secret, "web tier").await;
+    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let page = v.get(&format!("/firewalls/{fw}")).await;
+    assert!(page.body.contains(&format!("<option value=\"{vm}\">")), "the instance is offered: {}", page.body);
+    let csrf = page.csrf();
+
+    let r = v.post(&format!("/firewalls/{fw}/attach"), &[("csrf", &csrf), ("instance_id", &vm)]).await;
+    assert_eq!((r.status, r.location()), (303, format!("/firewalls/{fw}?done=attached").as_str()), "{}", r.body);
+    let row = s.call_as(&key, &secret, Method::GET, &format!("/v1/security-groups/{fw}"), None).await;
+    assert_eq!(row.ok_rows()[0]["instances"], json!([vm]));
+    let page = v.get(&format!("/firewalls/{fw}")).await;
+    assert!(page.body.contains(&format!("id=\"detach-{vm}\"")), "{}", page.body);
+    // The instance's page names it.
+    assert!(v.get(&format!("/instances/{vm}")).await.body.contains(&format!("href=\"/firewalls/{fw}\">web tier<")));
+
+    // Attached, it cannot be deleted: the API's 409 and message at the top of the page.
+    let r = v.post(&format!("/firewalls/{fw}/delete"), &[("csrf", &csrf)]).await;
+    let api = s.call_as(&key, &secret, Method::DELETE, &format!("/v1/security-groups/{fw}"), None).await;
+    api.assert_error(409, "IN_USE");
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains(&escaped(api.json["message"].as_str().unwrap())), "{}", r.body);
+
+    // Detached (an operation), then deleted.
+    let r = v.post(&format!("/firewalls/{fw}/detach"), &[("csrf", &csrf), ("instance_id", &vm)]).await;
+    assert_eq!(r.location(), format!("/firewalls/{fw}?done=detached"));
+    let mut gone = false;
+    for _ in 0..200 {
+        let row = s.call_as(&key, &secret, Method::GET, &format!("/v1/security-groups/{fw}"), None).await;
+        if row.ok_rows()[0]["instances"] == json!([]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the firewall stayed attached");
+    let r = v.post(&format!("/firewalls/{fw}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.location()), (303, "/firewalls?done=deleted"), "{}", r.body);
+    assert!(s.call_as(&key, &secret, Method::GET, "/v1/security-groups", None).await.ok_rows().is_empty());
+    assert_eq!(v.get(&format!("/firewalls/{fw}")).await.status, 404);
+}
