@@ -8,7 +8,8 @@
 // with a bad port and see the API's message beside the port field, then a good one; attach the
 // firewall to the instance; ask the instance page whether port 443 and 22 are reachable; open the
 // console in place (the address bar and the history stay as they were); read the live bill's
-// breakdown and see the SVG chart; create an API key, see its secret once, reload and see it gone.
+// breakdown and see the SVG chart; create two API keys, see each secret once, reload and see them
+// gone.
 // Any Content-Security-Policy violation fails the run.
 //
 // Chromium: /usr/bin/chromium or $CHROMIUM. Dependencies: `npm ci` in this directory.
@@ -156,12 +157,22 @@ async function journey(browser) {
   await page.locator(`tr[data-key="${access}"]`).waitFor();
   check((await page.locator('tr[data-key]').count()) === keysBefore + 1, 'the list did not get the new key');
 
+  say('a second key replaces the first secret in place');
+  await page.click('#key-create');
+  await page.locator(`#new-access-key:not(:text-is("${access}"))`).waitFor();
+  const secondSecret = (await textOf('#key-secret')).trim();
+  check(secondSecret !== secret && secondSecret.length >= 32, 'the second key shows the first secret');
+  check((await page.locator('#key-secret').count()) === 1, 'two secrets on the page');
+  check((await page.locator('#key-rows').count()) === 1, 'the list was duplicated');
+  check((await page.locator('tr[data-key]').count()) === keysBefore + 2, 'the list did not get the second key');
+
   say('a reload does not show the secret again');
   await page.reload();
   await page.locator(`tr[data-key="${access}"]`).waitFor();
   check((await page.locator('#key-secret').count()) === 0, 'the secret is shown again after a reload');
   check(!(await page.content()).includes(secret), 'the secret is in the reloaded page');
-  check((await page.locator('tr[data-key]').count()) === keysBefore + 1, 'the reload made another key');
+  check(!(await page.content()).includes(secondSecret), 'the second secret is in the reloaded page');
+  check((await page.locator('tr[data-key]').count()) === keysBefore + 2, 'the reload made another key');
 }
 
 let browser;

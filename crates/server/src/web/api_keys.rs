@@ -56,10 +56,11 @@ fn body(pairs: Vec<(&str, Value)>) -> Body {
     Body(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<String, Value>>())
 }
 
-fn rows(s: &Signed, keys: &[Value]) -> Markup {
+/// The list; `oob` marks it for htmx to swap in place of the page's list (out of band).
+fn rows(s: &Signed, keys: &[Value], oob: bool) -> Markup {
     let lang = s.lang;
     html! {
-        div id="key-rows" {
+        div id="key-rows" hx-swap-oob=[oob.then_some("true")] {
             @if keys.is_empty() { p class="muted" { (lang.t("apikeys.none")) } } @else {
                 table {
                     thead { tr {
@@ -162,7 +163,7 @@ async fn page(
     let body = html! {
         p class="muted" { (lang.t("apikeys.intro")) }
         (created(s, issued, None))
-        (rows(s, &list))
+        (rows(s, &list, false))
         (create_form(s))
     };
     Page::new(s, "api-keys", lang.t("apikeys.title")).notice(notice).error(error.or(list_error)).body(body).render()
@@ -195,7 +196,7 @@ pub async fn create(State(state): State<AppState>, s: Signed, headers: HeaderMap
         let list = keys(&state, &s).await.unwrap_or_default();
         return partial(html! {
             (created(&s, issued.as_ref(), error.as_ref()))
-            div hx-swap-oob="outerHTML:#key-rows" { (rows(&s, &list)) }
+            (rows(&s, &list, true))
         });
     }
     page(&state, &s, None, error, issued.as_ref()).await
