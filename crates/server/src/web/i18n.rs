@@ -150,6 +150,10 @@ mod tests {
             include_str!("admin/accounts.rs"),
             include_str!("admin/catalog.rs"),
             include_str!("admin/sim.rs"),
+            include_str!("firewalls.rs"),
+            include_str!("billing.rs"),
+            include_str!("api_keys.rs"),
+            include_str!("console_frame.rs"),
         ];
         for src in sources {
             for piece in src.split(".t(\"").skip(1) {
@@ -191,6 +195,18 @@ mod tests {
         }
         for n in ["accounts", "catalog", "clock", "faults", "label"] {
             keys.push(format!("admin.nav_{n}"));
+        }
+        for k in ["nav.firewalls", "nav.billing", "nav.api_keys", "billing.others", "billing.kind_server"] {
+            keys.push(k.to_owned());
+        }
+        for k in ["billing.kind_volume", "billing.per_hour", "billing.per_month"] {
+            keys.push(k.to_owned());
+        }
+        for d in ["created", "edited", "deleted", "rule_added", "rule_edited", "rule_deleted", "attached", "detached"] {
+            keys.push(format!("done.fw_{d}"));
+        }
+        for d in ["disable", "enable", "allow"] {
+            keys.push(format!("done.apikey_{d}"));
         }
         for k in keys {
             assert!(EN.contains_key(&k) && KO.contains_key(&k), "the text `{k}` is missing");

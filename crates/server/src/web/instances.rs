@@ -501,7 +501,7 @@ pub async fn status_badge(State(state): State<AppState>, s: Signed, Path(id): Pa
 }
 
 pub async fn detail(State(state): State<AppState>, s: Signed, Path(id): Path<String>, q: Query) -> Response {
-    show(&state, &s, &id, done_notice(s.lang, &q), None, None).await
+    show_with(&state, &s, &id, done_notice(s.lang, &q), None, None, &q, None).await
 }
 
 async fn show(
@@ -511,6 +511,22 @@ async fn show(
     notice: Option<String>,
     error: Option<Shown>,
     password: Option<String>,
+) -> Response {
+    show_with(state, s, id, notice, error, password, &Query::default(), None).await
+}
+
+/// The detail page; `q` may ask for a reachability check, `console` is a one-time console path
+/// to open in the page.
+#[allow(clippy::too_many_arguments)]
+async fn show_with(
+    state: &AppState,
+    s: &Signed,
+    id: &str,
+    notice: Option<String>,
+    error: Option<Shown>,
+    password: Option<String>,
+    q: &Query,
+    console: Option<&str>,
 ) -> Response {
     let lang = s.lang;
     let r = match fetch(state, s, id, instance_fields::DEFAULT).await {
@@ -536,6 +552,9 @@ async fn show(
             }
         }
     };
+    let fws: Vec<String> =
+        r["firewall"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+    let firewall_section = super::firewalls::instance_section(state, s, id, &fws, q).await;
     let body = html! {
         p { (lang.t("instances.status")) ": " (status_markup(lang, id, status)) }
         @if let Some(p) = &password {
@@ -549,7 +568,8 @@ async fn show(
                 (action("reboot", "action.reboot", None))
                 (action("reboot-hard", "action.reboot-hard", None))
                 (action("delete", "action.delete", Some("danger")))
-                form method="post" action={"/instances/" (id) "/console"} class="inline" {
+                form method="post" action={"/instances/" (id) "/console"} class="inline"
+                    hx-post={"/instances/" (id) "/console"} hx-target="#console-slot" hx-swap="outerHTML" {
                     (csrf_field(&s.csrf))
                     button type="submit" id="act-console" class="secondary" { (lang.t("detail.console")) }
                 }
@@ -583,6 +603,7 @@ async fn show(
                 }
             }
         }
+        (super::console_frame::slot(lang, console))
         h2 { (lang.t("detail.overview")) }
         table class="facts" {
             tbody {
@@ -602,11 +623,7 @@ async fn show(
         @if vols.is_empty() { p class="muted" { (lang.t("detail.no_volumes")) } } @else {
             ul id="instance-volumes" { @for v in &vols { li { (text(v, "name")) " · " (v["size"]) " GB · " (badge(lang, text(v, "status"))) " " span class="muted" { (text(v, "block_storage_id")) } } } }
         }
-        h2 { (lang.t("detail.firewalls")) }
-        @let fws = r["firewall"].as_array().cloned().unwrap_or_default();
-        @if fws.is_empty() { p class="muted" { (lang.t("detail.no_firewalls")) } } @else {
-            ul { @for f in &fws { li { (f.as_str().unwrap_or("")) } } }
-        }
+        (firewall_section)
         h2 { (lang.t("dashboard.operations")) }
         table {
             thead { tr { th { (lang.t("op.kind")) } th { (lang.t("op.status")) } th { (lang.t("op.created")) } th { (lang.t("op.error")) } } }
@@ -644,7 +661,9 @@ pub async fn password(State(state): State<AppState>, s: Signed, Path(id): Path<S
     }
 }
 
-/// Opens the browser console: asks the API for a one-time link and sends the browser there.
+/// Opens the browser console in the page: asks the API for a one-time link and answers with the
+/// console framed (an htmx partial, or the whole page without script). The link's path is only in
+/// the frame's `src`, never in the address bar (see `console_frame`).
 pub async fn console(
     State(state): State<AppState>,
     s: Signed,
@@ -655,14 +674,20 @@ pub async fn console(
     if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
+    let htmx = headers.get("hx-request").is_some_and(|v| v == "true");
     let r = instances::remote_console(State(state.clone()), Extension(caller(&s)), Path(id.clone()), headers).await;
     match reply(r) {
         Ok(rows) => {
             let link = rows.rows.first().map(|r| text(r, "link").to_owned()).unwrap_or_default();
             // The link is absolute; keep its path so the browser stays on the origin it uses.
             let path = link.find("/console/").map_or(link.as_str(), |i| &link[i..]).to_owned();
-            see_other(&path)
+            if htmx {
+                partial(super::console_frame::slot(s.lang, Some(&path)))
+            } else {
+                show_with(&state, &s, &id, None, None, None, &Query::default(), Some(&path)).await
+            }
         }
+        Err(e) if htmx => partial(super::console_frame::refused(&e.into())),
         Err(e) if e.code == openwinv_wire::ErrorCode::NotFound => not_found(&s, e.into()),
         Err(e) => show(&state, &s, &id, None, Some(e.into()), None).await,
     }

@@ -17,8 +17,9 @@ use super::i18n::Lang;
 use super::session::Signed;
 use super::{Shown, assets};
 
+/// `frame-src 'self'`: the instance page frames the browser console (`/console/…`, same origin).
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
-                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                       frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Sets the console's security headers on an answer (pages and partials).
 pub fn secure_headers(resp: &mut Response) {
@@ -150,12 +151,15 @@ impl Page {
 
     pub fn render(self) -> Response {
         let lang = self.lang;
-        let nav: [(&str, &str, &str); 6] = [
+        let nav: [(&str, &str, &str); 9] = [
             ("dashboard", "/", "nav.dashboard"),
             ("instances", "/instances", "nav.instances"),
             ("volumes", "/volumes", "nav.volumes"),
+            ("firewalls", "/firewalls", "nav.firewalls"),
             ("ssh-keys", "/ssh-keys", "nav.ssh_keys"),
             ("scripts", "/scripts", "nav.scripts"),
+            ("billing", "/billing", "nav.billing"),
+            ("api-keys", "/api-keys", "nav.api_keys"),
             ("api-test", "/api-test", "nav.api_test"),
         ];
         let csrf = self.signed.as_ref().map(|s| s.csrf.clone()).or(self.pre_csrf.clone());

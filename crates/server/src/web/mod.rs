@@ -12,9 +12,14 @@
 
 mod admin;
 pub mod admin_users;
+mod api_keys;
 mod assets;
+mod billing;
+mod chart;
+mod console_frame;
 mod csrf;
 mod dashboard;
+mod firewalls;
 mod form;
 pub mod i18n;
 mod instances;
@@ -64,6 +69,19 @@ pub fn routes() -> Router<AppState> {
         .route("/ssh-keys/{id}/delete", post(ssh_keys::delete))
         .route("/scripts", get(scripts::list).post(scripts::create))
         .route("/scripts/{id}/delete", post(scripts::delete))
+        .route("/firewalls", get(firewalls::list).post(firewalls::create))
+        .route("/firewalls/{id}", get(firewalls::detail))
+        .route("/firewalls/{id}/edit", post(firewalls::edit))
+        .route("/firewalls/{id}/delete", post(firewalls::delete))
+        .route("/firewalls/{id}/rules", post(firewalls::add_rule))
+        .route("/firewalls/{id}/rules/{rule_id}", post(firewalls::edit_rule))
+        .route("/firewalls/{id}/rules/{rule_id}/delete", post(firewalls::delete_rule))
+        .route("/firewalls/{id}/attach", post(firewalls::attach))
+        .route("/firewalls/{id}/detach", post(firewalls::detach))
+        .route("/billing", get(billing::page))
+        .route("/billing/{bill_id}", get(billing::bill))
+        .route("/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/api-keys/{access_key}/{action}", post(api_keys::change))
         .route("/web-assets/{version}/{*path}", get(assets::serve))
         .route("/api-test", get(tester::page).post(tester::send))
         .merge(admin::routes())
