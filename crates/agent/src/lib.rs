@@ -202,11 +202,8 @@ impl Control {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Vec<T>, CallError> {
-        let mut req = self
-            .http
-            .post(format!("{}/internal/v1/hosts/{what}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(timeout);
+        let mut req =
+            self.http.post(format!("{}/internal/v1/hosts/{what}", self.base)).bearer_auth(&self.token).timeout(timeout);
         if let Some(b) = body {
             req = req.json(b);
         }

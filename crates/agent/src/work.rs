@@ -54,6 +54,7 @@ pub struct Runner {
     machines: tokio::sync::Mutex<Machines>,
     /// How long each machine call takes on a simulated host (`--sim-delay`).
     delay: Duration,
+    log_lock: std::sync::Mutex<()>,
 }
 
 impl Runner {
@@ -67,7 +68,14 @@ impl Runner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Machines::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", machines_file.display())),
         };
-        let runner = Runner { driver, dir, machines_file, machines: tokio::sync::Mutex::new(machines), delay };
+        let runner = Runner {
+            driver,
+            dir,
+            machines_file,
+            machines: tokio::sync::Mutex::new(machines),
+            delay,
+            log_lock: Default::default(),
+        };
         runner.prune();
         Ok(runner)
     }
@@ -93,11 +101,14 @@ impl Runner {
         if let (Some(o), Value::Object(e)) = (line.as_object_mut(), extra) {
             o.extend(e);
         }
+        // Items run concurrently: one whole line per write, one writer at a time.
+        let line = format!("{line}\n");
+        let _one = self.log_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("runs.jsonl"))
-            .and_then(|mut f| writeln!(f, "{line}"));
+            .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot append to the run log");
         }
@@ -129,12 +140,18 @@ impl Runner {
         let answer = self.execute(item).await;
         let result = match &answer {
             Ok(v) => WorkResult { key: item.key.clone(), outcome: "ok".into(), result: v.clone(), error: None },
-            Err(DriverError::Transient(e)) => {
-                WorkResult { key: item.key.clone(), outcome: "transient".into(), result: Value::Null, error: Some(e.clone()) }
-            }
-            Err(DriverError::Permanent(e)) => {
-                WorkResult { key: item.key.clone(), outcome: "permanent".into(), result: Value::Null, error: Some(e.clone()) }
-            }
+            Err(DriverError::Transient(e)) => WorkResult {
+                key: item.key.clone(),
+                outcome: "transient".into(),
+                result: Value::Null,
+                error: Some(e.clone()),
+            },
+            Err(DriverError::Permanent(e)) => WorkResult {
+                key: item.key.clone(),
+                outcome: "permanent".into(),
+                result: Value::Null,
+                error: Some(e.clone()),
+            },
         };
         let report = match &answer {
             Ok(v) => self.machine_changed(item, v).await,
@@ -151,7 +168,9 @@ impl Runner {
 
     async fn execute(&self, item: &WorkItem) -> Result<Value, DriverError> {
         let id = item.instance_id.as_deref().unwrap_or_default();
-        let bad = |e: serde_json::Error| DriverError::Permanent(format!("the {} item's payload does not read: {e}", item.call));
+        let bad = |e: serde_json::Error| {
+            DriverError::Permanent(format!("the {} item's payload does not read: {e}", item.call))
+        };
         let state = |s: MachineState| serde_json::to_value(s).expect("a state serializes");
         let d = &self.driver;
         match item.call.as_str() {
@@ -272,7 +291,13 @@ mod tests {
     use super::*;
 
     fn item(key: &str, call: &str) -> WorkItem {
-        WorkItem { key: key.into(), call: call.into(), instance_id: Some("INSTANCE-a".into()), payload: json!({}), deliveries: 1 }
+        WorkItem {
+            key: key.into(),
+            call: call.into(),
+            instance_id: Some("INSTANCE-a".into()),
+            payload: json!({}),
+            deliveries: 1,
+        }
     }
 
     fn runs(dir: &Path) -> Vec<Value> {

@@ -361,7 +361,8 @@ impl Engine {
         };
         let mut patient = false;
         if result.is_ok() {
-            (result, patient) = in_scope(&op.operation_id, i, false, self.holding_lease(&op.operation_id, saga.run(i, ctx))).await;
+            (result, patient) =
+                in_scope(&op.operation_id, i, false, self.holding_lease(&op.operation_id, saga.run(i, ctx))).await;
             if result.is_ok() && self.config.repeat_steps {
                 (result, patient) =
                     in_scope(&op.operation_id, i, false, self.holding_lease(&op.operation_id, saga.run(i, ctx))).await;
@@ -444,9 +445,12 @@ impl Engine {
             self.holding_lease(&op.operation_id, saga.failed(ctx, &error)).await
         } else {
             let i = op.step as usize;
-            let mut r = in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx))).await.0;
+            let mut r =
+                in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx))).await.0;
             if r.is_ok() && self.config.repeat_steps {
-                r = in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx))).await.0;
+                r = in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx)))
+                    .await
+                    .0;
             }
             r
         };

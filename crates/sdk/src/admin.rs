@@ -8,7 +8,9 @@ use openwinv_wire::admin::{
     AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, ConsoleUser, IssuedKey, KeyUpdate, NewAccount,
     NewConsoleUser, NewKey, QuotaUpdate, SetClock,
 };
-use openwinv_wire::hosts::{DeadHost, Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement};
+use openwinv_wire::hosts::{
+    DeadHost, Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement,
+};
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
 use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};

@@ -180,7 +180,8 @@ pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String
         .with_status(StatusCode::CONFLICT));
     }
     let reason = format!("the host {name} was declared dead at {}", state.timestamp(now));
-    let host_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let host_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let dead = state.store.declare_host_dead(&name, &reason, host_ms).await?.ok_or_else(|| unknown_host(&name))?;
     crate::remote_driver::work_answered();
     state.engine.wake();

@@ -316,7 +316,9 @@ impl Config {
             Some(other) => bail!("placement must be embedded or hosts, not `{other}`"),
         };
         if placement == Placement::Hosts && network == NetworkMode::Namespaces {
-            bail!("network = namespaces is for the embedded QEMU driver; with placement = hosts the agents run machines");
+            bail!(
+                "network = namespaces is for the embedded QEMU driver; with placement = hosts the agents run machines"
+            );
         }
         let bootstrap_rate_limit = match (s.default_rate_limit, driver) {
             (Some(limit), _) => limit,

@@ -115,9 +115,12 @@ impl RemoteDriver {
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Read again now that a wake-up cannot be missed.
-            row = self.store.work(&key).await.map_err(store_error)?.ok_or_else(|| {
-                DriverError::Transient(format!("work {key} vanished from the queue (a reset?)"))
-            })?;
+            row = self
+                .store
+                .work(&key)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| DriverError::Transient(format!("work {key} vanished from the queue (a reset?)")))?;
             if row.state == DONE {
                 return outcome(row);
             }
@@ -134,12 +137,11 @@ impl RemoteDriver {
             s.waiting_for_host();
         }
         let now = self.clock.unix();
-        let (name, state, beat) = self
-            .store
-            .host_liveness(&host.host_id)
-            .await
-            .map_err(store_error)?
-            .unwrap_or((host.host_name.clone(), String::new(), None));
+        let (name, state, beat) = self.store.host_liveness(&host.host_id).await.map_err(store_error)?.unwrap_or((
+            host.host_name.clone(),
+            String::new(),
+            None,
+        ));
         let why = match beat {
             Some(t) if now - t > openwinv_store::hosts::ALIVE_WITHIN_SECS => {
                 format!("is unreachable (no heartbeat for {} s)", now - t)
@@ -157,8 +159,9 @@ impl RemoteDriver {
             // A call that found nothing to do (no host holds the machine).
             return Ok(MachineState { power: openwinv_driver::Power::Absent, generation: 0 });
         }
-        serde_json::from_value(v.clone())
-            .map_err(|e| DriverError::Permanent(format!("the agent answered {call} with {v}, not a machine state: {e}")))
+        serde_json::from_value(v.clone()).map_err(|e| {
+            DriverError::Permanent(format!("the agent answered {call} with {v}, not a machine state: {e}"))
+        })
     }
 }
 

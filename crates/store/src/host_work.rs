@@ -169,12 +169,10 @@ impl Store {
 
     /// Items of a host by state (for the operator and tests).
     pub async fn host_work(&self, host_id: &str) -> Result<Vec<WorkRecord>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM host_work WHERE host_id = $1 ORDER BY created_at, work_key"
-        ))
-        .bind(host_id)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM host_work WHERE host_id = $1 ORDER BY created_at, work_key"))
+            .bind(host_id)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Removes answered items older than `before_ms`: their operations have long moved on.

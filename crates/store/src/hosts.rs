@@ -765,8 +765,10 @@ impl Store {
     /// of an operation end `error` when the operation unwinds. `None`: no such host.
     pub async fn declare_host_dead(&self, name: &str, reason: &str, now_ms: i64) -> Result<Option<DeclaredDead>> {
         let mut tx = self.begin_write().await?;
-        let host: Option<(String,)> = sqlx::query_as("UPDATE hosts SET state = $2, generation = generation + 1 \
-             WHERE name = $1 RETURNING host_id")
+        let host: Option<(String,)> = sqlx::query_as(
+            "UPDATE hosts SET state = $2, generation = generation + 1 \
+             WHERE name = $1 RETURNING host_id",
+        )
         .bind(name)
         .bind(DEAD)
         .fetch_optional(&mut *tx)

@@ -110,12 +110,14 @@ async fn views(state: &AppState, rows: &[InstanceWithRelated], mask: u64, host: 
         let now = state.clock.unix();
         for (v, r) in out.iter_mut().zip(rows) {
             let h = hosts.iter().find(|h| h.instance_id == r.record.instance_id);
-            v.host_status = Some(match h {
-                None => "none",
-                Some(h) if h.alive(now) => "up",
-                Some(_) => "unreachable",
-            }
-            .to_owned());
+            v.host_status = Some(
+                match h {
+                    None => "none",
+                    Some(h) if h.alive(now) => "up",
+                    Some(_) => "unreachable",
+                }
+                .to_owned(),
+            );
         }
     }
     Ok(out)

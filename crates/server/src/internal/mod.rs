@@ -8,8 +8,8 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
 use openwinv_store::host_work::{MAX_PULL, WorkOutcome};
+use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
 use openwinv_wire::hosts::{
     HEARTBEAT_INTERVAL_MS, HeartbeatAck, OFFLINE_AFTER_SECS, Registered, RuntimeAck, WorkAck, WorkItem,
 };
@@ -241,7 +241,11 @@ pub async fn runtime(
 /// its own makes its instance `off`, one that runs again `active`, one that is gone `error`. An
 /// instance in an operation belongs to the operation (agents report a call's change before they
 /// answer it, so these reports arrive while the instance is still in `work`).
-async fn follow_runtime(state: &AppState, reports: &[(String, String, i64)], outcomes: &[ReportOutcome]) -> ApiResult<()> {
+async fn follow_runtime(
+    state: &AppState,
+    reports: &[(String, String, i64)],
+    outcomes: &[ReportOutcome],
+) -> ApiResult<()> {
     for ((instance_id, machine, _), outcome) in reports.iter().zip(outcomes) {
         if *outcome != ReportOutcome::Accepted {
             continue;
@@ -278,11 +282,17 @@ fn host_ms() -> i64 {
     request_body = openwinv_wire::hosts::WorkPull,
     responses((status = 200, body = Envelope<Vec<WorkItem>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
         (status = 401, body = openwinv_wire::ErrorEnvelope)))]
-pub async fn work(State(state): State<AppState>, Extension(host): Extension<HostIdentity>, body: Body) -> Reply<WorkItem> {
+pub async fn work(
+    State(state): State<AppState>,
+    Extension(host): Extension<HostIdentity>,
+    body: Body,
+) -> Reply<WorkItem> {
     let wait_ms = match body.int("wait_ms")? {
         None => 0,
         Some(n) if (0..=MAX_WAIT_MS as i64).contains(&n) => n as u64,
-        Some(_) => return Err(ApiError::param(format!("The field `wait_ms` must be an integer from 0 to {MAX_WAIT_MS}."))),
+        Some(_) => {
+            return Err(ApiError::param(format!("The field `wait_ms` must be an integer from 0 to {MAX_WAIT_MS}.")));
+        }
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
     loop {

@@ -80,13 +80,11 @@ impl Create {
         let deps = &self.0;
         let inst = require(deps, &op.resource_id).await?;
         let catalog = deps.catalog.get();
-        let flavor = catalog
-            .flavors
-            .iter()
-            .find(|f| f.id == inst.flavor_id)
-            .ok_or_else(|| StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id)))?;
-        let capabilities: Vec<String> =
-            if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
+        let flavor =
+            catalog.flavors.iter().find(|f| f.id == inst.flavor_id).ok_or_else(|| {
+                StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id))
+            })?;
+        let capabilities: Vec<String> = if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
         let req = PlacementRequest {
             instance_id: &inst.instance_id,
             zone_id: &inst.zone_id,
