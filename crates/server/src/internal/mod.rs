@@ -240,12 +240,16 @@ pub async fn runtime(
 /// Instance rows follow what the agents report of machines at rest: a machine that stopped on
 /// its own makes its instance `off`, one that runs again `active`, one that is gone `error`. An
 /// instance in an operation belongs to the operation (agents report a call's change before they
-/// answer it, so these reports arrive while the instance is still in `work`).
+/// answer it, so these reports arrive while the instance is still in `work`). Only in hosts mode.
 async fn follow_runtime(
     state: &AppState,
     reports: &[(String, String, i64)],
     outcomes: &[ReportOutcome],
 ) -> ApiResult<()> {
+    // Without hosts mode the process's own driver runs the machines: reports are only stored.
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Ok(());
+    }
     for ((instance_id, machine, _), outcome) in reports.iter().zip(outcomes) {
         if *outcome != ReportOutcome::Accepted {
             continue;
