@@ -34,16 +34,23 @@ use tokio::sync::Notify;
 /// How long one attempt of a call waits for the host's answer.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How often a waiting call reads its row (answers that reach another control-plane process).
-pub const POLL: Duration = Duration::from_millis(250);
+pub const POLL: Duration = Duration::from_secs(1);
 
-/// Work was queued in this process: long-polling agents look again.
-static QUEUED: Notify = Notify::const_new();
+/// Per host: work was queued for it in this process, its long polls look again. One `Notify`
+/// per host, so that queueing an item wakes its host's poll, not every host's.
+static QUEUED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>> =
+    std::sync::LazyLock::new(Default::default);
 /// An answer arrived in this process: waiting calls look again.
 static ANSWERED: Notify = Notify::const_new();
 
-/// Wakes the agents' long polls of this process (work was queued).
-pub fn work_queued() {
-    QUEUED.notify_waiters();
+fn queued_notify(host_id: &str) -> Arc<Notify> {
+    let mut map = QUEUED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(host_id.to_owned()).or_default().clone()
+}
+
+/// Wakes the long polls of `host_id` in this process (work was queued for it).
+pub fn work_queued(host_id: &str) {
+    queued_notify(host_id).notify_waiters();
 }
 
 /// Wakes the calls of this process waiting for answers.
@@ -51,9 +58,9 @@ pub fn work_answered() {
     ANSWERED.notify_waiters();
 }
 
-/// A future that completes at the next [`work_queued`].
-pub fn next_queued() -> tokio::sync::futures::Notified<'static> {
-    QUEUED.notified()
+/// What a long poll of `host_id` waits on: `notified()` completes at the next [`work_queued`].
+pub fn queue_of(host_id: &str) -> Arc<Notify> {
+    queued_notify(host_id)
 }
 
 pub struct RemoteDriver {
@@ -103,7 +110,7 @@ impl RemoteDriver {
         };
         let row = self.store.queue_work(&new).await.map_err(store_error)?;
         if row.state != DONE {
-            work_queued();
+            work_queued(&host.host_id);
         }
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut row = row;

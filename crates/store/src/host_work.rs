@@ -67,7 +67,7 @@ impl Store {
     /// Queues a call unless its key is queued already; an item that ended in a transient error
     /// is queued again. Answers the item as it now is.
     pub async fn queue_work(&self, w: &NewWork<'_>) -> Result<WorkRecord> {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO host_work (work_key, host_id, instance_id, call, payload, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (work_key) DO NOTHING",
         )
@@ -79,23 +79,27 @@ impl Store {
         .bind(PENDING)
         .bind(w.now_ms)
         .execute(self.writer())
-        .await?;
-        sqlx::query(
-            "UPDATE host_work SET state = $2, result = NULL, error = NULL, error_kind = NULL, done_at = NULL \
-             WHERE work_key = $1 AND state = $3 AND error_kind = 'transient'",
-        )
-        .bind(w.work_key)
-        .bind(PENDING)
-        .bind(DONE)
-        .execute(self.writer())
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Queued before (a retry): an item that ended in a transient error runs again.
+            sqlx::query(
+                "UPDATE host_work SET state = $2, result = NULL, error = NULL, error_kind = NULL, done_at = NULL \
+                 WHERE work_key = $1 AND state = $3 AND error_kind = 'transient'",
+            )
+            .bind(w.work_key)
+            .bind(PENDING)
+            .bind(DONE)
+            .execute(self.writer())
+            .await?;
+        }
         self.work(w.work_key).await?.ok_or_else(|| crate::StoreError::Corrupt(format!("work {} vanished", w.work_key)))
     }
 
     pub async fn work(&self, work_key: &str) -> Result<Option<WorkRecord>> {
         Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM host_work WHERE work_key = $1"))
             .bind(work_key)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.pool())
             .await?)
     }
 
@@ -108,6 +112,19 @@ impl Store {
         redeliver_before_ms: i64,
         limit: i64,
     ) -> Result<Vec<WorkRecord>> {
+        // A read first: an idle host's polls must not take the write lock (SQLite) every time.
+        let any: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM host_work WHERE host_id = $1 AND (state = $2 OR (state = $3 AND delivered_at < $4)) LIMIT 1",
+        )
+        .bind(host_id)
+        .bind(PENDING)
+        .bind(DELIVERED)
+        .bind(redeliver_before_ms)
+        .fetch_optional(self.pool())
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let mut rows: Vec<WorkRecord> = sqlx::query_as(&format!(
             "UPDATE host_work SET state = $2, delivered_at = $3, deliveries = deliveries + 1 \
              WHERE work_key IN (SELECT work_key FROM host_work WHERE host_id = $1 \

@@ -728,7 +728,7 @@ impl Store {
     pub async fn host_of_instance(&self, instance_id: &str) -> Result<Option<InstanceHost>> {
         Ok(sqlx::query_as(&format!("SELECT {INSTANCE_HOST_COLUMNS} FROM instance_hosts v WHERE v.instance_id = $1"))
             .bind(instance_id)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.pool())
             .await?)
     }
 
@@ -754,7 +754,7 @@ impl Store {
     pub async fn host_liveness(&self, host_id: &str) -> Result<Option<(String, String, Option<i64>)>> {
         Ok(sqlx::query_as("SELECT name, state, last_heartbeat_at FROM hosts WHERE host_id = $1")
             .bind(host_id)
-            .fetch_optional(self.writer())
+            .fetch_optional(self.pool())
             .await?)
     }
 

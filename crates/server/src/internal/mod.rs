@@ -138,7 +138,7 @@ pub async fn register(
     // answers what it finished from its own record.
     let redelivered = state.store.redeliver_work(&h.host_id).await?;
     if redelivered > 0 {
-        crate::remote_driver::work_queued();
+        crate::remote_driver::work_queued(&h.host_id);
     }
     tracing::info!(host = %h.name, %address, vcpus, memory_mb, disk_gb, %driver, redelivered, "host registered");
     Ok(Json(Envelope::rows(vec![Registered {
@@ -274,7 +274,7 @@ const MAX_WAIT_MS: u64 = 25_000;
 const REDELIVER_AFTER_MS: i64 = 120_000;
 /// How often a long poll reads the queue besides the wake-ups of this process (work queued by
 /// another control-plane process).
-const POLL_QUEUE: std::time::Duration = std::time::Duration::from_millis(500);
+const POLL_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn host_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -299,8 +299,9 @@ pub async fn work(
         }
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let queue = crate::remote_driver::queue_of(&host.host_id);
     loop {
-        let queued = crate::remote_driver::next_queued();
+        let queued = queue.notified();
         tokio::pin!(queued);
         queued.as_mut().enable();
         let now = host_ms();
