@@ -9,16 +9,26 @@
 //! registration (wrong zone) ends the agent with the control plane's message: retrying cannot
 //! fix either.
 //!
+//! Once registered it pulls the host's work (a long poll of `/internal/v1/hosts/work`), runs each
+//! item on its driver once per key and answers it ([`work`]), and reports its machines' states
+//! with generations.
+//!
 //! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
-//! types of `openwinv-wire`. Driving machines (the work the control plane has for the host) is
-//! the next step; see `docs/hosts.md`.
+//! types of `openwinv-wire`, and runs machines with `openwinv-driver` (the simulated driver;
+//! the QEMU driver needs images by content first, see `docs/hosts.md`).
+
+pub mod work;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use openwinv_wire::hosts::{HEARTBEAT_INTERVAL_MS, HeartbeatAck, Registered, Registration};
+use std::sync::Arc;
+
+use openwinv_wire::hosts::{
+    HEARTBEAT_INTERVAL_MS, HeartbeatAck, MachineReport, Registered, Registration, RuntimeAck, WorkAck, WorkItem,
+};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -62,6 +72,8 @@ pub struct Config {
     pub vcpus: Option<i64>,
     pub memory_mb: Option<i64>,
     pub disk_gb: Option<i64>,
+    /// How long each machine call takes on a simulated host.
+    pub sim_delay: Duration,
 }
 
 /// What the agent tells the control plane about its host.
@@ -176,7 +188,22 @@ impl Control {
 
     /// POSTs to `/internal/v1/hosts/{what}` and returns the first row of the answer.
     async fn call<T: DeserializeOwned>(&self, what: &str, body: Option<&Value>) -> Result<T, CallError> {
-        let mut req = self.http.post(format!("{}/internal/v1/hosts/{what}", self.base)).bearer_auth(&self.token);
+        let mut rows = self.call_rows(what, body, REQUEST_TIMEOUT).await?;
+        if rows.is_empty() {
+            return Err(CallError::Away(format!("no row in the answer to {what}")));
+        }
+        Ok(rows.swap_remove(0))
+    }
+
+    /// POSTs to `/internal/v1/hosts/{what}` and returns the rows of the answer.
+    async fn call_rows<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Vec<T>, CallError> {
+        let mut req =
+            self.http.post(format!("{}/internal/v1/hosts/{what}", self.base)).bearer_auth(&self.token).timeout(timeout);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -190,8 +217,8 @@ impl Control {
         };
         match status.as_u16() {
             200 => {
-                let row = json["result"].get(0).cloned().ok_or_else(|| CallError::Away(format!("no row: {text}")))?;
-                serde_json::from_value(row).map_err(|e| CallError::Away(format!("unexpected answer ({e}): {text}")))
+                let rows = json["result"].clone();
+                serde_json::from_value(rows).map_err(|e| CallError::Away(format!("unexpected answer ({e}): {text}")))
             }
             401 => Err(CallError::Refused(message())),
             404 => Err(CallError::NotRegistered(message())),
@@ -241,7 +268,18 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
-    let control = Control::new(&config)?;
+    let control = Arc::new(Control::new(&config)?);
+    let driver: Arc<dyn openwinv_driver::ComputeDriver> = match config.driver {
+        Driver::Sim => Arc::new(openwinv_driver::SimDriver::new(openwinv_driver::Pacing::Immediate)),
+        Driver::Qemu => Arc::new(work::Unavailable(
+            "qemu",
+            "this agent does not run QEMU machines yet: their boot images are files of the control plane \
+             (images fetched by sha256 come next, docs/hosts.md)"
+                .into(),
+        )),
+    };
+    let runner = Arc::new(work::Runner::open(driver, &config.data_dir, config.sim_delay)?);
+    let mut pulling: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let facts = facts(&config).await?;
     let registration = Registration {
         zone: config.zone.clone(),
@@ -286,6 +324,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     }
                     registered = Some(r);
                     away_since = None;
+                    // In full after every registration: the control plane keeps the newest.
+                    let (c, machines) = (control.clone(), runner.all_reports().await);
+                    tokio::spawn(async move { report(&c, machines).await });
+                    if pulling.as_ref().is_none_or(|h| h.is_finished()) {
+                        pulling = Some(tokio::spawn(pull_work(control.clone(), runner.clone())));
+                    }
                     backoff.reset();
                     interval
                 }
@@ -327,6 +371,94 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                 return Ok(());
             }
             _ = tokio::time::sleep(wait) => {}
+        }
+        if let Some(h) = pulling.take_if(|h| h.is_finished()) {
+            match h.await {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => {}
+                Err(e) => bail!("the work loop failed: {e}"),
+            }
+        }
+    }
+}
+
+/// How long the control plane may hold a work pull open.
+const PULL_WAIT_MS: u64 = 20_000;
+
+/// Pulls the host's work (long poll) and runs each item in a task of its own, until the control
+/// plane refuses the token.
+async fn pull_work(control: Arc<Control>, runner: Arc<work::Runner>) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    let body = serde_json::json!({ "wait_ms": PULL_WAIT_MS });
+    let timeout = Duration::from_millis(PULL_WAIT_MS) + REQUEST_TIMEOUT;
+    loop {
+        match control.call_rows::<WorkItem>("work", Some(&body), timeout).await {
+            Ok(items) => {
+                backoff.reset();
+                for item in items {
+                    let (control, runner) = (control.clone(), runner.clone());
+                    tokio::spawn(async move { handle(&control, &runner, item).await });
+                }
+            }
+            Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+            Err(CallError::Rejected(m) | CallError::NotRegistered(m) | CallError::Away(m)) => {
+                let wait = backoff.wait();
+                tracing::warn!(error = %m, retry_in = ?wait, "work pull failed");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Runs one item (or answers it from the record), reports the machine's change, then answers
+/// the item: the report first, so that the control plane never sees the answer before the state.
+async fn handle(control: &Control, runner: &work::Runner, item: WorkItem) {
+    let (result, change) = runner.process(&item).await;
+    if let Some(m) = change {
+        report(control, vec![m]).await;
+    }
+    let body = serde_json::to_value(&result).expect("a result serializes");
+    let mut backoff = Backoff::new();
+    loop {
+        match control.call::<WorkAck>("work/result", Some(&body)).await {
+            Ok(ack) => {
+                if !ack.recorded {
+                    tracing::info!(key = %item.key, "the control plane had this answer already");
+                }
+                return;
+            }
+            Err(CallError::Refused(m) | CallError::Rejected(m)) => {
+                tracing::warn!(key = %item.key, error = %m, "the control plane refused an answer");
+                return;
+            }
+            Err(CallError::Away(m) | CallError::NotRegistered(m)) => {
+                let wait = backoff.wait();
+                tracing::warn!(key = %item.key, error = %m, retry_in = ?wait, "could not answer a work item");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Reports machine states; a report that cannot be delivered now is sent again in full at the
+/// next registration.
+async fn report(control: &Control, machines: Vec<MachineReport>) {
+    if machines.is_empty() {
+        return;
+    }
+    let body = serde_json::json!({ "machines": machines });
+    let mut backoff = Backoff::new();
+    for _ in 0..5 {
+        match control.call_rows::<RuntimeAck>("runtime", Some(&body), REQUEST_TIMEOUT).await {
+            Ok(_) => return,
+            Err(CallError::Refused(m) | CallError::Rejected(m)) => {
+                tracing::warn!(error = %m, "the control plane refused a runtime report");
+                return;
+            }
+            Err(CallError::Away(m) | CallError::NotRegistered(m)) => {
+                tracing::warn!(error = %m, "could not report machine states; retrying");
+                tokio::time::sleep(backoff.wait()).await;
+            }
         }
     }
 }

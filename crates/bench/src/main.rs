@@ -17,8 +17,11 @@
 //!   p50/p99 per size.
 //! - `heartbeats`: N hypervisor hosts heartbeating every 2 s against a control plane; reports the
 //!   heartbeat writes per second it absorbs and their latency (`heartbeats.rs`).
+//! - `hosts-create`: the `create` load against a control plane in hosts mode with N in-process
+//!   simulated agents, then the time until a stopped agent's host is seen offline (`hosts.rs`).
 
 mod heartbeats;
+mod hosts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,6 +165,22 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    HostsCreate {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        access_key: String,
+        #[arg(long)]
+        secret_key: String,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        #[arg(long, default_value_t = 1000)]
+        total: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }
 
 fn now_s() -> i64 {
@@ -248,6 +267,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
             heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await
+        }
+        Command::HostsCreate { endpoint, access_key, secret_key, admin_token, hosts, total, concurrency } => {
+            let args = hosts::Args {
+                endpoint: &endpoint,
+                access_key: &access_key,
+                secret_key: &secret_key,
+                admin_token: &admin_token,
+                hosts,
+                total,
+                concurrency,
+            };
+            hosts::run(args).await
         }
     }
 }

@@ -14,6 +14,6 @@ pub mod saga;
 pub mod worker;
 
 pub use clock::Clock;
-pub use runner::{Engine, EngineConfig};
+pub use runner::{Engine, EngineConfig, StepScope};
 pub use saga::{NoParams, Op, OpContext, Operation, Saga, StepDef, StepError, Steps, Typed};
 pub use worker::WorkerIdentity;

@@ -66,6 +66,63 @@ pub struct Engine {
     gate: tokio::sync::RwLock<u64>,
 }
 
+tokio::task_local! {
+    /// The step being run, for drivers that must make each of its calls idempotent across
+    /// retries (the remote driver keys its work items by it).
+    static STEP: Arc<StepScope>;
+}
+
+/// The step whose code is running: which operation, which step, forward or undo. A driver reads
+/// it with [`StepScope::current`] to name each of its calls: the n-th call of a step run gets the
+/// same key on every attempt, so a step retried after a lost answer finds the first attempt's
+/// work instead of doing it again.
+#[derive(Debug)]
+pub struct StepScope {
+    pub operation_id: String,
+    pub step: usize,
+    pub undo: bool,
+    calls: std::sync::atomic::AtomicU32,
+    patient: std::sync::atomic::AtomicBool,
+}
+
+impl StepScope {
+    /// The scope of the step running on this task, if a step is running.
+    pub fn current() -> Option<Arc<StepScope>> {
+        STEP.try_with(Arc::clone).ok()
+    }
+
+    /// The key of the next driver call of this step run: `{operation}/{step}/{run|undo}/{n}`.
+    pub fn next_call_key(&self) -> String {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = if self.undo { "undo" } else { "run" };
+        format!("{}/{}/{dir}/{n}", self.operation_id, self.step)
+    }
+
+    /// Says that this run's failure is a wait for a host that is away, not a fault of the step:
+    /// the runner retries it with backoff without counting an attempt.
+    pub fn waiting_for_host(&self) {
+        self.patient.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn patient(&self) -> bool {
+        self.patient.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Runs `fut` (one run of a step or its undo) inside a fresh [`StepScope`]; answers whether the
+/// run asked to wait for a host.
+async fn in_scope<T>(operation_id: &str, step: usize, undo: bool, fut: impl Future<Output = T>) -> (T, bool) {
+    let scope = Arc::new(StepScope {
+        operation_id: operation_id.to_owned(),
+        step,
+        undo,
+        calls: Default::default(),
+        patient: Default::default(),
+    });
+    let out = STEP.scope(scope.clone(), fut).await;
+    (out, scope.patient())
+}
+
 fn host_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -313,10 +370,13 @@ impl Engine {
             Some(err) => Err(err),
             None => Ok(()),
         };
+        let mut patient = false;
         if result.is_ok() {
-            result = self.holding_lease(&op.operation_id, saga.run(i, ctx)).await;
+            (result, patient) =
+                in_scope(&op.operation_id, i, false, self.holding_lease(&op.operation_id, saga.run(i, ctx))).await;
             if result.is_ok() && self.config.repeat_steps {
-                result = self.holding_lease(&op.operation_id, saga.run(i, ctx)).await;
+                (result, patient) =
+                    in_scope(&op.operation_id, i, false, self.holding_lease(&op.operation_id, saga.run(i, ctx))).await;
             }
         }
         match result {
@@ -329,6 +389,13 @@ impl Engine {
                     op.status = SUCCEEDED.into();
                 }
                 self.save(op, ctx, None, permits_used).await
+            }
+            Err(StepError::Transient(msg)) if patient => {
+                // Waiting for a host that is away: no attempt counted, the operation waits.
+                op.next_run_at = self.clock.unix_ms() + backoff_ms(3);
+                tracing::info!(operation = %op.operation_id, step = step.name, error = %msg, "step waits for its host");
+                self.save(op, ctx, Some(&msg), permits_used).await?;
+                Ok(Next::Stop)
             }
             Err(err) => self.fail(op, ctx, step.name, err, permits_used).await,
         }
@@ -389,9 +456,12 @@ impl Engine {
             self.holding_lease(&op.operation_id, saga.failed(ctx, &error)).await
         } else {
             let i = op.step as usize;
-            let mut r = self.holding_lease(&op.operation_id, saga.undo(i, ctx)).await;
+            let mut r =
+                in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx))).await.0;
             if r.is_ok() && self.config.repeat_steps {
-                r = self.holding_lease(&op.operation_id, saga.undo(i, ctx)).await;
+                r = in_scope(&op.operation_id, i, true, self.holding_lease(&op.operation_id, saga.undo(i, ctx)))
+                    .await
+                    .0;
             }
             r
         };

@@ -41,6 +41,10 @@ pub struct AgentArgs {
     /// Disk in GiB to announce instead of the data directory's file system (simulated hosts)
     #[arg(long, value_name = "GIB")]
     disk_gb: Option<i64>,
+    /// Seconds each machine call takes on a simulated host (--driver sim), so that work is seen
+    /// in progress [default: 0]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    sim_delay: f64,
 }
 
 pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -59,6 +63,10 @@ pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()
         vcpus: args.vcpus,
         memory_mb: args.memory_mb,
         disk_gb: args.disk_gb,
+        sim_delay: std::time::Duration::try_from_secs_f64(args.sim_delay)
+            .ok()
+            .filter(|d| *d <= std::time::Duration::from_secs(3600))
+            .ok_or_else(|| anyhow::anyhow!("--sim-delay must be 0 to 3600 seconds, not {}", args.sim_delay))?,
     };
     openwinv_agent::run(config, shutdown_signal()).await
 }

@@ -468,7 +468,11 @@ impl Tabular for Instance {
         vec![
             or_dash(self.instance_id.as_ref()),
             or_dash(self.name.as_ref()),
-            or_dash(self.status.as_ref()),
+            // [ext] hosts mode: a machine whose host is away keeps its last status, marked.
+            match (self.status.as_ref(), self.host_status.as_deref()) {
+                (Some(st), Some("unreachable")) => format!("{st} (host unreachable)"),
+                (st, _) => or_dash(st),
+            },
             or_dash(self.zone.as_ref().map(|z| &z.zone_id)),
             or_dash(self.flavor.as_ref().map(|f| &f.flavor_id)),
             or_dash(self.image.as_ref().map(|i| &i.image_id)),
@@ -490,6 +494,7 @@ impl Tabular for Instance {
         add("NAME", self.name.clone());
         add("DESCRIPTION", self.description.clone().map(or_dash));
         add("STATUS", self.status.clone());
+        add("HOST STATUS", self.host_status.clone());
         add("ZONE", self.zone.as_ref().map(|z| format!("{} ({})", z.zone_id, z.name)));
         add(
             "FLAVOR",

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// With --network namespaces: the host interface machines' egress is masqueraded out of
     #[arg(long, env = "OPENWINV_UPLINK", value_name = "IFACE")]
     uplink: Option<String>,
+    /// Where machines run: embedded (this process's driver) or hosts (placed on hypervisor hosts,
+    /// run by their `openwinv agent`; see docs/hosts.md) [default: embedded]
+    #[arg(long, env = "OPENWINV_PLACEMENT", value_name = "MODE", value_parser = ["embedded", "hosts"])]
+    placement: Option<String>,
     /// Operation workers in this process [default: 4]
     #[arg(long, env = "OPENWINV_WORKERS", value_name = "N")]
     workers: Option<usize>,
@@ -183,6 +187,7 @@ impl ServeArgs {
             tls_names: (!self.tls_names.is_empty()).then_some(self.tls_names),
             network: self.network,
             uplink: self.uplink,
+            placement: self.placement,
         };
         Ok(flags.over(file))
     }

@@ -8,7 +8,9 @@ use openwinv_wire::admin::{
     AccessKey, Account, AdvanceClock, CatalogImportSummary, ClockState, ConsoleUser, IssuedKey, KeyUpdate, NewAccount,
     NewConsoleUser, NewKey, QuotaUpdate, SetClock,
 };
-use openwinv_wire::hosts::{Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement};
+use openwinv_wire::hosts::{
+    DeadHost, Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement,
+};
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
 use openwinv_wire::operations::{Cleared, Fault, NewFault, SimStep};
@@ -309,6 +311,12 @@ impl AdminClient {
     /// No new instance is placed on the host, and its instances are to leave it.
     pub async fn drain_host(&self, name: &str) -> Result<Host> {
         self.row(self.request(Method::POST, &["hosts", name, "drain"])).await
+    }
+
+    /// Declares an offline host dead: its work fails, its instances become `error`, their
+    /// reservations are released.
+    pub async fn declare_host_dead(&self, name: &str) -> Result<DeadHost> {
+        self.row(self.request(Method::POST, &["hosts", name, "declare-dead"])).await
     }
 
     /// Removes a host that holds no instance; its token stops working.

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use openwinv_store::StoreError;
 use openwinv_store::hosts::{self as store_hosts, HostRecord, NewHost, Placed, PlacementRecord, PlacementRequest};
-use openwinv_wire::hosts::{Host, IssuedHost, Overcommit, Placement, Resources};
+use openwinv_wire::hosts::{DeadHost, Host, IssuedHost, Overcommit, Placement, Resources};
 use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/hosts/{name}/enable", post(enable_host))
         .route("/admin/v1/hosts/{name}/disable", post(disable_host))
         .route("/admin/v1/hosts/{name}/drain", post(drain_host))
+        .route("/admin/v1/hosts/{name}/declare-dead", post(declare_dead))
         .route("/admin/v1/placements", get(list_placements).post(place))
         .route("/admin/v1/placements/overcommit", get(show_overcommit).put(set_overcommit))
         .route("/admin/v1/placements/{instance_id}", get(show_placement).delete(release))
@@ -154,6 +155,43 @@ pub async fn disable_host(State(state): State<AppState>, Path(name): Path<String
     responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn drain_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
     set_state(state, name, store_hosts::DRAINING).await
+}
+
+/// The operator declares an offline host dead: its machines are lost. Its unanswered work fails
+/// (the operations waiting on it unwind), its instances at rest become `error` with the reason,
+/// its reservations are released, and no instance is placed on it again until `enable`. A host
+/// whose agent still sends heartbeats is refused: stop the agent first.
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/declare-dead", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<DeadHost>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope),
+        (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String>) -> Reply<DeadHost> {
+    let h = state.store.host_by_name(&name).await?.ok_or_else(|| unknown_host(&name))?;
+    let now = state.clock.unix();
+    if h.alive(now) {
+        return Err(ApiError::new(
+            ErrorCode::CheckParam,
+            format!(
+                "The host `{name}` is alive (its last heartbeat was {} s ago); only an offline host (no heartbeat \
+                 for {} s) can be declared dead. Stop its agent first.",
+                h.last_heartbeat_at.map_or(0, |t| now - t),
+                store_hosts::ALIVE_WITHIN_SECS
+            ),
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    let reason = format!("the host {name} was declared dead at {}", state.timestamp(now));
+    let host_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let dead = state.store.declare_host_dead(&name, &reason, host_ms).await?.ok_or_else(|| unknown_host(&name))?;
+    crate::remote_driver::work_answered();
+    state.engine.wake();
+    tracing::warn!(host = %name, instances = dead.instances.len(), failed_work = dead.failed_work, "host declared dead");
+    Ok(Json(Envelope::rows(vec![DeadHost {
+        host: host_wire(&state, dead.host),
+        instances: dead.instances,
+        failed_work: dead.failed_work as i64,
+        reason,
+    }])))
 }
 
 /// Removes a host that holds no instance; its token stops working.

@@ -189,6 +189,15 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
             (qemu.clone(), qemu)
         }
     };
+    // Hosts mode: every driver call on an instance becomes work for its host's agent; the
+    // process's own driver keeps what has no host (a volume's storage on its own) and consoles.
+    let hosts_mode = config.placement == crate::config::Placement::Hosts;
+    let driver: Arc<dyn ComputeDriver> = if hosts_mode {
+        spawn_work_pruning(store.clone());
+        Arc::new(crate::remote_driver::RemoteDriver::new(store.clone(), clock.clone(), driver))
+    } else {
+        driver
+    };
     let engine_config = EngineConfig {
         workers: config.workers,
         repeat_steps: config.repeat_steps,
@@ -207,6 +216,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         images: images.clone(),
         sealer: sealer.clone(),
         clock: clock.clone(),
+        hosts_mode,
     });
     for saga in crate::sagas::all(deps) {
         engine.register(saga);
@@ -227,6 +237,23 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         admin_token,
         live_bills: Default::default(),
     }))
+}
+
+/// Hosts mode: answered work items older than a day are removed every hour (their operations
+/// have long moved on; a step retried later still finds the agent's own record).
+fn spawn_work_pruning(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let day_ago = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64 - 86_400_000);
+            if let Err(e) = store.prune_work(day_ago).await {
+                tracing::warn!(error = %e, "could not prune answered host work");
+            }
+        }
+    });
 }
 
 /// A new access key: 20 upper-case letters and digits.

@@ -116,6 +116,9 @@ pub struct Settings {
     pub network: Option<String>,
     /// With `network = "namespaces"`: the host interface egress is masqueraded out of.
     pub uplink: Option<String>,
+    /// Where machines run: `embedded` (this process's driver; the default) or `hosts` (each
+    /// new instance is placed on a host and its driver steps run on that host's agent).
+    pub placement: Option<String>,
 }
 
 impl Settings {
@@ -150,6 +153,7 @@ impl Settings {
             tls_names: self.tls_names.or(lower.tls_names),
             network: self.network.or(lower.network),
             uplink: self.uplink.or(lower.uplink),
+            placement: self.placement.or(lower.placement),
         }
     }
 }
@@ -194,6 +198,18 @@ pub struct Config {
     pub network: NetworkMode,
     /// The uplink of real networks (`None`: egress out of any interface).
     pub uplink: Option<String>,
+    /// Where machines run.
+    pub placement: Placement,
+}
+
+/// Where machines run (`docs/hosts.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// This process's own driver (`driver`) runs every machine: one machine, as always.
+    Embedded,
+    /// Each new instance is placed on a hypervisor host (`openwinv agent`), and every driver
+    /// step of its operations is a work item for that host's agent.
+    Hosts,
 }
 
 /// How QEMU machines are networked.
@@ -294,6 +310,16 @@ impl Config {
                 bail!("uplink must be an interface name (1 to 15 letters, digits, '-', '_', '.'), not `{u}`");
             }
         }
+        let placement = match s.placement.as_deref() {
+            None | Some("embedded") => Placement::Embedded,
+            Some("hosts") => Placement::Hosts,
+            Some(other) => bail!("placement must be embedded or hosts, not `{other}`"),
+        };
+        if placement == Placement::Hosts && network == NetworkMode::Namespaces {
+            bail!(
+                "network = namespaces is for the embedded QEMU driver; with placement = hosts the agents run machines"
+            );
+        }
         let bootstrap_rate_limit = match (s.default_rate_limit, driver) {
             (Some(limit), _) => limit,
             (None, Driver::Sim) => 0,
@@ -305,6 +331,7 @@ impl Config {
             tls,
             network,
             uplink: s.uplink,
+            placement,
             bootstrap_rate_limit,
             accel,
             sim_delay: std::time::Duration::from_secs_f64(sim_delay),

@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod quota;
 pub mod reconcile;
 pub mod reference;
+pub mod remote_driver;
 pub mod sagas;
 pub mod server_time;
 pub mod tls;

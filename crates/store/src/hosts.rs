@@ -28,6 +28,8 @@ use crate::{Backend, Result, Store, StoreError};
 pub const ENABLED: &str = "enabled";
 pub const DISABLED: &str = "disabled";
 pub const DRAINING: &str = "draining";
+/// Declared dead by the operator (`admin hosts declare-dead`): its machines are lost.
+pub const DEAD: &str = "dead";
 
 /// A host is alive when its last heartbeat is at most this many seconds behind the server clock.
 pub const ALIVE_WITHIN_SECS: i64 = 20;
@@ -677,6 +679,130 @@ impl Store {
         .bind(instance_id)
         .fetch_optional(self.pool())
         .await?)
+    }
+}
+
+/// An instance's host as the API and the remote driver see it (the `instance_hosts` view).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InstanceHost {
+    pub instance_id: String,
+    pub host_id: String,
+    pub host_name: String,
+    pub host_state: String,
+    pub last_heartbeat_at: Option<i64>,
+}
+
+impl InstanceHost {
+    /// Whether a heartbeat arrived within [`ALIVE_WITHIN_SECS`] of `now` (server clock).
+    pub fn alive(&self, now: i64) -> bool {
+        self.last_heartbeat_at.is_some_and(|t| now - t <= ALIVE_WITHIN_SECS)
+    }
+}
+
+/// What declaring a host dead did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredDead {
+    pub host: HostRecord,
+    /// The instances that were placed on it (their reservations are released).
+    pub instances: Vec<String>,
+    /// Work items failed (their steps unwind).
+    pub failed_work: u64,
+}
+
+const INSTANCE_HOST_COLUMNS: &str = "v.instance_id, v.host_id, v.host_name, v.host_state, v.last_heartbeat_at";
+
+impl Store {
+    /// The host of an instance of `account_id`, if it is placed.
+    pub async fn instance_host(&self, account_id: &str, instance_id: &str) -> Result<Option<InstanceHost>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {INSTANCE_HOST_COLUMNS} FROM instance_hosts v JOIN instances i ON i.instance_id = v.instance_id \
+             WHERE v.instance_id = $1 AND i.account_id = $2"
+        ))
+        .bind(instance_id)
+        .bind(account_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The host of an instance, whoever owns it (the remote driver's lookup).
+    pub async fn host_of_instance(&self, instance_id: &str) -> Result<Option<InstanceHost>> {
+        Ok(sqlx::query_as(&format!("SELECT {INSTANCE_HOST_COLUMNS} FROM instance_hosts v WHERE v.instance_id = $1"))
+            .bind(instance_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The hosts of many instances (those placed), for instance lists.
+    pub async fn hosts_of_instances(&self, instance_ids: &[String]) -> Result<Vec<InstanceHost>> {
+        let mut out = Vec::new();
+        for chunk in instance_ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {INSTANCE_HOST_COLUMNS} FROM instance_hosts v WHERE v.instance_id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query_as(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
+    /// A host's state and last heartbeat, by id.
+    pub async fn host_liveness(&self, host_id: &str) -> Result<Option<(String, String, Option<i64>)>> {
+        Ok(sqlx::query_as("SELECT name, state, last_heartbeat_at FROM hosts WHERE host_id = $1")
+            .bind(host_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The operator declares a host dead (its machines are lost): the host becomes `dead` (no
+    /// placement chooses it), its unanswered work items fail for good with `reason` (the steps
+    /// waiting on them unwind), its reservations and runtime reports are released, and its
+    /// instances at rest (`active`, `off`) become `error` with `reason`. Instances in the middle
+    /// of an operation end `error` when the operation unwinds. `None`: no such host.
+    pub async fn declare_host_dead(&self, name: &str, reason: &str, now_ms: i64) -> Result<Option<DeclaredDead>> {
+        let mut tx = self.begin_write().await?;
+        let host: Option<(String,)> = sqlx::query_as(
+            "UPDATE hosts SET state = $2, generation = generation + 1 \
+             WHERE name = $1 RETURNING host_id",
+        )
+        .bind(name)
+        .bind(DEAD)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((host_id,)) = host else { return Ok(None) };
+        let failed = sqlx::query(
+            "UPDATE host_work SET state = 'done', error = $2, error_kind = 'permanent', done_at = $3 \
+             WHERE host_id = $1 AND state <> 'done'",
+        )
+        .bind(&host_id)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let instances: Vec<(String,)> =
+            sqlx::query_as("SELECT instance_id FROM placements WHERE host_id = $1 ORDER BY instance_id")
+                .bind(&host_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let instances: Vec<String> = instances.into_iter().map(|(i,)| i).collect();
+        sqlx::query(
+            "UPDATE instances SET status = 'error', error_reason = $2 \
+             WHERE instance_id IN (SELECT instance_id FROM placements WHERE host_id = $1) AND status IN ('active', 'off')",
+        )
+        .bind(&host_id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM placements WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        let host = self.host(&host_id).await?.ok_or_else(|| StoreError::Corrupt(format!("host {host_id} vanished")))?;
+        Ok(Some(DeclaredDead { host, instances, failed_work: failed }))
     }
 }
 

@@ -12,6 +12,7 @@ mod catalog;
 pub mod crypto;
 mod faults;
 pub mod firewalls;
+pub mod host_work;
 pub mod hosts;
 pub mod idempotency;
 pub mod ids;

@@ -23,7 +23,7 @@ pub struct Host {
     pub host_id: String,
     pub name: String,
     pub zone: String,
-    /// The operator's setting: `enabled`, `disabled` or `draining`.
+    /// The operator's setting: `enabled`, `disabled`, `draining` or `dead` (declared dead).
     pub state: String,
     /// `new` (its agent never registered), `alive` (a heartbeat within 20 s of the server clock)
     /// or `offline`.
@@ -41,6 +41,20 @@ pub struct Host {
     pub heartbeat_age_s: Option<i64>,
     pub generation: i64,
     pub created_at: String,
+}
+
+/// Answer to `POST /admin/v1/hosts/{name}/declare-dead`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeadHost {
+    /// The host, now in state `dead`.
+    pub host: Host,
+    /// The instances that were placed on it: at rest they are `error` now; in an operation they
+    /// end `error` as it unwinds. Their reservations are released.
+    pub instances: Vec<String>,
+    /// Work items that were waiting for the host and failed.
+    pub failed_work: i64,
+    /// The reason the instances carry.
+    pub reason: String,
 }
 
 /// Body of `POST /admin/v1/hosts`.
@@ -166,4 +180,54 @@ pub struct RuntimeAck {
     pub instance_id: String,
     pub outcome: String,
     pub stored_generation: i64,
+}
+
+/// Body of `POST /internal/v1/hosts/work`: how long the control plane may hold the request
+/// open while the host has no work (long poll).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkPull {
+    /// Milliseconds, 0 to 25,000 (0: answer at once).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// One driver call for the host to make: the rows of `POST /internal/v1/hosts/work`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkItem {
+    /// `{operation}/{step}/{run|undo}/{n}`: the same on every delivery of this call, so the
+    /// agent answers a duplicate from its record instead of running it again.
+    pub key: String,
+    /// `create`, `start`, `stop`, `reboot`, `rebuild`, `resize`, `destroy`, `apply_firewall`,
+    /// `attach_volume` or `detach_volume`.
+    pub call: String,
+    pub instance_id: Option<String>,
+    /// The call's arguments (a machine spec, `{hard}`, a volume spec, a rule set).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// How many times it has been handed out (1 the first time).
+    pub deliveries: i64,
+}
+
+/// Body of `POST /internal/v1/hosts/work/result`: the agent's answer to one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkResult {
+    pub key: String,
+    /// `ok`, `transient` (worth retrying) or `permanent`.
+    pub outcome: String,
+    /// The driver's answer when `ok` (a machine state, or null).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+    /// What went wrong, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to a work result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkAck {
+    pub key: String,
+    /// False when the host has no such unanswered item (answered before, or failed when the
+    /// host was declared dead): nothing changed.
+    pub recorded: bool,
 }

@@ -48,6 +48,11 @@ pub struct Instance {
     /// driver's user-mode networking) [ext]; with the `ip` bit (256).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ssh: Option<SshForward>,
+    /// Whether the instance's hypervisor host answers [ext], only when the control plane runs
+    /// with `--placement hosts`: `up`, `unreachable` (no heartbeat for 20 s: the machine keeps
+    /// its last status, actions are refused) or `none` (not placed on a host).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub host_status: Option<String>,
 }
 
 /// A host address and port forwarded to the guest's port 22 [ext].

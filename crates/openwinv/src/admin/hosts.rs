@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use openwinv_sdk::AdminClient;
-use openwinv_sdk::wire::hosts::{Host, IssuedHost, Overcommit, OvercommitUpdate, Placement};
+use openwinv_sdk::wire::hosts::{DeadHost, Host, IssuedHost, Overcommit, OvercommitUpdate, Placement};
 
 use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text};
 
@@ -27,6 +27,9 @@ pub enum HostAction {
     Enable { name: String },
     /// Place no new instance on the host; its instances are to leave it
     Drain { name: String },
+    /// Declare an offline host dead: its in-flight operations unwind, its machines become error,
+    /// its reservations are released
+    DeclareDead { name: String },
     /// Remove a host that holds no instance (its token stops working)
     Remove { name: String },
 }
@@ -83,6 +86,7 @@ pub async fn run(admin: &AdminClient, action: HostAction, out: Output) -> anyhow
         HostAction::Disable { name } => out.record(&admin.disable_host(&name).await?),
         HostAction::Enable { name } => out.record(&admin.enable_host(&name).await?),
         HostAction::Drain { name } => out.record(&admin.drain_host(&name).await?),
+        HostAction::DeclareDead { name } => out.record(&admin.declare_host_dead(&name).await?),
         HostAction::Remove { name } => out.record(&admin.remove_host(&name).await?),
     }
 }
@@ -178,5 +182,20 @@ impl Tabular for Overcommit {
 
     fn cells(&self) -> Vec<String> {
         vec![self.vcpu.to_string(), self.memory.to_string(), self.disk.to_string()]
+    }
+}
+
+impl Tabular for DeadHost {
+    const COLUMNS: &'static [Column] =
+        &[long("NAME"), text("STATE"), number("INSTANCES"), number("FAILED WORK"), long("REASON")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.host.name.clone(),
+            self.host.state.clone(),
+            self.instances.len().to_string(),
+            self.failed_work.to_string(),
+            self.reason.clone(),
+        ]
     }
 }

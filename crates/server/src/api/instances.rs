@@ -103,7 +103,44 @@ async fn views(state: &AppState, rows: &[InstanceWithRelated], mask: u64, host: 
     for r in rows {
         out.push(view(state, r, mask, host).await?);
     }
+    if state.config.placement == crate::config::Placement::Hosts {
+        // [ext] Where each instance runs answers or not (docs/hosts.md); one query per page.
+        let ids: Vec<String> = rows.iter().map(|r| r.record.instance_id.clone()).collect();
+        let hosts = state.store.hosts_of_instances(&ids).await?;
+        let now = state.clock.unix();
+        for (v, r) in out.iter_mut().zip(rows) {
+            let h = hosts.iter().find(|h| h.instance_id == r.record.instance_id);
+            v.host_status = Some(
+                match h {
+                    None => "none",
+                    Some(h) if h.alive(now) => "up",
+                    Some(_) => "unreachable",
+                }
+                .to_owned(),
+            );
+        }
+    }
     Ok(out)
+}
+
+/// In hosts mode, an action on an instance whose host is unreachable is refused (409): it
+/// could not run until the host returns. Its machine keeps its last status.
+async fn host_reachable(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Ok(());
+    }
+    let now = state.clock.unix();
+    match state.store.instance_host(&caller.account_id, id).await? {
+        Some(h) if !h.alive(now) => Err(ApiError::new(
+            ErrorCode::DeletedOrWorkingInstance,
+            format!(
+                "The host `{}` of the instance `{id}` is unreachable (no heartbeat for {} s); try again when it is back.",
+                h.host_name,
+                h.last_heartbeat_at.map_or(0, |t| now - t)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One instance of the caller's account with what its view shows, or 404.
@@ -669,6 +706,7 @@ fn busy(id: &str) -> ApiError {
 
 /// Starts an operation of `kind` on an instance and answers 202.
 async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: String) -> ApiResult<String> {
+    host_reachable(state, caller, id).await?;
     let operation_id = ids::new_id("OP");
     let op = NewOperation {
         operation_id: &operation_id,
@@ -725,6 +763,7 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Accepted<ActionReceipt> {
+    host_reachable(&state, &caller, &id).await?;
     let operation_id = ids::new_id("OP");
     let op = NewOperation {
         operation_id: &operation_id,

@@ -1,4 +1,4 @@
-//! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime}`
+//! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime,work,work/result}`
 //! on the control plane's own listener (HTTPS too with `--tls`). Every call carries
 //! `Authorization: Bearer <host token>`; the token names the host, so no call names one. Only
 //! agents call: the control plane never connects to a host. See `docs/hosts.md`.
@@ -8,8 +8,11 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
+use openwinv_store::host_work::{MAX_PULL, WorkOutcome};
 use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
-use openwinv_wire::hosts::{HEARTBEAT_INTERVAL_MS, HeartbeatAck, OFFLINE_AFTER_SECS, Registered, RuntimeAck};
+use openwinv_wire::hosts::{
+    HEARTBEAT_INTERVAL_MS, HeartbeatAck, OFFLINE_AFTER_SECS, Registered, RuntimeAck, WorkAck, WorkItem,
+};
 use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
 
@@ -30,6 +33,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/internal/v1/hosts/register", post(register))
         .route("/internal/v1/hosts/heartbeat", post(heartbeat))
         .route("/internal/v1/hosts/runtime", post(runtime))
+        .route("/internal/v1/hosts/work", post(work))
+        .route("/internal/v1/hosts/work/result", post(work_result))
         .layer(from_fn_with_state(state, require_host))
 }
 
@@ -129,7 +134,13 @@ pub async fn register(
         .register_host(&host.host_id, &reg, now)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("The host `{}`", host.name)))?;
-    tracing::info!(host = %h.name, %address, vcpus, memory_mb, disk_gb, %driver, "host registered");
+    // The agent (re)started: what it was handed and has not answered is handed out again; it
+    // answers what it finished from its own record.
+    let redelivered = state.store.redeliver_work(&h.host_id).await?;
+    if redelivered > 0 {
+        crate::remote_driver::work_queued(&h.host_id);
+    }
+    tracing::info!(host = %h.name, %address, vcpus, memory_mb, disk_gb, %driver, redelivered, "host registered");
     Ok(Json(Envelope::rows(vec![Registered {
         host_id: h.host_id,
         name: h.name,
@@ -209,6 +220,7 @@ pub async fn runtime(
         reports.push((instance_id, st, generation));
     }
     let outcomes = state.store.report_runtime(&host.host_id, &reports, state.clock.unix()).await?;
+    follow_runtime(&state, &reports, &outcomes).await?;
     let rows = reports
         .into_iter()
         .zip(outcomes)
@@ -223,4 +235,129 @@ pub async fn runtime(
         })
         .collect();
     Ok(Json(Envelope::rows(rows)))
+}
+
+/// Instance rows follow what the agents report of machines at rest: a machine that stopped on
+/// its own makes its instance `off`, one that runs again `active`, one that is gone `error`. An
+/// instance in an operation belongs to the operation (agents report a call's change before they
+/// answer it, so these reports arrive while the instance is still in `work`). Only in hosts mode.
+async fn follow_runtime(
+    state: &AppState,
+    reports: &[(String, String, i64)],
+    outcomes: &[ReportOutcome],
+) -> ApiResult<()> {
+    // Without hosts mode the process's own driver runs the machines: reports are only stored.
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Ok(());
+    }
+    for ((instance_id, machine, _), outcome) in reports.iter().zip(outcomes) {
+        if *outcome != ReportOutcome::Accepted {
+            continue;
+        }
+        let Some(inst) = state.store.instance_by_id(instance_id).await? else { continue };
+        let (to, reason) = match (inst.status.as_str(), machine.as_str()) {
+            ("active", "stopped" | "crashed") => ("off", None),
+            ("off", "running") => ("active", None),
+            ("active" | "off", "absent") => ("error", Some("the machine is gone from its host")),
+            _ => continue,
+        };
+        if state.store.reconcile_instance(instance_id, &inst.status, to, reason, state.clock.unix()).await? {
+            tracing::warn!(instance = %instance_id, from = %inst.status, to, "instance follows its host's report");
+        }
+    }
+    Ok(())
+}
+
+/// Longest long poll an agent may ask for.
+const MAX_WAIT_MS: u64 = 25_000;
+/// A delivered item unanswered for this long is handed out again (the agent may have lost it).
+const REDELIVER_AFTER_MS: i64 = 120_000;
+/// How often a long poll reads the queue besides the wake-ups of this process (work queued by
+/// another control-plane process).
+const POLL_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn host_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The agent pulls its host's work: queued items (and items delivered long ago and never
+/// answered). With `wait_ms` the request is held open until there is work or the wait ends.
+#[utoipa::path(post, path = "/internal/v1/hosts/work", tag = "agent", security(("host_token" = [])),
+    request_body = openwinv_wire::hosts::WorkPull,
+    responses((status = 200, body = Envelope<Vec<WorkItem>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn work(
+    State(state): State<AppState>,
+    Extension(host): Extension<HostIdentity>,
+    body: Body,
+) -> Reply<WorkItem> {
+    let wait_ms = match body.int("wait_ms")? {
+        None => 0,
+        Some(n) if (0..=MAX_WAIT_MS as i64).contains(&n) => n as u64,
+        Some(_) => {
+            return Err(ApiError::param(format!("The field `wait_ms` must be an integer from 0 to {MAX_WAIT_MS}.")));
+        }
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let queue = crate::remote_driver::queue_of(&host.host_id);
+    loop {
+        let queued = queue.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        let now = host_ms();
+        let rows = state.store.take_work(&host.host_id, now, now - REDELIVER_AFTER_MS, MAX_PULL).await?;
+        let now = tokio::time::Instant::now();
+        if !rows.is_empty() || now >= deadline {
+            let items = rows
+                .into_iter()
+                .map(|r| WorkItem {
+                    payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+                    key: r.work_key,
+                    call: r.call,
+                    instance_id: r.instance_id,
+                    deliveries: r.deliveries,
+                })
+                .collect();
+            return Ok(Json(Envelope::rows(items)));
+        }
+        tokio::select! {
+            _ = &mut queued => {}
+            _ = tokio::time::sleep(POLL_QUEUE.min(deadline - now)) => {}
+        }
+    }
+}
+
+/// The agent's answer to one of its items: `ok` with the driver's result, or an error that is
+/// `transient` (the step retries and queues the call again) or `permanent` (the step fails).
+#[utoipa::path(post, path = "/internal/v1/hosts/work/result", tag = "agent", security(("host_token" = [])),
+    request_body = openwinv_wire::hosts::WorkResult,
+    responses((status = 200, body = Envelope<Vec<WorkAck>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
+        (status = 401, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn work_result(
+    State(state): State<AppState>,
+    Extension(host): Extension<HostIdentity>,
+    body: Body,
+) -> Reply<WorkAck> {
+    let key = body.required_str("key")?;
+    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+        return Err(ApiError::param("The field `key` must be a work item's key (1-200 characters)."));
+    }
+    let kind = body.required_str("outcome")?;
+    let error = || -> ApiResult<String> {
+        match body.str("error")? {
+            Some(e) if !e.is_empty() => Ok(e.chars().take(2000).collect()),
+            _ => Err(ApiError::missing_body("error")),
+        }
+    };
+    let outcome = match kind.as_str() {
+        "ok" => WorkOutcome::Ok(body.0.get("result").cloned().unwrap_or(Value::Null).to_string()),
+        "transient" => WorkOutcome::Transient(error()?),
+        "permanent" => WorkOutcome::Permanent(error()?),
+        _ => return Err(enum_error("outcome", &kind, &["ok", "transient", "permanent"])),
+    };
+    let recorded = state.store.complete_work(&host.host_id, &key, &outcome, host_ms()).await?;
+    if recorded {
+        crate::remote_driver::work_answered();
+    }
+    Ok(Json(Envelope::rows(vec![WorkAck { key, recorded }])))
 }

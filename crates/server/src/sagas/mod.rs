@@ -25,6 +25,9 @@ pub struct Deps {
     pub images: crate::images::ImageStore,
     pub sealer: Sealer,
     pub clock: Arc<Clock>,
+    /// `serve --placement hosts`: a new instance is placed on a host first (the create saga's
+    /// `place` step) and `driver` is the remote driver.
+    pub hosts_mode: bool,
 }
 
 /// Every operation kind, for the engine to register.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use openwinv_engine::{Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
+use openwinv_store::hosts::{Placed, PlacementRequest};
 use openwinv_store::instances::status;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,9 @@ pub struct Params {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// Hosts mode: the placement transaction (`Store::place`) chooses the instance's host;
+    /// undone by releasing the reservation. Without hosts it has nothing to do.
+    Place,
     AllocateAddresses,
     CreateMachine,
     /// Volumes asked for with the instance ride with the machine's steps (not paced).
@@ -47,6 +51,7 @@ pub enum Step {
 
 impl Steps for Step {
     const ALL: &'static [Step] = &[
+        Step::Place,
         Step::AllocateAddresses,
         Step::CreateMachine,
         Step::CreateVolumes,
@@ -68,6 +73,38 @@ fn volumes(op: &Op<Params>) -> Volumes<'_> {
 }
 
 impl Create {
+    /// Reserves room for the instance on a host of its zone (idempotent per instance). No host
+    /// with room is a transient failure: hosts may come back or free room before the attempts
+    /// run out; then the create unwinds with the placement's reason.
+    async fn place(&self, op: &Op<Params>) -> Result<(), StepError> {
+        let deps = &self.0;
+        let inst = require(deps, &op.resource_id).await?;
+        let catalog = deps.catalog.get();
+        let flavor =
+            catalog.flavors.iter().find(|f| f.id == inst.flavor_id).ok_or_else(|| {
+                StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id))
+            })?;
+        let capabilities: Vec<String> = if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
+        let req = PlacementRequest {
+            instance_id: &inst.instance_id,
+            zone_id: &inst.zone_id,
+            vcpus: i64::from(flavor.vcpu),
+            memory_mb: i64::from(flavor.memory) * 1024,
+            disk_gb: i64::from(flavor.disk),
+            capabilities: &capabilities,
+        };
+        match deps.store.place(&req, deps.clock.unix()).await? {
+            Placed::New(p) | Placed::Existing(p) => {
+                tracing::info!(instance = %inst.instance_id, host = %p.host_name, "instance placed");
+                Ok(())
+            }
+            Placed::NoHost { hosts, usable } => Err(StepError::Transient(format!(
+                "no host of zone {} has room for {} ({} vCPU, {} MB, {} GB): {hosts} host(s), {usable} usable",
+                inst.zone_id, inst.instance_id, req.vcpus, req.memory_mb, req.disk_gb
+            ))),
+        }
+    }
+
     async fn allocate_addresses(&self, op: &Op<Params>) -> Result<(), StepError> {
         // Operations written before the create carried these read them from the instance.
         let (zone_id, public_wanted) =
@@ -135,6 +172,9 @@ impl Operation for Create {
 
     fn noop(&self, step: Step, op: &Op<Params>) -> bool {
         match step {
+            // Every process of one cloud runs in one placement mode, so the answer is the same
+            // wherever the operation is driven.
+            Step::Place => !self.0.hosts_mode,
             Step::CreateVolumes | Step::AttachVolumes => op.params.no_volumes,
             Step::AttachFirewall => op.params.security_group.is_none(),
             Step::AllocateAddresses | Step::CreateMachine | Step::PowerOn | Step::Settle => false,
@@ -145,6 +185,7 @@ impl Operation for Create {
         let deps = &self.0;
         let id = &op.resource_id;
         match step {
+            Step::Place => self.place(op).await,
             Step::AllocateAddresses => self.allocate_addresses(op).await,
             Step::CreateMachine => {
                 let inst = require(deps, id).await?;
@@ -170,6 +211,12 @@ impl Operation for Create {
         let deps = &self.0;
         let id = &op.resource_id;
         match step {
+            Step::Place => {
+                if deps.hosts_mode {
+                    deps.store.release(id).await?;
+                }
+                Ok(())
+            }
             Step::AllocateAddresses => Ok(deps.store.release_addresses(id).await?),
             Step::CreateMachine => deps.driver.destroy(id).await.map_err(Into::into),
             Step::CreateVolumes => with_instance::undo_create(deps, volumes(op)).await,

@@ -47,6 +47,7 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
         images: ImageStore::new(Path::new("spec-data")),
         sealer: sealer.clone(),
         clock: Clock::new(true),
+        hosts_mode: false,
     });
     let inst = InstanceRecord {
         instance_id: "INSTANCE-spec".into(),

@@ -1,0 +1,384 @@
+//! The agent's half of the work protocol (`docs/hosts.md`): pull the host's work items (long
+//! poll), run each on this host's driver, report the machine's new state, answer the item.
+//!
+//! **Done once.** Every item has a key (`{operation}/{step}/{run|undo}/{n}`) that is the same on
+//! every delivery. Before running an item the agent looks for its record in
+//! `<data-dir>/work/done/`; a record is written (atomically: a temporary file renamed) after the
+//! driver answered and before the answer is posted. So an item delivered again — the answer was
+//! lost, the agent restarted, the control plane handed it out again — is answered from the record
+//! and the driver does not run twice. A transient error is not recorded: the step's next attempt
+//! queues the call again and it runs again. An agent killed while the driver ran has no record:
+//! the item runs again after the restart (driver calls are idempotent per machine).
+//!
+//! `<data-dir>/work/runs.jsonl` logs every run (`start`, `done`) and every answer from a record
+//! (`replayed`), one JSON object a line: the operator's (and the tests') view of what ran here.
+//! `<data-dir>/machines.json` holds each machine's state and generation, which the agent reports
+//! (`runtime`) after every change and in full when it registers.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openwinv_driver::firewall::CompiledRules;
+use openwinv_driver::{ComputeDriver, DriverError, MachineSpec, MachineState, Power, VolumeSpec};
+use openwinv_wire::hosts::{MachineReport, WorkItem, WorkResult};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Records older than this are removed when the agent starts.
+const KEEP_RECORDS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What the agent remembers of its machines.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Machines {
+    /// The next generation to hand out (one counter for every machine of the host).
+    pub next_generation: i64,
+    pub machines: BTreeMap<String, Machine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    /// `running`, `stopped` or `absent`.
+    pub state: String,
+    pub generation: i64,
+}
+
+/// Runs work items on a driver, once per key.
+pub struct Runner {
+    driver: Arc<dyn ComputeDriver>,
+    dir: PathBuf,
+    machines_file: PathBuf,
+    machines: tokio::sync::Mutex<Machines>,
+    /// How long each machine call takes on a simulated host (`--sim-delay`).
+    delay: Duration,
+    log_lock: std::sync::Mutex<()>,
+}
+
+impl Runner {
+    pub fn open(driver: Arc<dyn ComputeDriver>, data_dir: &Path, delay: Duration) -> anyhow::Result<Runner> {
+        let dir = data_dir.join("work");
+        std::fs::create_dir_all(dir.join("done")).with_context(|| format!("cannot create {}", dir.display()))?;
+        let machines_file = data_dir.join("machines.json");
+        let machines = match std::fs::read(&machines_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not the agent's machine record", machines_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Machines::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", machines_file.display())),
+        };
+        let runner = Runner {
+            driver,
+            dir,
+            machines_file,
+            machines: tokio::sync::Mutex::new(machines),
+            delay,
+            log_lock: Default::default(),
+        };
+        runner.prune();
+        Ok(runner)
+    }
+
+    fn record_path(&self, key: &str) -> PathBuf {
+        let name: String =
+            key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '~' }).collect();
+        self.dir.join("done").join(format!("{name}.json"))
+    }
+
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("done")) else { return };
+        for e in entries.flatten() {
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > KEEP_RECORDS) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn log(&self, event: &str, item: &WorkItem, extra: Value) {
+        let mut line = json!({"event": event, "key": item.key, "call": item.call, "instance_id": item.instance_id});
+        if let (Some(o), Value::Object(e)) = (line.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        // Items run concurrently: one whole line per write, one writer at a time.
+        let line = format!("{line}\n");
+        let _one = self.log_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("runs.jsonl"))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot append to the run log");
+        }
+    }
+
+    /// Every machine's state, for a full report.
+    pub async fn all_reports(&self) -> Vec<MachineReport> {
+        let m = self.machines.lock().await;
+        m.machines
+            .iter()
+            .map(|(id, s)| MachineReport { instance_id: id.clone(), state: s.state.clone(), generation: s.generation })
+            .collect()
+    }
+
+    /// Runs `item` unless it ran before; answers the result to post and the machine report the
+    /// run made (if the machine's state changed).
+    pub async fn process(&self, item: &WorkItem) -> (WorkResult, Option<MachineReport>) {
+        let path = self.record_path(&item.key);
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(stored) = serde_json::from_slice::<WorkResult>(&bytes)
+        {
+            self.log("replayed", item, json!({"deliveries": item.deliveries}));
+            return (stored, None);
+        }
+        self.log("start", item, json!({"deliveries": item.deliveries}));
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let answer = self.execute(item).await;
+        let result = match &answer {
+            Ok(v) => WorkResult { key: item.key.clone(), outcome: "ok".into(), result: v.clone(), error: None },
+            Err(DriverError::Transient(e)) => WorkResult {
+                key: item.key.clone(),
+                outcome: "transient".into(),
+                result: Value::Null,
+                error: Some(e.clone()),
+            },
+            Err(DriverError::Permanent(e)) => WorkResult {
+                key: item.key.clone(),
+                outcome: "permanent".into(),
+                result: Value::Null,
+                error: Some(e.clone()),
+            },
+        };
+        let report = match &answer {
+            Ok(v) => self.machine_changed(item, v).await,
+            Err(_) => None,
+        };
+        if result.outcome != "transient"
+            && let Err(e) = write_atomically(&path, &serde_json::to_vec(&result).expect("a result serializes"))
+        {
+            tracing::warn!(key = %item.key, error = %e, "cannot record a finished item; a redelivery runs it again");
+        }
+        self.log("done", item, json!({"outcome": result.outcome}));
+        (result, report)
+    }
+
+    async fn execute(&self, item: &WorkItem) -> Result<Value, DriverError> {
+        let id = item.instance_id.as_deref().unwrap_or_default();
+        let bad = |e: serde_json::Error| {
+            DriverError::Permanent(format!("the {} item's payload does not read: {e}", item.call))
+        };
+        let state = |s: MachineState| serde_json::to_value(s).expect("a state serializes");
+        let d = &self.driver;
+        match item.call.as_str() {
+            "create" => d.create(&spec(item).map_err(bad)?).await.map(state),
+            "rebuild" => d.rebuild(&spec(item).map_err(bad)?).await.map(state),
+            "resize" => d.resize(&spec(item).map_err(bad)?).await.map(state),
+            "start" => d.start(id).await.map(state),
+            "stop" => d.stop(id).await.map(state),
+            "reboot" => d.reboot(id, item.payload["hard"].as_bool().unwrap_or(false)).await.map(state),
+            "destroy" => d.destroy(id).await.map(|()| Value::Null),
+            "apply_firewall" => {
+                let rules: CompiledRules = serde_json::from_value(item.payload["rules"].clone()).map_err(bad)?;
+                d.apply_firewall(id, &rules).await.map(|()| Value::Null)
+            }
+            "attach_volume" => {
+                let v: VolumeSpec = serde_json::from_value(item.payload["volume"].clone()).map_err(bad)?;
+                d.attach_volume(id, &v).await.map(|()| Value::Null)
+            }
+            "detach_volume" => {
+                let v = item.payload["volume_id"].as_str().unwrap_or_default();
+                d.detach_volume(id, v).await.map(|()| Value::Null)
+            }
+            other => Err(DriverError::Permanent(format!("this agent does not know the call `{other}`"))),
+        }
+    }
+
+    /// Records the machine's new state after a call; the report to send, if it changed.
+    async fn machine_changed(&self, item: &WorkItem, answer: &Value) -> Option<MachineReport> {
+        let id = item.instance_id.clone()?;
+        let mut m = self.machines.lock().await;
+        let before = m.machines.get(&id).map(|s| s.state.clone());
+        let power = serde_json::from_value::<MachineState>(answer.clone()).ok().map(|s| s.power);
+        let after = match (item.call.as_str(), power) {
+            ("destroy", _) => "absent".to_owned(),
+            // The simulator keeps no power of its own across a rebuild or resize: the machine
+            // keeps the state it had.
+            ("rebuild" | "resize", _) if before.is_some() => before.clone()?,
+            (_, Some(Power::Running)) => "running".into(),
+            (_, Some(Power::Stopped)) => "stopped".into(),
+            (_, Some(Power::Absent)) => "absent".into(),
+            (_, None) => return None,
+        };
+        if before.as_deref() == Some(after.as_str()) {
+            return None;
+        }
+        m.next_generation += 1;
+        let generation = m.next_generation;
+        if after == "absent" {
+            m.machines.remove(&id);
+        } else {
+            m.machines.insert(id.clone(), Machine { state: after.clone(), generation });
+        }
+        if let Err(e) = write_atomically(&self.machines_file, &serde_json::to_vec_pretty(&*m).expect("serializes")) {
+            tracing::warn!(error = %e, "cannot write the machine record");
+        }
+        Some(MachineReport { instance_id: id, state: after, generation })
+    }
+}
+
+fn spec(item: &WorkItem) -> Result<MachineSpec, serde_json::Error> {
+    serde_json::from_value(item.payload.clone())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a restart
+/// after a crash) sees the whole file or none.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A driver for hosts whose machines this agent cannot run yet: every call is refused, so the
+/// operation unwinds with the reason instead of waiting.
+pub struct Unavailable(pub &'static str, pub String);
+
+#[async_trait::async_trait]
+impl ComputeDriver for Unavailable {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn pacing(&self) -> openwinv_driver::Pacing {
+        openwinv_driver::Pacing::Immediate
+    }
+    async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+    async fn destroy(&self, _: &str) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(self.1.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openwinv_driver::{Pacing, SimDriver};
+
+    use super::*;
+
+    fn item(key: &str, call: &str) -> WorkItem {
+        WorkItem {
+            key: key.into(),
+            call: call.into(),
+            instance_id: Some("INSTANCE-a".into()),
+            payload: json!({}),
+            deliveries: 1,
+        }
+    }
+
+    fn runs(dir: &Path) -> Vec<Value> {
+        std::fs::read_to_string(dir.join("work/runs.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_delivery_is_answered_from_the_record_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim: Arc<dyn ComputeDriver> = Arc::new(SimDriver::new(Pacing::Immediate));
+        let runner = Runner::open(sim.clone(), dir.path(), Duration::ZERO).unwrap();
+        let (first, report) = runner.process(&item("OP-1/5/run/0", "start")).await;
+        assert_eq!(first.outcome, "ok");
+        let report = report.expect("a start changes the machine");
+        assert_eq!((report.state.as_str(), report.generation), ("running", 1));
+        let (again, none) = runner.process(&item("OP-1/5/run/0", "start")).await;
+        assert_eq!((again, none), (first.clone(), None));
+        // A new runner on the same directory (the agent restarted) still knows the key.
+        let runner = Runner::open(sim, dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(runner.process(&item("OP-1/5/run/0", "start")).await.0, first);
+        let events: Vec<String> = runs(dir.path()).iter().map(|r| r["event"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(events, ["start", "done", "replayed", "replayed"]);
+        // The next call on the machine gets a higher generation; a repeated state none.
+        let (_, r) = runner.process(&item("OP-2/0/run/0", "stop")).await;
+        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("stopped".into(), 2)));
+        let (_, r) = runner.process(&item("OP-3/0/run/0", "stop")).await;
+        assert_eq!(r, None);
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_not_recorded_and_unknown_calls_are_permanent() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::open(Arc::new(SimDriver::new(Pacing::Immediate)), dir.path(), Duration::ZERO).unwrap();
+        let (r, _) = runner.process(&item("OP-1/0/run/0", "teleport")).await;
+        assert_eq!(r.outcome, "permanent");
+        assert!(r.error.unwrap().contains("teleport"));
+        let (r, _) = runner.process(&item("OP-1/0/run/1", "create")).await;
+        assert_eq!(r.outcome, "permanent", "a create without a spec: {r:?}");
+        struct Flaky;
+        #[async_trait::async_trait]
+        impl ComputeDriver for Flaky {
+            fn name(&self) -> &'static str {
+                "flaky"
+            }
+            fn pacing(&self) -> openwinv_driver::Pacing {
+                Pacing::Immediate
+            }
+            async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+            async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
+                Err(DriverError::Transient("busy".into()))
+            }
+            async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+            async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+            async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+            async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+            async fn destroy(&self, _: &str) -> Result<(), DriverError> {
+                unreachable!()
+            }
+            async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
+                unreachable!()
+            }
+        }
+        let flaky = Runner::open(Arc::new(Flaky), dir.path(), Duration::ZERO).unwrap();
+        for _ in 0..2 {
+            assert_eq!(flaky.process(&item("OP-9/0/run/0", "start")).await.0.outcome, "transient");
+        }
+        let starts = runs(dir.path()).iter().filter(|r| r["key"] == "OP-9/0/run/0" && r["event"] == "start").count();
+        assert_eq!(starts, 2, "a transient error runs again");
+    }
+}

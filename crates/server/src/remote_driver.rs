@@ -1,0 +1,265 @@
+//! The remote driver (issue 18, part 2): with `serve --placement hosts`, saga steps call this
+//! [`ComputeDriver`], which turns each call on an instance into a work item for the instance's
+//! host (`host_work`), and waits for the host's agent to answer it.
+//!
+//! It lives in the server, not the engine: it needs the store's placements and work rows, the
+//! server clock (a host's liveness) and the agent protocol's handlers (which wake it when an
+//! answer arrives); the engine only hands it the step's identity ([`StepScope`]).
+//!
+//! **Idempotent by key.** The n-th driver call of a step run is keyed
+//! `{operation}/{step}/{run|undo}/{n}`; a retried step (after a timeout, a lost answer, a crash of
+//! this process) queues the same key, which finds the first attempt's row and, once answered,
+//! its result: the call runs on the host once. The agent keeps the keys it has answered too, so
+//! a duplicate delivery is answered from its record.
+//!
+//! **Bounded waits.** A call waits for its answer [`WAIT`] (woken at once when this process
+//! receives the answer, else polling the row every [`POLL`]); then it fails transiently and tells
+//! the runner it is waiting for a host, which retries it with backoff without counting an
+//! attempt: an operation on a host that is away waits until the host returns (or is declared
+//! dead, which fails its work items for good so the operation unwinds).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openwinv_driver::firewall::CompiledRules;
+use openwinv_driver::{Capabilities, ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, VolumeSpec};
+use openwinv_engine::{Clock, StepScope};
+use openwinv_store::Store;
+use openwinv_store::host_work::{DONE, NewWork, WorkRecord};
+use openwinv_store::hosts::DEAD;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// How long one attempt of a call waits for the host's answer.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How often a waiting call reads its row (answers that reach another control-plane process).
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Per host: work was queued for it in this process, its long polls look again. One `Notify`
+/// per host, so that queueing an item wakes its host's poll, not every host's.
+static QUEUED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>> =
+    std::sync::LazyLock::new(Default::default);
+/// An answer arrived in this process: waiting calls look again.
+static ANSWERED: Notify = Notify::const_new();
+
+fn queued_notify(host_id: &str) -> Arc<Notify> {
+    let mut map = QUEUED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(host_id.to_owned()).or_default().clone()
+}
+
+/// Wakes the long polls of `host_id` in this process (work was queued for it).
+pub fn work_queued(host_id: &str) {
+    queued_notify(host_id).notify_waiters();
+}
+
+/// Wakes the calls of this process waiting for answers.
+pub fn work_answered() {
+    ANSWERED.notify_waiters();
+}
+
+/// What a long poll of `host_id` waits on: `notified()` completes at the next [`work_queued`].
+pub fn queue_of(host_id: &str) -> Arc<Notify> {
+    queued_notify(host_id)
+}
+
+pub struct RemoteDriver {
+    store: Store,
+    clock: Arc<Clock>,
+    /// Calls that name no instance (a volume's storage on its own) run here: until volumes have
+    /// hosts of their own, the control plane's driver keeps them.
+    local: Arc<dyn ComputeDriver>,
+    wait: Duration,
+}
+
+impl RemoteDriver {
+    pub fn new(store: Store, clock: Arc<Clock>, local: Arc<dyn ComputeDriver>) -> RemoteDriver {
+        RemoteDriver { store, clock, local, wait: WAIT }
+    }
+
+    /// Runs `call` on the host of `instance_id` and answers the driver's result.
+    async fn call(&self, instance_id: &str, call: &str, payload: Value) -> Result<Value, DriverError> {
+        let scope = StepScope::current();
+        let undo = scope.as_ref().is_some_and(|s| s.undo);
+        let host = self.store.host_of_instance(instance_id).await.map_err(store_error)?;
+        // No host holds the machine (never placed, or its host was declared dead): nothing to
+        // destroy or undo there, and nothing else can run.
+        let nothing_there = |why: String| {
+            if undo || call == "destroy" { Ok(Value::Null) } else { Err(DriverError::Permanent(why)) }
+        };
+        let Some(host) = host else {
+            return nothing_there(format!(
+                "instance {instance_id} is on no host (it was never placed, or its host was declared dead)"
+            ));
+        };
+        if host.host_state == DEAD {
+            return nothing_there(format!("the host {} of instance {instance_id} was declared dead", host.host_name));
+        }
+        let key = match &scope {
+            Some(s) => s.next_call_key(),
+            None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
+        };
+        let payload = payload.to_string();
+        let new = NewWork {
+            work_key: &key,
+            host_id: &host.host_id,
+            instance_id: Some(instance_id),
+            call,
+            payload: &payload,
+            now_ms: host_ms(),
+        };
+        let row = self.store.queue_work(&new).await.map_err(store_error)?;
+        if row.state != DONE {
+            work_queued(&host.host_id);
+        }
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut row = row;
+        loop {
+            if row.state == DONE {
+                return outcome(row);
+            }
+            let notified = ANSWERED.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read again now that a wake-up cannot be missed.
+            row = self
+                .store
+                .work(&key)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| DriverError::Transient(format!("work {key} vanished from the queue (a reset?)")))?;
+            if row.state == DONE {
+                return outcome(row);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
+            }
+        }
+        if let Some(s) = &scope {
+            s.waiting_for_host();
+        }
+        let now = self.clock.unix();
+        let (name, state, beat) = self.store.host_liveness(&host.host_id).await.map_err(store_error)?.unwrap_or((
+            host.host_name.clone(),
+            String::new(),
+            None,
+        ));
+        let why = match beat {
+            Some(t) if now - t > openwinv_store::hosts::ALIVE_WITHIN_SECS => {
+                format!("is unreachable (no heartbeat for {} s)", now - t)
+            }
+            None => "has never registered".to_owned(),
+            Some(_) if state == DEAD => "was declared dead".to_owned(),
+            Some(_) => format!("has not answered within {} s", self.wait.as_secs()),
+        };
+        Err(DriverError::Transient(format!("host {name} {why}: {call} of {instance_id} ({key}) waits for it")))
+    }
+
+    async fn machine(&self, instance_id: &str, call: &str, payload: Value) -> Result<MachineState, DriverError> {
+        let v = self.call(instance_id, call, payload).await?;
+        if v.is_null() {
+            // A call that found nothing to do (no host holds the machine).
+            return Ok(MachineState { power: openwinv_driver::Power::Absent, generation: 0 });
+        }
+        serde_json::from_value(v.clone()).map_err(|e| {
+            DriverError::Permanent(format!("the agent answered {call} with {v}, not a machine state: {e}"))
+        })
+    }
+}
+
+fn host_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn store_error(e: openwinv_store::StoreError) -> DriverError {
+    DriverError::Transient(format!("store: {e}"))
+}
+
+fn outcome(row: WorkRecord) -> Result<Value, DriverError> {
+    let error = || row.error.clone().unwrap_or_else(|| "failed".into());
+    match row.error_kind.as_deref() {
+        Some("transient") => Err(DriverError::Transient(error())),
+        Some(_) => Err(DriverError::Permanent(error())),
+        None => Ok(row.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null)),
+    }
+}
+
+fn spec_json(spec: &MachineSpec) -> Value {
+    serde_json::to_value(spec).expect("a machine spec serializes")
+}
+
+#[async_trait]
+impl ComputeDriver for RemoteDriver {
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+
+    /// The agents' drivers take the time they take.
+    fn pacing(&self) -> Pacing {
+        Pacing::Immediate
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.local.capabilities()
+    }
+
+    async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
+        self.machine(&spec.instance_id, "create", spec_json(spec)).await
+    }
+
+    async fn start(&self, instance_id: &str) -> Result<MachineState, DriverError> {
+        self.machine(instance_id, "start", json!({})).await
+    }
+
+    async fn stop(&self, instance_id: &str) -> Result<MachineState, DriverError> {
+        self.machine(instance_id, "stop", json!({})).await
+    }
+
+    async fn reboot(&self, instance_id: &str, hard: bool) -> Result<MachineState, DriverError> {
+        self.machine(instance_id, "reboot", json!({ "hard": hard })).await
+    }
+
+    async fn rebuild(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
+        self.machine(&spec.instance_id, "rebuild", spec_json(spec)).await
+    }
+
+    async fn resize(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
+        self.machine(&spec.instance_id, "resize", spec_json(spec)).await
+    }
+
+    async fn destroy(&self, instance_id: &str) -> Result<(), DriverError> {
+        self.call(instance_id, "destroy", json!({})).await.map(drop)
+    }
+
+    /// States come from the agents' runtime reports, not from calls.
+    async fn state(&self, instance_id: &str) -> Result<MachineState, DriverError> {
+        Err(DriverError::Permanent(format!(
+            "the state of {instance_id} comes from its host's runtime reports, not from a call"
+        )))
+    }
+
+    async fn apply_firewall(&self, instance_id: &str, rules: &CompiledRules) -> Result<(), DriverError> {
+        self.call(instance_id, "apply_firewall", json!({ "rules": rules })).await.map(drop)
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), DriverError> {
+        self.local.create_volume(spec).await
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
+        self.local.delete_volume(volume_id).await
+    }
+
+    async fn attach_volume(&self, instance_id: &str, spec: &VolumeSpec) -> Result<(), DriverError> {
+        self.call(instance_id, "attach_volume", json!({ "volume": spec })).await.map(drop)
+    }
+
+    async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> Result<(), DriverError> {
+        self.call(instance_id, "detach_volume", json!({ "volume_id": volume_id })).await.map(drop)
+    }
+}

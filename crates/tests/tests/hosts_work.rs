@@ -1,0 +1,382 @@
+//! Sagas driving hypervisor hosts through the real binaries (issue 18, part 2): a control plane
+//! in hosts mode (`serve --placement hosts`, SQLite or PostgreSQL) and sim agents, each in its
+//! own data directory. Placement spreads creates over the hosts; every driver step runs on the
+//! agent of the instance's host (the agents' own run logs say so); a step whose agent is killed
+//! mid-run completes after the restart, run to completion once; an agent away makes its
+//! instances `unreachable` and their actions refused, operations in flight wait for it; and
+//! `declare-dead` unwinds and errors what was there (docs/hosts.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use openwinv_tests::{Body, Server, binary};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ZONE: &str = "KR1-Z01";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
+struct Agent {
+    name: String,
+    token: String,
+    endpoint: String,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Agent {
+    async fn start(s: &Server, name: &str, extra: &[&str]) -> Agent {
+        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
+        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let mut a = Agent {
+            name: name.into(),
+            token,
+            endpoint: s.endpoint.clone(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            starts: 0,
+        };
+        a.spawn().await;
+        a
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join(format!("agent-{}.log", self.starts))
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let mut cmd = Command::new(binary());
+        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--driver", "sim"])
+            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.log()).unwrap())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("start openwinv agent");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("registered with") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            registered == Ok(true),
+            "agent {} did not register; its log:\n{}",
+            self.name,
+            std::fs::read_to_string(self.log()).unwrap()
+        );
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    /// The agent's run log: one object per run start, run end and answer from its record.
+    fn runs(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("data/work/runs.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// (call, instance) of every run this agent finished.
+    fn done(&self) -> Vec<(String, String)> {
+        self.runs()
+            .iter()
+            .filter(|r| r["event"] == "done")
+            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    }
+}
+
+async fn hosts_mode() -> Server {
+    let s = Server::start_with(&["--placement", "hosts"], &[]).await;
+    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
+    s
+}
+
+async fn create(s: &Server, name: &str) -> (String, String) {
+    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    (id, r.header("x-operation-id").unwrap().to_owned())
+}
+
+async fn action(s: &Server, id: &str, what: &str) -> openwinv_tests::Resp {
+    s.call(Method::POST, &format!("/v1/instances/{id}/{what}"), None).await
+}
+
+/// Starts an action and waits for its operation to succeed.
+async fn act(s: &Server, id: &str, what: &str) {
+    let r = action(s, id, what).await;
+    assert_eq!(r.status, 202, "{what} {id}: {}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{what} {id}: {op}");
+}
+
+/// instance id → host name.
+async fn placements(s: &Server) -> BTreeMap<String, String> {
+    let rows = s.admin(Method::GET, "/admin/v1/placements", None).await.ok_rows().clone();
+    rows.iter()
+        .map(|p| (p["instance_id"].as_str().unwrap().to_owned(), p["host"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+async fn instance(s: &Server, id: &str) -> Value {
+    s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone()
+}
+
+async fn wait_host_status(s: &Server, id: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let row = instance(s, id).await;
+        if row["host_status"] == want {
+            return row;
+        }
+        assert!(std::time::Instant::now() < deadline, "{id} never had host_status {want}: {row}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_host(s: &Server, name: &str, status: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let h = s.admin(Method::GET, &format!("/admin/v1/hosts/{name}"), None).await.ok_rows()[0].clone();
+        if h["status"] == status {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "host {name} never {status}: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Twelve creates spread four to a host; every lifecycle step and delete runs on the agent of
+/// the instance's host and nowhere else, each call once; runtime reports follow.
+#[tokio::test]
+async fn sagas_run_on_the_agent_of_the_instances_host() {
+    let s = hosts_mode().await;
+    let agents =
+        [Agent::start(&s, "h1", &[]).await, Agent::start(&s, "h2", &[]).await, Agent::start(&s, "h3", &[]).await];
+    // One after another, so that each placement sees the ones before (docs/hosts.md: concurrent
+    // placements on PostgreSQL may pick the same least-loaded host).
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (id, op) = create(&s, &format!("vm{i}")).await;
+        let row = s.wait_operation(&op).await;
+        assert_eq!(row["status"], "succeeded", "{row}");
+        ids.push(id);
+    }
+    // Equal hosts fill evenly (docs/hosts.md): four each.
+    let placed = placements(&s).await;
+    assert_eq!(placed.len(), 12, "{placed:?}");
+    let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in placed.values() {
+        *per_host.entry(h).or_default() += 1;
+    }
+    assert_eq!(per_host, BTreeMap::from([("h1", 4), ("h2", 4), ("h3", 4)]));
+    for id in &ids {
+        let row = instance(&s, id).await;
+        assert_eq!((row["status"].as_str(), row["host_status"].as_str()), (Some("active"), Some("up")), "{row}");
+    }
+    // Each create ran its machine on its own host: create then start, nowhere else.
+    for a in &agents {
+        let created: BTreeSet<String> = a.done().into_iter().filter(|(c, _)| c == "create").map(|(_, i)| i).collect();
+        let mine: BTreeSet<String> = placed.iter().filter(|(_, h)| **h == a.name).map(|(i, _)| i.clone()).collect();
+        assert_eq!(created, mine, "agent {}", a.name);
+        let started: BTreeSet<String> = a.done().into_iter().filter(|(c, _)| c == "start").map(|(_, i)| i).collect();
+        assert_eq!(started, mine, "agent {}", a.name);
+    }
+
+    // Lifecycle actions and deletes, one instance per host.
+    let agent_of = |id: &str| agents.iter().find(|a| a.name == placed[id]).unwrap();
+    let picks: Vec<String> =
+        ["h1", "h2", "h3"].iter().map(|h| placed.iter().find(|(_, p)| p == h).unwrap().0.clone()).collect();
+    for id in &picks {
+        act(&s, id, "shutdown").await;
+        assert_eq!(instance(&s, id).await["status"], "off");
+        let stored = s
+            .db_count(&format!(
+                "SELECT COUNT(*) FROM instance_runtime WHERE instance_id = '{id}' AND state = 'stopped'"
+            ))
+            .await;
+        assert_eq!(stored, 1, "the agent's report of {id} stopped");
+        act(&s, id, "start").await;
+        act(&s, id, "reboot").await;
+        let r = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    }
+    for id in &picks {
+        let mine = agent_of(id);
+        for call in ["stop", "reboot", "destroy"] {
+            for a in &agents {
+                let n = a.done().iter().filter(|(c, i)| c == call && i == id).count();
+                assert_eq!(n, usize::from(a.name == mine.name), "{call} of {id} on {}", a.name);
+            }
+        }
+        // create's start and the start action: two starts on its host, none elsewhere.
+        assert_eq!(mine.done().iter().filter(|(c, i)| c == "start" && i == id).count(), 2);
+        assert_eq!(s.get(&format!("/v1/instances/{id}")).await.status, 404);
+    }
+    assert_eq!(placements(&s).await.len(), 9, "a deleted instance holds no reservation");
+    // Every key ran once (no duplicate run without a kill).
+    for a in &agents {
+        let mut starts: BTreeMap<String, usize> = BTreeMap::new();
+        for r in a.runs().iter().filter(|r| r["event"] == "start") {
+            *starts.entry(r["key"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        assert!(starts.values().all(|n| *n == 1), "agent {}: {starts:?}", a.name);
+    }
+}
+
+/// kill -9 of the agent while its driver runs a create: after the restart the item is handed out
+/// again, the operation completes, and the call ran to completion once.
+#[tokio::test]
+async fn a_step_interrupted_by_kill_9_completes_once_after_the_restart() {
+    let s = hosts_mode().await;
+    let mut agent = Agent::start(&s, "slow", &["--sim-delay", "2"]).await;
+    let (id, op) = create(&s, "vm").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !agent.runs().iter().any(|r| r["event"] == "start" && r["call"] == "create") {
+        assert!(std::time::Instant::now() < deadline, "the agent never started the create");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.kill9().await;
+    assert!(!agent.runs().iter().any(|r| r["event"] == "done"), "the kill came too late: {:?}", agent.runs());
+    agent.spawn().await;
+    let row = s.wait_operation(&op).await;
+    assert_eq!(row["status"], "succeeded", "{row}");
+    assert_eq!(instance(&s, &id).await["status"], "active");
+    let runs = agent.runs();
+    let create_key = runs.iter().find(|r| r["call"] == "create").unwrap()["key"].clone();
+    let count = |event: &str| runs.iter().filter(|r| r["key"] == create_key && r["event"] == event).count();
+    assert_eq!((count("start"), count("done")), (2, 1), "{runs:#?}");
+    // Each other call of the create ran once.
+    assert_eq!(runs.iter().filter(|r| r["call"] == "start" && r["event"] == "done").count(), 1, "{runs:#?}");
+}
+
+/// An agent away: its instances are `unreachable` (server clock), actions on them refused with
+/// the host named, others unaffected; an operation begun before the host went offline waits for
+/// it, and everything works again when the agent returns.
+#[tokio::test]
+async fn an_unreachable_host_marks_its_instances_and_refuses_actions_until_it_returns() {
+    let s = hosts_mode().await;
+    let mut a1 = Agent::start(&s, "h1", &[]).await;
+    let _a2 = Agent::start(&s, "h2", &[]).await;
+    let (x, op_x) = create(&s, "x").await;
+    s.wait_operation(&op_x).await;
+    let (y, op_y) = create(&s, "y").await;
+    s.wait_operation(&op_y).await;
+    let placed = placements(&s).await;
+    assert_ne!(placed[&x], placed[&y], "two equal hosts take one each: {placed:?}");
+    let (on_h1, on_h2) = if placed[&x] == "h1" { (x, y) } else { (y, x) };
+
+    // The agent stops; the host is still alive by the clock: an action is accepted and waits.
+    a1.kill9().await;
+    let r = action(&s, &on_h1, "shutdown").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let waiting = r.header("x-operation-id").unwrap().to_owned();
+    // 21 s later on the server clock the host is offline.
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    wait_host(&s, "h1", "offline").await;
+    let row = wait_host_status(&s, &on_h1, "unreachable").await;
+    assert_eq!(row["status"], "work", "the machine keeps its last status: {row}");
+    wait_host_status(&s, &on_h2, "up").await;
+    let list = s.get("/v1/instances").await;
+    let marks: BTreeMap<String, String> = list
+        .ok_rows()
+        .iter()
+        .map(|r| (r["instance_id"].as_str().unwrap().to_owned(), r["host_status"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(marks[&on_h1], "unreachable");
+    let cli = s.cli_run(&["instances", "list"]).await.ok();
+    let line = cli.stdout.lines().find(|l| l.contains(on_h1.as_str())).unwrap_or_else(|| panic!("{}", cli.stdout));
+    assert!(line.contains("host unreachable"), "{line}");
+    // Actions on it are refused, naming the host; the other host's instance works.
+    let r = s.call(Method::DELETE, &format!("/v1/instances/{on_h1}"), None).await;
+    r.assert_error(409, "DELETED_OR_WORKING_INSTANCE");
+    assert!(r.json["message"].as_str().unwrap().contains("`h1`"), "{}", r.text);
+    act(&s, &on_h2, "shutdown").await;
+    let op = s.get(&format!("/v1/operations/{waiting}")).await.ok_rows()[0].clone();
+    assert_eq!(op["status"], "running", "the operation waits for its host: {op}");
+
+    // The agent returns: the waiting operation completes, actions work again.
+    a1.spawn().await;
+    wait_host_status(&s, &on_h1, "up").await;
+    let op = s.wait_operation(&waiting).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(instance(&s, &on_h1).await["status"], "off");
+    act(&s, &on_h1, "start").await;
+    assert_eq!(a1.runs().iter().filter(|r| r["call"] == "stop" && r["event"] == "done").count(), 1);
+}
+
+/// `declare-dead`: refused while the host is alive; on an offline host its waiting operation
+/// unwinds, its instances become `error` with the reason, their reservations are released, and
+/// they can be deleted.
+#[tokio::test]
+async fn declare_dead_unwinds_errors_and_releases() {
+    let s = hosts_mode().await;
+    let mut a1 = Agent::start(&s, "h1", &[]).await;
+    let (x, op_x) = create(&s, "x").await;
+    let (y, op_y) = create(&s, "y").await;
+    s.wait_operation(&op_x).await;
+    s.wait_operation(&op_y).await;
+    let r = s.admin(Method::POST, "/admin/v1/hosts/h1/declare-dead", None).await;
+    r.assert_error(409, "CHECK_PARAM");
+    assert!(r.json["message"].as_str().unwrap().contains("alive"), "{}", r.text);
+
+    a1.kill9().await;
+    let r = action(&s, &x, "reboot").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let waiting = r.header("x-operation-id").unwrap().to_owned();
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    wait_host(&s, "h1", "offline").await;
+    let dead = s.cli_run(&["admin", "hosts", "declare-dead", "h1", "-o", "json"]).await.ok().row();
+    assert_eq!(dead["host"]["state"], "dead", "{dead}");
+    let listed: BTreeSet<&str> = dead["instances"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(listed, BTreeSet::from([x.as_str(), y.as_str()]));
+    let op = s.wait_operation(&waiting).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    for id in [&x, &y] {
+        let row = s.wait_status(id, "error").await;
+        assert_eq!(row["host_status"], "none", "{row}");
+        assert_eq!(s.admin(Method::GET, &format!("/admin/v1/placements/{id}"), None).await.status, 404);
+    }
+    let sql = format!(
+        "SELECT COUNT(*) FROM instances WHERE instance_id = '{y}' AND error_reason LIKE '%h1 was declared dead%'"
+    );
+    assert_eq!(s.db_count(&sql).await, 1);
+    // A dead host takes no new instance; deleting an instance it held works (nothing to destroy).
+    let (z, op_z) = create(&s, "z").await;
+    let op = s.wait_operation(&op_z).await;
+    assert_eq!(op["status"], "failed", "no live host: {op}");
+    assert!(op.to_string().contains("no host of zone"), "{op}");
+    for id in [&x, &y, &z] {
+        let r = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+}
