@@ -9,6 +9,7 @@ pub mod admin_hosts;
 pub mod admin_sim;
 pub mod admin_state;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod billing;
 pub mod bootstrap;

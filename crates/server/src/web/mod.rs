@@ -11,7 +11,7 @@
 //! route that creates users.
 
 pub mod admin_users;
-mod assets;
+use crate::assets::web as assets;
 mod csrf;
 mod dashboard;
 mod form;
