@@ -29,6 +29,7 @@ pub mod reconcile;
 pub mod reference;
 pub mod sagas;
 pub mod server_time;
+pub mod service;
 pub mod tls;
 pub mod web;
 
@@ -125,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(internal::routes(state.clone()))
         .merge(reference::routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .merge(console::routes())
         .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -53,7 +53,7 @@ pub(super) const NOT_FOUND_PAGE: &str =
 /// The console's routes: the page, its two websockets and its assets.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/console/{token}", get(crate::api::instances::console_page))
+        .route("/console/{token}", get(open_page))
         .route("/console/{token}/serial", get(serial_socket))
         .route("/console/{token}/vnc", get(vnc_socket))
         .route("/console-assets/{version}/{*path}", get(crate::assets::console::serve))

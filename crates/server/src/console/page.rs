@@ -7,8 +7,22 @@ use openwinv_driver::ConsoleAccess;
 
 use crate::AppState;
 use crate::assets::console::{ASSET_ROOT, ASSET_VERSION};
+use crate::input::Path;
+use axum::Extension;
+use axum::extract::State;
+use std::sync::Arc;
 
 use super::*;
+
+/// `GET /console/{token}`, the page a console link opens (no credentials: the token is the
+/// credential, once).
+pub async fn open_page(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<Hub>>,
+    Path(token): Path<String>,
+) -> Response {
+    page(&state, &hub, &token).await
+}
 
 /// `GET /console/{token}`: spends the token and serves the console page with its credential cookie.
 pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {

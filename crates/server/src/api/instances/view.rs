@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
 use openwinv_store::instances::status;
-use openwinv_store::{InstanceFilter, InstanceRecord, InstanceWithRelated, PageQuery, Related, ids};
+use openwinv_store::{InstanceFilter, InstanceWithRelated, PageQuery, Related};
 use openwinv_wire::Envelope;
 use openwinv_wire::catalog::instance_fields;
 use openwinv_wire::instances::*;
@@ -18,7 +18,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::input::{Path, Query, enum_error};
 use crate::sagas::addresses;
 
-use super::*;
+use crate::service::instance_not_found;
+use crate::service::instances::{self as svc, MAX_VOLUMES};
+
+const STATUSES: &[&str] = &[status::PENDING, status::ACTIVE, status::OFF, status::WORK, status::ERROR];
 
 pub(super) fn fields_mask(q: &Query) -> ApiResult<u64> {
     match q.str("fields") {
@@ -166,7 +169,7 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
         );
     }
     if has(16384) {
-        let link = if r.status == status::ACTIVE { Some(console_link(state, r, host).await?.0) } else { None };
+        let link = if r.status == status::ACTIVE { Some(svc::console_link(state, r, host).await?.0) } else { None };
         v.vnc = Some(Vnc { link, kind: "serial".into() });
     }
     if has(32768) {
@@ -181,16 +184,8 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
     Ok(v)
 }
 
-pub(super) fn host_of(headers: &HeaderMap) -> String {
+pub fn host_of(headers: &HeaderMap) -> String {
     headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1").to_owned()
-}
-
-/// A new one-time console link, and its expiry (Unix seconds).
-pub(super) async fn console_link(state: &AppState, r: &InstanceRecord, host: &str) -> ApiResult<(String, i64)> {
-    let token = ids::random_base62(32);
-    let expires = state.clock.unix() + CONSOLE_TTL;
-    state.store.insert_console_token(&token, &r.account_id, &r.instance_id, expires).await?;
-    Ok((format!("http://{host}/console/{token}"), expires))
 }
 
 // ---------------------------------------------------------------------------------------------
