@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::accounts::lock_account;
 use crate::batch::GroupCommit;
 use crate::operations::{NewOperation, insert_operation};
+pub use crate::records::{Refused, VolumeRecord, instance_status as status};
 use crate::usage::{self, Prices, Rate};
-use crate::volumes::VolumeRecord;
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -43,15 +44,6 @@ pub struct InstanceRecord {
 const COLUMNS: &str = "instance_id, account_id, name, description, status, power, zone_id, flavor_id, image_id, \
      username, password_sealed, user_script_id, ssh_keys, attach_public_ip, public_ip, private_ip, public_ip_num, \
      private_ip_num, operation_id, error_reason, generation, created_at, stop_date, vcpu";
-
-/// Visible statuses (spec §7).
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const ACTIVE: &str = "active";
-    pub const OFF: &str = "off";
-    pub const WORK: &str = "work";
-    pub const ERROR: &str = "error";
-}
 
 /// List filters, already validated; flavor-based filters arrive as a set of flavor ids.
 #[derive(Debug, Clone, Default)]
@@ -127,16 +119,6 @@ impl InstanceWithRelated {
         serde_json::from_str(json)
             .map_err(|e| StoreError::Corrupt(format!("firewalls of {}: {e}", self.record.instance_id)))
     }
-}
-
-/// Why a transition was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    NotFound,
-    /// The instance is in this status, which the operation does not start from.
-    From(String),
-    /// One of the instance's volumes is in the middle of an operation.
-    Busy,
 }
 
 /// Resources a new instance would bring the account to, for quota checks.
@@ -399,8 +381,7 @@ impl Store {
 
     /// The instance columns, the account's count (`$1` is the account in every caller), and the
     /// related rows as JSON arrays: volumes as `[id, name, type, size, status]` in attach order,
-    /// firewall ids in attach order (what `volumes_of_instances` and `firewall_ids_of_instances`
-    /// read, in their order).
+    /// firewall ids in attach order.
     fn related_columns(&self, related: Related) -> String {
         let (volumes, firewalls) = match self.backend() {
             crate::Backend::Sqlite => (
@@ -837,24 +818,6 @@ async fn open_server_interval_at(
         },
     )
     .await
-}
-
-/// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
-/// serialize: a row lock on PostgreSQL; on SQLite the transaction already holds the database's
-/// write lock (`Store::begin_write`).
-pub(crate) async fn lock_account(
-    backend: crate::Backend,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    account_id: &str,
-) -> Result<()> {
-    if backend == crate::Backend::Sqlite {
-        return Ok(());
-    }
-    sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
-        .bind(account_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &InstanceRecord) -> Result<()> {

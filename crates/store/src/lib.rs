@@ -21,6 +21,7 @@ mod listing;
 mod meta;
 pub mod operations;
 mod rate_limits;
+pub mod records;
 mod reset;
 mod scripts;
 pub mod snapshot;
@@ -213,11 +214,6 @@ impl Store {
 }
 
 /// `%…%` pattern for a case-insensitive substring match with `lower(col) LIKE $n ESCAPE '\'`.
-/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list of `n` values bound first.
-pub(crate) fn in_list(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 pub(crate) fn contains_pattern(needle: &str) -> String {
     let mut p = String::from("%");
     for c in needle.to_lowercase().chars() {
