@@ -56,7 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/{token}", get(open_page))
         .route("/console/{token}/serial", get(serial_socket))
         .route("/console/{token}/vnc", get(vnc_socket))
-        .route("/console-assets/{version}/{*path}", get(crate::assets::console::serve))
+        .route("/console-assets/{version}/{*path}", get(crate::assets::serve_console))
         .layer(Extension(Arc::new(Hub::default())))
 }
 

@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use openwinv_driver::ConsoleAccess;
 
 use crate::AppState;
-use crate::assets::console::{ASSET_ROOT, ASSET_VERSION};
+use crate::assets::CONSOLE;
 use crate::input::Path;
 use axum::Extension;
 use axum::extract::State;
@@ -121,7 +121,7 @@ pub(super) fn render_page(
     let esc = |s: &str| html_escape::encode_text(s).into_owned();
     // JSON inside <script> must not be able to close the element.
     let config = config.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
-    let assets = format!("{ASSET_ROOT}/{}", *ASSET_VERSION);
+    let assets = CONSOLE.base();
     let (screen_tab, screen_pane) = if has_screen {
         (
             "<button type=\"button\" role=\"tab\" id=\"tab-screen\" data-pane=\"screen\" aria-selected=\"false\">Screen</button>",
