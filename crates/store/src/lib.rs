@@ -19,6 +19,7 @@ pub mod instances;
 mod keys;
 mod listing;
 mod meta;
+pub mod named_text;
 pub mod operations;
 mod rate_limits;
 pub mod records;
