@@ -6,9 +6,11 @@
 //! migrations, kept equivalent. Times are Unix seconds, money is integer won, ids are text.
 
 mod accounts;
+pub mod addresses;
 pub mod batch;
 pub mod bills;
 mod catalog;
+pub mod console_tokens;
 pub mod crypto;
 mod faults;
 pub mod firewalls;
