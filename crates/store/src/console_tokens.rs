@@ -32,4 +32,12 @@ impl Store {
         .await?;
         Ok(row.map(|(id,)| id))
     }
+
+    /// The expiry of a token (spent or not), for the credential the spending page mints.
+    pub async fn console_token_expiry(&self, token: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT expires_at FROM console_tokens WHERE token = $1")
+            .bind(token)
+            .fetch_optional(self.pool())
+            .await?)
+    }
 }

@@ -50,7 +50,7 @@ pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {
     let Ok(Some(r)) = state.store.instance_by_id(&instance_id).await else {
         return html(StatusCode::NOT_FOUND, "<!doctype html><title>Console</title><p>The instance is gone.</p>".into());
     };
-    let expires = match token_expiry(state, token).await {
+    let expires = match state.store.console_token_expiry(token).await {
         Ok(Some(e)) => e,
         Ok(None) => return html(StatusCode::NOT_FOUND, NOT_FOUND_PAGE.into()),
         Err(e) => {
@@ -100,15 +100,6 @@ pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {
         ),
     );
     resp
-}
-
-/// The expiry of a token the page just spent. The store's `use_console_token` returns only the
-/// instance, so this reads the row it left behind.
-pub(super) async fn token_expiry(state: &AppState, token: &str) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT expires_at FROM console_tokens WHERE token = $1")
-        .bind(token)
-        .fetch_optional(state.store.pool())
-        .await
 }
 
 pub(super) fn render_page(
