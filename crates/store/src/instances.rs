@@ -28,7 +28,8 @@ pub struct InstanceRecord {
     pub password_sealed: String,
     pub user_script_id: Option<String>,
     pub ssh_keys: String,
-    pub attach_public_ip: i64,
+    #[sqlx(try_from = "crate::records::IntFlag")]
+    pub attach_public_ip: bool,
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
     pub public_ip_num: Option<i64>,
@@ -720,7 +721,7 @@ async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &Instance
     .bind(&r.password_sealed)
     .bind(&r.user_script_id)
     .bind(&r.ssh_keys)
-    .bind(r.attach_public_ip)
+    .bind(crate::flag(r.attach_public_ip))
     .bind(&r.public_ip)
     .bind(&r.private_ip)
     .bind(r.public_ip_num)

@@ -59,3 +59,15 @@ pub struct VolumeRecord {
     pub attached_at: Option<i64>,
     pub created_at: i64,
 }
+
+/// A 0/1 integer column read as a `bool`: one column type on both stores (SQLite has no boolean),
+/// converted here so that no record carries the integer.
+#[derive(Debug, Clone, Copy, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct IntFlag(i64);
+
+impl From<IntFlag> for bool {
+    fn from(f: IntFlag) -> bool {
+        f.0 != 0
+    }
+}

@@ -250,7 +250,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
             password_sealed: state.sealer.seal(&password),
             user_script_id: user_script_id.clone(),
             ssh_keys: ssh_keys.clone(),
-            attach_public_ip: i64::from(attach_public_ip),
+            attach_public_ip,
             public_ip: None,
             private_ip: None,
             public_ip_num: None,
