@@ -10,8 +10,8 @@ use openwinv_sdk::wire::firewalls::{
 use openwinv_sdk::{Accepted, Client};
 use serde::Serialize;
 
-use crate::instances::{fail_if_any_failed, follow_note, replay_note};
-use crate::operations::{self, WaitArgs};
+use crate::instances::fail_if_any_failed;
+use crate::operations::{self, Started, WaitArgs};
 use crate::output::{Column, Output, Tabular, emit, joined, long, number, or_dash, text};
 use crate::paging::{self, Paging};
 use crate::resolve;
@@ -304,26 +304,12 @@ async fn attached(
     out: Output,
 ) -> anyhow::Result<()> {
     if !wait.wait {
-        let started =
-            Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
-        out.record(&started)?;
-        if !out.machine() {
-            replay_note(&accepted);
-        }
-        return follow_note(&accepted, out);
+        return operations::record_started(&accepted, out);
     }
     let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
     out.forget_answers();
     out.record(&existing(client, &accepted.rows.firewall_id).await?)?;
     fail_if_any_failed(&ended)
-}
-
-/// An attach or detach receipt and its operation.
-#[derive(Debug, Serialize)]
-struct Started {
-    #[serde(flatten)]
-    receipt: AttachmentReceipt,
-    operation_id: Option<String>,
 }
 
 /// An instance id, as `firewalls instances` lists them.
@@ -336,7 +322,7 @@ struct InstanceId(String);
 #[serde(transparent)]
 struct Message(String);
 
-impl Tabular for Started {
+impl Tabular for Started<AttachmentReceipt> {
     const COLUMNS: &'static [Column] = &[text("FIREWALL"), text("INSTANCE"), text("STATUS"), text("OPERATION")];
 
     fn cells(&self) -> Vec<String> {

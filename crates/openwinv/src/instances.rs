@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::catalog::{SizeFilters, csv};
 use crate::keys::Owner;
-use crate::operations::{self, OperationFailed, WaitArgs};
+use crate::operations::{self, OperationFailed, Started, WaitArgs, follow_note, replay_note};
 use crate::output::{Column, Output, Tabular, emit, joined, long, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
@@ -313,13 +313,7 @@ const DEFAULT_ACCOUNT: u64 = 128;
 /// as the operation left it ("deleted" for a delete).
 async fn acted(client: &Client, accepted: Accepted<ActionReceipt>, wait: &WaitArgs, out: Output) -> anyhow::Result<()> {
     if !wait.wait {
-        let started =
-            Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
-        out.record(&started)?;
-        if !out.machine() {
-            replay_note(&accepted);
-        }
-        return follow_note(&accepted, out);
+        return operations::record_started(&accepted, out);
     }
     let id = accepted.rows.instance_id.clone();
     let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
@@ -374,44 +368,11 @@ fn operation_per_row<T>(accepted: &Accepted<Vec<T>>) -> Vec<Option<String>> {
     (0..accepted.rows.len()).map(|i| accepted.operation_ids.get(i).cloned()).collect()
 }
 
-/// On stderr, how to follow the operations of a command run without `--wait`; a server that
-/// named none cannot be followed.
-pub fn follow_note<T>(accepted: &Accepted<T>, out: Output) -> anyhow::Result<()> {
-    if out.machine() {
-        return Ok(());
-    }
-    match accepted.operation_ids.as_slice() {
-        [] => {}
-        [id] => eprintln!("Follow it with `openwinv operations wait {id}` (or pass --wait)."),
-        ids => {
-            eprintln!("Follow them with `openwinv operations wait ID` for each of {} (or pass --wait).", ids.join(", "))
-        }
-    }
-    Ok(())
-}
-
-pub fn replay_note<T>(accepted: &Accepted<T>) {
-    if accepted.replayed {
-        eprintln!(
-            "The server replayed its answer to an earlier request with this Idempotency-Key; \
-             nothing new was started."
-        );
-    }
-}
-
 /// A create receipt row and the operation building it.
 #[derive(Debug, Serialize)]
 struct Created {
     #[serde(flatten)]
     receipt: CreateReceipt,
-    operation_id: Option<String>,
-}
-
-/// An action or delete receipt and its operation.
-#[derive(Debug, Serialize)]
-struct Started {
-    #[serde(flatten)]
-    receipt: ActionReceipt,
     operation_id: Option<String>,
 }
 
@@ -442,7 +403,7 @@ impl Tabular for Created {
     }
 }
 
-impl Tabular for Started {
+impl Tabular for Started<ActionReceipt> {
     const COLUMNS: &'static [Column] = &[text("ID"), text("STATUS"), text("OPERATION")];
 
     fn cells(&self) -> Vec<String> {

@@ -9,7 +9,8 @@ use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use openwinv_sdk::wire::operations::Operation;
-use openwinv_sdk::{Client, OperationQuery, PageRequest, operation_status};
+use openwinv_sdk::{Accepted, Client, OperationQuery, PageRequest, operation_status};
+use serde::Serialize;
 
 use crate::output::{Column, Output, Tabular, long, or_dash, text};
 use crate::paging::{self, Paging};
@@ -244,5 +245,55 @@ mod tests {
         let failed = OperationFailed::first(&ended).unwrap();
         assert_eq!(failed.to_string(), "instance.start of INSTANCE-1 failed (OP-1): boom");
         assert!(OperationFailed::first(&ended[..1]).is_none());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The follow-up after an accepted request
+
+/// A receipt row and the operation it started, as a command run without `--wait` records it.
+#[derive(Debug, Serialize)]
+pub struct Started<R> {
+    #[serde(flatten)]
+    pub receipt: R,
+    pub operation_id: Option<String>,
+}
+
+/// After an accepted request, without `--wait`: the receipt and its operation, then (for
+/// people) whether the answer was replayed and how to follow the operation.
+pub fn record_started<R: Clone>(accepted: &Accepted<R>, out: Output) -> anyhow::Result<()>
+where
+    Started<R>: Tabular,
+{
+    let started = Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
+    out.record(&started)?;
+    if !out.machine() {
+        replay_note(accepted);
+    }
+    follow_note(accepted, out)
+}
+
+/// On stderr, how to follow the operations of a command run without `--wait`; a server that
+/// named none cannot be followed.
+pub fn follow_note<T>(accepted: &Accepted<T>, out: Output) -> anyhow::Result<()> {
+    if out.machine() {
+        return Ok(());
+    }
+    match accepted.operation_ids.as_slice() {
+        [] => {}
+        [id] => eprintln!("Follow it with `openwinv operations wait {id}` (or pass --wait)."),
+        ids => {
+            eprintln!("Follow them with `openwinv operations wait ID` for each of {} (or pass --wait).", ids.join(", "))
+        }
+    }
+    Ok(())
+}
+
+pub fn replay_note<T>(accepted: &Accepted<T>) {
+    if accepted.replayed {
+        eprintln!(
+            "The server replayed its answer to an earlier request with this Idempotency-Key; \
+             nothing new was started."
+        );
     }
 }

@@ -5,10 +5,9 @@
 use clap::{Args, Subcommand};
 use openwinv_sdk::wire::volumes::{BlockStorage, BlockStorageReceipt};
 use openwinv_sdk::{Accepted, Client, NewVolume, VolumeQuery};
-use serde::Serialize;
 
-use crate::instances::{fail_if_any_failed, follow_note, replay_note};
-use crate::operations::{self, OperationFailed, WaitArgs};
+use crate::instances::fail_if_any_failed;
+use crate::operations::{self, OperationFailed, Started, WaitArgs};
 use crate::output::{Column, Output, Tabular, emit, long, number, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
@@ -144,13 +143,7 @@ async fn changed(
     out: Output,
 ) -> anyhow::Result<()> {
     if !wait.wait {
-        let started =
-            Started { operation_id: accepted.operation_id().map(String::from), receipt: accepted.rows.clone() };
-        out.record(&started)?;
-        if !out.machine() {
-            replay_note(&accepted);
-        }
-        return follow_note(&accepted, out);
+        return operations::record_started(&accepted, out);
     }
     let id = accepted.rows.block_storage_id.clone();
     let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
@@ -170,15 +163,7 @@ async fn changed(
     fail_if_any_failed(&ended)
 }
 
-/// A volume receipt and its operation.
-#[derive(Debug, Serialize)]
-struct Started {
-    #[serde(flatten)]
-    receipt: BlockStorageReceipt,
-    operation_id: Option<String>,
-}
-
-impl Tabular for Started {
+impl Tabular for Started<BlockStorageReceipt> {
     const COLUMNS: &'static [Column] = &[text("ID"), text("INSTANCE"), text("STATUS"), text("OPERATION")];
 
     fn cells(&self) -> Vec<String> {

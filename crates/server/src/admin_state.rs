@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{delete, get, post};
@@ -31,13 +31,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::AppState;
-use crate::api::{Reply, firewalls, instances, scripts, ssh_keys, volumes};
+use crate::api::{Reply, firewalls, scripts, ssh_keys};
 use crate::auth::Caller;
 use crate::bootstrap::BOOTSTRAP_ACCOUNT;
 use crate::config::Driver;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Encoding;
 use crate::input::{Body, Path};
+use crate::service::instances::CreateInstance;
+use crate::service::volumes::CreateVolume;
+use crate::service::{self, FromBody};
 
 /// Most copies one fixture entry may ask for with `count`.
 pub const SEED_COUNT_MAX: u32 = 10_000;
@@ -524,15 +527,6 @@ fn caller_of(account_id: String) -> Caller {
     Caller { account_id, account_name: String::new(), access_key: "seed".to_owned() }
 }
 
-/// The operation ids an accepted request named in its `X-Openwinv-Operation-Id` header.
-fn operation_ids(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get(openwinv_wire::headers::OPERATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
 /// Waits until every operation of `ids` is over; a failed one fails the fixture, naming `entry`.
 async fn settle(state: &AppState, entry: &str, ids: &[String]) -> ApiResult<()> {
     let deadline = std::time::Instant::now() + SEED_WAIT;
@@ -597,25 +591,16 @@ async fn seed_machines(
         }
         for n in 1..=copies(&entry, f.count)? {
             let caller = caller_of(owner.clone());
-            let (_, headers, Json(receipt)) = instances::create(
-                State(state.clone()),
-                Extension(caller.clone()),
-                Encoding::Json,
-                numbered(&f.fields, n),
-            )
-            .await
-            .map_err(at(entry.clone()))?;
-            settle(state, &entry, &operation_ids(&headers)).await?;
-            for r in receipt.result {
+            let input =
+                CreateInstance::from_body(&numbered(&f.fields, n), Encoding::Json).map_err(at(entry.clone()))?;
+            let receipt = service::instances::create(state, &caller, input).await.map_err(at(entry.clone()))?;
+            settle(state, &entry, &receipt.operation_ids).await?;
+            for r in receipt.rows {
                 if shut {
-                    let (_, headers, _) = instances::shutdown(
-                        State(state.clone()),
-                        Extension(caller.clone()),
-                        Path(r.instance_id.clone()),
-                    )
-                    .await
-                    .map_err(at(entry.clone()))?;
-                    settle(state, &entry, &operation_ids(&headers)).await?;
+                    let done = service::instances::shutdown(state, &caller, &r.instance_id)
+                        .await
+                        .map_err(at(entry.clone()))?;
+                    settle(state, &entry, &done.operation_ids).await?;
                 }
                 named.insert((owner.clone(), r.name.clone()), r.instance_id.clone());
                 done.instances += 1;
@@ -637,23 +622,18 @@ async fn seed_machines(
                 })?;
                 body.0.insert("instance_id".to_owned(), Value::String(id.clone()));
             }
-            let (_, headers, Json(receipt)) = volumes::create(State(state.clone()), Extension(caller.clone()), body)
-                .await
-                .map_err(at(entry.clone()))?;
-            settle(state, &entry, &operation_ids(&headers)).await?;
+            let input = CreateVolume::from_body(&body, Encoding::Json).map_err(at(entry.clone()))?;
+            let receipt = service::volumes::create(state, &caller, input).await.map_err(at(entry.clone()))?;
+            settle(state, &entry, &receipt.operation_ids).await?;
             if v.detached {
-                for r in &receipt.result {
-                    let (_, headers, _) = volumes::detach(
-                        State(state.clone()),
-                        Extension(caller.clone()),
-                        Path(r.block_storage_id.clone()),
-                    )
-                    .await
-                    .map_err(at(entry.clone()))?;
-                    settle(state, &entry, &operation_ids(&headers)).await?;
+                for r in &receipt.rows {
+                    let done = service::volumes::detach(state, &caller, &r.block_storage_id)
+                        .await
+                        .map_err(at(entry.clone()))?;
+                    settle(state, &entry, &done.operation_ids).await?;
                 }
             }
-            done.block_storages += receipt.result.len();
+            done.block_storages += receipt.rows.len();
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod admin_hosts;
 pub mod admin_sim;
 pub mod admin_state;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod billing;
 pub mod bootstrap;
@@ -29,6 +30,7 @@ pub mod reference;
 pub mod remote_driver;
 pub mod sagas;
 pub mod server_time;
+pub mod service;
 pub mod tls;
 pub mod web;
 
@@ -125,6 +127,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(internal::routes(state.clone()))
         .merge(reference::routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .merge(console::routes())
         .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -401,6 +401,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// `GET /openapi.json`, unauthenticated.
+pub async fn serve() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document_json()).into_response()
+}
+
 pub fn document_json() -> String {
     let mut s = document().to_pretty_json().expect("the OpenAPI document serializes");
     s.push('\n');

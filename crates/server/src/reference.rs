@@ -1,4 +1,4 @@
-//! Unauthenticated pages: health, metrics, the OpenAPI document, and the reference pages iwinv
+//! Unauthenticated pages: health, metrics, and the reference pages iwinv
 //! links from its documentation (`/error`, `/fields/v1/instances`, `/fields/v1/flavors`), as HTML
 //! or, with `Accept: application/json`, as JSON.
 
@@ -20,11 +20,9 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
         .route("/error", get(error_page))
         .route("/fields/v1/instances", get(instance_fields_page))
         .route("/fields/v1/flavors", get(flavor_fields_page))
-        .merge(crate::console::routes())
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
@@ -46,10 +44,6 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Envelope<Vec<s
 async fn metrics(State(state): State<AppState>) -> Response {
     ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response()
-}
-
-async fn openapi() -> Response {
-    ([(CONTENT_TYPE, "application/json")], crate::openapi::document_json()).into_response()
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

@@ -101,3 +101,21 @@ where
         .map_err(StoreError::from_insert)?;
     Ok(())
 }
+
+/// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
+/// serialize: a row lock on PostgreSQL; on SQLite the transaction already holds the database's
+/// write lock (`Store::begin_write`).
+pub(crate) async fn lock_account(
+    backend: crate::Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+) -> Result<()> {
+    if backend == crate::Backend::Sqlite {
+        return Ok(());
+    }
+    sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

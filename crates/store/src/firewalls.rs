@@ -359,31 +359,6 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// The firewall ids attached to each of `instance_ids` (one query for a page of instances);
-    /// instances without firewalls are absent from the map.
-    pub async fn firewall_ids_of_instances(
-        &self,
-        instance_ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Vec<String>>> {
-        let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        if instance_ids.is_empty() {
-            return Ok(out);
-        }
-        let sql = format!(
-            "SELECT instance_id, firewall_id FROM firewall_attachments WHERE instance_id IN ({}) \
-             ORDER BY created_at, firewall_id",
-            crate::in_list(instance_ids.len())
-        );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-        for id in instance_ids {
-            q = q.bind(*id);
-        }
-        for (instance, firewall) in q.fetch_all(self.pool()).await? {
-            out.entry(instance).or_default().push(firewall);
-        }
-        Ok(out)
-    }
-
     /// The firewalls attached to an instance with their rules (what the compiler needs).
     pub async fn firewalls_of_instance(
         &self,

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::accounts::lock_account;
 use crate::batch::GroupCommit;
 use crate::operations::{NewOperation, insert_operation};
+pub use crate::records::{Refused, VolumeRecord, instance_status as status};
 use crate::usage::{self, Prices, Rate};
-use crate::volumes::VolumeRecord;
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -27,7 +28,8 @@ pub struct InstanceRecord {
     pub password_sealed: String,
     pub user_script_id: Option<String>,
     pub ssh_keys: String,
-    pub attach_public_ip: i64,
+    #[sqlx(try_from = "crate::records::IntFlag")]
+    pub attach_public_ip: bool,
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
     pub public_ip_num: Option<i64>,
@@ -43,15 +45,6 @@ pub struct InstanceRecord {
 const COLUMNS: &str = "instance_id, account_id, name, description, status, power, zone_id, flavor_id, image_id, \
      username, password_sealed, user_script_id, ssh_keys, attach_public_ip, public_ip, private_ip, public_ip_num, \
      private_ip_num, operation_id, error_reason, generation, created_at, stop_date, vcpu";
-
-/// Visible statuses (spec §7).
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const ACTIVE: &str = "active";
-    pub const OFF: &str = "off";
-    pub const WORK: &str = "work";
-    pub const ERROR: &str = "error";
-}
 
 /// List filters, already validated; flavor-based filters arrive as a set of flavor ids.
 #[derive(Debug, Clone, Default)]
@@ -127,16 +120,6 @@ impl InstanceWithRelated {
         serde_json::from_str(json)
             .map_err(|e| StoreError::Corrupt(format!("firewalls of {}: {e}", self.record.instance_id)))
     }
-}
-
-/// Why a transition was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    NotFound,
-    /// The instance is in this status, which the operation does not start from.
-    From(String),
-    /// One of the instance's volumes is in the middle of an operation.
-    Busy,
 }
 
 /// Resources a new instance would bring the account to, for quota checks.
@@ -399,8 +382,7 @@ impl Store {
 
     /// The instance columns, the account's count (`$1` is the account in every caller), and the
     /// related rows as JSON arrays: volumes as `[id, name, type, size, status]` in attach order,
-    /// firewall ids in attach order (what `volumes_of_instances` and `firewall_ids_of_instances`
-    /// read, in their order).
+    /// firewall ids in attach order.
     fn related_columns(&self, related: Related) -> String {
         let (volumes, firewalls) = match self.backend() {
             crate::Backend::Sqlite => (
@@ -596,124 +578,6 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-
-    /// Records `address` for `instance_id` in `scope` unless taken; true when it is now this
-    /// instance's. Unique per scope, so two concurrent allocations cannot get the same address.
-    pub async fn claim_address(
-        &self,
-        scope: &str,
-        address: &str,
-        kind: &str,
-        account_id: &str,
-        instance_id: &str,
-        now: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO ip_addresses (scope, address, kind, account_id, instance_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, address) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(address)
-        .bind(kind)
-        .bind(account_id)
-        .bind(instance_id)
-        .bind(now)
-        .execute(self.writer())
-        .await
-        .map_err(StoreError::from_insert)?;
-        if r.rows_affected() == 1 {
-            return Ok(true);
-        }
-        let owner: Option<(String,)> =
-            sqlx::query_as("SELECT instance_id FROM ip_addresses WHERE scope = $1 AND address = $2")
-                .bind(scope)
-                .bind(address)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(owner.is_some_and(|(o,)| o == instance_id))
-    }
-
-    /// Addresses held by an instance: (kind, address).
-    pub async fn addresses_of(&self, instance_id: &str) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT kind, address FROM ip_addresses WHERE instance_id = $1 ORDER BY kind")
-            .bind(instance_id)
-            .fetch_all(self.pool())
-            .await?)
-    }
-
-    /// How many addresses of `scope` are taken (to find a free one quickly).
-    pub async fn addresses_in_scope(&self, scope: &str) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ip_addresses WHERE scope = $1")
-            .bind(scope)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n)
-    }
-
-    /// Writes the allocated addresses onto the instance row.
-    pub async fn set_instance_addresses(
-        &self,
-        instance_id: &str,
-        public: Option<(&str, i64)>,
-        private: Option<(&str, i64)>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE instances SET public_ip = $1, public_ip_num = $2, private_ip = $3, private_ip_num = $4 WHERE instance_id = $5",
-        )
-        .bind(public.map(|p| p.0))
-        .bind(public.map(|p| p.1))
-        .bind(private.map(|p| p.0))
-        .bind(private.map(|p| p.1))
-        .bind(instance_id)
-        .execute(self.writer())
-        .await?;
-        Ok(())
-    }
-
-    /// Releases every address of an instance and clears them from its row.
-    pub async fn release_addresses(&self, instance_id: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
-        sqlx::query(
-            "UPDATE instances SET public_ip = NULL, public_ip_num = NULL, private_ip = NULL, private_ip_num = NULL \
-             WHERE instance_id = $1",
-        )
-        .bind(instance_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn insert_console_token(
-        &self,
-        token: &str,
-        account_id: &str,
-        instance_id: &str,
-        expires_at: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO console_tokens (token, instance_id, account_id, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token)
-            .bind(instance_id)
-            .bind(account_id)
-            .bind(expires_at)
-            .execute(self.writer())
-            .await?;
-        Ok(())
-    }
-
-    /// Uses a console token once; returns its instance id when it was valid and unused.
-    pub async fn use_console_token(&self, token: &str, now: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "UPDATE console_tokens SET used_at = $1 WHERE token = $2 AND used_at IS NULL AND expires_at >= $1 \
-             RETURNING instance_id",
-        )
-        .bind(now)
-        .bind(token)
-        .fetch_optional(self.writer())
-        .await?;
-        Ok(row.map(|(id,)| id))
-    }
 }
 
 /// The end state of an operation on an instance. `None` keeps a field.
@@ -839,24 +703,6 @@ async fn open_server_interval_at(
     .await
 }
 
-/// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
-/// serialize: a row lock on PostgreSQL; on SQLite the transaction already holds the database's
-/// write lock (`Store::begin_write`).
-pub(crate) async fn lock_account(
-    backend: crate::Backend,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    account_id: &str,
-) -> Result<()> {
-    if backend == crate::Backend::Sqlite {
-        return Ok(());
-    }
-    sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
-        .bind(account_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &InstanceRecord) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
@@ -875,7 +721,7 @@ async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &Instance
     .bind(&r.password_sealed)
     .bind(&r.user_script_id)
     .bind(&r.ssh_keys)
-    .bind(r.attach_public_ip)
+    .bind(crate::flag(r.attach_public_ip))
     .bind(&r.public_ip)
     .bind(&r.private_ip)
     .bind(r.public_ip_num)

@@ -6,9 +6,11 @@
 //! migrations, kept equivalent. Times are Unix seconds, money is integer won, ids are text.
 
 mod accounts;
+pub mod addresses;
 pub mod batch;
 pub mod bills;
 mod catalog;
+pub mod console_tokens;
 pub mod crypto;
 mod faults;
 pub mod firewalls;
@@ -20,8 +22,10 @@ pub mod instances;
 mod keys;
 mod listing;
 mod meta;
+pub mod named_text;
 pub mod operations;
 mod rate_limits;
+pub mod records;
 mod reset;
 mod scripts;
 pub mod snapshot;
@@ -214,11 +218,6 @@ impl Store {
 }
 
 /// `%…%` pattern for a case-insensitive substring match with `lower(col) LIKE $n ESCAPE '\'`.
-/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list of `n` values bound first.
-pub(crate) fn in_list(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 pub(crate) fn contains_pattern(needle: &str) -> String {
     let mut p = String::from("%");
     for c in needle.to_lowercase().chars() {

@@ -1,6 +1,8 @@
-//! User scripts of an account, run by the guest at first boot.
+//! User scripts of an account, run by the guest at first boot: a named text resource
+//! (`named_text.rs`).
 
-use crate::{PageQuery, Result, Store, contains_pattern};
+use crate::named_text::NamedText;
+use crate::{PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScriptRecord {
@@ -11,60 +13,41 @@ pub struct ScriptRecord {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "user_script_id, account_id, name, content, created_at";
+impl NamedText for ScriptRecord {
+    const TABLE: &'static str = "user_scripts";
+    const ID: &'static str = "user_script_id";
+    const COLUMNS: &'static str = "user_script_id, account_id, name, content, created_at";
+
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.user_script_id, &self.account_id, &self.name, &self.content]
+    }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
 
 impl Store {
     pub async fn insert_script(&self, rec: &ScriptRecord) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO user_scripts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
-            .bind(&rec.user_script_id)
-            .bind(&rec.account_id)
-            .bind(&rec.name)
-            .bind(&rec.content)
-            .bind(rec.created_at)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.insert_named(rec).await
     }
 
+    /// One page of an account's scripts whose name contains `name` (case-insensitive), and the
+    /// total.
     pub async fn list_scripts(
         &self,
         account_id: &str,
         name: Option<&str>,
         page: PageQuery,
     ) -> Result<(Vec<ScriptRecord>, i64)> {
-        let pattern = contains_pattern(name.unwrap_or(""));
-        let filter = "account_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'";
-        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM user_scripts WHERE {filter}"))
-            .bind(account_id)
-            .bind(&pattern)
-            .fetch_one(self.pool())
-            .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM user_scripts WHERE {filter} ORDER BY created_at, user_script_id LIMIT $3 OFFSET $4"
-        ))
-        .bind(account_id)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.pool())
-        .await?;
-        Ok((rows, total))
+        self.list_named(account_id, name, page).await
     }
 
     pub async fn script(&self, account_id: &str, id: &str) -> Result<Option<ScriptRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM user_scripts WHERE account_id = $1 AND user_script_id = $2"))
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+        self.get_named(account_id, id).await
     }
 
     pub async fn delete_script(&self, account_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM user_scripts WHERE account_id = $1 AND user_script_id = $2")
-            .bind(account_id)
-            .bind(id)
-            .execute(self.writer())
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_named::<ScriptRecord>(account_id, id).await
     }
 }

@@ -1,6 +1,7 @@
-//! SSH public keys of an account.
+//! SSH public keys of an account: a named text resource (`named_text.rs`).
 
-use crate::{PageQuery, Result, Store, contains_pattern};
+use crate::named_text::NamedText;
+use crate::{PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SshKeyRecord {
@@ -12,20 +13,23 @@ pub struct SshKeyRecord {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "ssh_key_id, account_id, name, public_key, fingerprint, created_at";
+impl NamedText for SshKeyRecord {
+    const TABLE: &'static str = "ssh_keys";
+    const ID: &'static str = "ssh_key_id";
+    const COLUMNS: &'static str = "ssh_key_id, account_id, name, public_key, fingerprint, created_at";
+
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.ssh_key_id, &self.account_id, &self.name, &self.public_key, &self.fingerprint]
+    }
+
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
 
 impl Store {
     pub async fn insert_ssh_key(&self, rec: &SshKeyRecord) -> Result<()> {
-        sqlx::query(&format!("INSERT INTO ssh_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-            .bind(&rec.ssh_key_id)
-            .bind(&rec.account_id)
-            .bind(&rec.name)
-            .bind(&rec.public_key)
-            .bind(&rec.fingerprint)
-            .bind(rec.created_at)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.insert_named(rec).await
     }
 
     /// One page of an account's keys whose name contains `name` (case-insensitive), and the total.
@@ -35,39 +39,14 @@ impl Store {
         name: Option<&str>,
         page: PageQuery,
     ) -> Result<(Vec<SshKeyRecord>, i64)> {
-        let pattern = contains_pattern(name.unwrap_or(""));
-        let filter = "account_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'";
-        let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM ssh_keys WHERE {filter}"))
-            .bind(account_id)
-            .bind(&pattern)
-            .fetch_one(self.pool())
-            .await?;
-        let rows = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM ssh_keys WHERE {filter} ORDER BY created_at, ssh_key_id LIMIT $3 OFFSET $4"
-        ))
-        .bind(account_id)
-        .bind(&pattern)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.pool())
-        .await?;
-        Ok((rows, total))
+        self.list_named(account_id, name, page).await
     }
 
     pub async fn ssh_key(&self, account_id: &str, id: &str) -> Result<Option<SshKeyRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM ssh_keys WHERE account_id = $1 AND ssh_key_id = $2"))
-            .bind(account_id)
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+        self.get_named(account_id, id).await
     }
 
     pub async fn delete_ssh_key(&self, account_id: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM ssh_keys WHERE account_id = $1 AND ssh_key_id = $2")
-            .bind(account_id)
-            .bind(id)
-            .execute(self.writer())
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_named::<SshKeyRecord>(account_id, id).await
     }
 }

@@ -81,7 +81,7 @@ pub async fn open_interval(conn: &mut sqlx::AnyConnection, iv: &OpenInterval<'_>
 /// Opens a volume's interval at its type's price × its size (a volume that was just created).
 pub async fn open_volume_interval(
     conn: &mut sqlx::AnyConnection,
-    v: &crate::VolumeRecord,
+    v: &crate::records::VolumeRecord,
     prices: &dyn Prices,
 ) -> Result<()> {
     let rate = volume_rate(prices, &v.kind, v.size)?;
@@ -282,7 +282,7 @@ pub async fn end_volume_usage(conn: &mut sqlx::AnyConnection, volume_id: &str, n
         .fetch_optional(&mut *conn)
         .await?;
     match status {
-        Some((s,)) if s == crate::volumes::status::CREATING => discard_intervals(conn, volume_id).await,
+        Some((s,)) if s == crate::records::volume_status::CREATING => discard_intervals(conn, volume_id).await,
         _ => close_volume_interval(conn, volume_id, now).await.map(drop),
     }
 }

@@ -7,52 +7,16 @@
 //! serialize per account and never deadlock, and the checks (instance state, zone, volumes per
 //! instance, storage quota) hold at commit.
 
-use crate::instances::{Refused, lock_account, status as instance_status};
+use crate::accounts::lock_account;
 use crate::operations::{NewOperation, insert_operation};
+use crate::records::{Refused, instance_status};
+pub use crate::records::{VolumeRecord, volume_status as status};
 use crate::{PageQuery, Result, Store, contains_pattern};
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct VolumeRecord {
-    pub block_storage_id: String,
-    pub account_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    #[sqlx(rename = "type")]
-    pub kind: String,
-    /// GB.
-    pub size: i64,
-    pub status: String,
-    pub zone_id: String,
-    /// The instance it is attached to, or being attached to or detached from.
-    pub instance_id: Option<String>,
-    pub operation_id: Option<String>,
-    pub error_reason: Option<String>,
-    /// Server clock, ms, when the current attachment began (the order of an instance's volumes).
-    pub attached_at: Option<i64>,
-    pub created_at: i64,
-}
 
 const COLUMNS: &str = "block_storage_id, account_id, name, description, type, size, status, zone_id, instance_id, \
      operation_id, error_reason, attached_at, created_at";
 
 /// Volume statuses (spec §8).
-pub mod status {
-    pub const CREATING: &str = "creating";
-    pub const AVAILABLE: &str = "available";
-    pub const ATTACHING: &str = "attaching";
-    pub const IN_USE: &str = "in-use";
-    pub const DETACHING: &str = "detaching";
-    pub const DELETING: &str = "deleting";
-    pub const ERROR: &str = "error";
-
-    /// Statuses of a volume in the middle of an operation.
-    pub const BUSY: &[&str] = &[CREATING, ATTACHING, DETACHING, DELETING];
-
-    pub fn is_busy(s: &str) -> bool {
-        BUSY.contains(&s)
-    }
-}
-
 /// List filters, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeFilter {
@@ -231,32 +195,6 @@ impl Store {
         .bind(instance_id)
         .fetch_all(self.pool())
         .await?)
-    }
-
-    /// The volumes attached to each of `instance_ids` (one query for a page of instances), each
-    /// instance's in attach order; instances without volumes are absent from the map.
-    pub async fn volumes_of_instances(
-        &self,
-        instance_ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Vec<VolumeRecord>>> {
-        let mut out: std::collections::HashMap<String, Vec<VolumeRecord>> = std::collections::HashMap::new();
-        if instance_ids.is_empty() {
-            return Ok(out);
-        }
-        let sql = format!(
-            "SELECT {COLUMNS} FROM volumes WHERE instance_id IN ({}) ORDER BY attached_at, block_storage_id",
-            crate::in_list(instance_ids.len())
-        );
-        let mut q = sqlx::query_as::<_, VolumeRecord>(&sql);
-        for id in instance_ids {
-            q = q.bind(*id);
-        }
-        for v in q.fetch_all(self.pool()).await? {
-            if let Some(i) = v.instance_id.clone() {
-                out.entry(i).or_default().push(v);
-            }
-        }
-        Ok(out)
     }
 
     /// The volumes an operation currently owns, in attach order.

@@ -49,7 +49,8 @@ async fn create_operations_in_flight_keep_their_step_when_place_comes_first() {
     // The database as the release before wrote it: migrations up to 0020, then its rows.
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
-    let before = if pg.is_some() { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
+    let before =
+        if pg.is_some() { sqlx::migrate!("./migrations/postgres") } else { sqlx::migrate!("./migrations/sqlite") };
     up_to(before, 20).run(&pool).await.expect("the earlier release's migrations");
     sqlx::query("INSERT INTO accounts (account_id, name, enabled, created_at) VALUES ('ACC-1', 'acme', 1, 0)")
         .execute(&pool)
@@ -76,13 +77,8 @@ async fn create_operations_in_flight_keep_their_step_when_place_comes_first() {
     let store = Store::open(&url).await.expect("open the store");
     store.close().await;
     let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
-    let expected: &[(&str, i64, i64)] = &[
-        ("OP-forward", 2, 2),
-        ("OP-undoing", 3, -1),
-        ("OP-done", 7, 6),
-        ("OP-undone", -1, -1),
-        ("OP-start", 1, 0),
-    ];
+    let expected: &[(&str, i64, i64)] =
+        &[("OP-forward", 2, 2), ("OP-undoing", 3, -1), ("OP-done", 7, 6), ("OP-undone", -1, -1), ("OP-start", 1, 0)];
     for (id, step, waited) in expected {
         let got: (i64, i64) = sqlx::query_as("SELECT step, waited_step FROM operations WHERE operation_id = $1")
             .bind(id)

@@ -21,11 +21,11 @@ use openwinv_wire::{Envelope, ErrorCode, ErrorEnvelope};
 use serde_json::{Map, Value};
 
 use crate::AppState;
-use crate::api::capabilities::{self, Feature};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Path, Query, enum_error, text_field};
 use crate::sagas::firewall::Kind;
+use crate::service::capabilities::{self, Feature};
 
 pub use crate::sagas::firewall::{compiled_for, compiled_text_for};
 

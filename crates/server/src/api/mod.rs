@@ -1,6 +1,5 @@
 //! The iwinv API v1 under `/v1`: one module per resource.
 
-pub mod capabilities;
 pub mod catalog;
 pub mod firewalls;
 pub mod instances;
@@ -10,6 +9,7 @@ pub mod scripts;
 pub mod ssh_keys;
 pub mod volumes;
 
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use openwinv_wire::Envelope;
@@ -19,6 +19,18 @@ use crate::error::ApiResult;
 
 /// A successful answer with rows.
 pub type Reply<T> = ApiResult<Json<Envelope<Vec<T>>>>;
+
+/// A 202 answer: the receipts as rows, the operations in `X-Operation-Id`.
+pub type Accepted<T> = ApiResult<(StatusCode, HeaderMap, Json<Envelope<Vec<T>>>)>;
+
+/// Renders what the service accepted as the 202 answer.
+pub fn accepted<T>(a: crate::service::Accepted<T>) -> (StatusCode, HeaderMap, Json<Envelope<Vec<T>>>) {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&a.operation_ids.join(",")) {
+        h.insert(openwinv_wire::headers::OPERATION_ID, v);
+    }
+    (StatusCode::ACCEPTED, h, Json(Envelope::rows(a.rows)))
+}
 
 pub fn routes(state: AppState) -> Router<AppState> {
     let catalog = Router::new()

@@ -108,50 +108,6 @@ pub const FORM_TWINS: [(&str, &str); 3] = [
     ("FirewallChanges", "FirewallChangesForm"),
 ];
 
-/// Body of `POST /v1/instances`: 1–10 instances, all created or none.
-#[derive(Serialize, ToSchema)]
-pub struct NewInstance {
-    #[schema(example = "KR1-Z01")]
-    pub zone_id: String,
-    #[schema(example = "IMG-ubuntu-2404")]
-    pub image_id: String,
-    #[schema(example = "ss1.c1m1")]
-    pub flavor_id: String,
-    /// 1–64 characters; `-1`…`-N` is appended when `count` > 1. Default: a generated name.
-    #[schema(example = "web-1")]
-    pub name: Option<String>,
-    /// 0–255 characters; empty means none.
-    pub description: Option<String>,
-    /// 1–10, default 1.
-    #[schema(minimum = 1, maximum = 10, example = 1)]
-    pub count: Option<i64>,
-    /// Comma-separated SSH key ids (`SSHKEY-…`) of this account, or a JSON array of them.
-    pub ssh_key_id: Option<String>,
-    /// A user script id (`SCRIPT-…`) of this account, run at first boot.
-    pub user_script_id: Option<String>,
-    /// Volumes made and attached with the instance (form keys `block_storage.N.size` …).
-    #[schema(max_items = 8)]
-    pub block_storage: Option<Vec<NewInstanceVolume>>,
-    /// Deprecated [iwinv]: a firewall id of this account to attach.
-    pub security_group: Option<String>,
-    /// Deprecated [iwinv], default true: whether the instance gets a public address.
-    pub attach_public_ip: Option<bool>,
-}
-
-/// One volume of `block_storage` in `POST /v1/instances`.
-#[derive(Serialize, ToSchema)]
-pub struct NewInstanceVolume {
-    /// GB, within the type's bounds (`GET /v1/block-storages/types`).
-    #[schema(minimum = 1, example = 20)]
-    pub size: i64,
-    /// 1–64 characters; default: the instance's name and the volume's position.
-    pub name: Option<String>,
-    /// A block storage type, default `ssd` (deprecated [iwinv]).
-    #[serde(rename = "type")]
-    #[schema(example = "ssd")]
-    pub kind: Option<String>,
-}
-
 /// `POST /v1/instances` as a form: the first volume's keys are shown (`block_storage.N.…` for
 /// N = 0…7 are accepted).
 #[derive(Serialize, ToSchema)]
@@ -186,59 +142,6 @@ pub struct NewInstanceForm {
     pub security_group: String,
     #[serde(default)]
     pub attach_public_ip: bool,
-}
-
-/// Body of `PUT /v1/instances/{instance_id}`: at least one field. An empty `description` clears it.
-#[derive(Serialize, ToSchema)]
-pub struct InstanceChanges {
-    pub name: Option<String>,
-    pub description: Option<String>,
-}
-
-/// `SOFT` (default) or `HARD`.
-#[derive(Serialize, ToSchema)]
-pub enum RebootType {
-    #[serde(rename = "SOFT")]
-    Soft,
-    #[serde(rename = "HARD")]
-    Hard,
-}
-
-/// Body of `POST /v1/instances/{instance_id}/reboot` (optional).
-#[derive(Serialize, ToSchema)]
-pub struct Reboot {
-    #[serde(rename = "type")]
-    pub kind: Option<RebootType>,
-}
-
-/// Body of `POST /v1/instances/{instance_id}/rebuild` (optional): default the current image.
-#[derive(Serialize, ToSchema)]
-pub struct Rebuild {
-    #[schema(example = "IMG-debian-12")]
-    pub image_id: Option<String>,
-}
-
-/// Body of `POST /v1/instances/{instance_id}/resize`.
-#[derive(Serialize, ToSchema)]
-pub struct Resize {
-    #[schema(example = "ss1.c2m4")]
-    pub flavor_id: String,
-}
-
-/// Body of `POST /v1/block-storages`: made in the instance's zone and attached to it.
-#[derive(Serialize, ToSchema)]
-pub struct NewBlockStorage {
-    /// `INSTANCE-…` of this account.
-    pub instance_id: String,
-    /// A block storage type (`GET /v1/block-storages/types`).
-    #[serde(rename = "type")]
-    #[schema(example = "ssd")]
-    pub kind: String,
-    /// GB, within the type's bounds.
-    #[schema(minimum = 1, example = 20)]
-    pub size: i64,
-    pub name: Option<String>,
-    pub description: Option<String>,
 }
 
 /// `POST /v1/firewall` (and `/v1/security-groups`) as a form: `rules` is a JSON array written as

@@ -12,10 +12,14 @@ use serde_json::{Map, Value, json};
 use super::form::Form;
 use super::i18n::Lang;
 use super::layout::{Page, badge, csrf_field, partial};
-use super::{Shown, Signed, accepted, caller, csrf, reply, see_other, text, transitional};
+use super::{Shown, Signed, caller, csrf, reply, see_other, text, transitional};
 use crate::AppState;
 use crate::api::{firewalls, instances, operations, scripts, ssh_keys};
 use crate::input::{Body, Encoding, Path, Query};
+use crate::service::FromBody;
+use crate::service::instances::{
+    self as svc, CreateInstance, RebootInstance, RebootType, RebuildInstance, ResizeInstance,
+};
 use openwinv_wire::catalog::instance_fields;
 
 const PAGE_SIZE: u64 = 20;
@@ -176,29 +180,20 @@ pub async fn rows(State(state): State<AppState>, s: Signed, q: Query) -> Respons
 
 /// Runs one action on one instance through its `/v1` handler.
 async fn run_action(state: &AppState, s: &Signed, id: &str, action: &str, form: &Form) -> Result<(), Shown> {
-    let st = || State(state.clone());
-    let who = || Extension(caller(s));
-    let path = || Path(id.to_owned());
-    let body = |pairs: &[(&str, Option<&str>)]| {
-        let mut m = Map::new();
-        for (k, v) in pairs {
-            if let Some(v) = v {
-                m.insert((*k).to_owned(), Value::String((*v).to_owned()));
-            }
-        }
-        Body(m)
-    };
+    let who = caller(s);
     let r = match action {
-        "start" => accepted(instances::start(st(), who(), path()).await),
-        "shutdown" => accepted(instances::shutdown(st(), who(), path()).await),
-        "reboot" => accepted(instances::reboot(st(), who(), path(), body(&[("type", Some("SOFT"))])).await),
-        "reboot-hard" => accepted(instances::reboot(st(), who(), path(), body(&[("type", Some("HARD"))])).await),
-        "delete" => accepted(instances::delete(st(), who(), path()).await),
+        "start" => svc::start(state, &who, id).await.map(drop),
+        "shutdown" => svc::shutdown(state, &who, id).await.map(drop),
+        "reboot" => svc::reboot(state, &who, id, RebootInstance { kind: Some(RebootType::Soft) }).await.map(drop),
+        "reboot-hard" => svc::reboot(state, &who, id, RebootInstance { kind: Some(RebootType::Hard) }).await.map(drop),
+        "delete" => svc::delete(state, &who, id).await.map(drop),
         "rebuild" => {
-            accepted(instances::rebuild(st(), who(), path(), body(&[("image_id", form.get("image_id"))])).await)
+            let image_id = form.get("image_id").filter(|v| !v.is_empty()).map(str::to_owned);
+            svc::rebuild(state, &who, id, RebuildInstance { image_id }).await.map(drop)
         }
         "resize" => {
-            accepted(instances::resize(st(), who(), path(), body(&[("flavor_id", form.get("flavor_id"))])).await)
+            let flavor_id = form.get("flavor_id").map(str::to_owned);
+            svc::resize(state, &who, id, ResizeInstance { flavor_id }).await.map(drop)
         }
         _ => {
             return Err(Shown {
@@ -446,8 +441,12 @@ pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Res
         }
         body.insert("block_storage".into(), Value::Array(vec![Value::Object(v)]));
     }
-    let r = instances::create(State(state.clone()), Extension(caller(&s)), Encoding::Form, Body(body)).await;
-    match accepted(r) {
+    let input = CreateInstance::from_body(&Body(body), Encoding::Form);
+    let r = match input {
+        Ok(input) => svc::create(&state, &caller(&s), input).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match r {
         Ok(_) => see_other("/instances?done=created"),
         Err(e) => {
             let mut q = Query::default();
@@ -675,10 +674,8 @@ pub async fn console(
         return r;
     }
     let htmx = headers.get("hx-request").is_some_and(|v| v == "true");
-    let r = instances::remote_console(State(state.clone()), Extension(caller(&s)), Path(id.clone()), headers).await;
-    match reply(r) {
-        Ok(rows) => {
-            let link = rows.rows.first().map(|r| text(r, "link").to_owned()).unwrap_or_default();
+    match svc::remote_console(&state, &caller(&s), &id, &instances::host_of(&headers)).await {
+        Ok((link, _)) => {
             // The link is absolute; keep its path so the browser stays on the origin it uses.
             let path = link.find("/console/").map_or(link.as_str(), |i| &link[i..]).to_owned();
             if htmx {

@@ -13,7 +13,7 @@
 mod admin;
 pub mod admin_users;
 mod api_keys;
-mod assets;
+use crate::assets::web as assets;
 mod billing;
 mod chart;
 mod console_frame;

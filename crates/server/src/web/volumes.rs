@@ -11,10 +11,12 @@ use serde_json::{Map, Value};
 use super::form::Form;
 use super::instances::{FAST_REFRESH, SLOW_REFRESH, enc};
 use super::layout::{Page, badge, csrf_field, partial};
-use super::{Shown, Signed, accepted, caller, csrf, reply, see_other, text, transitional};
+use super::{Shown, Signed, caller, csrf, reply, see_other, text, transitional};
 use crate::AppState;
 use crate::api::{instances, volumes};
-use crate::input::{Body, Path, Query};
+use crate::input::{Body, Encoding, Path, Query};
+use crate::service::FromBody;
+use crate::service::volumes::{self as svc, CreateVolume};
 
 fn all() -> Query {
     Query([("page_size".to_owned(), "100".to_owned())].into_iter().collect())
@@ -155,7 +157,12 @@ pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Res
         return r;
     }
     let body = body_of(&form, &["instance_id", "name", "type", "size"]);
-    match accepted(volumes::create(State(state.clone()), Extension(caller(&s)), body).await) {
+    let input = CreateVolume::from_body(&body, Encoding::Form);
+    let r = match input {
+        Ok(input) => svc::create(&state, &caller(&s), input).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match r {
         Ok(_) => see_other("/volumes?done=created"),
         Err(e) => page(&state, &s, None, Some(e.into()), &form).await,
     }
@@ -165,16 +172,15 @@ pub async fn action(State(state): State<AppState>, s: Signed, Path(id): Path<Str
     if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
         return r;
     }
-    let st = State(state.clone());
-    let who = Extension(caller(&s));
+    let who = caller(&s);
     let action = form.get("action").unwrap_or("").to_owned();
     let r = match action.as_str() {
         "attach" => {
             let instance = form.get("instance_id").unwrap_or("").to_owned();
-            accepted(volumes::attach(st, who, Path((id.clone(), instance))).await)
+            svc::attach(&state, &who, &id, &instance).await.map(drop)
         }
-        "detach" => accepted(volumes::detach(st, who, Path(id.clone())).await),
-        "delete" => accepted(volumes::delete(st, who, Path(id.clone())).await),
+        "detach" => svc::detach(&state, &who, &id).await.map(drop),
+        "delete" => svc::delete(&state, &who, &id).await.map(drop),
         other => Err(crate::input::enum_error("action", other, &["attach", "detach", "delete"])),
     };
     match r {

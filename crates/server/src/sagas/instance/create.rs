@@ -112,7 +112,7 @@ impl Create {
                 (zone.clone(), public)
             } else {
                 let inst = require(&self.0, &op.resource_id).await?;
-                (inst.zone_id, inst.attach_public_ip != 0)
+                (inst.zone_id, inst.attach_public_ip)
             };
         let (account_id, instance_id) = (&op.account_id, &op.resource_id);
         let store = &self.0.store;

@@ -1,0 +1,215 @@
+//! The websockets: authorization, the screen's byte pipe, the serial log's tail.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::header::{COOKIE, HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openwinv_driver::{ConsoleAccess, ConsoleEndpoints};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::AppState;
+use crate::input::Path;
+
+use super::*;
+
+/// The part both sockets share: the token and origin checked, a slot of `channel` taken for the
+/// instance, the upgrade; `serve` then has the socket and the instance id.
+pub(super) async fn open_socket<F, Fut>(
+    state: AppState,
+    hub: Arc<Hub>,
+    token: &str,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    (channel, busy): (Channel, &'static str),
+    serve: F,
+) -> Response
+where
+    F: FnOnce(AppState, Arc<Hub>, String, WebSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let instance_id = match authorize(&state, &hub, token, headers).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
+    let slot = hub.take_slot(&instance_id, channel);
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
+        let Some(_slot) = slot else {
+            return close(socket, 1013, busy).await;
+        };
+        serve(state, hub, instance_id, socket).await
+    })
+}
+
+/// `GET /console/{token}/serial`: the serial console, raw bytes both ways as binary frames.
+pub(super) async fn serial_socket(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<Hub>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let busy = "too many open consoles for this instance";
+    open_socket(
+        state,
+        hub,
+        &token,
+        &headers,
+        ws,
+        (Channel::Serial, busy),
+        |state, hub, instance_id, socket| async move {
+            match state.consoles.console(&instance_id).await {
+                Some(ConsoleAccess::Sockets(endpoints)) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
+                Some(ConsoleAccess::Simulated(sim)) => simulated_serial(&state, sim, &instance_id, socket).await,
+                None => close(socket, 1011, "the machine has no console now (is it running?)").await,
+            }
+        },
+    )
+    .await
+}
+
+/// `GET /console/{token}/vnc`: the screen, RFB bytes both ways as binary frames (noVNC speaks RFB
+/// over the websocket itself).
+pub(super) async fn vnc_socket(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<Hub>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let busy = "too many open screens for this instance";
+    open_socket(
+        state,
+        hub,
+        &token,
+        &headers,
+        ws,
+        (Channel::Screen, busy),
+        |state, _hub, instance_id, socket| async move {
+            let screen = match state.consoles.console(&instance_id).await {
+                Some(ConsoleAccess::Sockets(e)) => e.vnc,
+                Some(ConsoleAccess::Simulated(_)) | None => None,
+            };
+            match screen {
+                Some(path) => match connect(&path).await {
+                    Ok(stream) => pipe(stream, socket).await,
+                    Err(e) => {
+                        tracing::warn!(instance_id, error = %e, "cannot reach the screen");
+                        close(socket, 1011, "the screen is not reachable").await
+                    }
+                },
+                None => close(socket, 1011, "this machine has no screen").await,
+            }
+        },
+    )
+    .await
+}
+
+/// The instance a socket request may open, or the refusal: 403 for a missing, forged or expired
+/// credential or for a page of another origin (cookies are not a defence against that alone).
+pub(super) async fn authorize(
+    state: &AppState,
+    hub: &Hub,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
+    let refuse = |why: &str| (StatusCode::FORBIDDEN, why.to_owned()).into_response();
+    if !same_origin(headers) {
+        return Err(refuse("The console accepts sockets from its own page only."));
+    }
+    let key = hub.key(&state.config).await.map_err(|e| {
+        tracing::error!(error = %e, "no key for console credentials");
+        (StatusCode::SERVICE_UNAVAILABLE, "The console is not available.").into_response()
+    })?;
+    cookie(headers, COOKIE_NAME)
+        .and_then(|c| verify_credential(&key, token, c, state.clock.unix()))
+        .ok_or_else(|| refuse("This console link is unknown, expired or already used; ask for a new one."))
+}
+
+/// True unless an `Origin` names another host than the request's (`Host`, or `X-Forwarded-Host`
+/// behind a proxy). Browsers always send `Origin` on websockets; other clients need not.
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else { return true };
+    let Some(authority) = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, a)| a) else {
+        return false;
+    };
+    ["x-forwarded-host", HOST.as_str()]
+        .iter()
+        .filter_map(|h| headers.get(*h)?.to_str().ok())
+        .any(|host| host.eq_ignore_ascii_case(authority))
+}
+
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub(super) async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+pub(super) async fn connect(path: &std::path::Path) -> std::io::Result<UnixStream> {
+    tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// The last [`LOG_TAIL_BYTES`] of the serial log, from a line start when it had to cut.
+pub(super) async fn log_tail(endpoints: &ConsoleEndpoints) -> Option<Vec<u8>> {
+    let mut file = tokio::fs::File::open(endpoints.serial_log.as_ref()?).await.ok()?;
+    let len = file.metadata().await.ok()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(std::io::SeekFrom::Start(start)).await.ok()?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    // The log may grow while it is read; what comes after `len` arrives live.
+    file.take(len - start).read_to_end(&mut buf).await.ok()?;
+    if start > 0
+        && let Some(nl) = buf.iter().position(|b| *b == b'\n')
+    {
+        buf.drain(..=nl);
+    }
+    Some(buf)
+}
+
+/// RFB (or any byte stream) between a Unix socket and a websocket until either side closes.
+pub(super) async fn pipe(stream: UnixStream, mut socket: WebSocket) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return close(socket, 1000, "the screen closed").await,
+                Ok(n) => {
+                    if socket.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    if wr.write_all(&b).await.is_err() {
+                        return close(socket, 1011, "the screen closed").await;
+                    }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if wr.write_all(t.as_bytes()).await.is_err() {
+                        return close(socket, 1011, "the screen closed").await;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+            },
+        }
+    }
+}
