@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde_json::{Map, Value};
 
 use super::form::Form;
-use super::instances::{FAST_REFRESH, SLOW_REFRESH, enc};
+use super::instances::{enc, refresh};
 use super::layout::{Page, badge, csrf_field, partial};
 use super::{Shown, Signed, caller, csrf, reply, see_other, text, transitional};
 use crate::AppState;
@@ -32,14 +32,14 @@ async fn instance_choices(state: &AppState, s: &Signed) -> Vec<(String, String)>
         .unwrap_or_default()
 }
 
-async fn rows_partial(state: &AppState, s: &Signed) -> Result<Markup, Shown> {
+async fn rows_partial(state: &AppState, s: &Signed, q: &Query) -> Result<Markup, Shown> {
     let lang = s.lang;
     let rows = reply(volumes::list(State(state.clone()), Extension(caller(s)), all()).await).map_err(Shown::from)?;
     let choices = instance_choices(state, s).await;
     let busy = rows.rows.iter().any(|v| transitional(text(v, "status")));
-    let every = if busy { FAST_REFRESH } else { SLOW_REFRESH };
+    let (trigger, next, delay) = refresh(busy, q);
     Ok(html! {
-        div id="volume-rows" hx-get="/volumes/rows" hx-trigger={"every " (every) "s"} hx-swap="outerHTML" data-refresh=(every) {
+        div id="volume-rows" hx-get={"/volumes/rows?n=" (next)} hx-trigger=(trigger) hx-swap="outerHTML" data-refresh-ms=(delay) {
             @if rows.rows.is_empty() { p class="muted" { (lang.t("volumes.none")) } } @else {
                 table {
                     thead { tr {
@@ -92,7 +92,7 @@ fn button(s: &Signed, id: &str, action: &str, class: Option<&str>, label: &str) 
 
 async fn page(state: &AppState, s: &Signed, notice: Option<String>, error: Option<Shown>, sent: &Form) -> Response {
     let lang = s.lang;
-    let (rows, list_error) = match rows_partial(state, s).await {
+    let (rows, list_error) = match rows_partial(state, s, &Query::default()).await {
         Ok(m) => (m, None),
         Err(e) => (html! {}, Some(e)),
     };
@@ -135,8 +135,8 @@ pub async fn list(State(state): State<AppState>, s: Signed, q: Query) -> Respons
     page(&state, &s, notice, None, &Form::default()).await
 }
 
-pub async fn rows(State(state): State<AppState>, s: Signed) -> Response {
-    match rows_partial(&state, &s).await {
+pub async fn rows(State(state): State<AppState>, s: Signed, q: Query) -> Response {
+    match rows_partial(&state, &s, &q).await {
         Ok(m) => partial(m),
         Err(e) => partial(html! { div id="volume-rows" class="error" role="alert" { (e.message) } }),
     }
