@@ -6,7 +6,8 @@
 //! is away (connection refused, timeout, 5xx) the agent retries with backoff and carries on
 //! where it was once it answers; a heartbeat answered "not registered" (the host was re-added,
 //! or its row was reset) makes it register again. A refused token (401) or a refused
-//! registration (wrong zone) ends the agent with the control plane's message: retrying cannot
+//! registration (wrong zone) ends the agent with the control plane's message, and a TLS certificate
+//! that fails verification (no or the wrong `--ca-file`) ends it naming the CA file: retrying cannot
 //! fix either.
 //!
 //! Once registered it pulls the host's work (a long poll of `/internal/v1/hosts/work`), runs each
@@ -158,6 +159,9 @@ enum CallError {
     Rejected(String),
     /// No answer, or a 5xx: try again later.
     Away(String),
+    /// The control plane's TLS certificate failed verification: retrying cannot help until the
+    /// operator fixes `--ca-file` or the certificate.
+    Untrusted(String),
 }
 
 /// The control plane as the agent calls it.
@@ -165,6 +169,7 @@ struct Control {
     http: reqwest::Client,
     base: String,
     token: String,
+    ca_file: Option<PathBuf>,
 }
 
 impl Control {
@@ -183,7 +188,31 @@ impl Control {
         }
         let base = config.control_plane.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base).with_context(|| format!("--control-plane `{base}` is not a URL"))?;
-        Ok(Control { http: builder.build()?, base, token: config.host_token.trim().to_owned() })
+        Ok(Control {
+            http: builder.build()?,
+            base,
+            token: config.host_token.trim().to_owned(),
+            ca_file: config.ca_file.clone(),
+        })
+    }
+
+    /// A failed request as a [`CallError`]: a certificate that failed verification is
+    /// [`CallError::Untrusted`], with what to do about it; anything else is the control plane
+    /// away.
+    fn send_error(&self, e: &reqwest::Error) -> CallError {
+        let chain = error_chain(e);
+        let Some(why) = certificate_error(e) else { return CallError::Away(chain) };
+        let trust = match &self.ca_file {
+            None => "the agent trusts only the system's CAs without --ca-file: pass --ca-file with the \
+                     control plane's CA (`openwinv tls ca` on the control plane prints it)"
+                .to_owned(),
+            Some(path) => format!(
+                "the CA file {} does not vouch for it: check that it is the control plane's CA (`openwinv tls ca` \
+                 prints it) and that --control-plane names a host its certificate covers (`serve --tls-name`)",
+                path.display()
+            ),
+        };
+        CallError::Untrusted(format!("the control plane's TLS certificate failed verification ({why}); {trust}"))
     }
 
     /// POSTs to `/internal/v1/hosts/{what}` and returns the first row of the answer.
@@ -207,7 +236,7 @@ impl Control {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| CallError::Away(error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| self.send_error(&e))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CallError::Away(error_chain(&e)))?;
         let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -226,6 +255,24 @@ impl Control {
             _ => Err(CallError::Away(message())),
         }
     }
+}
+
+/// The certificate verification error inside a failed request, if that is why it failed. rustls
+/// reports it as `rustls::Error` inside `io::Error`s (two, nested, under reqwest 0.12), and
+/// `io::Error::source` skips its inner error, so the walk opens each `io::Error` itself.
+fn certificate_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use tokio_rustls::rustls::Error as Tls;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(t @ (Tls::InvalidCertificate(_) | Tls::NoCertificatesPresented)) = err.downcast_ref::<Tls>() {
+            return Some(t.to_string());
+        }
+        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -334,6 +381,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     interval
                 }
                 Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+                Err(CallError::Untrusted(m)) => bail!("{m}"),
                 Err(CallError::Rejected(m) | CallError::NotRegistered(m)) => {
                     bail!("the control plane refused the registration: {m}")
                 }
@@ -357,6 +405,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     Duration::ZERO
                 }
                 Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+                Err(CallError::Untrusted(m)) => bail!("{m}"),
                 Err(CallError::Rejected(m) | CallError::Away(m)) => {
                     away_since.get_or_insert_with(std::time::Instant::now);
                     let wait = backoff.wait();
@@ -401,6 +450,7 @@ async fn pull_work(control: Arc<Control>, runner: Arc<work::Runner>) -> anyhow::
                 }
             }
             Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
+            Err(CallError::Untrusted(m)) => bail!("{m}"),
             Err(CallError::Rejected(m) | CallError::NotRegistered(m) | CallError::Away(m)) => {
                 let wait = backoff.wait();
                 tracing::warn!(error = %m, retry_in = ?wait, "work pull failed");
@@ -427,7 +477,7 @@ async fn handle(control: &Control, runner: &work::Runner, item: WorkItem) {
                 }
                 return;
             }
-            Err(CallError::Refused(m) | CallError::Rejected(m)) => {
+            Err(CallError::Refused(m) | CallError::Rejected(m) | CallError::Untrusted(m)) => {
                 tracing::warn!(key = %item.key, error = %m, "the control plane refused an answer");
                 return;
             }
@@ -451,7 +501,7 @@ async fn report(control: &Control, machines: Vec<MachineReport>) {
     for _ in 0..5 {
         match control.call_rows::<RuntimeAck>("runtime", Some(&body), REQUEST_TIMEOUT).await {
             Ok(_) => return,
-            Err(CallError::Refused(m) | CallError::Rejected(m)) => {
+            Err(CallError::Refused(m) | CallError::Rejected(m) | CallError::Untrusted(m)) => {
                 tracing::warn!(error = %m, "the control plane refused a runtime report");
                 return;
             }

@@ -526,8 +526,10 @@ impl Store {
 
     /// Changes the size of an instance's reservation on the host it is on (resize checks the
     /// same host first), if that host has room for the new size beside the rest of its
-    /// reservations. The host may be disabled, draining or offline: the instance is there
-    /// already. Locks the host's row on PostgreSQL, as placement does.
+    /// reservations. A size no larger than the reservation on every dimension is always taken
+    /// (it frees room, even on a host overbooked since by lowered overcommit ratios). The host
+    /// may be disabled, draining or offline: the instance is there already. Locks the host's row
+    /// on PostgreSQL, as placement does.
     pub async fn resize_placement(
         &self,
         instance_id: &str,
@@ -537,12 +539,47 @@ impl Store {
     ) -> Result<Resized> {
         let ratios = self.overcommit().await?;
         let mut tx = self.begin_write().await?;
-        let Some(current) = placement_in(&mut tx, instance_id).await? else { return Ok(Resized::NotPlaced) };
-        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let size = (vcpus, memory_mb, disk_gb);
+        let checked = self.resize_check(&mut tx, instance_id, size, &ratios, true).await?;
+        let Resized::Done(_) = checked else { return Ok(checked) };
+        sqlx::query("UPDATE placements SET vcpus = $2, memory_mb = $3, disk_gb = $4 WHERE instance_id = $1")
+            .bind(instance_id)
+            .bind(vcpus)
+            .bind(memory_mb)
+            .bind(disk_gb)
+            .execute(&mut *tx)
+            .await?;
+        let done = placement_in(&mut tx, instance_id).await?;
+        tx.commit().await?;
+        Ok(done.map_or(Resized::NotPlaced, Resized::Done))
+    }
+
+    /// Whether [`Store::resize_placement`] would take this size now, without writing:
+    /// `Done` carries the reservation as it is. A request's check before it starts a resize;
+    /// the operation reserves for good.
+    pub async fn resize_room(&self, instance_id: &str, vcpus: i64, memory_mb: i64, disk_gb: i64) -> Result<Resized> {
+        let ratios = self.overcommit().await?;
+        let mut conn = self.pool().acquire().await?;
+        self.resize_check(&mut conn, instance_id, (vcpus, memory_mb, disk_gb), &ratios, false).await
+    }
+
+    async fn resize_check(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        instance_id: &str,
+        (vcpus, memory_mb, disk_gb): (i64, i64, i64),
+        ratios: &Overcommit,
+        lock: bool,
+    ) -> Result<Resized> {
+        let Some(current) = placement_in(conn, instance_id).await? else { return Ok(Resized::NotPlaced) };
+        if vcpus <= current.vcpus && memory_mb <= current.memory_mb && disk_gb <= current.disk_gb {
+            return Ok(Resized::Done(current));
+        }
+        let lock = if lock && self.backend() == Backend::Postgres { " FOR UPDATE" } else { "" };
         let (cap_v, cap_m, cap_d): (i64, i64, i64) =
             sqlx::query_as(&format!("SELECT vcpus, memory_mb, disk_gb FROM hosts WHERE host_id = $1{lock}"))
                 .bind(&current.host_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
         let (v, m, d): (i64, i64, i64) = sqlx::query_as(
             "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
@@ -550,7 +587,7 @@ impl Store {
         )
         .bind(&current.host_id)
         .bind(instance_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         let others = Candidate {
             host_id: current.host_id.clone(),
@@ -563,19 +600,7 @@ impl Store {
             reserved_disk_gb: d,
         };
         let req = PlacementRequest { instance_id, zone_id: "", vcpus, memory_mb, disk_gb, capabilities: &[] };
-        if others.load_after(&req, &ratios).is_none() {
-            return Ok(Resized::NoRoom(current));
-        }
-        sqlx::query("UPDATE placements SET vcpus = $2, memory_mb = $3, disk_gb = $4 WHERE instance_id = $1")
-            .bind(instance_id)
-            .bind(vcpus)
-            .bind(memory_mb)
-            .bind(disk_gb)
-            .execute(&mut *tx)
-            .await?;
-        let done = placement_in(&mut tx, instance_id).await?;
-        tx.commit().await?;
-        Ok(done.map_or(Resized::NotPlaced, Resized::Done))
+        Ok(if others.load_after(&req, ratios).is_none() { Resized::NoRoom(current) } else { Resized::Done(current) })
     }
 
     /// Releases an instance's reservation; the released row, if there was one.

@@ -47,6 +47,7 @@ async fn steps_of(s: &Server, kind: &str) -> Vec<String> {
     let _ = s;
     let steps: &[&str] = match kind {
         "instance.create" => &[
+            "place",
             "allocate_addresses",
             "create_machine",
             "create_volumes",

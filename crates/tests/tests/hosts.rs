@@ -469,6 +469,54 @@ async fn agent_over_https_with_the_local_ca() {
     }
 }
 
+/// An agent that cannot verify the control plane's certificate (no `--ca-file`, or a CA file of
+/// another CA) exits with status 1 and a message naming the problem and the CA file, instead of
+/// retrying as it does when the control plane is away (`agent_outlives_an_absent_control_plane`).
+#[tokio::test]
+async fn an_agent_that_cannot_verify_the_certificate_exits() {
+    let s = Server::start_with(&["--tls"], &[]).await;
+    let ca = s.data_path("tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let run = s.cli_run(&["--ca-file", ca, "admin", "hosts", "add", "tls2", "--zone", ZONE, "-o", "json"]).await.ok();
+    let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+    // Another data directory's CA: a valid certificate that did not sign the server's.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(binary()).args(["tls", "ca", "--data-dir"]).arg(other.path()).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let other_ca = other.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &out.stdout).unwrap();
+    let other_ca = other_ca.to_str().unwrap().to_owned();
+
+    for (extra, names) in [
+        (vec![], vec!["without --ca-file", "openwinv tls ca"]),
+        (vec!["--ca-file".to_owned(), other_ca.clone()], vec![other_ca.as_str(), "does not vouch for it"]),
+    ] {
+        let agent = Agent {
+            name: "tls2".into(),
+            token: token.clone(),
+            endpoint: s.endpoint.clone(),
+            extra,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            starts: 1,
+        };
+        // An agent that retried would never exit: the bound only turns that into a failure.
+        let out = tokio::time::timeout(Duration::from_secs(30), agent.command().output())
+            .await
+            .expect("the agent exits instead of retrying")
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("TLS certificate failed verification"), "{stderr}");
+        for n in names {
+            assert!(stderr.contains(n), "{n}: {stderr}");
+        }
+    }
+    // The host never registered.
+    let show = s.cli_run(&["--ca-file", ca, "admin", "hosts", "show", "tls2", "-o", "json"]).await.ok();
+    assert_eq!(show.rows()[0]["status"], "new", "{}", show.rows()[0]);
+}
+
 /// A TCP relay on a fixed local port to a server, which the test can take away and bring back:
 /// the control plane "away" for an agent that keeps its URL.
 struct Relay {

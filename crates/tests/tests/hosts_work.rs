@@ -380,3 +380,82 @@ async fn declare_dead_unwinds_errors_and_releases() {
         assert_eq!(op["status"], "succeeded", "{op}");
     }
 }
+
+/// The reservation of one instance: `[vcpus, memory_mb, disk_gb]`.
+async fn reserved(s: &Server, id: &str) -> Value {
+    let p = s.admin(Method::GET, &format!("/admin/v1/placements/{id}"), None).await.ok_rows()[0].clone();
+    json!([p["reserved"]["vcpus"], p["reserved"]["memory_mb"], p["reserved"]["disk_gb"]])
+}
+
+/// The flavor the instance records (the list shows it only with a `fields` bit).
+async fn flavor_is(s: &Server, id: &str, flavor: &str) -> bool {
+    s.db_count(&format!("SELECT COUNT(*) FROM instances WHERE instance_id = '{id}' AND flavor_id = '{flavor}'")).await
+        == 1
+}
+
+async fn resize(s: &Server, id: &str, flavor: &str) -> openwinv_tests::Resp {
+    let body = json!({"flavor_id": flavor});
+    s.call(Method::POST, &format!("/v1/instances/{id}/resize"), Some(Body::Json(body))).await
+}
+
+/// Resize checks the instance's own host first (docs/hosts.md): a flavor the host has room for
+/// runs on that agent and the reservation grows; one it has no room for is refused up front with
+/// the reservation unchanged; a resize that fails after reserving puts the reservation back.
+#[tokio::test]
+async fn resize_reserves_on_the_instances_host_or_is_refused() {
+    let s = hosts_mode().await;
+    // 8 vCPU, 8192 MB, 400 GB; vCPU overcommitted 4 times, memory and disk not.
+    let a1 = Agent::start(&s, "h1", &[]).await;
+    let (x, op_x) = create(&s, "x").await;
+    let (y, op_y) = create(&s, "y").await;
+    s.wait_operation(&op_x).await;
+    s.wait_operation(&op_y).await;
+    assert_eq!(reserved(&s, &x).await, json!([1, 1024, 25]));
+
+    // Room: 4096 + 1024 of 8192 MB.
+    let r = resize(&s, &x, "ss1.c2m4").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(flavor_is(&s, &x, "ss1.c2m4").await);
+    assert_eq!(reserved(&s, &x).await, json!([2, 4096, 50]));
+    let resized = |a: &Agent| a.done().iter().filter(|(c, i)| c == "resize" && *i == x).count();
+    assert_eq!(resized(&a1), 1, "the resize ran on h1's agent once");
+
+    // No room: 8192 + 1024 > 8192 MB. Refused before any operation; nothing changes.
+    let r = resize(&s, &x, "ss1.c4m8").await;
+    r.assert_error(400, "UNAVAILABLE_FLAVOR");
+    let message = r.json["message"].as_str().unwrap();
+    assert!(message.contains("ss1.c4m8") && message.contains("`h1`"), "{message}");
+    assert_eq!(r.header("x-operation-id"), None);
+    assert_eq!(reserved(&s, &x).await, json!([2, 4096, 50]));
+    assert_eq!(reserved(&s, &y).await, json!([1, 1024, 25]));
+    assert_eq!(instance(&s, &x).await["status"], "active");
+    assert!(flavor_is(&s, &x, "ss1.c2m4").await);
+    assert_eq!(resized(&a1), 1);
+
+    // With y gone there is room; a failure after the machine changed undoes the resize on the
+    // agent and gives the host back the room reserved for it.
+    let r = s.call(Method::DELETE, &format!("/v1/instances/{y}"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    let fault = json!({"kind": "instance.resize", "step": "settle", "mode": "once"});
+    s.admin(Method::POST, "/admin/v1/faults", Some(fault)).await.ok_rows();
+    let r = resize(&s, &x, "ss1.c4m8").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(resized(&a1), 3, "the resize and its undo ran on h1's agent");
+    assert_eq!(reserved(&s, &x).await, json!([2, 4096, 50]), "back to the recorded flavor");
+    assert_eq!(instance(&s, &x).await["status"], "error");
+    assert!(flavor_is(&s, &x, "ss1.c2m4").await);
+
+    // Started again, the same resize runs.
+    act(&s, &x, "start").await;
+    let r = resize(&s, &x, "ss1.c4m8").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(reserved(&s, &x).await, json!([4, 8192, 100]));
+    assert!(flavor_is(&s, &x, "ss1.c4m8").await);
+}

@@ -4,6 +4,7 @@
 //! transaction; the engine does the rest.
 
 use openwinv_engine::{NoParams, Operation};
+use openwinv_store::hosts::Resized;
 use openwinv_store::instances::status;
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
@@ -630,6 +631,20 @@ pub async fn resize(
             ErrorCode::UnavailableCombination,
             format!("The flavor `{flavor_id}` does not support the image `{}`.", current.image_id),
         ));
+    }
+    if state.config.placement == crate::config::Placement::Hosts {
+        // The instance's own host first (docs/hosts.md): a flavor it has no room for is refused
+        // here; the operation reserves for good (and fails, should the room go meanwhile).
+        let size = |f: &crate::catalog::FlavorDef| (i64::from(f.vcpu), i64::from(f.memory) * 1024, i64::from(f.disk));
+        let (v, m, d) = size(flavor);
+        let (ov, om, od) = old.map_or((0, 0, 0), size);
+        if let Resized::NoRoom(p) = state.store.resize_room(id, v.max(ov), m.max(om), d.max(od)).await? {
+            return Err(unavailable(&format!(
+                "does not fit beside the other instances on this instance's host `{}` ({v} vCPU, {m} MB, {d} GB \
+                 asked); choose a smaller flavor",
+                p.host_name
+            )));
+        }
     }
     let op = begin(state, caller, id, Kind::Resize, resize::Resize::encode(&resize::Params { flavor_id })).await?;
     Ok(work(id, op))
