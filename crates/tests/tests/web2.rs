@@ -410,7 +410,17 @@ async fn the_billing_page_breaks_the_live_bill_down_and_draws_it_by_day() {
     let body = json!({"instance_id": vm, "name": "data", "type": "ssd", "size": "20"});
     let r = s.call_as(&key, &secret, Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "50h"}))).await.ok_rows();
+    // The live bill two seconds before the ends of the 3rd and the 4th (the clock runs on, so a
+    // read may land one second later, still in the same day).
+    let mut at_day_end = Vec::new();
+    for day in ["2026-11-03", "2026-11-04"] {
+        let now = format!("{day}T23:59:58+09:00");
+        s.admin(Method::PUT, "/admin/v1/clock", Some(json!({ "now": now }))).await.ok_rows();
+        s.sync_clock().await;
+        let r = s.call_as(&key, &secret, Method::GET, "/v1/bill/live", None).await;
+        at_day_end.push(r.ok_rows()[0]["price"].as_i64().unwrap());
+    }
+    s.admin(Method::PUT, "/admin/v1/clock", Some(json!({"now": "2026-11-05T11:00:00+09:00"}))).await.ok_rows();
     s.sync_clock().await;
     let mut v = Visitor::sign_in(&s, "acme", "kim").await;
     let page = v.get("/billing").await;
@@ -439,6 +449,11 @@ async fn the_billing_page_breaks_the_live_bill_down_and_draws_it_by_day() {
     assert_eq!(totals[..2], [0, 0], "nothing before the 3rd");
     assert!(totals[2..].iter().all(|t| *t > 0), "{totals:?}");
     assert_eq!(totals.iter().sum::<i64>(), price, "the days add up to the live bill");
+    // Each day is the live bill at its end minus the one at the previous day's end (within the
+    // one second the clock may have run between the read and the day's end: under 1 won here).
+    let (by_3rd, by_4th) = (totals[2], totals[2] + totals[3]);
+    assert!((0..=1).contains(&(by_3rd - at_day_end[0])), "3rd: {totals:?} vs {at_day_end:?}");
+    assert!((0..=1).contains(&(by_4th - at_day_end[1])), "4th: {totals:?} vs {at_day_end:?}");
     assert!(page.body.contains("data-series=\"web\"") && page.body.contains("data-series=\"data\""), "{}", page.body);
     // The same figures as a table, and nothing the CSP would refuse.
     assert!(page.body.contains("id=\"chart-table\""));
