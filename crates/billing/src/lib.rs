@@ -268,11 +268,7 @@ fn for_each_resource<'a>(
     let mut current: Option<(&'a Interval, i128, i64, Acc)> = None;
     let finish = |(latest, numerator, cap, mut acc): (&'a Interval, i128, i64, Acc),
                   emit: &mut dyn FnMut(&'a Interval, Acc)| {
-        let amount = match latest.kind {
-            Kind::Server => (numerator / 3600).min(i128::from(cap)),
-            Kind::Volume => numerator / month_seconds,
-        };
-        acc.amount = i64::try_from(amount.max(0)).unwrap_or(i64::MAX);
+        acc.amount = amount(latest.kind, numerator, cap, month_seconds);
         emit(latest, acc);
     };
     for iv in ordered {
@@ -303,6 +299,122 @@ fn for_each_resource<'a>(
     if let Some(done) = current.take() {
         finish(done, &mut emit);
     }
+}
+
+/// The won a resource owes for Σ rate × seconds = `numerator` under the monthly `cap`: the one
+/// floor per resource and month.
+fn amount(kind: Kind, numerator: i128, cap: i64, month_seconds: i128) -> i64 {
+    let amount = match kind {
+        Kind::Server => (numerator / 3600).min(i128::from(cap)),
+        Kind::Volume => numerator / month_seconds,
+    };
+    i64::try_from(amount.max(0)).unwrap_or(i64::MAX)
+}
+
+/// One resource's month so far ([`rate`]'s line) and its amount split by day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayLine {
+    pub line: Line,
+    /// Won per day of [`ByDay::days`]; they sum to `line.amount` exactly.
+    pub days: Vec<i64>,
+}
+
+/// A month so far split by day (of the billing time zone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByDay {
+    /// The month's first day to the day of the last counted second.
+    pub days: Vec<Date>,
+    /// The lines of [`rate`], in its order, each with its days.
+    pub lines: Vec<DayLine>,
+}
+
+/// [`rate`] for the month `month` up to `upto`, with each resource's amount split by day in one
+/// pass. A day's amount is what [`rate`] gives at that day's end minus what it gives at the
+/// previous day's end (the floor and the cap are applied to the running sums, never per day), so
+/// the days sum to the month's amount exactly and none is negative.
+pub fn rate_by_day(intervals: &[Interval], month: Month, tz: &TimeZone, upto: i64) -> ByDay {
+    let period = month.period(tz);
+    let until = upto.min(period.end);
+    // The days and their first seconds; the last day ends at `until`.
+    let mut days = vec![month.first_day()];
+    let mut starts = vec![period.start];
+    let last_day = date_of(until.saturating_sub(1).max(period.start), tz);
+    while let Some(&d) = days.last()
+        && d < last_day
+        && let Ok(next) = d.tomorrow()
+    {
+        let Ok(z) = next.to_zoned(tz.clone()) else { break };
+        days.push(next);
+        starts.push(z.timestamp().as_second());
+    }
+    let n = days.len();
+    let end_of = |d: usize| if d + 1 < n { starts[d + 1].min(until) } else { until };
+    let month_seconds = i128::from(period.seconds().max(1));
+
+    fn key(iv: &Interval) -> (&str, Kind, i64) {
+        (iv.resource_id.as_str(), iv.kind, iv.start)
+    }
+    let mut ordered: Vec<&Interval> = intervals.iter().collect();
+    if !ordered.is_sorted_by(|a, b| key(a) <= key(b)) {
+        ordered.sort_by(|a, b| key(a).cmp(&key(b)));
+    }
+    let mut lines = Vec::new();
+    // Per day of the resource being read: Σ rate × seconds, and the highest cap charged.
+    let mut numerators = vec![0i128; n];
+    let mut caps = vec![0i64; n];
+    for group in ordered.chunk_by(|a, b| a.resource_id == b.resource_id && a.kind == b.kind) {
+        numerators.fill(0);
+        caps.fill(0);
+        let mut latest: Option<&Interval> = None;
+        let (mut seconds, mut first, mut last) = (0i64, i64::MAX, i64::MIN);
+        for &iv in group {
+            let from = iv.start.max(period.start);
+            let to = iv.end.unwrap_or(i64::MAX).min(until);
+            if to <= from {
+                continue;
+            }
+            latest = Some(iv);
+            seconds += to - from;
+            first = first.min(from);
+            last = last.max(to - 1);
+            let rate = i128::from(iv.monthly_or_hourly());
+            // The day holding `from`, then the following ones while the interval lasts.
+            let mut d = starts.partition_point(|&s| s <= from).saturating_sub(1);
+            while d < n && starts[d] < to {
+                let (a, b) = (from.max(starts[d]), to.min(end_of(d)));
+                if b > a {
+                    numerators[d] += rate * i128::from(b - a);
+                    caps[d] = caps[d].max(iv.monthly);
+                }
+                d += 1;
+            }
+        }
+        let Some(latest) = latest else { continue };
+        let (mut numerator, mut cap, mut before) = (0i128, 0i64, 0i64);
+        let mut split = Vec::with_capacity(n);
+        for d in 0..n {
+            numerator += numerators[d];
+            cap = cap.max(caps[d]);
+            let now = amount(latest.kind, numerator, cap, month_seconds);
+            split.push(now - before);
+            before = now;
+        }
+        lines.push(DayLine {
+            line: Line {
+                resource_id: latest.resource_id.clone(),
+                kind: latest.kind,
+                name: latest.name.clone(),
+                rate: latest.monthly_or_hourly(),
+                seconds,
+                amount: before,
+                first,
+                last,
+            },
+            days: split,
+        });
+    }
+    lines.sort_by_key(|l| l.line.kind);
+    ByDay { days, lines }
 }
 
 impl Interval {

@@ -11,16 +11,21 @@
 //! - a server never pays more in a month than the highest monthly price it was charged at, and
 //!   one that lives a whole month at one flavor pays exactly min(hours × rate, monthly);
 //! - a resize switches the rate at the right second;
-//! - time spent powered off is charged like time powered on.
+//! - time spent powered off is charged like time powered on;
+//! - the split by day (the console's chart) has the same lines, its days sum to each line's
+//!   amount exactly, and each day is the live bill at that day's end minus the one at the
+//!   previous day's end.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::tz::TimeZone;
-use openwinv_billing::{Interval, Kind, Line, Month, end_of_second, rate, rate_total, total};
+use openwinv_billing::{Interval, Kind, Line, Month, date_of, end_of_second, rate, rate_by_day, rate_total, total};
 use proptest::prelude::*;
 
-/// (hourly, monthly) of a few flavors, as in the default catalog, plus odd ones.
-const FLAVORS: [(i64, i64); 5] = [(14, 9900), (23, 15900), (178, 127_900), (3600, 1_000_000), (7, 200_000)];
+/// (hourly, monthly) of a few flavors, as in the default catalog, plus odd ones (the last reaches
+/// its cap within two hours, so a resize to a higher cap changes the cap mid-month).
+const FLAVORS: [(i64, i64); 6] =
+    [(14, 9900), (23, 15900), (178, 127_900), (3600, 1_000_000), (7, 200_000), (100_000, 150_000)];
 /// Monthly price of a volume (per-GB price × size).
 const VOLUMES: [i64; 4] = [1500, 3000, 50 * 20_000, 7];
 
@@ -194,6 +199,43 @@ fn check_lines(lines: &[Line], table: &Table, m: Month, upto: i64, tz: &TimeZone
     Ok(())
 }
 
+/// The split by day of month `m` up to `upto` against [`rate`]: same lines, days summing to each
+/// amount, and every day the difference of the rating at its end and at the previous day's end.
+fn check_days(intervals: &[Interval], lines: &[Line], m: Month, upto: i64, tz: &TimeZone) -> Result<(), TestCaseError> {
+    let p = m.period(tz);
+    let by_day = rate_by_day(intervals, m, tz, upto);
+    let split: Vec<&Line> = by_day.lines.iter().map(|d| &d.line).collect();
+    prop_assert_eq!(split, lines.iter().collect::<Vec<_>>());
+    // The month's first day through the day of the last counted second, one after the other.
+    let until = upto.min(p.end);
+    prop_assert_eq!(by_day.days.first().copied(), Some(m.first_day()));
+    prop_assert_eq!(by_day.days.last().copied(), Some(date_of((until - 1).max(p.start), tz)));
+    for w in by_day.days.windows(2) {
+        prop_assert_eq!(w[0].tomorrow().ok(), Some(w[1]));
+    }
+    for d in &by_day.lines {
+        prop_assert_eq!(d.days.len(), by_day.days.len());
+        prop_assert_eq!(d.days.iter().sum::<i64>(), d.line.amount, "days of {}", &d.line.resource_id);
+        prop_assert!(d.days.iter().all(|&x| x >= 0), "a negative day for {}: {:?}", &d.line.resource_id, &d.days);
+    }
+    // Each day against the rating at its end (the next day's first second, or `upto`).
+    let mut before: BTreeMap<&str, i64> = BTreeMap::new();
+    for i in 0..by_day.days.len() {
+        let end = match by_day.days.get(i + 1) {
+            Some(next) => next.to_zoned(tz.clone()).unwrap().timestamp().as_second().min(until),
+            None => until,
+        };
+        let at_end = rate(intervals, p, end);
+        for d in &by_day.lines {
+            let id = d.line.resource_id.as_str();
+            let now = at_end.iter().find(|l| l.resource_id == id).map_or(0, |l| l.amount);
+            let prev = before.insert(id, now).unwrap_or(0);
+            prop_assert_eq!(d.days[i], now - prev, "day {} of {}", i + 1, id);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -212,6 +254,7 @@ proptest! {
         let probe = |table: &Table, now: i64, last: &mut Option<(Month, i64)>| -> Result<(), TestCaseError> {
             let (m, lines) = live(table, now, &tz);
             check_lines(&lines, table, m, end_of_second(now), &tz)?;
+            check_days(&table.intervals, &lines, m, end_of_second(now), &tz)?;
             let price = total(&lines);
             if let Some((lm, lp)) = *last && lm == m {
                 prop_assert!(price >= lp, "live bill went down in {:?} at {}: {} → {}", m, now, lp, price);

@@ -410,7 +410,17 @@ async fn the_billing_page_breaks_the_live_bill_down_and_draws_it_by_day() {
     let body = json!({"instance_id": vm, "name": "data", "type": "ssd", "size": "20"});
     let r = s.call_as(&key, &secret, Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "50h"}))).await.ok_rows();
+    // The live bill two seconds before the ends of the 3rd and the 4th (the clock runs on, so a
+    // read may land one second later, still in the same day).
+    let mut at_day_end = Vec::new();
+    for day in ["2026-11-03", "2026-11-04"] {
+        let now = format!("{day}T23:59:58+09:00");
+        s.admin(Method::PUT, "/admin/v1/clock", Some(json!({ "now": now }))).await.ok_rows();
+        s.sync_clock().await;
+        let r = s.call_as(&key, &secret, Method::GET, "/v1/bill/live", None).await;
+        at_day_end.push(r.ok_rows()[0]["price"].as_i64().unwrap());
+    }
+    s.admin(Method::PUT, "/admin/v1/clock", Some(json!({"now": "2026-11-05T11:00:00+09:00"}))).await.ok_rows();
     s.sync_clock().await;
     let mut v = Visitor::sign_in(&s, "acme", "kim").await;
     let page = v.get("/billing").await;
@@ -439,6 +449,11 @@ async fn the_billing_page_breaks_the_live_bill_down_and_draws_it_by_day() {
     assert_eq!(totals[..2], [0, 0], "nothing before the 3rd");
     assert!(totals[2..].iter().all(|t| *t > 0), "{totals:?}");
     assert_eq!(totals.iter().sum::<i64>(), price, "the days add up to the live bill");
+    // Each day is the live bill at its end minus the one at the previous day's end (within the
+    // one second the clock may have run between the read and the day's end: under 1 won here).
+    let (by_3rd, by_4th) = (totals[2], totals[2] + totals[3]);
+    assert!((0..=1).contains(&(by_3rd - at_day_end[0])), "3rd: {totals:?} vs {at_day_end:?}");
+    assert!((0..=1).contains(&(by_4th - at_day_end[1])), "4th: {totals:?} vs {at_day_end:?}");
     assert!(page.body.contains("data-series=\"web\"") && page.body.contains("data-series=\"data\""), "{}", page.body);
     // The same figures as a table, and nothing the CSP would refuse.
     assert!(page.body.contains("id=\"chart-table\""));
@@ -564,4 +579,47 @@ async fn firewalls_attach_detach_and_delete_through_the_api() {
     assert_eq!((r.status, r.location()), (303, "/firewalls?done=deleted"), "{}", r.body);
     assert!(s.call_as(&key, &secret, Method::GET, "/v1/security-groups", None).await.ok_rows().is_empty());
     assert_eq!(v.get(&format!("/firewalls/{fw}")).await.status, 404);
+}
+
+/// The create wizard's pickers page through the API's lists (at most 100 rows a page), so an
+/// account with 150 SSH keys, scripts and firewalls is offered all of them; and the dashboard's
+/// bill card leads to the billing page.
+#[tokio::test]
+async fn the_wizard_offers_every_key_script_and_firewall_past_the_api_page() {
+    let s = Server::start_with(&["--sim-delay", "0", "--default-rate-limit", "0"], &[]).await;
+    let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
+    let mut keys = Vec::new();
+    let mut scripts = Vec::new();
+    let mut fws = Vec::new();
+    for n in 0..150 {
+        let body = json!({"name": format!("key-{n:03}"), "public_key": openwinv_tests::ED25519});
+        let r = s.call_as(&key, &secret, Method::POST, "/v1/auth/ssh_key", Some(Body::Json(body))).await;
+        keys.push(r.ok_rows()[0]["ssh_key_id"].as_str().unwrap().to_owned());
+        let body = json!({"name": format!("script-{n:03}"), "content": "echo hi"});
+        let r = s.call_as(&key, &secret, Method::POST, "/v1/instance/script", Some(Body::Json(body))).await;
+        scripts.push(r.ok_rows()[0]["user_script_id"].as_str().unwrap().to_owned());
+        fws.push(firewall_of(&s, &key, &secret, &format!("fw-{n:03}")).await);
+    }
+    // The API gives at most 100 in a page.
+    let r = s.call_as(&key, &secret, Method::GET, "/v1/auth/ssh_key?page_size=100", None).await;
+    assert_eq!(r.ok_rows().len(), 100, "{}", r.text);
+
+    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let page = v.get("/instances/new?zone_id=KR1-Z01&image_id=IMG-ubuntu-2404").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let count = |name: &str| page.body.matches(&format!("name=\"{name}\" value=\"")).count();
+    assert_eq!(count("ssh_key_id"), 150, "every key is offered");
+    for id in keys.iter().chain(&scripts).chain(&fws) {
+        assert!(page.body.contains(&format!("value=\"{id}\"")), "{id} is not offered");
+    }
+    // The script and firewall selects: 150 choices each after "none".
+    let options = |select: &str| {
+        let at = page.body.find(&format!("<select id=\"{select}\"")).unwrap();
+        let rest = &page.body[at..];
+        rest[..rest.find("</select>").unwrap()].matches("<option value=\"").count()
+    };
+    assert_eq!((options("user_script_id"), options("security_group")), (151, 151));
+
+    let dash = v.get("/").await;
+    assert!(dash.body.contains("<a class=\"card\" id=\"live-bill\" href=\"/billing\">"), "{}", dash.body);
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::{get, post};
 use jiff::tz::TimeZone;
-use openwinv_billing::{Interval, Line, Month, Period, end_of_second, rate, rate_total, total};
+use openwinv_billing::{ByDay, Interval, Line, Month, Period, end_of_second, rate, rate_by_day, rate_total, total};
 use openwinv_store::{Prices, Rate, Store};
 
 use crate::AppState;
@@ -53,6 +53,39 @@ pub async fn live(
     let month = Month::containing(now, tz);
     let period = month.period(tz);
     let upto = end_of_second(now).min(period.end);
+    let entry = month_intervals(store, cache, account_id, month, &period).await?;
+    if explain {
+        let lines = rate(&entry.intervals, period, upto);
+        Ok((month, total(&lines), Some(lines)))
+    } else {
+        Ok((month, rate_total(&entry.intervals, period, upto), None))
+    }
+}
+
+/// The live bill's lines at `now` with each resource's amount split by day of the billing time
+/// zone (the console's chart), rated in one pass from the same cached intervals as [`live`].
+pub async fn live_by_day(
+    store: &Store,
+    cache: &LiveCache,
+    account_id: &str,
+    now: i64,
+    tz: &TimeZone,
+) -> openwinv_store::Result<(Month, ByDay)> {
+    let month = Month::containing(now, tz);
+    let period = month.period(tz);
+    let entry = month_intervals(store, cache, account_id, month, &period).await?;
+    Ok((month, rate_by_day(&entry.intervals, month, tz, end_of_second(now))))
+}
+
+/// The account's intervals of `month`, from the cache when it holds the store's usage version
+/// (see [`live`]).
+async fn month_intervals(
+    store: &Store,
+    cache: &LiveCache,
+    account_id: &str,
+    month: Month,
+    period: &Period,
+) -> openwinv_store::Result<Arc<Cached>> {
     // The version is read before the intervals: a write in between only makes the cached copy
     // newer than its version, and the next read reloads what it changed again.
     let version = store.usage_version(account_id).await?;
@@ -73,17 +106,12 @@ pub async fn live(
                     cache.put(account_id, c.clone());
                     c
                 }
-                None => reload(store, cache, account_id, version, month, &period).await?,
+                None => reload(store, cache, account_id, version, month, period).await?,
             }
         }
-        _ => reload(store, cache, account_id, version, month, &period).await?,
+        _ => reload(store, cache, account_id, version, month, period).await?,
     };
-    if explain {
-        let lines = rate(&entry.intervals, period, upto);
-        Ok((month, total(&lines), Some(lines)))
-    } else {
-        Ok((month, rate_total(&entry.intervals, period, upto), None))
-    }
+    Ok(entry)
 }
 
 /// Reads all of the account's intervals of the month and keeps them at `version`.

@@ -2,10 +2,11 @@
 //! of this month's cost by day and by resource, the bills (`GET /v1/bill`) and one bill with its
 //! grouped items (`GET /v1/bill/{bill_id}`).
 //!
-//! The chart's figures come from the function the live bill is made by (`billing::live`), asked
-//! for the total at the last second of each day of the month so far: a day's cost for a resource
-//! is its total at that day's end minus its total at the previous day's end. So the days add up
-//! to the live bill exactly, whatever the flooring to the won does.
+//! The chart's figures come from one rating of the month so far split by day
+//! (`openwinv_billing::rate_by_day`, through `billing::live_by_day`): a day's cost for a resource
+//! is what the live bill would say at that day's end minus what it would say at the previous
+//! day's end, computed from running sums in one pass. So the days add up to the live bill
+//! exactly, whatever the flooring to the won does.
 
 use std::collections::HashMap;
 
@@ -43,66 +44,56 @@ pub struct Daily {
     pub by_resource: Vec<(String, String, Vec<i64>)>,
 }
 
-/// The days of the live bill `live` (its `start_date` to its `end_date`): each earlier day's end is
-/// asked of `billing::live`, and the last day ends with the live bill's own lines, so the chart
-/// adds up to the price shown beside it exactly.
+/// The days of the live bill `live` (its `start_date` to its `end_date`), from one rating of the
+/// month split by day (`billing::live_by_day`, the same cached intervals and arithmetic as the
+/// live bill). The last day is the live bill's own amount minus the earlier days, so the chart
+/// adds up to the price shown beside it exactly even if the clock moved on between the two reads.
 async fn daily(state: &AppState, account_id: &str, live: &Value) -> Result<Daily, ApiError> {
     let tz = &state.config.billing_timezone;
     let date = |field: &str| text(live, field).parse::<jiff::civil::Date>().ok();
     let (Some(first), Some(today)) = (date("start_date"), date("end_date")) else {
         return Ok(Daily { days: Vec::new(), by_resource: Vec::new() });
     };
-    let mut days = Vec::new();
-    let mut previous: HashMap<String, i64> = HashMap::new();
-    let mut rows: HashMap<String, (String, Vec<i64>)> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut dates = Vec::new();
     let mut day = first;
     loop {
-        let n = days.len();
-        let lines: Vec<(String, String, i64)> = if day >= today {
-            live["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|i| (text(i, "id").to_owned(), text(i, "name").to_owned(), i["amount"].as_i64().unwrap_or(0)))
-                .collect()
-        } else {
-            let end_of_day = day
-                .tomorrow()
-                .ok()
-                .and_then(|d| d.to_zoned(tz.clone()).ok())
-                .map(|z| z.timestamp().as_second() - 1)
-                .ok_or_else(|| ApiError::internal("a day of the billing month has no end"))?;
-            let (_, _, lines) =
-                crate::billing::live(&state.store, &state.live_bills, account_id, end_of_day, tz, true).await?;
-            lines.unwrap_or_default().into_iter().map(|l| (l.resource_id, l.name, l.amount)).collect()
-        };
-        for (id, name, amount) in lines {
-            let before = previous.insert(id.clone(), amount).unwrap_or(0);
-            let row = rows.entry(id.clone()).or_insert_with(|| {
-                order.push(id.clone());
-                (String::new(), Vec::new())
-            });
-            row.0 = name;
-            row.1.resize(n + 1, 0);
-            row.1[n] = amount - before;
-        }
-        days.push(day.day().to_string());
+        dates.push(day);
         match day.tomorrow() {
             Ok(d) if day < today => day = d,
             _ => break,
         }
     }
-    let by_resource = order
-        .into_iter()
-        .filter_map(|id| {
-            rows.remove(&id).map(|(name, mut v)| {
-                v.resize(days.len(), 0);
-                (id, name, v)
-            })
-        })
-        .collect();
-    Ok(Daily { days, by_resource })
+    let n = dates.len();
+    let (_, split) =
+        crate::billing::live_by_day(&state.store, &state.live_bills, account_id, state.clock.unix(), tz).await?;
+    // Resource id → (name, cost per day); the days before today from the split.
+    let mut rows: HashMap<String, (String, Vec<i64>)> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for l in split.lines {
+        let mut v = vec![0i64; n];
+        for (date, amount) in split.days.iter().zip(&l.days) {
+            if let Ok(i) = dates.binary_search(date)
+                && i + 1 < n
+            {
+                v[i] = *amount;
+            }
+        }
+        order.push(l.line.resource_id.clone());
+        rows.insert(l.line.resource_id, (l.line.name, v));
+    }
+    // Today: the live bill's amount of each resource minus its earlier days.
+    for i in live["items"].as_array().into_iter().flatten() {
+        let id = text(i, "id");
+        let row = rows.entry(id.to_owned()).or_insert_with(|| {
+            order.push(id.to_owned());
+            (String::new(), vec![0i64; n])
+        });
+        row.0 = text(i, "name").to_owned();
+        let earlier: i64 = row.1[..n - 1].iter().sum();
+        row.1[n - 1] = i["amount"].as_i64().unwrap_or(0) - earlier;
+    }
+    let by_resource = order.into_iter().filter_map(|id| rows.remove(&id).map(|(name, v)| (id, name, v))).collect();
+    Ok(Daily { days: dates.iter().map(|d| d.day().to_string()).collect(), by_resource })
 }
 
 /// The chart's series: the `SERIES` costliest resources, then the others together.

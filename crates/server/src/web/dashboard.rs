@@ -69,9 +69,11 @@ pub async fn page(State(state): State<AppState>, s: Signed) -> Response {
             }
         }
         h2 { (lang.t("dashboard.bill")) }
-        div class="card" id="live-bill" {
-            div class="value" { @if let Some(p) = price { (won(p)) } @else { "—" } }
-            div class="muted" { (lang.t("dashboard.bill_note")) }
+        div class="cards" {
+            a class="card" id="live-bill" href="/billing" {
+                div class="value" { @if let Some(p) = price { (won(p)) } @else { "—" } }
+                div class="muted" { (lang.t("dashboard.bill_note")) }
+            }
         }
         h2 { (lang.t("dashboard.operations")) }
         @if ops.is_empty() {

@@ -15,6 +15,7 @@ use super::layout::{Page, badge, csrf_field, partial};
 use super::{Shown, Signed, caller, csrf, reply, see_other, text, transitional};
 use crate::AppState;
 use crate::api::{firewalls, instances, operations, scripts, ssh_keys};
+use crate::error::ApiResult;
 use crate::input::{Body, Encoding, Path, Query};
 use crate::service::FromBody;
 use crate::service::instances::{
@@ -293,11 +294,49 @@ fn price_cell(lang: Lang, month: i64, hour: i64) -> Markup {
     }
 }
 
+/// The most rows the API gives in one page.
+const API_PAGE: usize = 100;
+/// Pages read for one picker at most (10,000 rows), in case a list ignored `page_no`.
+const PICKER_PAGES: u32 = 100;
+
+/// The wizard's pickers: lists the API gives `API_PAGE` rows at a time.
+#[derive(Clone, Copy)]
+enum Picker {
+    SshKeys,
+    Scripts,
+    Firewalls,
+}
+
+/// Every row of a picker's list: pages are read until one comes back short, since the key and
+/// firewall lists have no `total` [iwinv].
+async fn every_row(state: &AppState, account_id: &str, picker: Picker) -> ApiResult<Vec<Value>> {
+    let mut all = Vec::new();
+    for page_no in 1..=PICKER_PAGES {
+        let q = Query(
+            [("page_size".to_owned(), API_PAGE.to_string()), ("page_no".to_owned(), page_no.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let rows = match picker {
+            Picker::SshKeys => reply(ssh_keys::list_for(state, account_id, &q).await),
+            Picker::Scripts => reply(scripts::list_for(state, account_id, &q).await),
+            Picker::Firewalls => reply(firewalls::list_for(state, account_id, &q).await),
+        }?
+        .rows;
+        let short = rows.len() < API_PAGE;
+        all.extend(rows);
+        if short {
+            break;
+        }
+    }
+    Ok(all)
+}
+
 pub async fn wizard(State(state): State<AppState>, s: Signed, q: Query) -> Response {
     render_wizard(&state, &s, &q, &Form::default(), None).await
 }
 
-async fn render_wizard(state: &AppState, s: &Signed, q: &Query, sent: &Form, error: Option<Shown>) -> Response {
+async fn render_wizard(state: &AppState, s: &Signed, q: &Query, sent: &Form, mut error: Option<Shown>) -> Response {
     let lang = s.lang;
     let catalog = state.catalog.get();
     let zone = q.str("zone_id").and_then(|z| catalog.zones.iter().find(|d| d.id == z));
@@ -341,14 +380,15 @@ async fn render_wizard(state: &AppState, s: &Signed, q: &Query, sent: &Form, err
             }
         },
         (Some(z), Some(i)) => {
-            let who = caller(s);
-            let q_all = Query([("page_size".to_owned(), "100".to_owned())].into_iter().collect());
-            let keys =
-                reply(ssh_keys::list_for(state, &who.account_id, &q_all).await).map(|r| r.rows).unwrap_or_default();
-            let scripts =
-                reply(scripts::list_for(state, &who.account_id, &q_all).await).map(|r| r.rows).unwrap_or_default();
-            let fws =
-                reply(firewalls::list_for(state, &who.account_id, &q_all).await).map(|r| r.rows).unwrap_or_default();
+            let account = &caller(s).account_id;
+            let mut lists = Vec::new();
+            for picker in [Picker::SshKeys, Picker::Scripts, Picker::Firewalls] {
+                lists.push(every_row(state, account, picker).await.unwrap_or_else(|e| {
+                    error.get_or_insert(e.into());
+                    Vec::new()
+                }));
+            }
+            let [keys, scripts, fws]: [Vec<Value>; 3] = lists.try_into().unwrap_or_default();
             let flavors: Vec<_> = catalog
                 .flavors
                 .iter()
