@@ -29,6 +29,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub mod browser;
 pub mod guest;
 pub mod lifecycle;
+pub mod web;
 
 /// Path of the `openwinv` binary built alongside the tests (`target/<profile>/openwinv`).
 pub fn binary() -> PathBuf {

@@ -1,98 +1,11 @@
 //! The web console over plain HTTP (sessions, CSRF, throttling, tenant isolation, the users
 //! route, both stores) and in headless Chromium (`tests/browser/web.mjs`: the whole journey).
 
-use std::collections::HashMap;
-
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, browser_dir, require_browser_tools};
+use openwinv_tests::web::Visitor;
 use openwinv_tests::{Body, ED25519, Server};
 use reqwest::Method;
-use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::json;
-
-/// A cookie-keeping client that does not follow redirects, so that each answer can be checked.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-    lang: &'static str,
-}
-
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .map(str::to_owned)
-    }
-}
-
-impl Visitor {
-    fn new(s: &Server, lang: &'static str) -> Visitor {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Visitor { http, base: s.endpoint.clone(), cookies: HashMap::new(), lang }
-    }
-
-    fn on(&self, s: &Server) -> Visitor {
-        Visitor { http: self.http.clone(), base: s.endpoint.clone(), cookies: self.cookies.clone(), lang: self.lang }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("accept-language", self.lang);
-        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !cookie.is_empty() {
-            req = req.header("cookie", cookie.join("; "));
-        }
-        if let Some(f) = form {
-            req = req.form(f);
-        }
-        let r = req.send().await.expect("HTTP request to the console");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        for c in headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            let pair = c.split(';').next().unwrap_or("");
-            if let Some((k, v)) = pair.split_once('=') {
-                if c.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_owned(), v.to_owned());
-                }
-            }
-        }
-        Page { status, headers, body: r.text().await.unwrap_or_default() }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send(Method::POST, path, Some(form)).await
-    }
-
-    async fn sign_in(&mut self, login: &str, password: &str) -> Page {
-        let token = self.get("/signin").await.csrf();
-        self.post("/signin", &[("csrf", &token), ("login", login), ("password", password)]).await
-    }
-}
 
 async fn user(s: &Server, account: &str, login: &str) -> String {
     let r = s.admin(Method::POST, &format!("/admin/v1/accounts/{account}/users"), Some(json!({"login": login}))).await;

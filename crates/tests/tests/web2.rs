@@ -1,100 +1,23 @@
 //! The web console, part 2a, over plain HTTP (firewalls, billing, API keys, the console in place;
 //! both stores) and in headless Chromium (`tests/browser/web2.mjs`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, browser_dir, require_browser_tools};
+use openwinv_tests::web::Visitor;
 use openwinv_tests::{ACCESS_KEY, Body, SECRET_KEY, Server};
 use reqwest::Method;
-use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
-/// A cookie-keeping client that does not follow redirects (as in `web.rs`), which can also send
-/// htmx's request header.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    /// The text of the element whose `id` is given (up to its first `<`).
-    fn text_of(&self, id: &str) -> &str {
-        let at = self.body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {}", self.body));
-        let rest = &self.body[at..];
-        let start = rest.find('>').unwrap() + 1;
-        &rest[start..start + rest[start..].find('<').unwrap()]
-    }
-}
-
-impl Visitor {
-    fn new(s: &Server) -> Visitor {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Visitor { http, base: s.endpoint.clone(), cookies: HashMap::new() }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>, htmx: bool) -> Page {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("accept-language", "en");
-        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !cookie.is_empty() {
-            req = req.header("cookie", cookie.join("; "));
-        }
-        if htmx {
-            req = req.header("hx-request", "true");
-        }
-        if let Some(f) = form {
-            req = req.form(f);
-        }
-        let r = req.send().await.expect("HTTP request to the console");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        for c in headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            if let Some((k, v)) = c.split(';').next().unwrap_or("").split_once('=') {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        Page { status, headers, body: r.text().await.unwrap_or_default() }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Method::GET, path, None, false).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send(Method::POST, path, Some(form), false).await
-    }
-
-    async fn sign_in(s: &Server, account: &str, login: &str) -> Visitor {
-        let r =
-            s.admin(Method::POST, &format!("/admin/v1/accounts/{account}/users"), Some(json!({"login": login}))).await;
-        let password = r.ok_rows()[0]["password"].as_str().unwrap().to_owned();
-        let mut v = Visitor::new(s);
-        let token = v.get("/signin").await.csrf();
-        let r = v.post("/signin", &[("csrf", &token), ("login", login), ("password", &password)]).await;
-        assert_eq!((r.status, r.location()), (303, "/"), "{}", r.body);
-        v
-    }
+/// A console user `login` of `account`, signed in.
+async fn signed_in(s: &Server, account: &str, login: &str) -> Visitor {
+    let r = s.admin(Method::POST, &format!("/admin/v1/accounts/{account}/users"), Some(json!({"login": login}))).await;
+    let password = r.ok_rows()[0]["password"].as_str().unwrap().to_owned();
+    let mut v = Visitor::new(s, "en");
+    let token = v.get("/signin").await.csrf();
+    let r = v.post("/signin", &[("csrf", &token), ("login", login), ("password", &password)]).await;
+    assert_eq!((r.status, r.location()), (303, "/"), "{}", r.body);
+    v
 }
 
 /// What maud makes of a text in an element.
@@ -131,7 +54,7 @@ async fn instance_of(s: &Server, key: &str, secret: &str) -> String {
 async fn the_new_forms_refuse_without_their_csrf_token_and_change_nothing() {
     let s = Server::start_with(&["--sim-delay", "0"], &[]).await;
     let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let fw = firewall_of(&s, &key, &secret, "web tier").await;
     let vm = instance_of(&s, &key, &secret).await;
     let good = v.get(&format!("/firewalls/{fw}")).await;
@@ -201,7 +124,7 @@ async fn another_accounts_firewall_key_and_bill_are_the_apis_404() {
     }
     let bill = bill.expect("dev's October bill");
     s.new_account("acme", json!({"rate_limit": 0})).await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let csrf = v.get("/firewalls").await.csrf();
 
     // The firewall: the page, and each form on it, answer the API's 404 and change nothing.
@@ -249,7 +172,7 @@ async fn another_accounts_firewall_key_and_bill_are_the_apis_404() {
     assert!(page.body.contains(&escaped(&format!("The bill `{bill}`"))), "{}", page.body);
     // Its own page lists no bill, and dev's bill shows for dev.
     assert!(!v.get("/billing").await.body.contains(&bill));
-    let mut dev = Visitor::sign_in(&s, "dev", "lee").await;
+    let mut dev = signed_in(&s, "dev", "lee").await;
     let own = dev.get(&format!("/billing/{bill}")).await;
     assert_eq!(own.status, 200, "{}", own.body);
     assert!(own.body.contains("서버") && own.body.contains("bill-group"), "{}", own.body);
@@ -259,7 +182,7 @@ async fn another_accounts_firewall_key_and_bill_are_the_apis_404() {
 async fn rules_show_html_as_text_and_refusals_beside_their_field() {
     let s = Server::start_with(&["--sim-delay", "0"], &[]).await;
     let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let csrf = v.get("/firewalls").await.csrf();
 
     // Create through the page, with HTML in the description.
@@ -351,7 +274,7 @@ async fn rules_show_html_as_text_and_refusals_beside_their_field() {
 async fn api_keys_are_the_accounts_own_and_the_secret_is_shown_once() {
     let s = Server::start().await;
     s.new_account("acme", json!({"rate_limit": 0})).await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let csrf = v.get("/api-keys").await.csrf();
 
     // Without script: the answer to the POST shows the pair once.
@@ -422,7 +345,7 @@ async fn the_billing_page_breaks_the_live_bill_down_and_draws_it_by_day() {
     }
     s.admin(Method::PUT, "/admin/v1/clock", Some(json!({"now": "2026-11-05T11:00:00+09:00"}))).await.ok_rows();
     s.sync_clock().await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let page = v.get("/billing").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let api = s.call_as(&key, &secret, Method::GET, "/v1/bill/live?explain=1", None).await;
@@ -465,7 +388,7 @@ async fn the_console_opens_in_the_instance_page_in_a_frame() {
     let s = Server::start_with(&["--sim-delay", "0"], &[]).await;
     let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
     let vm = instance_of(&s, &key, &secret).await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let page = v.get(&format!("/instances/{vm}")).await;
     let csp = page.header("content-security-policy").to_owned();
     assert!(csp.contains("frame-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -541,7 +464,7 @@ async fn firewalls_attach_detach_and_delete_through_the_api() {
     let (key, secret) = s.new_account("acme", json!({"rate_limit": 0})).await;
     let vm = instance_of(&s, &key, &secret).await;
     let fw = firewall_of(&s, &key, &secret, "web tier").await;
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let page = v.get(&format!("/firewalls/{fw}")).await;
     assert!(page.body.contains(&format!("<option value=\"{vm}\">")), "the instance is offered: {}", page.body);
     let csrf = page.csrf();
@@ -604,7 +527,7 @@ async fn the_wizard_offers_every_key_script_and_firewall_past_the_api_page() {
     let r = s.call_as(&key, &secret, Method::GET, "/v1/auth/ssh_key?page_size=100", None).await;
     assert_eq!(r.ok_rows().len(), 100, "{}", r.text);
 
-    let mut v = Visitor::sign_in(&s, "acme", "kim").await;
+    let mut v = signed_in(&s, "acme", "kim").await;
     let page = v.get("/instances/new?zone_id=KR1-Z01&image_id=IMG-ubuntu-2404").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let count = |name: &str| page.body.matches(&format!("name=\"{name}\" value=\"")).count();

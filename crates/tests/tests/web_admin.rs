@@ -3,124 +3,11 @@
 //! in any page) and in headless Chromium (`tests/browser/web_admin.mjs`: the tester and the
 //! operator's journey; `tests/browser/pages.mjs`: axe-core over every page). Both stores.
 
-use std::collections::HashMap;
-
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, browser_dir, require_browser_tools};
+use openwinv_tests::web::{Page, Visitor};
 use openwinv_tests::{Body, ED25519, Server};
 use reqwest::Method;
-use reqwest::header::SET_COOKIE;
 use serde_json::{Value, json};
-
-/// A cookie-keeping client that does not follow redirects.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    location: String,
-    set_cookies: Vec<String>,
-    content_type: String,
-    body: String,
-}
-
-impl Page {
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.body));
-        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    /// The text of the element with this id (tags removed, entities of maud's escaping undone).
-    fn text_of(&self, id: &str) -> String {
-        let at = self.body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {}", self.body));
-        let start = at + self.body[at..].find('>').unwrap() + 1;
-        let mut depth = 0;
-        let mut out = String::new();
-        let mut rest = &self.body[start..];
-        while let Some(lt) = rest.find('<') {
-            out.push_str(&rest[..lt]);
-            let gt = rest[lt..].find('>').unwrap() + lt;
-            let tag = &rest[lt + 1..gt];
-            if tag.starts_with('/') {
-                if depth == 0 {
-                    break;
-                }
-                depth -= 1;
-            } else if !tag.ends_with('/') && !matches!(tag.split(' ').next(), Some("br" | "input" | "meta" | "link")) {
-                depth += 1;
-            }
-            rest = &rest[gt + 1..];
-        }
-        unescape(&out)
-    }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'").replace("&amp;", "&")
-}
-
-impl Visitor {
-    fn new(s: &Server) -> Visitor {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Visitor { http, base: s.endpoint.clone(), cookies: HashMap::new() }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("accept-language", "en");
-        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !cookie.is_empty() {
-            req = req.header("cookie", cookie.join("; "));
-        }
-        if let Some(f) = form {
-            req = req.form(f);
-        }
-        let r = req.send().await.expect("HTTP request to the console");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let set_cookies: Vec<String> =
-            headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
-        for c in &set_cookies {
-            let pair = c.split(';').next().unwrap_or("");
-            if let Some((k, v)) = pair.split_once('=') {
-                if c.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_owned(), v.to_owned());
-                }
-            }
-        }
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        Page {
-            status,
-            location: header("location"),
-            content_type: header("content-type"),
-            set_cookies,
-            body: r.text().await.unwrap_or_default(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send(Method::POST, path, Some(form)).await
-    }
-
-    async fn sign_in(&mut self, login: &str, password: &str) -> Page {
-        let token = self.get("/signin").await.csrf();
-        self.post("/signin", &[("csrf", &token), ("login", login), ("password", password)]).await
-    }
-
-    async fn operator_sign_in(&mut self, token: &str) -> Page {
-        let csrf = self.get("/admin/signin").await.csrf();
-        self.post("/admin/signin", &[("csrf", &csrf), ("token", token)]).await
-    }
-}
 
 async fn user(s: &Server, account: &str, login: &str) -> String {
     let r = s.admin(Method::POST, &format!("/admin/v1/accounts/{account}/users"), Some(json!({"login": login}))).await;
@@ -244,7 +131,7 @@ async fn axe_finds_no_serious_violation_on_any_page_in_chromium() {
 async fn the_tester_signs_on_the_server_and_its_form_needs_the_csrf_token() {
     let s = Server::start().await;
     let (key, secret, password) = acme(&s).await;
-    let mut v = Visitor::new(&s);
+    let mut v = Visitor::new(&s, "en");
     assert_eq!(v.sign_in("kim", &password).await.status, 303);
     let form = v.get("/api-test?op=POST%20/v1/auth/ssh_key").await;
     assert_eq!(form.status, 200);
@@ -268,12 +155,12 @@ async fn the_tester_signs_on_the_server_and_its_form_needs_the_csrf_token() {
     let r = v.post("/api-test", &[("csrf", &csrf), ("op", op), ("key", &key), ("body", &body)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(count().await, 1);
-    assert!(r.text_of("response-status").starts_with("200"), "{}", r.text_of("response-status"));
-    assert!(r.text_of("response-body").contains("\"name\": \"from-tester\""), "{}", r.body);
-    let timestamp = r.text_of("string-to-sign").strip_suffix("/v1/auth/ssh_key").expect("timestamp + path").to_owned();
+    assert!(r.text("response-status").starts_with("200"), "{}", r.text("response-status"));
+    assert!(r.text("response-body").contains("\"name\": \"from-tester\""), "{}", r.body);
+    let timestamp = r.text("string-to-sign").strip_suffix("/v1/auth/ssh_key").expect("timestamp + path").to_owned();
     let expected = openwinv_wire::signing::sign(&secret, &timestamp, "/v1/auth/ssh_key");
-    assert_eq!(r.text_of("signature"), expected);
-    let curl = r.text_of("curl");
+    assert_eq!(r.text("signature"), expected);
+    let curl = r.text("curl");
     for part in [
         format!("-X POST '{}/v1/auth/ssh_key'", s.endpoint),
         format!("-H 'X-iwinv-Timestamp: {timestamp}'"),
@@ -291,8 +178,8 @@ async fn the_tester_signs_on_the_server_and_its_form_needs_the_csrf_token() {
         .post("/api-test", &[("csrf", &csrf), ("op", "GET /v1/flavors"), ("key", &key), ("query.min_vcpu", "lots")])
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.text_of("response-status").starts_with("400"));
-    let answer: Value = serde_json::from_str(&r.text_of("response-body")).expect("the answer is JSON");
+    assert!(r.text("response-status").starts_with("400"));
+    let answer: Value = serde_json::from_str(&r.text("response-body")).expect("the answer is JSON");
     let direct = s.call_as(&key, &secret, Method::GET, "/v1/flavors?min_vcpu=lots", None).await;
     direct.assert_error(400, "CHECK_PARAM");
     assert_eq!(answer, direct.json, "the tester shows the API's own envelope");
@@ -313,30 +200,30 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
     let (_, _, password) = acme(&s).await;
 
     // A person's session does not open the operator pages.
-    let mut person = Visitor::new(&s);
+    let mut person = Visitor::new(&s, "en");
     assert_eq!(person.sign_in("kim", &password).await.status, 303);
     for path in ["/admin/", "/admin/catalog", "/admin/clock", "/admin/faults", "/admin/accounts/acme/keys"] {
         let r = person.get(path).await;
-        assert_eq!((r.status, r.location.as_str()), (303, "/admin/signin"), "{path}");
+        assert_eq!((r.status, r.location()), (303, "/admin/signin"), "{path}");
     }
     let person_csrf = person.get("/").await.csrf();
     let r = person.post("/admin/accounts", &[("csrf", &person_csrf), ("name", "sneaky")]).await;
-    assert_eq!((r.status, r.location.as_str()), (303, "/admin/signin"));
+    assert_eq!((r.status, r.location()), (303, "/admin/signin"));
 
     // The sign-in form needs its token; a wrong operator token is refused with a page.
-    let mut op = Visitor::new(&s);
+    let mut op = Visitor::new(&s, "en");
     let r = op.post("/admin/signin", &[("token", &s.admin_token)]).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(!op.cookies.contains_key("openwinv_operator"));
     let r = op.operator_sign_in("not-the-token").await;
     assert_eq!(r.status, 401);
-    assert!(r.content_type.starts_with("text/html"), "{}", r.content_type);
+    assert!(r.header("content-type").starts_with("text/html"), "{}", r.header("content-type"));
     assert!(r.body.contains("The operator token is wrong."), "{}", r.body);
     assert!(!op.cookies.contains_key("openwinv_operator"));
 
     let r = op.operator_sign_in(&s.admin_token).await;
-    assert_eq!((r.status, r.location.as_str()), (303, "/admin/"), "{}", r.body);
-    let cookie = r.set_cookies.iter().find(|c| c.starts_with("openwinv_operator=")).expect("an operator cookie");
+    assert_eq!((r.status, r.location()), (303, "/admin/"), "{}", r.body);
+    let cookie = r.set_cookie("openwinv_operator").expect("an operator cookie");
     for attr in ["Path=/admin", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
@@ -345,16 +232,16 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("data-account=\"acme\""), "{}", page.body);
     // The operator session opens no person's page.
-    assert_eq!(op.get("/instances").await.location, "/signin");
+    assert_eq!(op.get("/instances").await.location(), "/signin");
     // A forged cookie opens nothing.
-    let mut forged = Visitor::new(&s);
+    let mut forged = Visitor::new(&s, "en");
     let value = op.cookies["openwinv_operator"].clone();
     let (head, _) = value.rsplit_once('.').unwrap();
     forged.cookies.insert("openwinv_operator".into(), format!("{head}.{}", "0".repeat(64)));
-    assert_eq!(forged.get("/admin/").await.location, "/admin/signin");
+    assert_eq!(forged.get("/admin/").await.location(), "/admin/signin");
     let (nonce, _) = head.split_once('.').unwrap();
     forged.cookies.insert("openwinv_operator".into(), format!("{nonce}.99999999999.{}", &value[value.len() - 64..]));
-    assert_eq!(forged.get("/admin/").await.location, "/admin/signin", "a later expiry breaks the MAC");
+    assert_eq!(forged.get("/admin/").await.location(), "/admin/signin", "a later expiry breaks the MAC");
 
     // Every operator form refuses a missing or foreign token and changes nothing.
     let csrf = page.csrf();
@@ -414,7 +301,7 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
     }
     assert_eq!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().len(), 1);
     let r = op.post(&delete_fault, &[("csrf", &csrf)]).await;
-    assert_eq!((r.status, r.location.as_str()), (303, "/admin/faults?done=faults_cleared"));
+    assert_eq!((r.status, r.location()), (303, "/admin/faults?done=faults_cleared"));
     assert!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().is_empty());
     let r = op.post(&delete_fault, &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 404, "the rule is gone: {}", r.body);
@@ -424,7 +311,7 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows().is_empty());
     let r = op.post(&disable_key, &[("csrf", &csrf), ("account", "acme")]).await;
-    assert_eq!((r.status, r.location.as_str()), (303, "/admin/accounts/acme/keys?done=key_disabled"));
+    assert_eq!((r.status, r.location()), (303, "/admin/accounts/acme/keys?done=key_disabled"));
     let keys = s.admin(Method::GET, "/admin/v1/keys?account=acme", None).await;
     assert_eq!(keys.ok_rows().iter().find(|k| k["access_key"] == first_key.as_str()).unwrap()["enabled"], false);
     let r = op.post("/admin/accounts", &[("csrf", &csrf), ("name", "team")]).await;
@@ -437,8 +324,8 @@ async fn operator_pages_need_the_token_their_own_session_and_csrf() {
     // Sign-out needs the token, then the cookie is gone.
     assert_eq!(op.post("/admin/signout", &[]).await.status, 403);
     let r = op.post("/admin/signout", &[("csrf", &csrf)]).await;
-    assert_eq!((r.status, r.location.as_str()), (303, "/admin/signin"));
-    assert_eq!(op.get("/admin/").await.location, "/admin/signin");
+    assert_eq!((r.status, r.location()), (303, "/admin/signin"));
+    assert_eq!(op.get("/admin/").await.location(), "/admin/signin");
 }
 
 #[tokio::test]
@@ -457,14 +344,14 @@ async fn no_page_shows_a_secret() {
         for sec in secrets {
             assert!(!p.body.contains(sec), "{what} shows a secret");
         }
-        for c in &p.set_cookies {
+        for c in &p.set_cookies() {
             for sec in secrets {
                 assert!(!c.contains(sec), "{what} sets a cookie with a secret");
             }
         }
     };
 
-    let mut v = Visitor::new(&s);
+    let mut v = Visitor::new(&s, "en");
     check("the sign-in form", &v.get("/signin").await);
     assert_eq!(v.sign_in("kim", &password).await.status, 303);
     let rows = s.call_as(&key, &secret, Method::GET, "/v1/instances", None).await;
@@ -491,11 +378,11 @@ async fn no_page_shows_a_secret() {
     for (op, extra) in [("GET /v1/zones", ""), ("GET /v1/instances/{instance_id}", id.as_str())] {
         let p = v.post("/api-test", &[("csrf", &csrf), ("op", op), ("key", &key), ("path.instance_id", extra)]).await;
         assert_eq!(p.status, 200, "{op}: {}", p.body);
-        assert!(p.text_of("response-status").starts_with("200"), "{op}: {}", p.body);
+        assert!(p.text("response-status").starts_with("200"), "{op}: {}", p.body);
         check(op, &p);
     }
 
-    let mut op = Visitor::new(&s);
+    let mut op = Visitor::new(&s, "en");
     check("the operator sign-in", &op.get("/admin/signin").await);
     let r = op.operator_sign_in(&s.admin_token).await;
     check("the operator sign-in's answer", &r);
@@ -508,8 +395,8 @@ async fn no_page_shows_a_secret() {
     let csrf = op.get("/admin/").await.csrf();
     let made = op.post("/admin/accounts/acme/keys", &[("csrf", &csrf)]).await;
     assert_eq!(made.status, 200, "{}", made.body);
-    let new_secret = made.text_of("issued-secret-key");
-    let new_key = made.text_of("issued-access-key");
+    let new_secret = made.text("issued-secret-key");
+    let new_key = made.text("issued-access-key");
     assert!(new_secret.len() >= 32, "{new_secret}");
     let keys = op.get("/admin/accounts/acme/keys").await;
     assert!(keys.body.contains(&new_key) && !keys.body.contains(&new_secret));
