@@ -8,13 +8,10 @@
 //! machines, cached keys and rate-limit buckets, live-bill intervals, the clock offset and the
 //! catalog (its version moves past every one seen, so other processes reload it too).
 //!
-//! Snapshots are files in `<data>/snapshots` of the server that saved them: one header line
-//! (`saved_at`, `rows`) and the store's [`Snapshot`] as JSON, mode 0600 (keys' secrets are in
-//! them, sealed with the server's encryption key).
+//! Snapshots are kept in the database (`openwinv_store::snapshot`), so every server process on
+//! it lists and restores the same ones; keys' secrets in them stay sealed with the server's
+//! encryption key, as in the tables they come from.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -24,10 +21,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use openwinv_billing::{Kind, Line, Month};
-use openwinv_store::Snapshot;
+use openwinv_store::SavedSnapshot;
 use openwinv_wire::Envelope;
 use openwinv_wire::standin::{ResetDone, SeedDone, SnapshotInfo};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::AppState;
@@ -44,9 +41,8 @@ use crate::service::{self, FromBody};
 
 /// Most copies one fixture entry may ask for with `count`.
 pub const SEED_COUNT_MAX: u32 = 10_000;
-/// Where snapshots live, under the data directory.
-const SNAPSHOT_DIR: &str = "snapshots";
-const SNAPSHOT_EXT: &str = "json";
+/// Where earlier releases kept snapshots, under the data directory.
+const LEGACY_SNAPSHOT_DIR: &str = "snapshots";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -105,34 +101,21 @@ pub async fn reset(State(state): State<AppState>, body: Body) -> Reply<ResetDone
     }])))
 }
 
-/// The first line of a snapshot file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Header {
-    saved_at: i64,
-    rows: u64,
-}
-
-fn snapshot_dir(state: &AppState) -> PathBuf {
-    state.config.data_dir.join(SNAPSHOT_DIR)
-}
-
-fn snapshot_path(state: &AppState, name: &str) -> ApiResult<PathBuf> {
+fn check_name(name: &str) -> ApiResult<()> {
     crate::admin::check_token("name", name, 1, 64)?;
     if name.starts_with('.') {
         return Err(ApiError::param("The field `name` must not start with `.`."));
     }
-    Ok(snapshot_dir(state).join(format!("{name}.{SNAPSHOT_EXT}")))
+    Ok(())
 }
 
-fn info(state: &AppState, name: String, header: &Header, size_bytes: u64) -> SnapshotInfo {
-    SnapshotInfo { name, saved_at: state.timestamp(header.saved_at), rows: header.rows, size_bytes }
-}
-
-fn read_header(path: &std::path::Path) -> std::io::Result<Header> {
-    use std::io::BufRead;
-    let mut line = String::new();
-    std::io::BufReader::new(std::fs::File::open(path)?).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(std::io::Error::other)
+fn info(state: &AppState, saved: SavedSnapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        name: saved.name,
+        saved_at: state.timestamp(saved.saved_at),
+        rows: saved.rows,
+        size_bytes: saved.size_bytes,
+    }
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -140,77 +123,23 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// Saves the whole state under `name` (replacing a snapshot of that name), read in one
-/// consistent transaction.
+/// consistent transaction and kept in the database, so every server process on it sees it.
 #[utoipa::path(post, path = "/admin/v1/snapshots", tag = "operator", security(("admin_token" = [])),
     request_body = openwinv_wire::standin::NewSnapshot,
     responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 400, body = openwinv_wire::ErrorEnvelope),
         (status = 401, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn save_snapshot(State(state): State<AppState>, body: Body) -> Reply<SnapshotInfo> {
     let name = body.required_str("name")?;
-    let path = snapshot_path(&state, &name)?;
-    let snap = state.store.snapshot().await?;
-    let header = Header { saved_at: state.clock.unix(), rows: snap.row_count() as u64 };
-    let dir = snapshot_dir(&state);
-    let size = tokio::task::spawn_blocking({
-        let header = serde_json::to_string(&header).expect("a header serializes");
-        move || write_snapshot(&dir, &path, &header, &snap)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)])))
-}
-
-/// Writes `<header>\n<snapshot>` to a temporary file (0600) and renames it over `path`.
-fn write_snapshot(
-    dir: &std::path::Path,
-    path: &std::path::Path,
-    header: &str,
-    snap: &Snapshot,
-) -> std::io::Result<u64> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::io::BufWriter::new(
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?,
-    );
-    writeln!(f, "{header}")?;
-    serde_json::to_writer(&mut f, snap).map_err(std::io::Error::other)?;
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(std::fs::metadata(path)?.len())
+    check_name(&name)?;
+    let saved = state.store.save_snapshot(&name, state.clock.unix()).await?;
+    Ok(Json(Envelope::rows(vec![info(&state, saved)])))
 }
 
 /// The saved snapshots, by name.
 #[utoipa::path(get, path = "/admin/v1/snapshots", tag = "operator", security(("admin_token" = [])),
     responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list_snapshots(State(state): State<AppState>) -> Reply<SnapshotInfo> {
-    let dir = snapshot_dir(&state);
-    let found = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, Header, u64)>> {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut found = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            let (Some(stem), Some(SNAPSHOT_EXT)) =
-                (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
-            else {
-                continue;
-            };
-            // A file that is not a snapshot (or half-written by hand) is not listed.
-            if let Ok(header) = read_header(&path) {
-                found.push((stem.to_owned(), header, std::fs::metadata(&path)?.len()));
-            }
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(found)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    let rows = found.into_iter().map(|(name, header, size)| info(&state, name, &header, size)).collect();
+    let rows = state.store.saved_snapshots().await?.into_iter().map(|s| info(&state, s)).collect();
     Ok(Json(Envelope::rows(rows)))
 }
 
@@ -223,21 +152,19 @@ pub async fn list_snapshots(State(state): State<AppState>) -> Reply<SnapshotInfo
         (status = 409, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn restore_snapshot(State(state): State<AppState>, Path(name): Path<String>) -> Reply<SnapshotInfo> {
     crate::admin_sim::require_sim(&state)?;
-    let path = snapshot_path(&state, &name)?;
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&name)),
-        Err(e) => return Err(ApiError::internal(e)),
+    check_name(&name)?;
+    let (saved, snap) = match state.store.saved_snapshot(&name).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(not_found(&name)),
+        Err(openwinv_store::StoreError::Corrupt(_)) => {
+            return Err(ApiError::param(format!("The snapshot `{name}` is not a snapshot this server can read.")));
+        }
+        Err(e) => return Err(e.into()),
     };
-    let unreadable = || ApiError::param(format!("The snapshot `{name}` is not a snapshot file this server can read."));
-    let split = bytes.iter().position(|b| *b == b'\n').ok_or_else(unreadable)?;
-    let header: Header = serde_json::from_slice(&bytes[..split]).map_err(|_| unreadable())?;
-    let snap: Snapshot = serde_json::from_slice(&bytes[split + 1..]).map_err(|_| unreadable())?;
-    drop(bytes);
     replace_state(&state, state.store.restore(&snap)).await?;
+    drop(snap);
     state.engine.wake();
-    let size = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
-    Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)])))
+    Ok(Json(Envelope::rows(vec![info(&state, saved)])))
 }
 
 #[utoipa::path(delete, path = "/admin/v1/snapshots/{name}", tag = "operator", security(("admin_token" = [])),
@@ -245,18 +172,74 @@ pub async fn restore_snapshot(State(state): State<AppState>, Path(name): Path<St
     responses((status = 200, body = Envelope<Vec<SnapshotInfo>>), (status = 401, body = openwinv_wire::ErrorEnvelope),
         (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn delete_snapshot(State(state): State<AppState>, Path(name): Path<String>) -> Reply<SnapshotInfo> {
-    let path = snapshot_path(&state, &name)?;
-    let header = match read_header(&path) {
-        Ok(h) => h,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&name)),
-        Err(_) => Header { saved_at: 0, rows: 0 },
-    };
-    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-    match tokio::fs::remove_file(&path).await {
-        Ok(()) => Ok(Json(Envelope::rows(vec![info(&state, name, &header, size)]))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(&name)),
-        Err(e) => Err(ApiError::internal(e)),
+    check_name(&name)?;
+    match state.store.delete_saved_snapshot(&name).await? {
+        Some(saved) => Ok(Json(Envelope::rows(vec![info(&state, saved)]))),
+        None => Err(not_found(&name)),
     }
+}
+
+/// Snapshots that earlier releases kept as files in `<data>/snapshots` move into the database
+/// once, at start: each file becomes a saved snapshot (unless one of that name is there already)
+/// and is removed. A file that is not a snapshot is left where it is, with a warning.
+pub async fn import_snapshot_files(state: &AppState) {
+    let dir = state.config.data_dir.join(LEGACY_SNAPSHOT_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let have: Vec<String> = match state.store.saved_snapshots().await {
+        Ok(rows) => rows.into_iter().map(|r| r.name).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list saved snapshots; snapshot files left in place");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let (Some(name), Some("json")) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
+        else {
+            continue;
+        };
+        let name = name.to_owned();
+        let imported = match legacy_snapshot(&path) {
+            Some(_) if have.contains(&name) => Ok(false),
+            Some((row, body)) => {
+                let row = SavedSnapshot { name: name.clone(), ..row };
+                state.store.keep_snapshot(&row, &body).await.map(|()| true)
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "not a snapshot file; left in place");
+                continue;
+            }
+        };
+        match imported {
+            Ok(new) => {
+                let _ = std::fs::remove_file(&path);
+                tracing::info!(snapshot = %name, new, "snapshot file moved into the database");
+            }
+            Err(e) => tracing::warn!(snapshot = %name, error = %e, "snapshot file not imported"),
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
+/// A snapshot file of earlier releases: a header line (`saved_at`, `rows`), then the document.
+fn legacy_snapshot(path: &std::path::Path) -> Option<(SavedSnapshot, String)> {
+    #[derive(Deserialize)]
+    struct Header {
+        saved_at: i64,
+        rows: u64,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let (head, body) = text.split_once('\n')?;
+    let header: Header = serde_json::from_str(head).ok()?;
+    serde_json::from_str::<openwinv_store::Snapshot>(body).ok()?;
+    let row = SavedSnapshot {
+        name: String::new(),
+        saved_at: header.saved_at,
+        rows: header.rows,
+        size_bytes: body.len() as u64,
+    };
+    Some((row, body.to_owned()))
 }
 
 // Fixtures.

@@ -191,6 +191,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(t) => Some(tls::server_config(&state.config.data_dir, &t.names)?),
         None => None,
     };
+    admin_state::import_snapshot_files(&state).await;
     state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
     tokio::spawn(billing::close::run(state.clone()));

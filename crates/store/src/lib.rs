@@ -55,7 +55,7 @@ pub use operations::{NewOperation, OperationRecord, Progress};
 pub use rate_limits::RateDecision;
 pub use reset::ResetReport;
 pub use scripts::ScriptRecord;
-pub use snapshot::{Snapshot, TableRows};
+pub use snapshot::{SavedSnapshot, Snapshot, TableRows};
 pub use ssh_keys::SshKeyRecord;
 pub use usage::{Prices, Rate};
 pub use users::{SessionRecord, UserRecord};

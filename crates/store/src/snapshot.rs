@@ -8,6 +8,10 @@
 //! them. Derived tables that triggers keep (instance counts, usage versions) come after their
 //! sources and are emptied right before their own rows go in, so the snapshot's values win over
 //! what the triggers wrote while their sources were inserted.
+//!
+//! Saved snapshots live in the database too ([`SAVED`]), outside the state they save: every
+//! server process on the database sees the same ones, a snapshot never contains another and a
+//! reset or restore keeps them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +50,9 @@ pub(crate) const TABLE_ORDER: &[&str] = &[
     "billing_months",
     "instance_counts",
 ];
+
+/// The table of saved snapshots: outside the state (never saved, restored or reset).
+pub(crate) const SAVED: &str = "saved_snapshots";
 
 /// Rows of one multi-row INSERT: at most this many parameters per statement.
 const PARAMS_PER_INSERT: usize = 900;
@@ -106,7 +113,7 @@ pub(crate) async fn tables(conn: &mut sqlx::AnyConnection, backend: Backend) -> 
             .await?
         }
     };
-    let mut names: Vec<String> = names.into_iter().map(|(n,)| n).collect();
+    let mut names: Vec<String> = names.into_iter().map(|(n,)| n).filter(|n| n != SAVED).collect();
     let rank = |n: &str| TABLE_ORDER.iter().position(|t| *t == n).unwrap_or(TABLE_ORDER.len());
     names.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     let mut tables = Vec::with_capacity(names.len());
@@ -242,6 +249,94 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A saved snapshot, without its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSnapshot {
+    pub name: String,
+    /// Server-clock time of the save.
+    pub saved_at: i64,
+    pub rows: u64,
+    /// Size of the document, bytes.
+    pub size_bytes: u64,
+}
+
+const SAVED_COLUMNS: &str = "name, saved_at, row_count, size_bytes";
+
+fn saved(row: (String, i64, i64, i64)) -> SavedSnapshot {
+    let (name, saved_at, rows, size) = row;
+    SavedSnapshot { name, saved_at, rows: rows.max(0) as u64, size_bytes: size.max(0) as u64 }
+}
+
+impl Store {
+    /// Reads the whole state and keeps it under `name` (replacing a snapshot of that name).
+    pub async fn save_snapshot(&self, name: &str, saved_at: i64) -> Result<SavedSnapshot> {
+        let snap = self.snapshot().await?;
+        let body = serde_json::to_string(&snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = SavedSnapshot {
+            name: name.to_owned(),
+            saved_at,
+            rows: snap.row_count() as u64,
+            size_bytes: body.len() as u64,
+        };
+        drop(snap);
+        self.keep_snapshot(&row, &body).await?;
+        Ok(row)
+    }
+
+    /// Keeps a snapshot document under `row.name`, replacing one of that name.
+    pub async fn keep_snapshot(&self, row: &SavedSnapshot, body: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&format!(
+            "INSERT INTO {SAVED} ({SAVED_COLUMNS}, body) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET saved_at = excluded.saved_at, row_count = excluded.row_count, \
+             size_bytes = excluded.size_bytes, body = excluded.body"
+        ))
+        .bind(&row.name)
+        .bind(row.saved_at)
+        .bind(i64::try_from(row.rows).unwrap_or(i64::MAX))
+        .bind(i64::try_from(row.size_bytes).unwrap_or(i64::MAX))
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The saved snapshots, by name.
+    pub async fn saved_snapshots(&self) -> Result<Vec<SavedSnapshot>> {
+        let rows: Vec<(String, i64, i64, i64)> =
+            sqlx::query_as(&format!("SELECT {SAVED_COLUMNS} FROM {SAVED} ORDER BY name"))
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(saved).collect())
+    }
+
+    /// A saved snapshot and its document, if there is one of that name.
+    pub async fn saved_snapshot(&self, name: &str) -> Result<Option<(SavedSnapshot, Snapshot)>> {
+        let row: Option<(String, i64, i64, i64, String)> =
+            sqlx::query_as(&format!("SELECT {SAVED_COLUMNS}, body FROM {SAVED} WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((n, at, rows, size, body)) = row else { return Ok(None) };
+        let snap: Snapshot = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("the snapshot `{name}` is not a snapshot document: {e}")))?;
+        Ok(Some((saved((n, at, rows, size)), snap)))
+    }
+
+    /// Deletes a saved snapshot; `None` when there was none of that name.
+    pub async fn delete_saved_snapshot(&self, name: &str) -> Result<Option<SavedSnapshot>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, i64, i64, i64)> =
+            sqlx::query_as(&format!("DELETE FROM {SAVED} WHERE name = $1 RETURNING {SAVED_COLUMNS}"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(row.map(saved))
     }
 }
 

@@ -258,6 +258,27 @@ async fn snapshot_save_change_restore_gives_the_saved_state() {
         .assert_error(400, "REQUIRED_POST_PARAM_MISSING");
 }
 
+/// Snapshot files that earlier releases wrote in `<data>/snapshots` move into the database at
+/// start; a file that is not a snapshot stays.
+#[tokio::test]
+async fn snapshot_files_of_earlier_releases_move_into_the_database() {
+    let mut s = fast().await;
+    s.admin(Method::POST, "/admin/v1/snapshots", Some(json!({"name": "now"}))).await.ok_rows();
+    s.stop().await;
+    let dir = s.data_path("snapshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("old.json"), "{\"saved_at\":1700000000,\"rows\":0}\n{\"format\":1,\"tables\":[]}").unwrap();
+    std::fs::write(dir.join("junk.json"), "not a snapshot").unwrap();
+    s.restart().await;
+    let list = s.admin(Method::GET, "/admin/v1/snapshots", None).await;
+    let rows = list.ok_rows();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["now", "old"]);
+    assert_eq!(rows[1]["rows"], 0);
+    assert!(!dir.join("old.json").exists(), "an imported file is removed");
+    assert!(dir.join("junk.json").exists(), "a file that is not a snapshot stays");
+}
+
 async fn seed(s: &Server, content_type: &str, body: &str) -> openwinv_tests::Resp {
     let headers = vec![("Authorization".to_owned(), format!("Bearer {}", s.admin_token))];
     s.raw(

@@ -137,3 +137,39 @@ async fn a_process_killed_in_the_middle_of_an_operation_is_finished_by_the_other
     let row = volume(&a, &v).await;
     assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(machines[0].as_str())));
 }
+
+/// Snapshots live in the database: one process saves, the other lists, restores and deletes
+/// them, and a reset on either keeps them.
+#[tokio::test]
+async fn snapshots_are_shared_by_every_process_on_the_database() {
+    let a = Server::start_with(FAST, &[]).await;
+    let b = Server::start_sharing(&a, FAST).await;
+    let names = |r: Resp| r.ok_rows().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let kept = instance(&a, "kept").await;
+    let saved = a.admin(Method::POST, "/admin/v1/snapshots", Some(json!({"name": "base"}))).await;
+    assert!(saved.ok_rows()[0]["size_bytes"].as_u64().unwrap() > 0, "{}", saved.text);
+
+    assert_eq!(names(b.admin(Method::GET, "/admin/v1/snapshots", None).await), ["base"]);
+    let later = instance(&b, "later").await;
+    // A reset on B empties the state but keeps the snapshot A saved.
+    b.admin(Method::POST, "/admin/v1/reset", Some(json!({}))).await.ok_rows();
+    assert_eq!(a.get(&format!("/v1/instances/{kept}")).await.status, 404);
+    assert_eq!(names(a.admin(Method::GET, "/admin/v1/snapshots", None).await), ["base"]);
+
+    // B restores what A saved; both see it.
+    b.admin(Method::POST, "/admin/v1/snapshots/base/restore", None).await.ok_rows();
+    for s in [&a, &b] {
+        let r = s.get(&format!("/v1/instances/{kept}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(s.get(&format!("/v1/instances/{later}")).await.status, 404);
+    }
+    // A snapshot never contains the saved snapshots: saving again keeps one row per name.
+    a.admin(Method::POST, "/admin/v1/snapshots", Some(json!({"name": "second"}))).await.ok_rows();
+    b.admin(Method::POST, "/admin/v1/snapshots/base/restore", None).await.ok_rows();
+    assert_eq!(names(a.admin(Method::GET, "/admin/v1/snapshots", None).await), ["base", "second"]);
+
+    let gone = a.admin(Method::DELETE, "/admin/v1/snapshots/base", None).await;
+    assert_eq!(gone.ok_rows()[0]["name"], "base");
+    b.admin(Method::POST, "/admin/v1/snapshots/base/restore", None).await.assert_error(404, "NOT_FOUND");
+    assert_eq!(names(b.admin(Method::GET, "/admin/v1/snapshots", None).await), ["second"]);
+}
