@@ -430,6 +430,22 @@ mod tests {
         assert_eq!((served.load(Ordering::SeqCst), events(dir.path(), "verified")), (2, 1));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_share_one_fetch_per_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, served) = serving(vec![b"good!"]).await;
+        let c = Arc::new(cache(dir.path(), base, Duration::from_secs(60)));
+        let calls = (0..4).map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { c.prepare(spec(&format!("INSTANCE-{i}")), &payload(b"good!")).await })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(served.load(Ordering::SeqCst), 1, "one download for four machines");
+        assert_eq!((events(dir.path(), "fetched"), events(dir.path(), "verified")), (1, 3));
+    }
+
     #[tokio::test]
     async fn a_download_that_never_verifies_is_never_used() {
         let dir = tempfile::tempdir().unwrap();
