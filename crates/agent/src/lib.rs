@@ -14,10 +14,14 @@
 //! item on its driver once per key and answers it ([`work`]), and reports its machines' states
 //! with generations.
 //!
+//! A QEMU host boots images by content: the work item names each boot file by SHA-256 and the
+//! agent fetches, verifies and caches it ([`images`]).
+//!
 //! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
-//! types of `openwinv-wire`, and runs machines with `openwinv-driver` (the simulated driver;
-//! the QEMU driver needs images by content first, see `docs/hosts.md`).
+//! types of `openwinv-wire`, and runs machines with `openwinv-driver`'s simulator or
+//! `openwinv-qemu` (user-mode networking).
 
+pub mod images;
 pub mod work;
 
 use std::future::Future;
@@ -75,7 +79,14 @@ pub struct Config {
     pub disk_gb: Option<i64>,
     /// How long each machine call takes on a simulated host.
     pub sim_delay: Duration,
+    /// QEMU's accelerator (`--driver qemu`).
+    pub accel: openwinv_qemu::Accel,
+    /// Cached image files no machine uses are removed after this long unused.
+    pub image_cache_ttl: Duration,
 }
+
+/// `--image-cache-ttl`'s default: a week.
+pub const IMAGE_CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What the agent tells the control plane about its host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +268,36 @@ impl Control {
     }
 }
 
+impl Control {
+    /// `GET /internal/v1/images/{sha256}`: the response, its body not read yet.
+    async fn get_image(
+        &self,
+        sha256: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, openwinv_driver::DriverError> {
+        use openwinv_driver::DriverError::{Permanent, Transient};
+        let resp = self
+            .http
+            .get(format!("{}/internal/v1/images/{sha256}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| Transient(format!("cannot fetch image file {sha256}: {}", error_chain(&e))))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let m = format!("image file {sha256}: {} {}", status.as_u16(), json["message"].as_str().unwrap_or(text.trim()));
+        match status.as_u16() {
+            400..=499 => Err(Permanent(m)),
+            _ => Err(Transient(m)),
+        }
+    }
+}
+
 /// The certificate verification error inside a failed request, if that is why it failed. rustls
 /// reports it as `rustls::Error` inside `io::Error`s (two, nested, under reqwest 0.12), and
 /// `io::Error::source` skips its inner error, so the walk opens each `io::Error` itself.
@@ -318,14 +359,27 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let control = Arc::new(Control::new(&config)?);
     let driver: Arc<dyn openwinv_driver::ComputeDriver> = match config.driver {
         Driver::Sim => Arc::new(openwinv_driver::SimDriver::new(openwinv_driver::Pacing::Immediate)),
-        Driver::Qemu => Arc::new(work::Unavailable(
-            "qemu",
-            "this agent does not run QEMU machines yet: their boot images are files of the control plane \
-             (images fetched by sha256 come next, docs/hosts.md)"
-                .into(),
-        )),
+        Driver::Qemu => {
+            // Machines live under the agent's directory (`vms/`, `volumes/`), like `serve`'s.
+            let qemu = openwinv_qemu::QemuDriver::new(&config.data_dir, config.accel, "qemu-system-x86_64", "qemu-img");
+            let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
+            tracing::info!(?accel, "QEMU driver ready");
+            Arc::new(qemu)
+        }
     };
-    let runner = Arc::new(work::Runner::open(driver, &config.data_dir, config.sim_delay)?);
+    let mut runner = work::Runner::open(driver, &config.data_dir, config.sim_delay)?;
+    if config.driver == Driver::Qemu {
+        let cache = Arc::new(images::ImageCache::open(&config.data_dir, control.clone(), config.image_cache_ttl)?);
+        runner = runner.with_images(cache.clone());
+        let every = images::sweep_interval(config.image_cache_ttl);
+        tokio::spawn(async move {
+            loop {
+                cache.sweep().await;
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+    let runner = Arc::new(runner);
     let mut pulling: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let facts = facts(&config).await?;
     let registration = Registration {

@@ -55,6 +55,8 @@ pub struct Runner {
     /// How long each machine call takes on a simulated host (`--sim-delay`).
     delay: Duration,
     log_lock: std::sync::Mutex<()>,
+    /// Boot files by content, for drivers that boot real images (`None`: the simulator).
+    images: Option<Arc<crate::images::ImageCache>>,
 }
 
 impl Runner {
@@ -75,9 +77,27 @@ impl Runner {
             machines: tokio::sync::Mutex::new(machines),
             delay,
             log_lock: Default::default(),
+            images: None,
         };
         runner.prune();
         Ok(runner)
+    }
+
+    /// Resolves each machine spec's boot files to this host's copies (fetched by SHA-256)
+    /// before the driver sees it.
+    pub fn with_images(mut self, images: Arc<crate::images::ImageCache>) -> Runner {
+        self.images = Some(images);
+        self
+    }
+
+    /// The work item's spec, its boot files resolved to this host's copies when it has a cache.
+    async fn spec_for(&self, item: &WorkItem) -> Result<MachineSpec, DriverError> {
+        let spec = spec(item)
+            .map_err(|e| DriverError::Permanent(format!("the {} item's payload does not read: {e}", item.call)))?;
+        match &self.images {
+            Some(cache) => cache.prepare(spec, &item.payload).await,
+            None => Ok(spec),
+        }
     }
 
     fn record_path(&self, key: &str) -> PathBuf {
@@ -174,13 +194,28 @@ impl Runner {
         let state = |s: MachineState| serde_json::to_value(s).expect("a state serializes");
         let d = &self.driver;
         match item.call.as_str() {
-            "create" => d.create(&spec(item).map_err(bad)?).await.map(state),
-            "rebuild" => d.rebuild(&spec(item).map_err(bad)?).await.map(state),
-            "resize" => d.resize(&spec(item).map_err(bad)?).await.map(state),
+            "create" | "rebuild" | "resize" => {
+                let spec = self.spec_for(item).await?;
+                let answer = match item.call.as_str() {
+                    "create" => d.create(&spec).await,
+                    "rebuild" => d.rebuild(&spec).await,
+                    _ => d.resize(&spec).await,
+                }?;
+                if let Some(cache) = &self.images {
+                    cache.settle(&spec).await;
+                }
+                Ok(state(answer))
+            }
             "start" => d.start(id).await.map(state),
             "stop" => d.stop(id).await.map(state),
             "reboot" => d.reboot(id, item.payload["hard"].as_bool().unwrap_or(false)).await.map(state),
-            "destroy" => d.destroy(id).await.map(|()| Value::Null),
+            "destroy" => {
+                d.destroy(id).await?;
+                if let Some(cache) = &self.images {
+                    cache.release(id).await;
+                }
+                Ok(Value::Null)
+            }
             "apply_firewall" => {
                 let rules: CompiledRules = serde_json::from_value(item.payload["rules"].clone()).map_err(bad)?;
                 d.apply_firewall(id, &rules).await.map(|()| Value::Null)
@@ -236,7 +271,7 @@ fn spec(item: &WorkItem) -> Result<MachineSpec, serde_json::Error> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a restart
 /// after a crash) sees the whole file or none.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -244,44 +279,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
-}
-
-/// A driver for hosts whose machines this agent cannot run yet: every call is refused, so the
-/// operation unwinds with the reason instead of waiting.
-pub struct Unavailable(pub &'static str, pub String);
-
-#[async_trait::async_trait]
-impl ComputeDriver for Unavailable {
-    fn name(&self) -> &'static str {
-        self.0
-    }
-    fn pacing(&self) -> openwinv_driver::Pacing {
-        openwinv_driver::Pacing::Immediate
-    }
-    async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
-    async fn destroy(&self, _: &str) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
-        Err(DriverError::Permanent(self.1.clone()))
-    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,45 @@ pub enum BootImage {
     },
 }
 
+impl BootImage {
+    /// Every file the image names, in a fixed order (kernel, initrd, root disk; or the disk).
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        match self {
+            BootImage::Disk { path, .. } => vec![path.as_path()],
+            BootImage::Kernel { kernel, initrd, root_disk, .. } => {
+                std::iter::once(kernel).chain(initrd).chain(root_disk).map(|p| p.as_path()).collect()
+            }
+        }
+    }
+
+    /// The same image with every file path passed through `f` (a host's cached copy of it).
+    pub fn map_files(&self, mut f: impl FnMut(&std::path::Path) -> std::path::PathBuf) -> BootImage {
+        match self {
+            BootImage::Disk { path, format } => BootImage::Disk { path: f(path), format: format.clone() },
+            BootImage::Kernel { kernel, initrd, cmdline, root_disk } => BootImage::Kernel {
+                kernel: f(kernel),
+                initrd: initrd.as_deref().map(&mut f),
+                cmdline: cmdline.clone(),
+                root_disk: root_disk.as_deref().map(&mut f),
+            },
+        }
+    }
+}
+
+/// A boot file named by its content, as a remote host receives it beside the spec (the work
+/// item's `boot_files`): the host fetches the file by `sha256` from the control plane
+/// (`GET /internal/v1/images/{sha256}`), checks size and digest, and boots its own copy in place
+/// of `path`, which is the control plane's file (`docs/hosts.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootFile {
+    /// The path in [`BootImage`] this file stands for.
+    pub path: std::path::PathBuf,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
 /// A block-storage volume as a driver sees it. The driver owns the volume's storage (the QEMU
 /// driver keeps one qcow2 file per volume); the store owns its record and attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,6 +45,31 @@ pub struct AgentArgs {
     /// in progress [default: 0]
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     sim_delay: f64,
+    /// QEMU's accelerator (--driver qemu): auto (KVM when it works, else TCG), kvm or tcg
+    #[arg(long, value_name = "ACCEL", default_value = "auto")]
+    accel: String,
+    /// Cached image files (fetched by SHA-256) that no machine of this host uses are removed
+    /// after this long unused: seconds, or a number with s, m, h or d (--driver qemu)
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    image_cache_ttl: String,
+}
+
+/// `90`, `90s`, `15m`, `2h`, `7d`: a positive duration of at most a year.
+fn parse_ttl(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let (n, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = n.parse().ok()?;
+    let secs = n.checked_mul(match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    })?;
+    (1..=366 * 86_400).contains(&secs).then(|| std::time::Duration::from_secs(secs))
 }
 
 pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -67,6 +92,16 @@ pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()
             .ok()
             .filter(|d| *d <= std::time::Duration::from_secs(3600))
             .ok_or_else(|| anyhow::anyhow!("--sim-delay must be 0 to 3600 seconds, not {}", args.sim_delay))?,
+        accel: args
+            .accel
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--accel must be auto, kvm or tcg, not `{}`", args.accel))?,
+        image_cache_ttl: parse_ttl(&args.image_cache_ttl).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--image-cache-ttl must be a duration from 1 s to 366 d (e.g. 90, 30m, 7d), not `{}`",
+                args.image_cache_ttl
+            )
+        })?,
     };
     openwinv_agent::run(config, shutdown_signal()).await
 }
@@ -101,5 +136,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn ttls() {
+        assert_eq!(super::parse_ttl("90"), Some(Duration::from_secs(90)));
+        assert_eq!(super::parse_ttl("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(super::parse_ttl("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(super::parse_ttl("7d"), Some(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "0", "d", "7w", "-1", "400d", "1.5h"] {
+            assert_eq!(super::parse_ttl(bad), None, "{bad}");
+        }
     }
 }

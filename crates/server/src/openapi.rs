@@ -62,6 +62,7 @@ use crate::{admin, admin_hosts, admin_sim, admin_state, images, internal, refere
         admin_hosts::show_overcommit, admin_hosts::set_overcommit,
         admin_hosts::declare_dead,
         internal::register, internal::heartbeat, internal::runtime, internal::work, internal::work_result,
+        internal::images::image_file,
     ),
     components(schemas(
         schemas::NewInstanceForm, schemas::NewFirewallForm, schemas::FirewallChangesForm,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use openwinv_driver::contract::BootFile;
 use openwinv_driver::firewall::CompiledRules;
 use openwinv_driver::{Capabilities, ComputeDriver, DriverError, MachineSpec, MachineState, Pacing, VolumeSpec};
 use openwinv_engine::{Clock, StepScope};
@@ -189,8 +190,27 @@ fn outcome(row: WorkRecord) -> Result<Value, DriverError> {
     }
 }
 
-fn spec_json(spec: &MachineSpec) -> Value {
-    serde_json::to_value(spec).expect("a machine spec serializes")
+/// The spec as a host receives it: the spec itself, and beside it `boot_files`, each file of
+/// its boot image named by content (SHA-256 and size), which the agent fetches from
+/// `GET /internal/v1/images/{sha256}` and boots its own copy of (`docs/hosts.md`). The spec keeps
+/// the control plane's paths (the agent maps them), so old payloads without `boot_files` read
+/// the same.
+async fn spec_json(spec: &MachineSpec) -> Result<Value, DriverError> {
+    let mut v = serde_json::to_value(spec).expect("a machine spec serializes");
+    let Some(boot) = &spec.boot else { return Ok(v) };
+    let mut files = Vec::new();
+    for path in boot.files() {
+        let (sha256, size) = crate::images::file_digest(path).await.map_err(|e| {
+            DriverError::Permanent(format!(
+                "image {}: cannot read its file {} ({e}); import the image's files again",
+                spec.image_id,
+                path.display()
+            ))
+        })?;
+        files.push(BootFile { path: path.to_owned(), sha256, size });
+    }
+    v["boot_files"] = serde_json::to_value(files).expect("boot files serialize");
+    Ok(v)
 }
 
 #[async_trait]
@@ -209,7 +229,7 @@ impl ComputeDriver for RemoteDriver {
     }
 
     async fn create(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        self.machine(&spec.instance_id, "create", spec_json(spec)).await
+        self.machine(&spec.instance_id, "create", spec_json(spec).await?).await
     }
 
     async fn start(&self, instance_id: &str) -> Result<MachineState, DriverError> {
@@ -225,11 +245,11 @@ impl ComputeDriver for RemoteDriver {
     }
 
     async fn rebuild(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        self.machine(&spec.instance_id, "rebuild", spec_json(spec)).await
+        self.machine(&spec.instance_id, "rebuild", spec_json(spec).await?).await
     }
 
     async fn resize(&self, spec: &MachineSpec) -> Result<MachineState, DriverError> {
-        self.machine(&spec.instance_id, "resize", spec_json(spec)).await
+        self.machine(&spec.instance_id, "resize", spec_json(spec).await?).await
     }
 
     async fn destroy(&self, instance_id: &str) -> Result<(), DriverError> {

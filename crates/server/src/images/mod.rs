@@ -28,12 +28,14 @@ use crate::catalog::{ImageDef, check_boot};
 use crate::error::{ApiError, ApiResult};
 use crate::input::Path as UrlPath;
 
+mod content;
 mod listing;
 mod probe;
 #[cfg(test)]
 mod tests;
 mod upload;
 
+pub use content::{file_digest, is_sha256};
 use listing::*;
 use probe::*;
 use upload::*;

@@ -1,4 +1,5 @@
 //! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime,work,work/result}`
+//! and `GET /internal/v1/images/{sha256}` (boot files by content, [`images`])
 //! on the control plane's own listener (HTTPS too with `--tls`). Every call carries
 //! `Authorization: Bearer <host token>`; the token names the host, so no call names one. Only
 //! agents call: the control plane never connects to a host. See `docs/hosts.md`.
@@ -6,7 +7,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use openwinv_store::host_work::{MAX_PULL, WorkOutcome};
 use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
@@ -15,6 +16,8 @@ use openwinv_wire::hosts::{
 };
 use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
+
+pub mod images;
 
 use crate::AppState;
 use crate::admin::check_token;
@@ -35,6 +38,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/internal/v1/hosts/runtime", post(runtime))
         .route("/internal/v1/hosts/work", post(work))
         .route("/internal/v1/hosts/work/result", post(work_result))
+        .route("/internal/v1/images/{sha256}", get(images::image_file))
         .layer(from_fn_with_state(state, require_host))
 }
 

@@ -1,0 +1,300 @@
+//! A QEMU host behind an agent (issue 18: images by content): a control plane in hosts mode
+//! (`serve --placement hosts`), one `openwinv agent --driver qemu` and one `--driver sim`, each
+//! in its own data directory. A create placed on the QEMU host boots the test guest there, from
+//! boot files the agent fetched from the control plane by SHA-256 (`GET
+//! /internal/v1/images/{sha256}`), verified and cached once per host; stop, start, rebuild and
+//! delete go through the agent; a damaged cached copy is refused and fetched again; copies no
+//! machine uses are removed after `--image-cache-ttl` (docs/hosts.md).
+//!
+//! Needs `OPENWINV_TEST_IMAGE=<dir>` (built by `scripts/build-test-image <dir>`) and QEMU; a
+//! missing prerequisite fails the test, nothing is skipped. Guests run under TCG unless
+//! `OPENWINV_TEST_ACCEL` says otherwise. `.config/nextest.toml` runs it with the other QEMU
+//! tests, one at a time; `scripts/test` only in its SQLite pass.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use openwinv_tests::guest::{
+    BOOT, accel, eventually, image_dir, import_test_image, live_qemu, require_qemu, serial_log,
+};
+use openwinv_tests::{Body, Server, binary};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ZONE: &str = "KR1-Z01";
+/// Short, so that the test sees unused copies go (a sweep every second).
+const TTL_SECS: u64 = 2;
+
+/// A running `openwinv agent`. Dropping it kills the QEMUs it started: they are daemons of their
+/// own, which outlive the agent by design.
+struct Agent {
+    name: String,
+    dir: tempfile::TempDir,
+    _child: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let Ok(vms) = std::fs::read_dir(self.data().join("vms")) else { return };
+        for vm in vms.flatten() {
+            if let Some(pid) = live_qemu(&vm.path()) {
+                // SAFETY: kill(2) on a QEMU of this agent's data directory (checked by live_qemu).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Agent {
+    async fn start(s: &Server, name: &str, args: &[&str]) -> Agent {
+        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
+        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let mut child = Command::new(binary())
+            .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--zone", ZONE])
+            .args(["--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start openwinv agent");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = tokio::time::timeout(BOOT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("registered with") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            registered == Ok(true),
+            "agent {name} did not register; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Agent { name: name.into(), dir, _child: child }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    fn vm(&self, id: &str) -> PathBuf {
+        self.data().join("vms").join(id)
+    }
+
+    /// The image cache's events (`fetched`, `verified`, `corrupt`, `removed`).
+    fn image_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.data().join("images/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// How many `event`s each digest had.
+    fn count(&self, event: &str) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for e in self.image_events().iter().filter(|e| e["event"] == event) {
+            *out.entry(e["sha256"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        out
+    }
+
+    /// The cached copies: file names of the cache directory that are digests.
+    fn cached(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.data().join("images"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.retain(|n| n.len() == 64);
+        names.sort();
+        names
+    }
+
+    /// (call, instance) of every run this agent finished.
+    fn done(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.data().join("work/runs.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["event"] == "done")
+            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    }
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+async fn create(s: &Server, name: &str, image: &str) -> String {
+    let body = json!({"zone_id": ZONE, "image_id": image, "flavor_id": "ss1.c1m1", "name": name});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    s.wait_status(&id, "active").await;
+    id
+}
+
+async fn act(s: &Server, id: &str, what: &str, body: Value) {
+    let r = s.call(Method::POST, &format!("/v1/instances/{id}/{what}"), Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{what} {id}: {}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{what} {id}: {op}");
+}
+
+async fn delete(s: &Server, id: &str) {
+    let r = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
+    assert_eq!(r.status, 202, "delete {id}: {}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "delete {id}: {op}");
+}
+
+async fn host_action(s: &Server, name: &str, what: &str) {
+    s.admin(Method::POST, &format!("/admin/v1/hosts/{name}/{what}"), None).await.ok_rows();
+}
+
+async fn placed_on(s: &Server, id: &str) -> String {
+    let rows = s.admin(Method::GET, &format!("/admin/v1/placements/{id}"), None).await.ok_rows().clone();
+    rows[0]["host"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qemu_agent_boots_machines_from_images_fetched_by_content() {
+    require_qemu();
+    let mut s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    s.set_wait_timeout(BOOT);
+    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
+    // Two catalog images with the same files: the same digests.
+    import_test_image(&s, &["IMG-ubuntu-2404", "IMG-debian-12"]).await;
+    let digests: BTreeMap<String, &str> =
+        ["vmlinuz", "initrd.img", "root.raw"].into_iter().map(|f| (sha256_file(&image_dir().join(f)), f)).collect();
+    assert_eq!(digests.len(), 3);
+    let digest_of = |f: &str| digests.iter().find(|(_, n)| **n == f).unwrap().0.clone();
+
+    let sim = Agent::start(&s, "hs", &["--driver", "sim"]).await;
+    let ttl = format!("{TTL_SECS}s");
+    let qemu = Agent::start(&s, "hq", &["--driver", "qemu", "--accel", &accel(), "--image-cache-ttl", &ttl]).await;
+
+    // The image route: a host's token, a digest the control plane has, ranges.
+    let http = reqwest::Client::new();
+    let url = |d: &str| format!("{}/internal/v1/images/{d}", s.endpoint);
+    let initrd = digest_of("initrd.img");
+    let r = http.get(url(&initrd)).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let token =
+        s.cli_run(&["admin", "hosts", "add", "probe", "--zone", ZONE, "-o", "json"]).await.ok().rows()[0]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let r = http.get(url(&"0".repeat(64))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "NOT_FOUND", "{body}");
+    let r = http.get(url("not-a-digest")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.get(url(&initrd)).bearer_auth(&token).header("range", "bytes=10-19").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    let bytes = std::fs::read(image_dir().join("initrd.img")).unwrap();
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 10-19/{}", bytes.len()),
+        "the range and the file's size"
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[10..20]);
+    let r = http.get(url(&initrd)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hex::encode(Sha256::digest(r.bytes().await.unwrap())), initrd);
+    s.admin(Method::DELETE, "/admin/v1/hosts/probe", None).await.ok_rows();
+
+    // A create on the sim host (the QEMU host kept out): the sim agent runs it, nothing fetched.
+    host_action(&s, "hq", "disable").await;
+    let on_sim = create(&s, "sim-1", "IMG-ubuntu-2404").await;
+    assert_eq!(placed_on(&s, &on_sim).await, "hs");
+    assert!(sim.done().contains(&("create".into(), on_sim.clone())), "{:?}", sim.done());
+    host_action(&s, "hq", "enable").await;
+    host_action(&s, "hs", "disable").await;
+
+    // Two creates on the QEMU host, from two images with the same files: each boots the guest;
+    // each file is fetched once, then verified from the cache.
+    let a = create(&s, "qemu-a", "IMG-ubuntu-2404").await;
+    assert_eq!(placed_on(&s, &a).await, qemu.name);
+    let mut log_a = serial_log(qemu.vm(&a).join("serial.log"));
+    assert_eq!(log_a.boot("create a").await, 1);
+    let b = create(&s, "qemu-b", "IMG-debian-12").await;
+    assert_eq!(placed_on(&s, &b).await, "hq");
+    let mut log_b = serial_log(qemu.vm(&b).join("serial.log"));
+    assert_eq!(log_b.boot("create b").await, 1);
+    let once: BTreeMap<String, usize> = digests.keys().map(|d| (d.clone(), 1)).collect();
+    assert_eq!(qemu.count("fetched"), once, "each file fetched once for two creates: {:?}", qemu.image_events());
+    assert_eq!(qemu.count("verified"), once, "the second create used the cached copies");
+    assert_eq!(qemu.cached(), digests.keys().cloned().collect::<Vec<_>>());
+    for (d, f) in &digests {
+        assert_eq!(&sha256_file(&qemu.data().join("images").join(d)), d, "the copy of {f} is its content");
+    }
+    // The machine boots the host's copies, not the control plane's paths.
+    let spec = std::fs::read_to_string(qemu.vm(&a).join("spec.json")).unwrap();
+    assert!(spec.contains(&qemu.data().join("images").join(digest_of("vmlinuz")).display().to_string()), "{spec}");
+    assert!(!spec.contains(&s.data_path("images").display().to_string()), "{spec}");
+    assert!(sim.done().iter().all(|(_, id)| *id != a && *id != b), "the sim agent ran nothing of the QEMU host's");
+    // Used by machines, older than the ttl: kept.
+    tokio::time::sleep(Duration::from_secs(TTL_SECS * 2)).await;
+    assert_eq!(qemu.cached().len(), 3, "copies in use are kept: {:?}", qemu.image_events());
+
+    // Stop and start through the agent: QEMU goes, then the guest boots again from the copies.
+    let pid = live_qemu(&qemu.vm(&a)).expect("QEMU runs");
+    act(&s, &a, "shutdown", json!({})).await;
+    assert!(eventually(Duration::from_secs(30), || live_qemu(&qemu.vm(&a)).is_none()).await, "QEMU {pid} still runs");
+    act(&s, &a, "start", json!({})).await;
+    s.wait_status(&a, "active").await;
+    assert_eq!(log_a.boot("start a").await, 2);
+
+    // A damaged copy is refused and fetched again: the next rebuild verifies before it boots.
+    delete(&s, &b).await;
+    assert!(!qemu.vm(&b).exists(), "the agent removed the machine's directory");
+    let copy = qemu.data().join("images").join(&initrd);
+    let mut damaged = std::fs::read(&copy).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(&copy, &damaged).unwrap();
+    act(&s, &a, "rebuild", json!({"image_id": "IMG-debian-12"})).await;
+    s.wait_status(&a, "active").await;
+    assert_eq!(log_a.boot("rebuild a").await, 1, "a fresh root disk");
+    let corrupt = qemu.count("corrupt");
+    assert_eq!(corrupt, BTreeMap::from([(initrd.clone(), 1)]), "{:?}", qemu.image_events());
+    assert_eq!(qemu.count("fetched")[&initrd], 2, "the damaged copy fetched again");
+    assert_eq!(sha256_file(&copy), initrd, "the copy is whole again");
+
+    // Delete the last machine: the copies, unused now, go after the ttl.
+    delete(&s, &a).await;
+    assert!(
+        eventually(Duration::from_secs(TTL_SECS * 10), || qemu.cached().is_empty()).await,
+        "unused copies stay: {:?}; events {:?}\nagent log:\n{}",
+        qemu.cached(),
+        qemu.image_events(),
+        qemu.log()
+    );
+    assert_eq!(qemu.count("removed"), once);
+    let calls: Vec<String> = qemu.done().into_iter().map(|(c, _)| c).collect();
+    for call in ["create", "start", "stop", "rebuild", "destroy"] {
+        assert!(calls.iter().any(|c| c == call), "the QEMU agent ran no {call}: {calls:?}");
+    }
+}
