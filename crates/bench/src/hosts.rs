@@ -51,6 +51,8 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
             memory_mb: Some(262_144),
             disk_gb: Some(4000),
             sim_delay: Duration::ZERO,
+            accel: Default::default(),
+            image_cache_ttl: Duration::from_secs(7 * 86_400),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -22,6 +22,7 @@
 
 mod heartbeats;
 mod hosts;
+mod standin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,6 +166,19 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    /// The stand-in's controls on a seeded test database: reset, snapshot restore and save, seed.
+    Standin {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        admin_token: String,
+        #[arg(long, default_value_t = 200)]
+        instances: u32,
+        #[arg(long, default_value_t = 60)]
+        firewalls: u32,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     HostsCreate {
         #[arg(long)]
         endpoint: String,
@@ -267,6 +281,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
             heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await
+        }
+        Command::Standin { endpoint, admin_token, instances, firewalls, rounds } => {
+            standin::run(standin::Args { endpoint, admin_token, instances, firewalls, rounds }).await
         }
         Command::HostsCreate { endpoint, access_key, secret_key, admin_token, hosts, total, concurrency } => {
             let args = hosts::Args {
