@@ -19,8 +19,10 @@ use tokio::sync::Mutex;
 use crate::compiler::CompiledRules;
 use crate::conntrack::{self, Entry};
 use crate::eval::{Decision, Packet, evaluate};
-use crate::model::{Machine, NetworkModel, Port, Subnet};
-use crate::names::{BRIDGE, IFNAME_MAX, NetworkNames, TRANSIT, TRANSIT_BASE, transit_addrs};
+use crate::model::{Machine, NetworkModel, Port, Subnet, TunnelModel};
+use crate::names::{
+    BRIDGE, IFNAME_MAX, MAX_VNI, NetworkNames, TRANSIT, TRANSIT_BASE, TUNNEL_MTU, VXLAN, VXLAN_PORT, transit_addrs,
+};
 use crate::nft;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +43,13 @@ pub enum NetError {
 type Result<T> = std::result::Result<T, NetError>;
 
 /// The programs the networks need, with their Debian packages.
-pub const TOOLS: [(&str, &str); 4] =
-    [("ip", "iproute2"), ("nft", "nftables"), ("dnsmasq", "dnsmasq-base"), ("conntrack", "conntrack")];
+pub const TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("bridge", "iproute2"),
+    ("nft", "nftables"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("conntrack", "conntrack"),
+];
 
 fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -111,6 +118,13 @@ async fn exec_in(ns: Option<&str>, program: &str, args: &[String], stdin: Option
     }
 }
 
+/// `bridge` (iproute2) in namespace `ns`.
+async fn bridge_in(ns: &str, args: &[&str]) -> Result<String> {
+    let mut a = strings(&["-n", ns]);
+    a.extend(strings(args));
+    run("bridge", &a, None).await
+}
+
 async fn nft_apply(ns: Option<&str>, text: &str) -> Result<()> {
     exec_in(ns, "nft", &strings(&["-f", "-"]), Some(text)).await.map(|_| ())
 }
@@ -164,6 +178,19 @@ pub struct NetworkSpec {
     pub index: u32,
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
+    /// `Some` when the network may span hosts (agents): its vxlan port. `None`: one host only.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// How a network spans hosts: a VXLAN segment between the hosts' copies of its bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The network's VXLAN network identifier (1 ≤ vni < 2^24), the same on every host and
+    /// unique per (account, zone) network cloud-wide: the control plane's number for the network.
+    pub vni: u32,
+    /// This host's underlay address (its own, in the host's namespace): the tunnel's packets
+    /// leave from it, and peers send to it.
+    pub local: Ipv4Addr,
 }
 
 /// What a firewall change did besides rewriting the chains.
@@ -203,7 +230,7 @@ fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= IFNAME_MAX
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && ![BRIDGE, TRANSIT, "lo"].contains(&name)
+        && ![BRIDGE, TRANSIT, VXLAN, "lo"].contains(&name)
 }
 
 impl Network {
@@ -216,9 +243,19 @@ impl Network {
         if !spec.subnet.contains(spec.gateway) || spec.subnet.prefix > 30 {
             return Err(NetError::Invalid(format!("gateway {} is not a host of {}", spec.gateway, spec.subnet)));
         }
+        if let Some(t) = spec.tunnel {
+            if t.vni == 0 || t.vni > MAX_VNI {
+                return Err(NetError::Invalid(format!("vni {} is outside 1..2^24", t.vni)));
+            }
+            if !valid_underlay(t.local) {
+                return Err(NetError::Invalid(format!("underlay address {} is not a unicast address", t.local)));
+            }
+        }
         let names = NetworkNames::new(&host.prefix, &spec.account, &spec.zone);
         let dir = host.run_dir.join(&names.netns);
         let mut model = NetworkModel::new(spec.subnet, spec.gateway);
+        model.tunnel =
+            spec.tunnel.map(|t| TunnelModel { vni: t.vni, local: t.local, peers: std::collections::BTreeSet::new() });
         for m in machines {
             check_port(&model, &m.port)?;
             model.machines.insert(m.port.tap.clone(), m);
@@ -240,6 +277,16 @@ impl Network {
         check_tools()?;
         let n = Some(self.netns());
         let h = self.host.netns.as_deref();
+        if let Some(t) = self.spec.tunnel {
+            // The kernel would send from an address the host does not have without a word.
+            let local = format!("{}/32", t.local);
+            if ip_in(h, &["-o", "addr", "show", "to", &local]).await?.trim().is_empty() {
+                return Err(NetError::Invalid(format!(
+                    "underlay address {} is not an address of this host (ip addr)",
+                    t.local
+                )));
+            }
+        }
         if !Path::new("/run/netns").join(self.netns()).exists() {
             ip_in(None, &["netns", "add", self.netns()]).await?;
         }
@@ -266,6 +313,10 @@ impl Network {
         }
         let gw = format!("{}/{}", self.spec.gateway, self.spec.subnet.prefix);
         ip_in(n, &["addr", "replace", &gw, "dev", BRIDGE]).await?;
+        if let Some(t) = self.spec.tunnel {
+            ip_in(n, &["link", "set", BRIDGE, "mtu", &TUNNEL_MTU.to_string()]).await?;
+            self.create_vxlan(t).await?;
+        }
         ip_in(n, &["link", "set", BRIDGE, "up"]).await?;
         let hv = self.names.host_veth.as_str();
         if !link_exists(n, TRANSIT).await {
@@ -280,7 +331,17 @@ impl Network {
         ip_in(n, &["addr", "replace", &format!("{ns_addr}/30"), "dev", TRANSIT]).await?;
         ip_in(n, &["link", "set", TRANSIT, "up"]).await?;
         ip_in(n, &["route", "replace", "default", "via", &host_addr.to_string()]).await?;
-        let model = self.model.lock().await.clone();
+        let model = {
+            let mut model = self.model.lock().await;
+            if self.spec.tunnel.is_some() {
+                // After a restart the kernel still has the peers it was last given.
+                let live = self.live_peers().await?;
+                if let Some(t) = model.tunnel.as_mut() {
+                    t.peers = live.into_iter().collect();
+                }
+            }
+            model.clone()
+        };
         for m in model.machines.values() {
             self.plug(&m.port).await?;
             if let Some(p) = m.port.public_ip {
@@ -288,6 +349,83 @@ impl Network {
             }
         }
         self.dnsmasq(&model).await
+    }
+
+    /// The vxlan port: made in the host's namespace (so its UDP socket on the underlay stays
+    /// there), then moved into the network's namespace and onto the bridge. A port of another
+    /// VNI or underlay address is replaced.
+    async fn create_vxlan(&self, t: Tunnel) -> Result<()> {
+        let n = Some(self.netns());
+        let h = self.host.netns.as_deref();
+        if link_exists(n, VXLAN).await {
+            let details = ip_in(n, &["-d", "link", "show", "dev", VXLAN]).await?;
+            let wanted =
+                [format!("vxlan id {} ", t.vni), format!("local {} ", t.local), format!("dstport {VXLAN_PORT} ")];
+            if wanted.iter().all(|w| details.contains(w.as_str())) {
+                return self.vxlan_up().await;
+            }
+            ip_in(n, &["link", "del", VXLAN]).await?;
+        }
+        let hx = self.names.host_vxlan.as_str();
+        if link_exists(h, hx).await {
+            ip_in(h, &["link", "del", hx]).await?;
+        }
+        let (vni, local, port) = (t.vni.to_string(), t.local.to_string(), VXLAN_PORT.to_string());
+        ip_in(h, &["link", "add", hx, "type", "vxlan", "id", &vni, "local", &local, "dstport", &port, "nolearning"])
+            .await?;
+        ip_in(h, &["link", "set", hx, "netns", self.netns()]).await?;
+        ip_in(n, &["link", "set", hx, "name", VXLAN]).await?;
+        self.vxlan_up().await
+    }
+
+    async fn vxlan_up(&self) -> Result<()> {
+        let n = Some(self.netns());
+        ip_in(n, &["link", "set", VXLAN, "mtu", &TUNNEL_MTU.to_string(), "master", BRIDGE]).await?;
+        ip_in(n, &["link", "set", VXLAN, "up"]).await?;
+        Ok(())
+    }
+
+    /// The peers the kernel floods to: the vxlan port's all-zero FDB entries.
+    pub async fn live_peers(&self) -> Result<Vec<Ipv4Addr>> {
+        if self.spec.tunnel.is_none() {
+            return Ok(Vec::new());
+        }
+        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
+        let mut peers: Vec<Ipv4Addr> = fdb
+            .lines()
+            .filter_map(|l| l.strip_prefix("00:00:00:00:00:00 dst "))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect();
+        peers.sort();
+        peers.dedup();
+        Ok(peers)
+    }
+
+    /// Tells the network which other hosts have machines on it (their underlay addresses):
+    /// one flood entry per peer on the vxlan port (broadcast, unknown unicast and ARP go to
+    /// each), entries of hosts no longer listed removed. Converges from whatever the kernel
+    /// has. This host's own address is ignored; a network that does not span hosts refuses.
+    pub async fn set_peers(&self, peers: &[Ipv4Addr]) -> Result<()> {
+        let Some(t) = self.spec.tunnel else {
+            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
+        };
+        if let Some(bad) = peers.iter().find(|p| !valid_underlay(**p)) {
+            return Err(NetError::Invalid(format!("peer {bad} is not a unicast address")));
+        }
+        let mut model = self.model.lock().await;
+        let wanted: std::collections::BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != t.local).collect();
+        let live: std::collections::BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
+        let zero = "00:00:00:00:00:00";
+        for p in live.difference(&wanted) {
+            bridge_in(self.netns(), &["fdb", "del", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
+        }
+        for p in wanted.difference(&live) {
+            bridge_in(self.netns(), &["fdb", "append", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
+        }
+        if let Some(t) = model.tunnel.as_mut() {
+            t.peers = wanted;
+        }
+        Ok(())
     }
 
     /// The network's namespace.
@@ -482,6 +620,9 @@ impl Network {
         if !link_exists(n, &port.tap).await {
             ip_in(n, &["tuntap", "add", "dev", &port.tap, "mode", "tap"]).await?;
         }
+        if self.spec.tunnel.is_some() {
+            ip_in(n, &["link", "set", &port.tap, "mtu", &TUNNEL_MTU.to_string()]).await?;
+        }
         ip_in(n, &["link", "set", &port.tap, "master", BRIDGE]).await?;
         ip_in(n, &["link", "set", &port.tap, "up"]).await?;
         Ok(())
@@ -532,7 +673,7 @@ impl Network {
         }
         let d = |f: &str| self.dir.join(f).display().to_string();
         let s = self.spec.subnet;
-        let args = vec![
+        let mut args = vec![
             "--conf-file=/dev/null".to_string(),
             format!("--pid-file={}", d("dnsmasq.pid")),
             format!("--log-facility={}", d("dnsmasq.log")),
@@ -549,15 +690,23 @@ impl Network {
             "--user=nobody".to_string(),
             "--group=nogroup".to_string(),
         ];
+        if self.spec.tunnel.is_some() {
+            // Guests' frames must fit the tunnel (DHCP option 26).
+            args.push(format!("--dhcp-option=option:mtu,{TUNNEL_MTU}"));
+        }
         exec_in(Some(self.netns()), "dnsmasq", &args, None).await?;
         Ok(())
     }
 }
 
+fn valid_underlay(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+}
+
 fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
     if !valid_ifname(&port.tap) {
         return Err(NetError::Invalid(format!(
-            "tap {:?}: an interface name of 1 to {IFNAME_MAX} letters, digits, '-' or '_' (not {BRIDGE}, {TRANSIT}, lo)",
+            "tap {:?}: an interface name of 1 to {IFNAME_MAX} letters, digits, '-' or '_' (not {BRIDGE}, {TRANSIT}, {VXLAN}, lo)",
             port.tap
         )));
     }

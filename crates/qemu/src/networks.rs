@@ -114,6 +114,7 @@ impl Networks {
             index: self.index(&n.account_id, &n.zone_id)?,
             subnet,
             gateway: n.gateway,
+            tunnel: None,
         };
         let net = Arc::new(Network::ensure(&self.host, spec, known()).await.map_err(net_err)?);
         live.insert(key, net.clone());
