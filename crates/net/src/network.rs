@@ -7,6 +7,7 @@
 //! host is itself a parameter ([`Host::netns`]), so that tests run all of it inside a namespace
 //! of their own.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -254,8 +255,7 @@ impl Network {
         let names = NetworkNames::new(&host.prefix, &spec.account, &spec.zone);
         let dir = host.run_dir.join(&names.netns);
         let mut model = NetworkModel::new(spec.subnet, spec.gateway);
-        model.tunnel =
-            spec.tunnel.map(|t| TunnelModel { vni: t.vni, local: t.local, peers: std::collections::BTreeSet::new() });
+        model.tunnel = spec.tunnel.map(|t| TunnelModel { vni: t.vni, local: t.local, peers: BTreeSet::new() });
         for m in machines {
             check_port(&model, &m.port)?;
             model.machines.insert(m.port.tap.clone(), m);
@@ -359,9 +359,7 @@ impl Network {
         let h = self.host.netns.as_deref();
         if link_exists(n, VXLAN).await {
             let details = ip_in(n, &["-d", "link", "show", "dev", VXLAN]).await?;
-            let wanted =
-                [format!("vxlan id {} ", t.vni), format!("local {} ", t.local), format!("dstport {VXLAN_PORT} ")];
-            if wanted.iter().all(|w| details.contains(w.as_str())) {
+            if vxlan_is(&details, t) {
                 return self.vxlan_up().await;
             }
             ip_in(n, &["link", "del", VXLAN]).await?;
@@ -413,19 +411,38 @@ impl Network {
             return Err(NetError::Invalid(format!("peer {bad} is not a unicast address")));
         }
         let mut model = self.model.lock().await;
-        let wanted: std::collections::BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != t.local).collect();
-        let live: std::collections::BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
+        let wanted: BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != t.local).collect();
+        self.converge_peers(&wanted).await?;
+        if let Some(t) = model.tunnel.as_mut() {
+            t.peers = wanted;
+        }
+        Ok(())
+    }
+
+    /// Brings the flood entries in line with `wanted`; whether anything changed.
+    async fn converge_peers(&self, wanted: &BTreeSet<Ipv4Addr>) -> Result<bool> {
+        let live: BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
         let zero = "00:00:00:00:00:00";
-        for p in live.difference(&wanted) {
+        for p in live.difference(wanted) {
             bridge_in(self.netns(), &["fdb", "del", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
         }
         for p in wanted.difference(&live) {
             bridge_in(self.netns(), &["fdb", "append", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
         }
-        if let Some(t) = model.tunnel.as_mut() {
-            t.peers = wanted;
+        Ok(live != *wanted)
+    }
+
+    /// Puts back a vxlan port that is gone, down, off the bridge or of another VNI, and the
+    /// flood entries the model names; whether anything was repaired.
+    async fn repair_tunnel(&self, t: Tunnel, peers: &BTreeSet<Ipv4Addr>) -> Result<bool> {
+        let intact = match ip_in(Some(self.netns()), &["-d", "link", "show", "dev", VXLAN]).await {
+            Ok(d) => vxlan_is(&d, t) && d.contains(&format!(" master {BRIDGE} ")) && link_flags_up(&d),
+            Err(_) => false,
+        };
+        if !intact {
+            self.create_vxlan(t).await?;
         }
-        Ok(())
+        Ok(self.converge_peers(peers).await? || !intact)
     }
 
     /// The network's namespace.
@@ -559,11 +576,18 @@ impl Network {
     /// The namespace holds nothing but our tables, so any other transaction is drift. Runs
     /// under the network's lock, so it never races one of our own changes. (Reading the tables
     /// back instead, `nft -j list ruleset`, takes seconds at 1,000 machines: docs/perf.md.)
+    ///
+    /// A network that spans hosts also checks its vxlan port and flood entries (two more
+    /// commands) and puts back what is missing or changed.
     pub async fn reconcile(&self) -> Result<Reconciled> {
         let model = self.model.lock().await;
+        let mut repaired = false;
+        if let (Some(t), Some(tm)) = (self.spec.tunnel, model.tunnel.as_ref()) {
+            repaired = self.repair_tunnel(t, &tm.peers).await?;
+        }
         let live = generation(Some(self.netns()))?;
         if *self.applied.lock().expect("applied lock") == Some(live) {
-            return Ok(Reconciled::Unchanged);
+            return Ok(if repaired { Reconciled::Repaired } else { Reconciled::Unchanged });
         }
         self.write_all(&model).await?;
         Ok(Reconciled::Repaired)
@@ -697,6 +721,19 @@ impl Network {
         exec_in(Some(self.netns()), "dnsmasq", &args, None).await?;
         Ok(())
     }
+}
+
+/// Whether `ip -d link show` text is a vxlan device of `t`'s VNI, underlay address and port.
+fn vxlan_is(details: &str, t: Tunnel) -> bool {
+    [format!("vxlan id {} ", t.vni), format!("local {} ", t.local), format!("dstport {VXLAN_PORT} ")]
+        .iter()
+        .all(|w| details.contains(w.as_str()))
+}
+
+/// Whether `ip link show` text has the UP flag (`<BROADCAST,MULTICAST,UP,LOWER_UP>`).
+fn link_flags_up(details: &str) -> bool {
+    let flags = details.split_once('<').and_then(|(_, r)| r.split_once('>')).map_or("", |(f, _)| f);
+    flags.split(',').any(|f| f == "UP")
 }
 
 fn valid_underlay(a: Ipv4Addr) -> bool {

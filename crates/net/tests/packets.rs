@@ -827,6 +827,22 @@ fn across_hosts() {
     c.set_peers(a0, &[1]);
     run_across(&c, "the peer back", &ACROSS_OPEN[..4]);
 
+    // Drift on the tunnel: a flood entry deleted by hand, then the vxlan port itself; the next
+    // reconcile pass puts each back, and one more finds nothing to do.
+    use openwinv_net::Reconciled::{Repaired, Unchanged};
+    let reconcile = || c.rt.block_on(c.nets[a0].reconcile()).unwrap();
+    assert_eq!(reconcile(), Unchanged, "nothing drifted yet");
+    let a0_netns = c.nets[a0].netns().to_string();
+    common::sh("bridge", &["-n", &a0_netns, "fdb", "del", "00:00:00:00:00:00", "dev", "vx0", "dst", "192.0.2.2"]);
+    assert_eq!(peers(a0), Vec::<Ipv4Addr>::new());
+    assert_eq!(reconcile(), Repaired, "a flood entry deleted by hand");
+    assert_eq!(peers(a0), vec![common::underlay_ip(1)]);
+    assert_eq!(reconcile(), Unchanged);
+    common::sh("ip", &["-n", &a0_netns, "link", "del", "vx0"]);
+    assert_eq!(reconcile(), Repaired, "the vxlan port deleted by hand");
+    assert_eq!(reconcile(), Unchanged);
+    run_across(&c, "the tunnel repaired", &ACROSS_OPEN[..4]);
+
     // DHCP on a network that spans hosts: the machine's own host answers, with the MTU that
     // fits the tunnel.
     c.add_dhcp_vm("d", a1n, ip("10.16.0.42"));
