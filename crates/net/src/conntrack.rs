@@ -182,7 +182,12 @@ tcp      6 431999 ESTABLISHED src=10.16.0.9 dst=10.16.0.3 sport=50001 dport=80 s
 ";
         // Without a tunnel an address of the subnet from elsewhere is a spoofer: both go.
         assert_eq!(to_cut(&model, ip("10.16.0.3"), &parse_list(list)).len(), 2);
-        model.tunnel = Some(crate::model::TunnelModel { vni: 1, local: ip("192.0.2.1"), peers: Default::default() });
+        model.tunnel = Some(crate::model::TunnelModel {
+            vni: 1,
+            local: ip("192.0.2.1"),
+            peers: Default::default(),
+            remotes: Default::default(),
+        });
         let cut = to_cut(&model, ip("10.16.0.3"), &parse_list(list));
         assert_eq!(cut.iter().map(|e| e.dport).collect::<Vec<_>>(), vec![80], "the rule still allows 22 from .9");
     }

@@ -424,8 +424,12 @@ mod tests {
     fn spanning(machines: &[(&str, &str, CompiledRules)], vni: u32, local: &str, peers: &[&str]) -> NetworkModel {
         let rows: Vec<_> = machines.iter().map(|(t, a, r)| (*t, *a, None, r.clone())).collect();
         let mut m = model(&rows);
-        m.tunnel =
-            Some(crate::model::TunnelModel { vni, local: ip(local), peers: peers.iter().map(|p| ip(p)).collect() });
+        m.tunnel = Some(crate::model::TunnelModel {
+            vni,
+            local: ip(local),
+            peers: peers.iter().map(|p| ip(p)).collect(),
+            remotes: Default::default(),
+        });
         m
     }
 

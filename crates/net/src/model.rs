@@ -66,6 +66,9 @@ pub struct TunnelModel {
     pub local: Ipv4Addr,
     /// The underlay addresses of the other hosts with machines on the network.
     pub peers: BTreeSet<Ipv4Addr>,
+    /// Machines on other hosts whose host is known, by MAC: frames for them go to that host
+    /// alone instead of every peer.
+    pub remotes: BTreeMap<Mac, Ipv4Addr>,
 }
 
 /// One (account, zone) network, as one host holds it.

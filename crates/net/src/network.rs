@@ -7,7 +7,7 @@
 //! host is itself a parameter ([`Host::netns`]), so that tests run all of it inside a namespace
 //! of their own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use crate::compiler::CompiledRules;
 use crate::conntrack::{self, Entry};
 use crate::eval::{Decision, Packet, evaluate};
 use crate::model::{Machine, NetworkModel, Port, Subnet, TunnelModel};
+use crate::names::Mac;
 use crate::names::{
     BRIDGE, IFNAME_MAX, MAX_VNI, NetworkNames, TRANSIT, TRANSIT_BASE, TUNNEL_MTU, VXLAN, VXLAN_PORT, transit_addrs,
 };
@@ -255,7 +256,12 @@ impl Network {
         let names = NetworkNames::new(&host.prefix, &spec.account, &spec.zone);
         let dir = host.run_dir.join(&names.netns);
         let mut model = NetworkModel::new(spec.subnet, spec.gateway);
-        model.tunnel = spec.tunnel.map(|t| TunnelModel { vni: t.vni, local: t.local, peers: BTreeSet::new() });
+        model.tunnel = spec.tunnel.map(|t| TunnelModel {
+            vni: t.vni,
+            local: t.local,
+            peers: BTreeSet::new(),
+            remotes: BTreeMap::new(),
+        });
         for m in machines {
             check_port(&model, &m.port)?;
             model.machines.insert(m.port.tap.clone(), m);
@@ -338,6 +344,7 @@ impl Network {
                 let live = self.live_peers().await?;
                 if let Some(t) = model.tunnel.as_mut() {
                     t.peers = live.into_iter().collect();
+                    t.remotes = self.live_remotes().await?;
                 }
             }
             model.clone()
@@ -419,6 +426,58 @@ impl Network {
         Ok(())
     }
 
+    /// The machines on other hosts the vxlan port sends to one host: its FDB entries with a MAC
+    /// and a destination (entries the bridge learned have no destination).
+    pub async fn live_remotes(&self) -> Result<BTreeMap<Mac, Ipv4Addr>> {
+        if self.spec.tunnel.is_none() {
+            return Ok(BTreeMap::new());
+        }
+        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
+        Ok(fdb
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let mac = Mac::parse(w.next()?).filter(|m| m.0 != [0; 6])?;
+                (w.next()? == "dst").then_some(())?;
+                Some((mac, w.next()?.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Tells the network on which host each machine of it on another host is (by MAC, from
+    /// the control plane's placements): the vxlan port sends their frames to that host alone
+    /// (`bridge fdb replace MAC dev vx0 dst HOST`), not to every peer. Entries not listed are
+    /// removed; machines not listed are still reached by flooding to every peer. Converges.
+    pub async fn set_remotes(&self, remotes: &[(Mac, Ipv4Addr)]) -> Result<()> {
+        if self.spec.tunnel.is_none() {
+            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
+        }
+        if let Some((mac, bad)) = remotes.iter().find(|(_, h)| !valid_underlay(*h)) {
+            return Err(NetError::Invalid(format!("host {bad} of {mac} is not a unicast address")));
+        }
+        let mut model = self.model.lock().await;
+        let wanted: BTreeMap<Mac, Ipv4Addr> = remotes.iter().copied().collect();
+        self.converge_remotes(&wanted).await?;
+        if let Some(t) = model.tunnel.as_mut() {
+            t.remotes = wanted;
+        }
+        Ok(())
+    }
+
+    /// Brings the per-MAC entries in line with `wanted`; whether anything changed.
+    async fn converge_remotes(&self, wanted: &BTreeMap<Mac, Ipv4Addr>) -> Result<bool> {
+        let live = self.live_remotes().await?;
+        for (mac, host) in live.iter().filter(|(m, h)| wanted.get(m) != Some(h)) {
+            let (mac, host) = (mac.to_string(), host.to_string());
+            bridge_in(self.netns(), &["fdb", "del", &mac, "dev", VXLAN, "dst", &host, "self"]).await?;
+        }
+        for (mac, host) in wanted.iter().filter(|(m, h)| live.get(m) != Some(h)) {
+            let (mac, host) = (mac.to_string(), host.to_string());
+            bridge_in(self.netns(), &["fdb", "replace", &mac, "dev", VXLAN, "dst", &host, "self", "permanent"]).await?;
+        }
+        Ok(live != *wanted)
+    }
+
     /// Brings the flood entries in line with `wanted`; whether anything changed.
     async fn converge_peers(&self, wanted: &BTreeSet<Ipv4Addr>) -> Result<bool> {
         let live: BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
@@ -434,7 +493,7 @@ impl Network {
 
     /// Puts back a vxlan port that is gone, down, off the bridge or of another VNI, and the
     /// flood entries the model names; whether anything was repaired.
-    async fn repair_tunnel(&self, t: Tunnel, peers: &BTreeSet<Ipv4Addr>) -> Result<bool> {
+    async fn repair_tunnel(&self, t: Tunnel, tm: &TunnelModel) -> Result<bool> {
         let intact = match ip_in(Some(self.netns()), &["-d", "link", "show", "dev", VXLAN]).await {
             Ok(d) => vxlan_is(&d, t) && d.contains(&format!(" master {BRIDGE} ")) && link_flags_up(&d),
             Err(_) => false,
@@ -442,7 +501,9 @@ impl Network {
         if !intact {
             self.create_vxlan(t).await?;
         }
-        Ok(self.converge_peers(peers).await? || !intact)
+        let peers = self.converge_peers(&tm.peers).await?;
+        let remotes = self.converge_remotes(&tm.remotes).await?;
+        Ok(peers || remotes || !intact)
     }
 
     /// The network's namespace.
@@ -583,7 +644,7 @@ impl Network {
         let model = self.model.lock().await;
         let mut repaired = false;
         if let (Some(t), Some(tm)) = (self.spec.tunnel, model.tunnel.as_ref()) {
-            repaired = self.repair_tunnel(t, &tm.peers).await?;
+            repaired = self.repair_tunnel(t, tm).await?;
         }
         let live = generation(Some(self.netns()))?;
         if *self.applied.lock().expect("applied lock") == Some(live) {

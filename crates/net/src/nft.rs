@@ -441,6 +441,7 @@ mod tests {
             vni: 4097,
             local: Ipv4Addr::new(192, 0, 2, 1),
             peers: [Ipv4Addr::new(192, 0, 2, 2)].into(),
+            remotes: Default::default(),
         });
         cases.push(("network-across-hosts".into(), render_network(&spanning)));
         let m2 = machine(2, true, &[web]);

@@ -880,3 +880,76 @@ fn across_hosts() {
     common::sh("ip", &["-n", &c.vm("a1").ns, "neigh", "flush", "dev", "eth0"]);
     assert!(!ping_gw(), "host 1's gateway does not answer a1 across the tunnel");
 }
+
+/// Bytes host `host`'s underlay interface has received (bytes, not packets: segmentation
+/// offload carries many segments in one).
+fn underlay_rx(c: &common::Cluster, host: usize) -> u64 {
+    let ns = c.hosts[host].netns.as_deref().unwrap();
+    let n = common::sh("ip", &["netns", "exec", ns, "cat", "/sys/class/net/ul0/statistics/rx_bytes"]);
+    n.trim().parse().unwrap()
+}
+
+/// Sends 256 KiB over TCP from machine `from` to `to_ip`, where machine `to` listens.
+fn transfer(c: &common::Cluster, from: &str, to: &str, to_ip: &str, port: u16) {
+    let (src, dst) = (c.vm(from).ns.clone(), c.vm(to).ns.clone());
+    let l = common::in_ns(&dst, move || std::net::TcpListener::bind(("0.0.0.0", port)).unwrap());
+    let addr = std::net::SocketAddr::from((ip(to_ip), port));
+    let sender = thread::spawn(move || {
+        use std::io::Write;
+        let mut s = common::in_ns(&src, move || TcpStream::connect_timeout(&addr, common::WAIT)).expect("connect");
+        s.write_all(&vec![1u8; 256 * 1024]).expect("send");
+    });
+    let mut server = common::accept_within(&l, common::WAIT).expect("accept");
+    server.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut server, &mut got).expect("read");
+    sender.join().unwrap();
+    assert_eq!(got.len(), 256 * 1024);
+}
+
+/// With flood entries alone, every peer host gets a copy of unicast across hosts; once the
+/// network knows which host each remote machine is on (per-MAC entries), only the receiver's
+/// host does. The entries converge, and reconcile puts back one deleted by hand.
+#[test]
+fn unicast_across_hosts_goes_to_the_receivers_host() {
+    let mut c = common::Cluster::new("uc", 3);
+    let nets: Vec<usize> = (0..3).map(|h| c.add_network(h, "acct-u", 5000)).collect();
+    for (h, (name, addr)) in [("u0", "10.16.0.2"), ("u1", "10.16.0.3"), ("u2", "10.16.0.4")].into_iter().enumerate() {
+        c.add_vm(name, nets[h], ip(addr));
+    }
+    for (h, net) in nets.iter().enumerate() {
+        let others: Vec<usize> = (0..3).filter(|o| *o != h).collect();
+        c.set_peers(*net, &others);
+    }
+    // Flooding: host 2 sees as much of u0 → u1 as host 1 does.
+    let (h1, h2) = (underlay_rx(&c, 1), underlay_rx(&c, 2));
+    transfer(&c, "u0", "u1", "10.16.0.3", 7001);
+    let (d1, d2) = (underlay_rx(&c, 1) - h1, underlay_rx(&c, 2) - h2);
+    assert!(d1 > 256 * 1024 && d2 >= d1 / 2, "flood entries only: host 1 got {d1} bytes, host 2 {d2}");
+
+    // Per-MAC entries: host 2 gets (almost) nothing of it.
+    let remotes = [(c.vm("u1").port.mac, common::underlay_ip(1)), (c.vm("u2").port.mac, common::underlay_ip(2))];
+    c.rt.block_on(c.nets[nets[0]].set_remotes(&remotes)).unwrap();
+    let live = c.rt.block_on(c.nets[nets[0]].live_remotes()).unwrap();
+    assert_eq!(live, remotes.iter().copied().collect(), "one entry per remote machine");
+    let (h1, h2) = (underlay_rx(&c, 1), underlay_rx(&c, 2));
+    transfer(&c, "u0", "u1", "10.16.0.3", 7002);
+    let (d1, d2) = (underlay_rx(&c, 1) - h1, underlay_rx(&c, 2) - h2);
+    assert!(d1 > 256 * 1024 && d2 * 10 < d1, "per-MAC entries: host 1 got {d1} bytes, host 2 {d2}");
+    // u2 is still reached (through its own entry).
+    transfer(&c, "u0", "u2", "10.16.0.4", 7003);
+
+    // Converges: u2's entry moved to host 1 (say, after a migration), u1's gone.
+    let moved = [(c.vm("u2").port.mac, common::underlay_ip(1))];
+    c.rt.block_on(c.nets[nets[0]].set_remotes(&moved)).unwrap();
+    assert_eq!(c.rt.block_on(c.nets[nets[0]].live_remotes()).unwrap(), moved.iter().copied().collect());
+    c.rt.block_on(c.nets[nets[0]].set_remotes(&remotes)).unwrap();
+    // Drift: an entry deleted by hand comes back with the next reconcile pass.
+    use openwinv_net::Reconciled::{Repaired, Unchanged};
+    let ns = c.nets[nets[0]].netns().to_string();
+    let mac = c.vm("u1").port.mac.to_string();
+    common::sh("bridge", &["-n", &ns, "fdb", "del", &mac, "dev", "vx0", "dst", "192.0.2.2", "self"]);
+    assert_eq!(c.rt.block_on(c.nets[nets[0]].reconcile()).unwrap(), Repaired);
+    assert_eq!(c.rt.block_on(c.nets[nets[0]].live_remotes()).unwrap(), remotes.iter().copied().collect());
+    assert_eq!(c.rt.block_on(c.nets[nets[0]].reconcile()).unwrap(), Unchanged);
+}
