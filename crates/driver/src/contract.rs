@@ -69,6 +69,10 @@ pub struct MachineNetwork {
     pub gateway: std::net::Ipv4Addr,
     /// The public address 1:1 NATed to the machine, if any.
     pub public_ip: Option<std::net::Ipv4Addr>,
+    /// The network's VXLAN id when it may span hosts (the control plane's number for the
+    /// (account, zone) network, unique cloud-wide); `None`: the network lives on one host.
+    #[serde(default)]
+    pub vni: Option<u32>,
 }
 
 /// The file behind a catalog image, as a real driver boots it.

@@ -109,6 +109,7 @@ async fn main() {
         index: 1,
         subnet,
         gateway: Ipv4Addr::new(10, 16, 0, 1),
+        tunnel: None,
     };
     let net = Network::ensure(&host, spec, Vec::new()).await.expect("network");
     cleanup.0.push(net.netns().to_owned());

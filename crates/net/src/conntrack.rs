@@ -87,6 +87,8 @@ pub fn to_cut(model: &NetworkModel, ip: Ipv4Addr, entries: &[Entry]) -> Vec<Entr
         .filter(|e| {
             let from = match model.by_ip(e.src) {
                 Some(m) => From::Tap { tap: m.port.tap.clone(), mac: m.port.mac, ip: e.src },
+                // A machine of the network on another host.
+                None if model.tunnel.is_some() && model.subnet.contains(e.src) => From::Tunnel(e.src),
                 None => From::Uplink(e.src),
             };
             let pkt = Packet { from, to: e.dst, protocol: e.protocol, port: e.dport, state: CtState::New };
@@ -161,5 +163,32 @@ tcp      6 10 SYN_SENT src=10.16.0.4 dst=1.1.1.1 sport=1 dport=443 [UNREPLIED] s
         // TCP 80 and ICMP to .3 are no longer allowed; UDP 53 from outside through the public
         // address still is; the last entry is not .3's.
         assert_eq!(cut.iter().map(|e| e.protocol).collect::<Vec<_>>(), vec![L4::Tcp, L4::Icmp]);
+    }
+
+    #[test]
+    fn a_machine_on_another_host_is_judged_as_itself() {
+        let mut model = NetworkModel::new(Subnet::new(ip("10.16.0.0"), 16).unwrap(), ip("10.16.0.1"));
+        let ssh = FirewallSpec {
+            firewall_id: "FW-ssh".into(),
+            icmp: false,
+            rules: vec![Rule::parse(1, "IN", "TCP", "22", "10.16.0.0/16").unwrap()],
+        };
+        let port = Port { tap: "tap3".into(), mac: Mac::for_instance("INS-3"), ip: ip("10.16.0.3"), public_ip: None };
+        model.machines.insert(port.tap.clone(), Machine { port, rules: compile(&[ssh]) });
+        // .9 is a machine of the network on another host.
+        let list = "\
+tcp      6 431999 ESTABLISHED src=10.16.0.9 dst=10.16.0.3 sport=50000 dport=22 src=10.16.0.3 dst=10.16.0.9 sport=22 dport=50000 [ASSURED] mark=0 use=1
+tcp      6 431999 ESTABLISHED src=10.16.0.9 dst=10.16.0.3 sport=50001 dport=80 src=10.16.0.3 dst=10.16.0.9 sport=80 dport=50001 [ASSURED] mark=0 use=1
+";
+        // Without a tunnel an address of the subnet from elsewhere is a spoofer: both go.
+        assert_eq!(to_cut(&model, ip("10.16.0.3"), &parse_list(list)).len(), 2);
+        model.tunnel = Some(crate::model::TunnelModel {
+            vni: 1,
+            local: ip("192.0.2.1"),
+            peers: Default::default(),
+            remotes: Default::default(),
+        });
+        let cut = to_cut(&model, ip("10.16.0.3"), &parse_list(list));
+        assert_eq!(cut.iter().map(|e| e.dport).collect::<Vec<_>>(), vec![80], "the rule still allows 22 from .9");
     }
 }

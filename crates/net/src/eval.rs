@@ -94,6 +94,9 @@ pub enum From {
     Tap { tap: String, mac: Mac, ip: Ipv4Addr },
     /// From the transit link (the host, the Internet), with its source address.
     Uplink(Ipv4Addr),
+    /// From the network's vxlan port (a machine of the same network on another host, whose
+    /// own host checked its MAC and address), with its source address.
+    Tunnel(Ipv4Addr),
 }
 
 /// A packet as the filter sees it. `port` is the destination port (ignored for ICMP).
@@ -209,11 +212,30 @@ pub fn evaluate(model: &NetworkModel, pkt: &Packet) -> Decision {
             } else if model.subnet.contains(pkt.to) {
                 match model.by_ip(pkt.to) {
                     Some(d) => (Some(m), *ip, Some(d)),
+                    // Into the tunnel: only the sender's chain applies here; the receiver's
+                    // host applies the receiver's ([`evaluate_hosts`]).
+                    None if model.tunnel.is_some() => (Some(m), *ip, None),
                     None => return Decision::gate(Verdict::Drop, Gate::NoSuchMachine),
                 }
             } else {
                 // Elsewhere: out through the transit link (NAT); only the sender's chain applies.
                 (Some(m), *ip, None)
+            }
+        }
+        From::Tunnel(ip) => {
+            if model.tunnel.is_none() {
+                return Decision::gate(Verdict::Drop, Gate::UnknownPort);
+            }
+            if !model.subnet.contains(*ip) || *ip == model.gateway {
+                return Decision::gate(Verdict::Drop, Gate::SpoofedFromOutside);
+            }
+            if dhcp || pkt.to == model.gateway {
+                // Nothing of the gateway crosses the tunnel.
+                return Decision::gate(Verdict::Drop, Gate::NoSuchMachine);
+            }
+            match model.by_ip(pkt.to) {
+                Some(d) => (None, *ip, Some(d)),
+                None => return Decision::gate(Verdict::Drop, Gate::NoSuchMachine),
             }
         }
         From::Uplink(ip) => {
@@ -237,6 +259,52 @@ pub fn evaluate(model: &NetworkModel, pkt: &Packet) -> Decision {
     let inbound = dst.map(|m| chain_decision(m, Direction::In, src_ip, pkt));
     let verdict = inbound.as_ref().map_or(Verdict::Accept, |i| i.verdict);
     Decision { verdict, gate: Gate::Chains, outbound, inbound }
+}
+
+/// Would the kernels pass this packet, across the hosts of one network? `models` are the
+/// host copies of one (account, zone) network (one per host, as each host's [`NetworkModel`]
+/// holds it). The packet enters at the copy holding the sender's tap (or, from outside, the
+/// receiver's public address); a machine address that is on none of that host's ports goes into
+/// the tunnel, to the copy (same VNI) of a peer that holds it, where the receiver's chain runs.
+/// The way back needs the receiver's host to list the sender's as a peer too, except for UDP
+/// (the packet tests call a datagram that arrives "passed").
+pub fn evaluate_hosts(models: &[&NetworkModel], pkt: &Packet) -> Decision {
+    let first = match &pkt.from {
+        From::Tap { tap, .. } => models.iter().position(|m| m.machines.contains_key(tap)),
+        From::Uplink(_) => models.iter().position(|m| m.by_public_ip(pkt.to).is_some()),
+        From::Tunnel(_) => None,
+    };
+    let Some(first) = first else {
+        return match models.first() {
+            Some(m) => evaluate(m, pkt),
+            None => Decision::gate(Verdict::Drop, Gate::UnknownPort),
+        };
+    };
+    let here = models[first];
+    let d = evaluate(here, pkt);
+    let (Some(tunnel), From::Tap { ip: src, .. }) = (&here.tunnel, &pkt.from) else { return d };
+    let crosses = d.verdict == Verdict::Accept
+        && d.gate == Gate::Chains
+        && d.inbound.is_none()
+        && here.subnet.contains(pkt.to)
+        && pkt.to != here.gateway;
+    if !crosses {
+        return d;
+    }
+    let there = models.iter().enumerate().find(|(i, m)| {
+        *i != first
+            && m.by_ip(pkt.to).is_some()
+            && m.tunnel.as_ref().is_some_and(|t| {
+                t.vni == tunnel.vni
+                    && tunnel.peers.contains(&t.local)
+                    && (pkt.protocol == L4::Udp || t.peers.contains(&tunnel.local))
+            })
+    });
+    let Some((_, there)) = there else {
+        return Decision { verdict: Verdict::Drop, gate: Gate::NoSuchMachine, outbound: d.outbound, inbound: None };
+    };
+    let arrived = evaluate(there, &Packet { from: From::Tunnel(*src), ..pkt.clone() });
+    Decision { verdict: arrived.verdict, gate: arrived.gate, outbound: d.outbound, inbound: arrived.inbound }
 }
 
 #[cfg(test)]
@@ -351,5 +419,66 @@ mod tests {
         assert_eq!(evaluate(&m, &pkt(from_tap(&m, "tapc"), "10.16.0.1", L4::Udp, 67)).gate, Gate::Dhcp);
         assert_eq!(evaluate(&m, &pkt(from_tap(&m, "tapc"), "10.16.0.1", L4::Udp, 53)).verdict, Verdict::Drop);
         assert_eq!(evaluate(&m, &pkt(from_tap(&m, "tapb"), "10.16.0.1", L4::Udp, 53)).verdict, Verdict::Accept);
+    }
+
+    fn spanning(machines: &[(&str, &str, CompiledRules)], vni: u32, local: &str, peers: &[&str]) -> NetworkModel {
+        let rows: Vec<_> = machines.iter().map(|(t, a, r)| (*t, *a, None, r.clone())).collect();
+        let mut m = model(&rows);
+        m.tunnel = Some(crate::model::TunnelModel {
+            vni,
+            local: ip(local),
+            peers: peers.iter().map(|p| ip(p)).collect(),
+            remotes: Default::default(),
+        });
+        m
+    }
+
+    #[test]
+    fn across_hosts_each_host_applies_its_own_machines_chains() {
+        let ssh = compile(&[fw("FW-ssh", false, vec![rule(1, "IN", "TCP", "22", "10.16.0.0/16")])]);
+        let out = compile(&[fw("FW-out", false, vec![rule(1, "OUT", "TCP", "22", "0.0.0.0/0")])]);
+        let h0 = spanning(
+            &[("tapa", "10.16.0.2", out), ("tapc", "10.16.0.4", CompiledRules::open())],
+            7,
+            "192.0.2.1",
+            &["192.0.2.2"],
+        );
+        let h1 = spanning(&[("tapb", "10.16.0.3", ssh)], 7, "192.0.2.2", &["192.0.2.1"]);
+        // Another account on host 1, with a2's address, and another VNI.
+        let other = spanning(&[("tapz", "10.16.0.5", CompiledRules::open())], 8, "192.0.2.2", &["192.0.2.1"]);
+        let all = [&h0, &h1, &other];
+        let go = |models: &[&NetworkModel], from: &str, to: &str, l4, port| {
+            let m = models.iter().find(|m| m.machines.contains_key(from)).unwrap();
+            evaluate_hosts(models, &pkt(from_tap(m, from), to, l4, port))
+        };
+        // Host 1 applies b's inbound chain, host 0 a's outbound chain.
+        let d = go(&all, "tapc", "10.16.0.3", L4::Tcp, 22);
+        assert_eq!(d.verdict, Verdict::Accept);
+        assert_eq!(d.inbound.as_ref().unwrap().tap, "tapb");
+        assert_eq!(go(&all, "tapc", "10.16.0.3", L4::Tcp, 80).verdict, Verdict::Drop);
+        let d = go(&all, "tapa", "10.16.0.3", L4::Tcp, 80);
+        assert_eq!((d.verdict, d.decided_by().unwrap().direction), (Verdict::Drop, Direction::Out));
+        // Back from host 1: b's chains there, c's (no firewall) on host 0; a, with a firewall
+        // attached, takes only what its IN rules allow (none).
+        assert_eq!(go(&all, "tapb", "10.16.0.4", L4::Udp, 53).verdict, Verdict::Accept);
+        let d = go(&all, "tapb", "10.16.0.2", L4::Udp, 53);
+        assert_eq!((d.verdict, d.inbound.unwrap().tap.as_str()), (Verdict::Drop, "tapa"));
+        // Another VNI is another network: nobody has the address.
+        assert_eq!(go(&all, "tapc", "10.16.0.5", L4::Udp, 53).gate, Gate::NoSuchMachine);
+        // No peer: nothing crosses; a one-way peering carries UDP only.
+        let lonely = spanning(&[("tapc", "10.16.0.4", CompiledRules::open())], 7, "192.0.2.1", &[]);
+        assert_eq!(go(&[&lonely, &h1], "tapc", "10.16.0.3", L4::Tcp, 22).verdict, Verdict::Drop);
+        let deaf = spanning(&[("tapb", "10.16.0.3", CompiledRules::open())], 7, "192.0.2.2", &[]);
+        assert_eq!(go(&[&h0, &deaf], "tapc", "10.16.0.3", L4::Udp, 9).verdict, Verdict::Accept);
+        assert_eq!(go(&[&h0, &deaf], "tapc", "10.16.0.3", L4::Tcp, 9).verdict, Verdict::Drop);
+        // From the tunnel: never the gateway, never DHCP, never an outside source.
+        let tun = |src: &str, to: &str, port| evaluate(&h1, &pkt(From::Tunnel(ip(src)), to, L4::Udp, port));
+        assert_eq!(tun("10.16.0.2", "10.16.0.1", 53).verdict, Verdict::Drop);
+        assert_eq!(tun("10.16.0.2", "10.16.0.3", 67).verdict, Verdict::Drop);
+        assert_eq!(tun("198.51.100.2", "10.16.0.3", 22).gate, Gate::SpoofedFromOutside);
+        assert_eq!(
+            evaluate(&model(&[]), &pkt(From::Tunnel(ip("10.16.0.2")), "10.16.0.3", L4::Udp, 1)).gate,
+            Gate::UnknownPort
+        );
     }
 }

@@ -15,7 +15,7 @@ pub mod names;
 pub mod network;
 pub mod nft;
 
-pub use eval::{CtState, Decision, Direction, From, L4, Packet, Step, evaluate, evaluate_rules};
-pub use model::{Machine, NetworkModel, Port, Subnet};
+pub use eval::{CtState, Decision, Direction, From, L4, Packet, Step, evaluate, evaluate_hosts, evaluate_rules};
+pub use model::{Machine, NetworkModel, Port, Subnet, TunnelModel};
 pub use names::{Mac, tap_name};
-pub use network::{Applied, Host, NetError, Network, NetworkSpec, Reconciled, check_tools, generation};
+pub use network::{Applied, Host, NetError, Network, NetworkSpec, Reconciled, Tunnel, check_tools, generation};

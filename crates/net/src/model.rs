@@ -1,7 +1,7 @@
 //! What one network is made of, as plain data: the nftables renderer and the evaluator both read
 //! it, so that the text the kernel runs and the answer the evaluator gives come from one model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::compiler::CompiledRules;
@@ -56,19 +56,36 @@ pub struct Machine {
     pub rules: CompiledRules,
 }
 
-/// One (account, zone) network.
+/// How this host's copy of a network reaches its copies on other hosts: a vxlan port on the
+/// bridge, sending to every peer (head-end replication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelModel {
+    /// The network's VXLAN network identifier, the same on every host.
+    pub vni: u32,
+    /// This host's underlay address.
+    pub local: Ipv4Addr,
+    /// The underlay addresses of the other hosts with machines on the network.
+    pub peers: BTreeSet<Ipv4Addr>,
+    /// Machines on other hosts whose host is known, by MAC: frames for them go to that host
+    /// alone instead of every peer.
+    pub remotes: BTreeMap<Mac, Ipv4Addr>,
+}
+
+/// One (account, zone) network, as one host holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkModel {
     pub subnet: Subnet,
     /// The gateway's address on the bridge (DHCP, DNS, the default route).
     pub gateway: Ipv4Addr,
-    /// By tap name.
+    /// By tap name: the machines on this host.
     pub machines: BTreeMap<String, Machine>,
+    /// `Some` when the network spans hosts.
+    pub tunnel: Option<TunnelModel>,
 }
 
 impl NetworkModel {
     pub fn new(subnet: Subnet, gateway: Ipv4Addr) -> NetworkModel {
-        NetworkModel { subnet, gateway, machines: BTreeMap::new() }
+        NetworkModel { subnet, gateway, machines: BTreeMap::new(), tunnel: None }
     }
 
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Machine> {

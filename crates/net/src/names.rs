@@ -16,6 +16,18 @@ pub const IFNAME_MAX: usize = 15;
 pub const BRIDGE: &str = "br0";
 /// The namespace's end of its transit link to the host.
 pub const TRANSIT: &str = "t0";
+/// The vxlan port of a network that spans hosts (inside the namespace, on the bridge).
+pub const VXLAN: &str = "vx0";
+/// The IANA port of VXLAN, on the hosts' underlay.
+pub const VXLAN_PORT: u16 = 4789;
+/// VNIs are 24 bits; 0 is not used.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// What VXLAN over IPv4 adds to a frame: outer IPv4 (20), UDP (8), VXLAN (8) and the inner
+/// Ethernet header (14).
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// The MTU of a network that spans hosts (bridge, taps, vxlan port, and the guests' through
+/// DHCP): what fits in a 1500-byte underlay.
+pub const TUNNEL_MTU: u32 = 1500 - VXLAN_OVERHEAD;
 /// Transit links are /30s carved from this shared address space (RFC 6598), one per network.
 pub const TRANSIT_BASE: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 0);
 /// `TRANSIT_BASE/10` holds 2^20 /30s.
@@ -74,12 +86,20 @@ pub struct NetworkNames {
     pub netns: String,
     /// The host's end of the transit link: `owv` and 10 hex digits (13 bytes).
     pub host_veth: String,
+    /// The vxlan device's name in the host's namespace, where it is made (its socket stays
+    /// there) before it moves into the network's namespace as [`VXLAN`]: `owx` and the same
+    /// 10 hex digits.
+    pub host_vxlan: String,
 }
 
 impl NetworkNames {
     pub fn new(prefix: &str, account: &str, zone: &str) -> NetworkNames {
         let key = &hex::encode(digest(&["network", account, zone]))[..10];
-        NetworkNames { netns: format!("{prefix}n-{key}"), host_veth: format!("owv{key}") }
+        NetworkNames {
+            netns: format!("{prefix}n-{key}"),
+            host_veth: format!("owv{key}"),
+            host_vxlan: format!("owx{key}"),
+        }
     }
 }
 
@@ -104,7 +124,7 @@ mod tests {
         assert_ne!(t, tap_name("INS-1235"));
         assert!(t.len() <= IFNAME_MAX);
         let n = NetworkNames::new("owv-", "acme", "KR1-Z01");
-        assert!(n.host_veth.len() <= IFNAME_MAX);
+        assert!(n.host_veth.len() <= IFNAME_MAX && n.host_vxlan.len() <= IFNAME_MAX);
         assert_ne!(n, NetworkNames::new("owv-", "acme", "KR1-Z02"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(NetworkNames::new("", "ab", "c"), NetworkNames::new("", "a", "bc"));

@@ -7,6 +7,7 @@
 //! host is itself a parameter ([`Host::netns`]), so that tests run all of it inside a namespace
 //! of their own.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -19,8 +20,11 @@ use tokio::sync::Mutex;
 use crate::compiler::CompiledRules;
 use crate::conntrack::{self, Entry};
 use crate::eval::{Decision, Packet, evaluate};
-use crate::model::{Machine, NetworkModel, Port, Subnet};
-use crate::names::{BRIDGE, IFNAME_MAX, NetworkNames, TRANSIT, TRANSIT_BASE, transit_addrs};
+use crate::model::{Machine, NetworkModel, Port, Subnet, TunnelModel};
+use crate::names::Mac;
+use crate::names::{
+    BRIDGE, IFNAME_MAX, MAX_VNI, NetworkNames, TRANSIT, TRANSIT_BASE, TUNNEL_MTU, VXLAN, VXLAN_PORT, transit_addrs,
+};
 use crate::nft;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +45,13 @@ pub enum NetError {
 type Result<T> = std::result::Result<T, NetError>;
 
 /// The programs the networks need, with their Debian packages.
-pub const TOOLS: [(&str, &str); 4] =
-    [("ip", "iproute2"), ("nft", "nftables"), ("dnsmasq", "dnsmasq-base"), ("conntrack", "conntrack")];
+pub const TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("bridge", "iproute2"),
+    ("nft", "nftables"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("conntrack", "conntrack"),
+];
 
 fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -111,6 +120,13 @@ async fn exec_in(ns: Option<&str>, program: &str, args: &[String], stdin: Option
     }
 }
 
+/// `bridge` (iproute2) in namespace `ns`.
+async fn bridge_in(ns: &str, args: &[&str]) -> Result<String> {
+    let mut a = strings(&["-n", ns]);
+    a.extend(strings(args));
+    run("bridge", &a, None).await
+}
+
 async fn nft_apply(ns: Option<&str>, text: &str) -> Result<()> {
     exec_in(ns, "nft", &strings(&["-f", "-"]), Some(text)).await.map(|_| ())
 }
@@ -164,6 +180,19 @@ pub struct NetworkSpec {
     pub index: u32,
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
+    /// `Some` when the network may span hosts (agents): its vxlan port. `None`: one host only.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// How a network spans hosts: a VXLAN segment between the hosts' copies of its bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The network's VXLAN network identifier (1 ≤ vni < 2^24), the same on every host and
+    /// unique per (account, zone) network cloud-wide: the control plane's number for the network.
+    pub vni: u32,
+    /// This host's underlay address (its own, in the host's namespace): the tunnel's packets
+    /// leave from it, and peers send to it.
+    pub local: Ipv4Addr,
 }
 
 /// What a firewall change did besides rewriting the chains.
@@ -203,7 +232,7 @@ fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= IFNAME_MAX
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && ![BRIDGE, TRANSIT, "lo"].contains(&name)
+        && ![BRIDGE, TRANSIT, VXLAN, "lo"].contains(&name)
 }
 
 impl Network {
@@ -216,9 +245,23 @@ impl Network {
         if !spec.subnet.contains(spec.gateway) || spec.subnet.prefix > 30 {
             return Err(NetError::Invalid(format!("gateway {} is not a host of {}", spec.gateway, spec.subnet)));
         }
+        if let Some(t) = spec.tunnel {
+            if t.vni == 0 || t.vni > MAX_VNI {
+                return Err(NetError::Invalid(format!("vni {} is outside 1..2^24", t.vni)));
+            }
+            if !valid_underlay(t.local) {
+                return Err(NetError::Invalid(format!("underlay address {} is not a unicast address", t.local)));
+            }
+        }
         let names = NetworkNames::new(&host.prefix, &spec.account, &spec.zone);
         let dir = host.run_dir.join(&names.netns);
         let mut model = NetworkModel::new(spec.subnet, spec.gateway);
+        model.tunnel = spec.tunnel.map(|t| TunnelModel {
+            vni: t.vni,
+            local: t.local,
+            peers: BTreeSet::new(),
+            remotes: BTreeMap::new(),
+        });
         for m in machines {
             check_port(&model, &m.port)?;
             model.machines.insert(m.port.tap.clone(), m);
@@ -240,6 +283,16 @@ impl Network {
         check_tools()?;
         let n = Some(self.netns());
         let h = self.host.netns.as_deref();
+        if let Some(t) = self.spec.tunnel {
+            // The kernel would send from an address the host does not have without a word.
+            let local = format!("{}/32", t.local);
+            if ip_in(h, &["-o", "addr", "show", "to", &local]).await?.trim().is_empty() {
+                return Err(NetError::Invalid(format!(
+                    "underlay address {} is not an address of this host (ip addr)",
+                    t.local
+                )));
+            }
+        }
         if !Path::new("/run/netns").join(self.netns()).exists() {
             ip_in(None, &["netns", "add", self.netns()]).await?;
         }
@@ -266,6 +319,10 @@ impl Network {
         }
         let gw = format!("{}/{}", self.spec.gateway, self.spec.subnet.prefix);
         ip_in(n, &["addr", "replace", &gw, "dev", BRIDGE]).await?;
+        if let Some(t) = self.spec.tunnel {
+            ip_in(n, &["link", "set", BRIDGE, "mtu", &TUNNEL_MTU.to_string()]).await?;
+            self.create_vxlan(t).await?;
+        }
         ip_in(n, &["link", "set", BRIDGE, "up"]).await?;
         let hv = self.names.host_veth.as_str();
         if !link_exists(n, TRANSIT).await {
@@ -280,7 +337,18 @@ impl Network {
         ip_in(n, &["addr", "replace", &format!("{ns_addr}/30"), "dev", TRANSIT]).await?;
         ip_in(n, &["link", "set", TRANSIT, "up"]).await?;
         ip_in(n, &["route", "replace", "default", "via", &host_addr.to_string()]).await?;
-        let model = self.model.lock().await.clone();
+        let model = {
+            let mut model = self.model.lock().await;
+            if self.spec.tunnel.is_some() {
+                // After a restart the kernel still has the peers it was last given.
+                let live = self.live_peers().await?;
+                if let Some(t) = model.tunnel.as_mut() {
+                    t.peers = live.into_iter().collect();
+                    t.remotes = self.live_remotes().await?;
+                }
+            }
+            model.clone()
+        };
         for m in model.machines.values() {
             self.plug(&m.port).await?;
             if let Some(p) = m.port.public_ip {
@@ -288,6 +356,154 @@ impl Network {
             }
         }
         self.dnsmasq(&model).await
+    }
+
+    /// The vxlan port: made in the host's namespace (so its UDP socket on the underlay stays
+    /// there), then moved into the network's namespace and onto the bridge. A port of another
+    /// VNI or underlay address is replaced.
+    async fn create_vxlan(&self, t: Tunnel) -> Result<()> {
+        let n = Some(self.netns());
+        let h = self.host.netns.as_deref();
+        if link_exists(n, VXLAN).await {
+            let details = ip_in(n, &["-d", "link", "show", "dev", VXLAN]).await?;
+            if vxlan_is(&details, t) {
+                return self.vxlan_up().await;
+            }
+            ip_in(n, &["link", "del", VXLAN]).await?;
+        }
+        let hx = self.names.host_vxlan.as_str();
+        if link_exists(h, hx).await {
+            ip_in(h, &["link", "del", hx]).await?;
+        }
+        let (vni, local, port) = (t.vni.to_string(), t.local.to_string(), VXLAN_PORT.to_string());
+        ip_in(h, &["link", "add", hx, "type", "vxlan", "id", &vni, "local", &local, "dstport", &port, "nolearning"])
+            .await?;
+        ip_in(h, &["link", "set", hx, "netns", self.netns()]).await?;
+        ip_in(n, &["link", "set", hx, "name", VXLAN]).await?;
+        self.vxlan_up().await
+    }
+
+    async fn vxlan_up(&self) -> Result<()> {
+        let n = Some(self.netns());
+        ip_in(n, &["link", "set", VXLAN, "mtu", &TUNNEL_MTU.to_string(), "master", BRIDGE]).await?;
+        ip_in(n, &["link", "set", VXLAN, "up"]).await?;
+        Ok(())
+    }
+
+    /// The peers the kernel floods to: the vxlan port's all-zero FDB entries.
+    pub async fn live_peers(&self) -> Result<Vec<Ipv4Addr>> {
+        if self.spec.tunnel.is_none() {
+            return Ok(Vec::new());
+        }
+        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
+        let mut peers: Vec<Ipv4Addr> = fdb
+            .lines()
+            .filter_map(|l| l.strip_prefix("00:00:00:00:00:00 dst "))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect();
+        peers.sort();
+        peers.dedup();
+        Ok(peers)
+    }
+
+    /// Tells the network which other hosts have machines on it (their underlay addresses):
+    /// one flood entry per peer on the vxlan port (broadcast, unknown unicast and ARP go to
+    /// each), entries of hosts no longer listed removed. Converges from whatever the kernel
+    /// has. This host's own address is ignored; a network that does not span hosts refuses.
+    pub async fn set_peers(&self, peers: &[Ipv4Addr]) -> Result<()> {
+        let Some(t) = self.spec.tunnel else {
+            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
+        };
+        if let Some(bad) = peers.iter().find(|p| !valid_underlay(**p)) {
+            return Err(NetError::Invalid(format!("peer {bad} is not a unicast address")));
+        }
+        let mut model = self.model.lock().await;
+        let wanted: BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != t.local).collect();
+        self.converge_peers(&wanted).await?;
+        if let Some(t) = model.tunnel.as_mut() {
+            t.peers = wanted;
+        }
+        Ok(())
+    }
+
+    /// The machines on other hosts the vxlan port sends to one host: its FDB entries with a MAC
+    /// and a destination (entries the bridge learned have no destination).
+    pub async fn live_remotes(&self) -> Result<BTreeMap<Mac, Ipv4Addr>> {
+        if self.spec.tunnel.is_none() {
+            return Ok(BTreeMap::new());
+        }
+        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
+        Ok(fdb
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let mac = Mac::parse(w.next()?).filter(|m| m.0 != [0; 6])?;
+                (w.next()? == "dst").then_some(())?;
+                Some((mac, w.next()?.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Tells the network on which host each machine of it on another host is (by MAC, from
+    /// the control plane's placements): the vxlan port sends their frames to that host alone
+    /// (`bridge fdb replace MAC dev vx0 dst HOST`), not to every peer. Entries not listed are
+    /// removed; machines not listed are still reached by flooding to every peer. Converges.
+    pub async fn set_remotes(&self, remotes: &[(Mac, Ipv4Addr)]) -> Result<()> {
+        if self.spec.tunnel.is_none() {
+            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
+        }
+        if let Some((mac, bad)) = remotes.iter().find(|(_, h)| !valid_underlay(*h)) {
+            return Err(NetError::Invalid(format!("host {bad} of {mac} is not a unicast address")));
+        }
+        let mut model = self.model.lock().await;
+        let wanted: BTreeMap<Mac, Ipv4Addr> = remotes.iter().copied().collect();
+        self.converge_remotes(&wanted).await?;
+        if let Some(t) = model.tunnel.as_mut() {
+            t.remotes = wanted;
+        }
+        Ok(())
+    }
+
+    /// Brings the per-MAC entries in line with `wanted`; whether anything changed.
+    async fn converge_remotes(&self, wanted: &BTreeMap<Mac, Ipv4Addr>) -> Result<bool> {
+        let live = self.live_remotes().await?;
+        for (mac, host) in live.iter().filter(|(m, h)| wanted.get(m) != Some(h)) {
+            let (mac, host) = (mac.to_string(), host.to_string());
+            bridge_in(self.netns(), &["fdb", "del", &mac, "dev", VXLAN, "dst", &host, "self"]).await?;
+        }
+        for (mac, host) in wanted.iter().filter(|(m, h)| live.get(m) != Some(h)) {
+            let (mac, host) = (mac.to_string(), host.to_string());
+            bridge_in(self.netns(), &["fdb", "replace", &mac, "dev", VXLAN, "dst", &host, "self", "permanent"]).await?;
+        }
+        Ok(live != *wanted)
+    }
+
+    /// Brings the flood entries in line with `wanted`; whether anything changed.
+    async fn converge_peers(&self, wanted: &BTreeSet<Ipv4Addr>) -> Result<bool> {
+        let live: BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
+        let zero = "00:00:00:00:00:00";
+        for p in live.difference(wanted) {
+            bridge_in(self.netns(), &["fdb", "del", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
+        }
+        for p in wanted.difference(&live) {
+            bridge_in(self.netns(), &["fdb", "append", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
+        }
+        Ok(live != *wanted)
+    }
+
+    /// Puts back a vxlan port that is gone, down, off the bridge or of another VNI, and the
+    /// flood entries the model names; whether anything was repaired.
+    async fn repair_tunnel(&self, t: Tunnel, tm: &TunnelModel) -> Result<bool> {
+        let intact = match ip_in(Some(self.netns()), &["-d", "link", "show", "dev", VXLAN]).await {
+            Ok(d) => vxlan_is(&d, t) && d.contains(&format!(" master {BRIDGE} ")) && link_flags_up(&d),
+            Err(_) => false,
+        };
+        if !intact {
+            self.create_vxlan(t).await?;
+        }
+        let peers = self.converge_peers(&tm.peers).await?;
+        let remotes = self.converge_remotes(&tm.remotes).await?;
+        Ok(peers || remotes || !intact)
     }
 
     /// The network's namespace.
@@ -421,11 +637,18 @@ impl Network {
     /// The namespace holds nothing but our tables, so any other transaction is drift. Runs
     /// under the network's lock, so it never races one of our own changes. (Reading the tables
     /// back instead, `nft -j list ruleset`, takes seconds at 1,000 machines: docs/perf.md.)
+    ///
+    /// A network that spans hosts also checks its vxlan port and flood entries (two more
+    /// commands) and puts back what is missing or changed.
     pub async fn reconcile(&self) -> Result<Reconciled> {
         let model = self.model.lock().await;
+        let mut repaired = false;
+        if let (Some(t), Some(tm)) = (self.spec.tunnel, model.tunnel.as_ref()) {
+            repaired = self.repair_tunnel(t, tm).await?;
+        }
         let live = generation(Some(self.netns()))?;
         if *self.applied.lock().expect("applied lock") == Some(live) {
-            return Ok(Reconciled::Unchanged);
+            return Ok(if repaired { Reconciled::Repaired } else { Reconciled::Unchanged });
         }
         self.write_all(&model).await?;
         Ok(Reconciled::Repaired)
@@ -482,6 +705,9 @@ impl Network {
         if !link_exists(n, &port.tap).await {
             ip_in(n, &["tuntap", "add", "dev", &port.tap, "mode", "tap"]).await?;
         }
+        if self.spec.tunnel.is_some() {
+            ip_in(n, &["link", "set", &port.tap, "mtu", &TUNNEL_MTU.to_string()]).await?;
+        }
         ip_in(n, &["link", "set", &port.tap, "master", BRIDGE]).await?;
         ip_in(n, &["link", "set", &port.tap, "up"]).await?;
         Ok(())
@@ -532,7 +758,7 @@ impl Network {
         }
         let d = |f: &str| self.dir.join(f).display().to_string();
         let s = self.spec.subnet;
-        let args = vec![
+        let mut args = vec![
             "--conf-file=/dev/null".to_string(),
             format!("--pid-file={}", d("dnsmasq.pid")),
             format!("--log-facility={}", d("dnsmasq.log")),
@@ -549,15 +775,36 @@ impl Network {
             "--user=nobody".to_string(),
             "--group=nogroup".to_string(),
         ];
+        if self.spec.tunnel.is_some() {
+            // Guests' frames must fit the tunnel (DHCP option 26).
+            args.push(format!("--dhcp-option=option:mtu,{TUNNEL_MTU}"));
+        }
         exec_in(Some(self.netns()), "dnsmasq", &args, None).await?;
         Ok(())
     }
 }
 
+/// Whether `ip -d link show` text is a vxlan device of `t`'s VNI, underlay address and port.
+fn vxlan_is(details: &str, t: Tunnel) -> bool {
+    [format!("vxlan id {} ", t.vni), format!("local {} ", t.local), format!("dstport {VXLAN_PORT} ")]
+        .iter()
+        .all(|w| details.contains(w.as_str()))
+}
+
+/// Whether `ip link show` text has the UP flag (`<BROADCAST,MULTICAST,UP,LOWER_UP>`).
+fn link_flags_up(details: &str) -> bool {
+    let flags = details.split_once('<').and_then(|(_, r)| r.split_once('>')).map_or("", |(f, _)| f);
+    flags.split(',').any(|f| f == "UP")
+}
+
+fn valid_underlay(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+}
+
 fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
     if !valid_ifname(&port.tap) {
         return Err(NetError::Invalid(format!(
-            "tap {:?}: an interface name of 1 to {IFNAME_MAX} letters, digits, '-' or '_' (not {BRIDGE}, {TRANSIT}, lo)",
+            "tap {:?}: an interface name of 1 to {IFNAME_MAX} letters, digits, '-' or '_' (not {BRIDGE}, {TRANSIT}, {VXLAN}, lo)",
             port.tap
         )));
     }

@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use crate::compiler::{Chain, CompiledRules, Protocol, Verdict};
 use crate::eval::Direction;
 use crate::model::{Machine, NetworkModel, Port};
-use crate::names::{BRIDGE, TRANSIT};
+use crate::names::{BRIDGE, TRANSIT, VXLAN};
 
 /// The name of every table openwinv owns.
 pub const TABLE: &str = "openwinv";
@@ -147,23 +147,47 @@ fn elements(port: &Port) -> Elements {
     }
 }
 
-fn bridge_base(out: &mut String, machines: &[&Machine]) {
+/// What crosses the tunnel, both ways: the machines' ARP and IPv4 within the subnet, but
+/// nothing to or from the gateway and no DHCP. Every host's copy of the network has the same
+/// gateway address and its own dnsmasq; each answers only its own host's machines.
+pub fn tunnel_rules(model: &NetworkModel) -> Vec<String> {
+    let gw = model.gateway;
+    vec![
+        format!("arp saddr ip {gw} drop comment \"each host's gateway answers for itself\""),
+        format!("arp daddr ip {gw} drop comment \"and is asked only by its own machines\""),
+        "ether type arp accept".to_string(),
+        "udp dport { 67, 68 } drop comment \"DHCP stays on each host\"".to_string(),
+        format!("ip saddr {gw} drop"),
+        format!("ip daddr {gw} drop"),
+        format!("ip saddr {} accept", model.subnet),
+        "drop comment \"another source, IPv6 or another protocol\"".to_string(),
+    ]
+}
+
+fn bridge_base(out: &mut String, model: &NetworkModel, machines: &[&Machine]) {
     let els: Vec<Elements> = machines.iter().map(|m| elements(&m.port)).collect();
     write_map(out, "port_from", "ifname : verdict", &els.iter().map(|e| e.port_from.clone()).collect::<Vec<_>>());
     write_map(out, "port_to", "ifname : verdict", &els.iter().map(|e| e.port_to.clone()).collect::<Vec<_>>());
-    write_chain(
-        out,
-        "prerouting",
-        Some("type filter hook prerouting priority -300; policy drop;"),
-        &["iifname vmap @port_from".to_string()],
-    );
+    let tunnel = model.tunnel.is_some();
+    let mut pre = Vec::new();
+    if tunnel {
+        pre.push(format!("iifname \"{VXLAN}\" jump tunnel comment \"from the network's other hosts\""));
+    }
+    pre.push("iifname vmap @port_from".to_string());
+    write_chain(out, "prerouting", Some("type filter hook prerouting priority -300; policy drop;"), &pre);
     for hook in ["forward", "output"] {
-        write_chain(
-            out,
-            hook,
-            Some(&format!("type filter hook {hook} priority -300; policy accept;")),
-            &["oifname vmap @port_to".to_string()],
-        );
+        let mut rules = Vec::new();
+        if tunnel && hook == "forward" {
+            rules.push(format!("oifname \"{VXLAN}\" jump tunnel comment \"to the network's other hosts\""));
+        }
+        if tunnel && hook == "output" {
+            rules.push(format!("oifname \"{VXLAN}\" drop comment \"the gateway serves this host's machines only\""));
+        }
+        rules.push("oifname vmap @port_to".to_string());
+        write_chain(out, hook, Some(&format!("type filter hook {hook} priority -300; policy accept;")), &rules);
+    }
+    if tunnel {
+        write_chain(out, "tunnel", None, &tunnel_rules(model));
     }
 }
 
@@ -239,12 +263,15 @@ pub fn render_network(model: &NetworkModel) -> String {
     let machines: Vec<&Machine> = model.machines.values().collect();
     let mut out = String::new();
     let _ = writeln!(out, "# openwinv network {} (gateway {}): full rebuild", model.subnet, model.gateway);
+    if let Some(t) = &model.tunnel {
+        let _ = writeln!(out, "# spans hosts: vni {} from {} over {VXLAN}", t.vni, t.local);
+    }
     for family in ["bridge", "inet"] {
         let _ = writeln!(out, "add table {family} {TABLE}");
         let _ = writeln!(out, "delete table {family} {TABLE}");
     }
     let _ = writeln!(out, "table bridge {TABLE} {{");
-    bridge_base(&mut out, &machines);
+    bridge_base(&mut out, model, &machines);
     for m in &machines {
         bridge_machine_chains(&mut out, &m.port);
     }
@@ -409,6 +436,14 @@ mod tests {
             model.machines.insert(m.port.tap.clone(), m);
         }
         cases.push(("network-two-machines".into(), render_network(&model)));
+        let mut spanning = model.clone();
+        spanning.tunnel = Some(crate::model::TunnelModel {
+            vni: 4097,
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            peers: [Ipv4Addr::new(192, 0, 2, 2)].into(),
+            remotes: Default::default(),
+        });
+        cases.push(("network-across-hosts".into(), render_network(&spanning)));
         let m2 = machine(2, true, &[web]);
         cases.push(("attach-with-public-ip".into(), render_attach(&m2, None)));
         let mut moved = m2.clone();

@@ -3,15 +3,20 @@
 //! driver knows on it, so a restarted server rewrites the same ruleset and no port is ever
 //! briefly open. Each network's transit index is kept in `networks.json` under the data
 //! directory, so it stays the same across restarts.
+//!
+//! On a host of several (an agent with an underlay address), a machine whose network names a
+//! VNI gets a network that spans hosts (`docs/network.md`, "Across hosts"); the other hosts of
+//! the network are told with [`Networks::set_peers`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use openwinv_driver::firewall::CompiledRules;
 use openwinv_driver::{DriverError, MachineNetwork};
-use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Reconciled, Subnet, tap_name};
+use openwinv_net::{Host, Mac, Machine, Network, NetworkSpec, Port, Reconciled, Subnet, Tunnel, tap_name};
 use openwinv_wire::admin::{NetworkInfo, NetworkPort};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -35,8 +40,13 @@ pub struct ApplyStats {
 
 pub struct Networks {
     host: Host,
+    /// This host's underlay address, when it is one of several: networks with a VNI span hosts.
+    underlay: Option<Ipv4Addr>,
     prepared: OnceCell<()>,
     live: Mutex<HashMap<(String, String), Arc<Network>>>,
+    /// The peers the control plane last named for each (account, zone) network, applied
+    /// when the network is (next) ensured.
+    peers: std::sync::Mutex<HashMap<(String, String), Vec<Ipv4Addr>>>,
     state_file: PathBuf,
     pub stats: ApplyStats,
     observer: Option<Arc<dyn NetObserver>>,
@@ -50,12 +60,21 @@ impl Networks {
     pub fn new(host: Host, state_file: PathBuf) -> Networks {
         Networks {
             host,
+            underlay: None,
             prepared: OnceCell::new(),
             live: Mutex::new(HashMap::new()),
+            peers: std::sync::Mutex::new(HashMap::new()),
             state_file,
             stats: ApplyStats::default(),
             observer: None,
         }
+    }
+
+    /// This host's address on the underlay between hosts: networks whose machines name a VNI
+    /// get a vxlan port sending from it.
+    pub fn with_underlay(mut self, underlay: Ipv4Addr) -> Networks {
+        self.underlay = Some(underlay);
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn NetObserver>) -> Networks {
@@ -114,10 +133,32 @@ impl Networks {
             index: self.index(&n.account_id, &n.zone_id)?,
             subnet,
             gateway: n.gateway,
+            tunnel: match (self.underlay, n.vni) {
+                (Some(local), Some(vni)) => Some(Tunnel { vni, local }),
+                _ => None,
+            },
         };
+        let spans = spec.tunnel.is_some();
         let net = Arc::new(Network::ensure(&self.host, spec, known()).await.map_err(net_err)?);
+        let told = self.peers.lock().expect("peers lock").get(&key).cloned();
+        if let (true, Some(peers)) = (spans, told) {
+            net.set_peers(&peers).await.map_err(net_err)?;
+        }
         live.insert(key, net.clone());
         Ok(net)
+    }
+
+    /// Tells the (account, zone) network which other hosts have machines on it (their underlay
+    /// addresses; the control plane computes them from placements). Applied now if the network
+    /// is live and spans hosts, and kept for when it is next ensured (a network not live yet,
+    /// or live again after a restart). Idempotent: the same list again changes nothing.
+    pub async fn set_peers(&self, account: &str, zone: &str, peers: &[Ipv4Addr]) -> Result<(), DriverError> {
+        let key = (account.to_owned(), zone.to_owned());
+        self.peers.lock().expect("peers lock").insert(key, peers.to_vec());
+        match self.get(account, zone).await {
+            Some(net) if net.spec().tunnel.is_some() => net.set_peers(peers).await.map_err(net_err),
+            _ => Ok(()),
+        }
     }
 
     /// The live network of (account, zone), if it was used since the server started.

@@ -55,8 +55,13 @@ impl Seed {
 /// address, the gateway as default route and DNS server.
 fn network_config(instance_id: &str, n: &MachineNetwork) -> String {
     let mac = openwinv_net::Mac::for_instance(instance_id);
+    // A network that may span hosts carries frames in VXLAN: the guest's must fit (as DHCP says).
+    let mtu = match n.vni {
+        Some(_) => format!("    mtu: {}\n", openwinv_net::names::TUNNEL_MTU),
+        None => String::new(),
+    };
     format!(
-        "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"{mac}\"\n    set-name: eth0\n    \
+        "version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: \"{mac}\"\n    set-name: eth0\n{mtu}    \
          addresses:\n      - {ip}/{prefix}\n    routes:\n      - to: default\n        via: {gw}\n    \
          nameservers:\n      addresses:\n        - {gw}\n",
         ip = n.ip,
@@ -245,6 +250,7 @@ runcmd:
             prefix: 16,
             gateway: "10.16.0.1".parse().unwrap(),
             public_ip: None,
+            vni: None,
         });
         let s = Seed::render(&sp).unwrap();
         let mac = openwinv_net::Mac::for_instance("INSTANCE-abc");
@@ -276,6 +282,10 @@ ethernets:
         assert!(iso.windows(b"10.16.3.7/16".len()).any(|w| w == b"10.16.3.7/16"));
         // The user-data (and so the seed's instance id) does not depend on the network.
         assert_eq!(s.user_data, Seed::render(&spec()).unwrap().user_data);
+        // A network that may span hosts: the guest's MTU fits the tunnel.
+        sp.network.as_mut().unwrap().vni = Some(4097);
+        let spanning = Seed::render(&sp).unwrap().network_config.unwrap();
+        assert!(spanning.contains("    set-name: eth0\n    mtu: 1450\n    addresses:\n"), "{spanning}");
     }
 
     #[test]

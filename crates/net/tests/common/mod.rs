@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openwinv_net::compiler::{CompiledRules, Verdict};
-use openwinv_net::{Host, Mac, Network, NetworkSpec, Port, Subnet, tap_name};
+use openwinv_net::names::TUNNEL_MTU;
+use openwinv_net::{Host, Mac, Network, NetworkSpec, Port, Subnet, Tunnel, tap_name};
 
 /// How long a negative case waits before calling the packet dropped.
 pub const WAIT: Duration = Duration::from_millis(1500);
@@ -127,6 +128,7 @@ impl World {
                 index: i as u32 + 1,
                 subnet: Subnet::new(Ipv4Addr::new(10, 16, 0, 0), 16).unwrap(),
                 gateway: Ipv4Addr::new(10, 16, 0, 1),
+                tunnel: None,
             };
             let net = world.rt.block_on(Network::ensure(&world.host, spec, Vec::new())).expect("network ensure");
             world.nets.push(net);
@@ -161,24 +163,9 @@ impl World {
         actual_mac: Option<Mac>,
         static_address: bool,
     ) {
-        let id = format!("INS-{}{name}", self.prefix);
-        let port = Port { tap: tap_name(&id), mac: Mac::for_instance(&id), ip, public_ip };
-        let actual_mac = actual_mac.unwrap_or(port.mac);
-        let ns = format!("{}vm-{name}", self.prefix);
-        let net_ns = self.nets[net].netns().to_string();
-        sh("ip", &["netns", "add", &ns]);
-        sh("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        sh("ip", &["-n", &net_ns, "link", "add", &port.tap, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-        sh("ip", &["-n", &ns, "link", "set", "eth0", "address", &actual_mac.to_string()]);
-        if static_address {
-            sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
-        }
-        sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        if static_address {
-            sh("ip", &["-n", &ns, "route", "add", "default", "via", "10.16.0.1"]);
-        }
-        self.rt.block_on(self.nets[net].attach_port(port.clone(), CompiledRules::open())).expect("attach_port");
-        self.vms.insert(name.to_string(), Vm { name: name.to_string(), ns, net, port, actual_mac });
+        let how = Plug { public_ip, actual_mac, static_address, mtu: None };
+        let vm = plug(&self.prefix, &self.rt, &self.nets[net], net, name, ip, how);
+        self.vms.insert(name.to_string(), vm);
     }
 
     pub fn run_dir(&self) -> &std::path::Path {
@@ -194,20 +181,188 @@ impl World {
         for net in self.nets.drain(..) {
             let _ = self.rt.block_on(net.destroy());
         }
-        if let Ok(dir) = std::fs::read_dir("/run/netns") {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&self.prefix) {
-                    let _ = Command::new("ip").args(["netns", "del", &name]).status();
-                }
-            }
-        }
+        delete_namespaces(&self.prefix);
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// How a machine is plugged in.
+pub struct Plug {
+    pub public_ip: Option<Ipv4Addr>,
+    /// The MAC it really sends from (`None`: its port's).
+    pub actual_mac: Option<Mac>,
+    /// Its address configured on `eth0` with a default route (`false`: it asks DHCP).
+    pub static_address: bool,
+    /// Its interface's MTU (`None`: the kernel's default, 1500).
+    pub mtu: Option<u32>,
+}
+
+/// Makes machine `name`'s namespace, plugs its `eth0` into `net` as its tap would be, and
+/// attaches the port with no firewall.
+pub fn plug(
+    prefix: &str,
+    rt: &tokio::runtime::Runtime,
+    net: &Network,
+    net_index: usize,
+    name: &str,
+    ip: Ipv4Addr,
+    how: Plug,
+) -> Vm {
+    let id = format!("INS-{prefix}{name}");
+    let port = Port { tap: tap_name(&id), mac: Mac::for_instance(&id), ip, public_ip: how.public_ip };
+    let actual_mac = how.actual_mac.unwrap_or(port.mac);
+    let ns = format!("{prefix}vm-{name}");
+    let net_ns = net.netns().to_string();
+    sh("ip", &["netns", "add", &ns]);
+    sh("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+    sh("ip", &["-n", &net_ns, "link", "add", &port.tap, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+    sh("ip", &["-n", &ns, "link", "set", "eth0", "address", &actual_mac.to_string()]);
+    if let Some(mtu) = how.mtu {
+        sh("ip", &["-n", &ns, "link", "set", "eth0", "mtu", &mtu.to_string()]);
+    }
+    if how.static_address {
+        sh("ip", &["-n", &ns, "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+    }
+    sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+    if how.static_address {
+        sh("ip", &["-n", &ns, "route", "add", "default", "via", "10.16.0.1"]);
+    }
+    rt.block_on(net.attach_port(port.clone(), CompiledRules::open())).expect("attach_port");
+    Vm { name: name.to_string(), ns, net: net_index, port, actual_mac }
+}
+
+/// Deletes every namespace whose name starts with `prefix`.
+fn delete_namespaces(prefix: &str) {
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            }
+        }
+    }
+}
+
+/// The underlay address of host `i` of a [`Cluster`].
+pub fn underlay_ip(host: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, host as u8 + 1)
+}
+
+/// Several hosts joined by an underlay (a namespace with a bridge, `ul0`, and a veth to each
+/// host's namespace, 192.0.2.0/24), each holding copies of networks that span hosts over
+/// VXLAN, and machines on them. Everything goes when it is dropped.
+pub struct Cluster {
+    pub prefix: String,
+    pub hosts: Vec<Host>,
+    pub nets: Vec<Network>,
+    /// The host of each network.
+    pub net_host: Vec<usize>,
+    pub vms: HashMap<String, Vm>,
+    pub rt: tokio::runtime::Runtime,
+    run_dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn new(tag: &str, hosts: usize) -> Cluster {
+        require_environment();
+        let n = WORLDS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("owtest-{}-{tag}{n}-", std::process::id());
+        let run_dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut cluster = Cluster {
+            prefix,
+            hosts: Vec::new(),
+            nets: Vec::new(),
+            net_host: Vec::new(),
+            vms: HashMap::new(),
+            rt,
+            run_dir,
+        };
+        let ul = format!("{}ul", cluster.prefix);
+        sh("ip", &["netns", "add", &ul]);
+        sh("ip", &["-n", &ul, "link", "add", "ul0", "type", "bridge"]);
+        sh("ip", &["-n", &ul, "link", "set", "ul0", "up"]);
+        for i in 0..hosts {
+            let host_ns = format!("{}host{i}", cluster.prefix);
+            sh("ip", &["netns", "add", &host_ns]);
+            sh("ip", &["-n", &host_ns, "link", "set", "lo", "up"]);
+            let port = format!("h{i}");
+            sh("ip", &["-n", &ul, "link", "add", &port, "type", "veth", "peer", "name", "ul0", "netns", &host_ns]);
+            sh("ip", &["-n", &ul, "link", "set", &port, "master", "ul0", "up"]);
+            sh("ip", &["-n", &host_ns, "addr", "add", &format!("{}/24", underlay_ip(i)), "dev", "ul0"]);
+            sh("ip", &["-n", &host_ns, "link", "set", "ul0", "up"]);
+            let dir = cluster.run_dir.path().join(format!("host{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let host = Host {
+                netns: Some(host_ns),
+                // Each host's networks have namespaces of their own names (one machine plays
+                // every host).
+                prefix: format!("{}h{i}-", cluster.prefix),
+                uplink: None,
+                run_dir: dir,
+            };
+            cluster.rt.block_on(host.prepare()).expect("host prepare");
+            cluster.hosts.push(host);
+        }
+        cluster
+    }
+
+    /// Host `host`'s copy of `account`'s network (10.16.0.0/16), with VNI `vni`.
+    pub fn add_network(&mut self, host: usize, account: &str, vni: u32) -> usize {
+        let spec = NetworkSpec {
+            account: account.to_string(),
+            zone: "KR1-Z01".into(),
+            index: self.nets.iter().zip(&self.net_host).filter(|(_, h)| **h == host).count() as u32 + 1,
+            subnet: Subnet::new(Ipv4Addr::new(10, 16, 0, 0), 16).unwrap(),
+            gateway: Ipv4Addr::new(10, 16, 0, 1),
+            tunnel: Some(Tunnel { vni, local: underlay_ip(host) }),
+        };
+        let net = self.rt.block_on(Network::ensure(&self.hosts[host], spec, Vec::new())).expect("network ensure");
+        self.nets.push(net);
+        self.net_host.push(host);
+        self.nets.len() - 1
+    }
+
+    /// A machine on network `net` with a static address and the tunnel's MTU (as DHCP gives it).
+    pub fn add_vm(&mut self, name: &str, net: usize, ip: Ipv4Addr) {
+        let how = Plug { public_ip: None, actual_mac: None, static_address: true, mtu: Some(TUNNEL_MTU) };
+        let vm = plug(&self.prefix, &self.rt, &self.nets[net], net, name, ip, how);
+        self.vms.insert(name.to_string(), vm);
+    }
+
+    /// A machine on network `net` whose interface asks DHCP for its address `ip`.
+    pub fn add_dhcp_vm(&mut self, name: &str, net: usize, ip: Ipv4Addr) {
+        let how = Plug { public_ip: None, actual_mac: None, static_address: false, mtu: None };
+        let vm = plug(&self.prefix, &self.rt, &self.nets[net], net, name, ip, how);
+        self.vms.insert(name.to_string(), vm);
+    }
+
+    /// Network `net`'s peers: the underlay addresses of `hosts`.
+    pub fn set_peers(&self, net: usize, hosts: &[usize]) {
+        let peers: Vec<Ipv4Addr> = hosts.iter().map(|h| underlay_ip(*h)).collect();
+        self.rt.block_on(self.nets[net].set_peers(&peers)).expect("set_peers");
+    }
+
+    pub fn vm(&self, name: &str) -> &Vm {
+        self.vms.get(name).unwrap_or_else(|| panic!("no machine {name}"))
+    }
+
+    pub fn run_dir(&self) -> &std::path::Path {
+        self.run_dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for net in self.nets.drain(..) {
+            let _ = self.rt.block_on(net.destroy());
+        }
+        delete_namespaces(&self.prefix);
     }
 }
 

@@ -123,6 +123,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
                 prefix: net.prefix_len(),
                 gateway: addresses::gateway(&net),
                 public_ip: inst.public_ip.as_deref().and_then(|p| p.parse().ok()),
+                vni: None,
             }
         }),
     })
