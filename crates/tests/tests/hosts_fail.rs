@@ -209,7 +209,7 @@ async fn wait_host_status(s: &Server, id: &str, want: &str) -> Value {
 }
 
 /// Three sim agents; three instances on A (B and C join after), two of them stopped. `evacuate
-/// A` moves the two stopped ones, one to B and one to C (placement's least-loaded choice), each
+/// A` moves the two stopped ones to B or C (placement's choice, never A), each
 /// exported on A, imported on its new host and destroyed on A; the running one is left with the
 /// reason. The moved ones start on their new hosts. Once the third is stopped too, a second
 /// evacuation leaves A with nothing.
@@ -240,8 +240,11 @@ async fn evacuate_moves_stopped_machines_to_other_hosts() {
     }
 
     let placed = placements(&s).await;
-    let targets: BTreeSet<&str> = [&placed[one], &placed[two]].iter().map(|h| h.as_str()).collect();
-    assert_eq!(targets, BTreeSet::from(["b", "c"]), "least loaded: one each: {placed:?}");
+    // The two moves run at once: on PostgreSQL both may choose the same least-loaded host
+    // (docs/hosts.md, "Placement"), so each is on b or c, not necessarily one each.
+    for id in [one, two] {
+        assert!(placed[id] == "b" || placed[id] == "c", "{placed:?}");
+    }
     assert_eq!(placed[three], "a");
     let agent = |name: &str| [&a, &b, &c].into_iter().find(|x| x.name == name).unwrap();
     for id in [one, two] {
@@ -521,4 +524,74 @@ async fn two_control_planes_share_the_agents_and_finish_each_others_operations()
     assert_eq!(agent.did("stop", &y), 1, "the stop ran once");
     let z = created(&s1, "z").await;
     assert_eq!(instance(&s1, &z).await["host_status"], "up");
+}
+
+/// The README's "A second host" block, run as written: its four commands, in a directory whose
+/// `./openwinv-data` is the control plane's (serve --tls), with nothing of this process's
+/// environment; only the placeholders are filled in: the control plane's address for
+/// `https://cp:8443` and the token the first command printed for `owh_…`.
+#[tokio::test]
+async fn the_readmes_second_host_commands_work_as_written() {
+    let s = Server::start_with(&["--tls", "--placement", "hosts"], &[]).await;
+    let home = s.data_path("").parent().unwrap().to_owned();
+    std::os::unix::fs::symlink(s.data_path(""), home.join("openwinv-data")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme.split("\n## A second host\n").nth(1).expect("the README has `## A second host`");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("\n```").next()).expect("its sh block");
+    let commands: Vec<String> = block
+        .replace("\\\n", " ")
+        .lines()
+        .map(|l| l.split(" # ").next().unwrap().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands.len(), 4, "four commands: {commands:?}");
+
+    let mut token = String::new();
+    let mut agent: Option<Child> = None;
+    let mut listed = String::new();
+    for command in &commands {
+        let filled = command.replace("https://cp:8443", &s.endpoint).replace("owh_…", &token);
+        let (words, into) = match filled.split_once(" > ") {
+            Some((c, file)) => (c.to_owned(), Some(file.trim().to_owned())),
+            None => (filled.clone(), None),
+        };
+        let mut words: Vec<&str> = words.split_whitespace().collect();
+        assert_eq!(words.remove(0), "openwinv", "{command}");
+        if words[0] == "agent" {
+            let mut cmd = Command::new(binary());
+            cmd.args(&words).current_dir(&home).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true);
+            for (name, _) in std::env::vars() {
+                if name.starts_with("IWINV_") || name.starts_with("OPENWINV_") {
+                    cmd.env_remove(name);
+                }
+            }
+            let mut child = cmd.spawn().unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let registered = tokio::time::timeout(WAIT, async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("registered with") {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            assert_eq!(registered, Ok(true), "{filled}");
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            agent = Some(child);
+            continue;
+        }
+        let run = s.cli_run_bare(&words, &[]).await;
+        assert_eq!(run.code, 0, "{filled}: {}", run.stderr);
+        if let Some(file) = into {
+            std::fs::write(home.join(file), &run.stdout).unwrap();
+        }
+        if let Some(t) = run.stdout.split_whitespace().find(|w| w.starts_with("owh_")) {
+            token = t.to_owned();
+        }
+        listed = run.stdout;
+    }
+    assert!(agent.is_some() && token.starts_with("owh_"), "{commands:?}");
+    let line = listed.lines().find(|l| l.starts_with("h2 ")).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains("alive"), "{line}");
 }
