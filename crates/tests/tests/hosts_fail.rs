@@ -312,6 +312,39 @@ async fn evacuate_without_room_elsewhere_leaves_the_machine_where_it_was() {
     assert!(r.json["message"].as_str().unwrap().contains("--placement hosts"), "{}", r.text);
 }
 
+/// A move that fails before its switch (a fault at `switch`) unwinds: the target's copy is
+/// destroyed, the instance is `off` on its source with its machine and reservation there; the
+/// next evacuation moves it.
+#[tokio::test]
+async fn a_failed_move_unwinds_to_the_source() {
+    let s = hosts_mode().await;
+    let a = Agent::start(&s, "a", &[]).await;
+    let id = created(&s, "one").await;
+    let b = Agent::start(&s, "b", &[]).await;
+    act(&s, &id, "shutdown").await;
+    let fault = json!({"kind": "instance.evacuate", "step": "switch", "mode": "once"});
+    s.admin(Method::POST, "/admin/v1/faults", Some(fault)).await.ok_rows();
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/a/evacuate", None).await.ok_rows()[0].clone();
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let row = instance(&s, &id).await;
+    assert_eq!((row["status"].as_str(), row["host_status"].as_str()), (Some("off"), Some("up")), "{row}");
+    assert_eq!(placements(&s).await[&id], "a");
+    assert_eq!((a.did("export", &id), a.did("destroy", &id)), (1, 0));
+    assert_eq!((b.did("import", &id), b.did("destroy", &id)), (1, 1), "the target's copy is undone");
+    assert_eq!(a.machines().get(&id).map(String::as_str), Some("stopped"));
+    assert!(!b.machines().contains_key(&id));
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM placement_moves").await, 0);
+    assert_eq!(host(&s, "b").await["reserved"]["vcpus"], 0, "the target's room is given back");
+
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/a/evacuate", None).await.ok_rows()[0].clone();
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(placements(&s).await[&id], "b");
+    act(&s, &id, "start").await;
+    assert_eq!(b.did("start", &id), 1);
+}
+
 /// After the agent registers again it reports every machine it has: a placed machine it lacks
 /// becomes `error` with the reason, one no placement names is a stray in `hosts show` (and a log
 /// line), left alone until the operator destroys it.
