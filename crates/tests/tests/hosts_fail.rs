@@ -550,6 +550,11 @@ async fn two_control_planes_share_the_agents_and_finish_each_others_operations()
         assert!(std::time::Instant::now() < deadline, "the agent never started the stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The second process holds the operation (it accepted it and woke its own workers at once).
+    let owner = std::fs::read_to_string(s2.data_path("worker-id")).unwrap();
+    let held =
+        format!("SELECT COUNT(*) FROM operations WHERE operation_id = '{op}' AND lease_owner = '{}'", owner.trim());
+    assert_eq!(s1.db_count(&held).await, 1, "the second control plane runs {op}");
     s2.kill9().await;
     let row = s1.wait_operation(&op).await;
     assert_eq!(row["status"], "succeeded", "{row}");
