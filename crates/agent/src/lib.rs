@@ -426,8 +426,8 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     registered = Some(r);
                     away_since = None;
                     // In full after every registration: the control plane keeps the newest.
-                    let (c, machines) = (control.clone(), runner.all_reports().await);
-                    tokio::spawn(async move { report(&c, machines).await });
+                    let (c, (machines, as_of)) = (control.clone(), runner.full_report().await);
+                    tokio::spawn(async move { report_full(&c, machines, as_of).await });
                     if pulling.as_ref().is_none_or(|h| h.is_finished()) {
                         pulling = Some(tokio::spawn(pull_work(control.clone(), runner.clone())));
                     }
@@ -550,7 +550,15 @@ async fn report(control: &Control, machines: Vec<MachineReport>) {
     if machines.is_empty() {
         return;
     }
-    let body = serde_json::json!({ "machines": machines });
+    send_report(control, serde_json::json!({ "machines": machines })).await
+}
+
+/// Every machine of the host (even none): the control plane reconciles its placements with it.
+async fn report_full(control: &Control, machines: Vec<MachineReport>, as_of: i64) {
+    send_report(control, serde_json::json!({ "machines": machines, "full": true, "as_of": as_of })).await
+}
+
+async fn send_report(control: &Control, body: Value) {
     let mut backoff = Backoff::new();
     for _ in 0..5 {
         match control.call_rows::<RuntimeAck>("runtime", Some(&body), REQUEST_TIMEOUT).await {

@@ -143,6 +143,18 @@ impl Runner {
             .collect()
     }
 
+    /// Every machine's state and the host's generation counter when they were read, for the full
+    /// report after a registration.
+    pub async fn full_report(&self) -> (Vec<MachineReport>, i64) {
+        let m = self.machines.lock().await;
+        let rows = m
+            .machines
+            .iter()
+            .map(|(id, s)| MachineReport { instance_id: id.clone(), state: s.state.clone(), generation: s.generation })
+            .collect();
+        (rows, m.next_generation)
+    }
+
     /// Runs `item` unless it ran before; answers the result to post and the machine report the
     /// run made (if the machine's state changed).
     pub async fn process(&self, item: &WorkItem) -> (WorkResult, Option<MachineReport>) {
@@ -215,6 +227,32 @@ impl Runner {
                     cache.release(id).await;
                 }
                 Ok(Value::Null)
+            }
+            // Evacuation (docs/hosts.md): a stopped machine leaves this host. On the simulated
+            // hypervisor the machine record is its disk; a QEMU agent will answer the disk's
+            // sha256 and size once it has handed the file to the control plane, and the
+            // target fetches it by that digest.
+            "export" => {
+                let m = self.machines.lock().await;
+                match m.machines.get(id) {
+                    None => Err(DriverError::Permanent(format!("this host has no machine {id} to export"))),
+                    Some(s) if s.state != "stopped" => Err(DriverError::Permanent(format!(
+                        "the machine {id} is {}: only a stopped machine is moved",
+                        s.state
+                    ))),
+                    Some(s) => Ok(json!({"format": "sim", "instance_id": id, "generation": s.generation})),
+                }
+            }
+            "import" => {
+                let format = item.payload["export"]["format"].as_str().unwrap_or_default();
+                if format != "sim" || d.name() != "sim" {
+                    return Err(DriverError::Permanent(format!(
+                        "this {} host cannot import a machine exported as `{format}`",
+                        d.name()
+                    )));
+                }
+                let spec: MachineSpec = serde_json::from_value(item.payload["spec"].clone()).map_err(bad)?;
+                d.create(&spec).await.map(state)
             }
             "apply_firewall" => {
                 let rules: CompiledRules = serde_json::from_value(item.payload["rules"].clone()).map_err(bad)?;

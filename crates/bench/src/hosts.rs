@@ -4,7 +4,10 @@
 //! `openwinv-agent` code, sim driver, its own temporary data directory), then runs the `create`
 //! load (every instance placed, each of its driver steps a work item pulled and answered by its
 //! host's agent). Then it stops one agent and times how long the control plane takes to report
-//! its host `offline` (the rule: 20 s without a heartbeat, heartbeats every 2 s).
+//! its host `offline` (the rule: 20 s without a heartbeat, heartbeats every 2 s), starts it again
+//! on the same data directory and times how long until the host is `alive` with its full report
+//! reconciled (the report is sent right after the registration and reconciled in that request:
+//! the time until the control plane has taken it).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,7 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
     let prefix = format!("bh{}", std::process::id());
     let dirs = tempfile::tempdir()?;
     let mut stops = Vec::with_capacity(a.hosts);
+    let mut configs = Vec::with_capacity(a.hosts);
     let mut names = Vec::with_capacity(a.hosts);
     let added = Instant::now();
     for n in 0..a.hosts {
@@ -54,13 +58,8 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
             accel: Default::default(),
             image_cache_ttl: Duration::from_secs(7 * 86_400),
         };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            if let Err(e) = openwinv_agent::run(config, async move { rx.await.unwrap_or(()) }).await {
-                eprintln!("agent stopped: {e:#}");
-            }
-        });
-        stops.push(tx);
+        configs.push(config.clone());
+        stops.push(spawn_agent(config));
         names.push(name);
     }
     // Every host registered and alive.
@@ -112,8 +111,49 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
         "hosts-create: a stopped agent's host is offline after {:.1} s (rule: 20 s without a heartbeat, server clock)",
         stopped.elapsed().as_secs_f64()
     );
+
+    // Time to reconcile after an agent restart: the same agent again, on its data directory, until
+    // its registration is in (the host's generation moved) and it is alive. Its full report is the
+    // agent's next request, reconciled within that request.
+    let before = host_row(&client, &a, &victim).await?;
+    let restarted = Instant::now();
+    stops.insert(0, spawn_agent(configs[0].clone()));
+    loop {
+        let row = host_row(&client, &a, &victim).await?;
+        if row["status"] == "alive" && row["generation"].as_i64() > before["generation"].as_i64() {
+            break;
+        }
+        anyhow::ensure!(restarted.elapsed() < Duration::from_secs(60), "host {victim} still {row} after 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "hosts-create: a restarted agent's host ({} instances) is alive and reconciled after {:.2} s",
+        before["instances"],
+        restarted.elapsed().as_secs_f64()
+    );
     for s in stops {
         let _ = s.send(());
     }
     Ok(())
+}
+
+fn spawn_agent(config: openwinv_agent::Config) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = openwinv_agent::run(config, async move { rx.await.unwrap_or(()) }).await {
+            eprintln!("agent stopped: {e:#}");
+        }
+    });
+    tx
+}
+
+async fn host_row(client: &reqwest::Client, a: &Args<'_>, name: &str) -> anyhow::Result<Value> {
+    let row: Value = client
+        .get(format!("{}/admin/v1/hosts/{name}", a.endpoint))
+        .bearer_auth(a.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(row["result"][0].clone())
 }

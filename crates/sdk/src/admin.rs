@@ -9,7 +9,8 @@ use openwinv_wire::admin::{
     NewConsoleUser, NewKey, QuotaUpdate, SetClock,
 };
 use openwinv_wire::hosts::{
-    DeadHost, Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate, Placement,
+    DeadHost, DestroyedStray, Evacuation, Host, IssuedHost, NewHost, NewPlacement, Overcommit, OvercommitUpdate,
+    Placement,
 };
 use openwinv_wire::images::ImageFiles;
 use openwinv_wire::keys::{NewSshKey, NewUserScript, SshKey, UserScript};
@@ -317,6 +318,17 @@ impl AdminClient {
     /// reservations are released.
     pub async fn declare_host_dead(&self, name: &str) -> Result<DeadHost> {
         self.row(self.request(Method::POST, &["hosts", name, "declare-dead"])).await
+    }
+
+    /// Moves the host's stopped instances to other hosts of its zone (one operation each); the
+    /// answer lists those moving and those left with the reason.
+    pub async fn evacuate_host(&self, name: &str) -> Result<Evacuation> {
+        self.row(self.request(Method::POST, &["hosts", name, "evacuate"])).await
+    }
+
+    /// Destroys a machine the host has that no placement names (one of its `strays`).
+    pub async fn destroy_stray(&self, name: &str, instance_id: &str) -> Result<DestroyedStray> {
+        self.row(self.request(Method::POST, &["hosts", name, "strays", instance_id, "destroy"])).await
     }
 
     /// Removes a host that holds no instance; its token stops working.

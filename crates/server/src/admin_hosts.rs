@@ -1,5 +1,5 @@
 //! The operator's face of hypervisor hosts [ext]: `/admin/v1/hosts` (add, list, show, enable,
-//! disable, drain, remove) and `/admin/v1/placements` (place an instance, list, release, the
+//! disable, drain, declare-dead, evacuate, destroy a stray, remove) and `/admin/v1/placements` (place an instance, list, release, the
 //! overcommit ratios). See `docs/hosts.md`.
 
 use axum::Json;
@@ -9,7 +9,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use openwinv_store::StoreError;
 use openwinv_store::hosts::{self as store_hosts, HostRecord, NewHost, Placed, PlacementRecord, PlacementRequest};
-use openwinv_wire::hosts::{DeadHost, Host, IssuedHost, Overcommit, Placement, Resources};
+use openwinv_store::instances::status;
+use openwinv_store::{NewOperation, Refused, ids};
+use openwinv_wire::hosts::{
+    DeadHost, DestroyedStray, Evacuating, Evacuation, Host, IssuedHost, LeftBehind, Overcommit, Placement, Resources,
+};
 use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -28,6 +32,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/v1/hosts/{name}/disable", post(disable_host))
         .route("/admin/v1/hosts/{name}/drain", post(drain_host))
         .route("/admin/v1/hosts/{name}/declare-dead", post(declare_dead))
+        .route("/admin/v1/hosts/{name}/evacuate", post(evacuate))
+        .route("/admin/v1/hosts/{name}/strays/{instance_id}/destroy", post(destroy_stray))
         .route("/admin/v1/placements", get(list_placements).post(place))
         .route("/admin/v1/placements/overcommit", get(show_overcommit).put(set_overcommit))
         .route("/admin/v1/placements/{instance_id}", get(show_placement).delete(release))
@@ -43,6 +49,19 @@ pub fn new_host_token() -> String {
 /// heartbeat can be checked with one indexed lookup instead of a deliberately slow hash.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Hosts as the operator sees them, each with its strays.
+async fn hosts_wire(state: &AppState, hosts: Vec<HostRecord>) -> ApiResult<Vec<Host>> {
+    let one = if hosts.len() == 1 { Some(hosts[0].host_id.as_str()) } else { None };
+    let strays = state.store.strays(one).await?;
+    Ok(hosts
+        .into_iter()
+        .map(|h| {
+            let mine = strays.iter().filter(|s| s.host_id == h.host_id).map(|s| s.instance_id.clone()).collect();
+            Host { strays: mine, ..host_wire(state, h) }
+        })
+        .collect())
 }
 
 pub(crate) fn host_wire(state: &AppState, h: HostRecord) -> Host {
@@ -71,6 +90,7 @@ pub(crate) fn host_wire(state: &AppState, h: HostRecord) -> Host {
         address: h.address,
         driver: h.driver,
         agent_version: h.agent_version,
+        strays: Vec::new(),
     }
 }
 
@@ -92,7 +112,7 @@ fn unknown_host(name: &str) -> ApiError {
 #[utoipa::path(get, path = "/admin/v1/hosts", tag = "hosts", security(("admin_token" = [])),
     responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn list_hosts(State(state): State<AppState>) -> Reply<Host> {
-    let rows = state.store.hosts().await?.into_iter().map(|h| host_wire(&state, h)).collect();
+    let rows = hosts_wire(&state, state.store.hosts().await?).await?;
     Ok(Json(Envelope::rows(rows)))
 }
 
@@ -127,7 +147,7 @@ pub async fn add_host(State(state): State<AppState>, body: Body) -> Reply<Issued
     responses((status = 200, body = Envelope<Vec<Host>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn show_host(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Host> {
     let h = state.store.host_by_name(&name).await?.ok_or_else(|| unknown_host(&name))?;
-    Ok(Json(Envelope::rows(vec![host_wire(&state, h)])))
+    Ok(Json(Envelope::rows(hosts_wire(&state, vec![h]).await?)))
 }
 
 async fn set_state(state: AppState, name: String, to: &str) -> Reply<Host> {
@@ -192,6 +212,153 @@ pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String
         failed_work: dead.failed_work as i64,
         reason,
     }])))
+}
+
+/// Moves the host's stopped instances to other hosts of its zone, one `instance.evacuate`
+/// operation each (docs/hosts.md, "Evacuate"); running instances, and those in an operation or
+/// in `error`, are left with the reason. Only in hosts mode. The host's state is not changed:
+/// `drain` (or `disable`) it first to keep new instances away.
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/evacuate", tag = "hosts", security(("admin_token" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<Evacuation>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope),
+        (status = 409, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -> Reply<Evacuation> {
+    let h = state.store.host_by_name(&name).await?.ok_or_else(|| unknown_host(&name))?;
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Err(ApiError::new(
+            ErrorCode::CheckParam,
+            "Evacuation moves machines between hosts' agents; this control plane runs every machine itself              (start it with `serve --placement hosts`)."
+                .to_owned(),
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    if h.state == store_hosts::DEAD {
+        return Err(ApiError::new(
+            ErrorCode::CheckParam,
+            format!("The host `{name}` was declared dead: its machines are lost and nothing is placed on it."),
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    let params = crate::sagas::evacuate::Params { source_host_id: h.host_id.clone(), source_host: name.clone() };
+    let params = serde_json::to_string(&params).expect("params serialize");
+    let kind = <crate::sagas::evacuate::Evacuate as openwinv_engine::Operation>::KIND;
+    let mut moving = Vec::new();
+    let mut left = Vec::new();
+    for inst in state.store.host_instances(&h.host_id).await? {
+        let leave =
+            |reason: String| LeftBehind { instance_id: inst.instance_id.clone(), status: inst.status.clone(), reason };
+        if inst.status != status::OFF {
+            left.push(leave(match inst.status.as_str() {
+                status::ACTIVE => {
+                    "running: machines on local disks are moved only when stopped; shut it down first".to_owned()
+                }
+                status::ERROR => "in error: start it (or delete it) first".to_owned(),
+                _ => "in an operation; evacuate again when it is done".to_owned(),
+            }));
+            continue;
+        }
+        let operation_id = ids::new_id("OP");
+        let op = NewOperation {
+            operation_id: &operation_id,
+            account_id: &inst.account_id,
+            kind,
+            resource_id: &inst.instance_id,
+            params: &params,
+            now_ms: state.clock.unix_ms(),
+        };
+        match state.store.begin_instance_operation(&inst.account_id, &inst.instance_id, &[status::OFF], &op).await? {
+            Ok(()) => moving.push(Evacuating { instance_id: inst.instance_id.clone(), operation_id }),
+            Err(Refused::Busy) => left.push(leave("a volume of it is being attached or detached".to_owned())),
+            Err(Refused::NotFound) => {}
+            Err(Refused::From(s)) => {
+                left.push(LeftBehind { status: s.clone(), ..leave(format!("it became {s} meanwhile")) });
+            }
+        }
+    }
+    if !moving.is_empty() {
+        state.engine.wake();
+    }
+    tracing::info!(host = %name, moving = moving.len(), left = left.len(), "evacuation started");
+    Ok(Json(Envelope::rows(vec![Evacuation { host: name, moving, left }])))
+}
+
+/// Destroys a machine the host has that no placement on it names (a stray of its last full
+/// report), on its agent. Strays are never destroyed otherwise.
+#[utoipa::path(post, path = "/admin/v1/hosts/{name}/strays/{instance_id}/destroy", tag = "hosts", security(("admin_token" = [])),
+    params(("name" = String, Path), ("instance_id" = String, Path)),
+    responses((status = 200, body = Envelope<Vec<DestroyedStray>>), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope),
+        (status = 409, body = openwinv_wire::ErrorEnvelope), (status = 503, body = openwinv_wire::ErrorEnvelope)))]
+pub async fn destroy_stray(
+    State(state): State<AppState>,
+    Path((name, instance_id)): Path<(String, String)>,
+) -> Reply<DestroyedStray> {
+    let h = state.store.host_by_name(&name).await?.ok_or_else(|| unknown_host(&name))?;
+    let strays = state.store.strays(Some(&h.host_id)).await?;
+    if !strays.iter().any(|s| s.instance_id == instance_id) {
+        return Err(ApiError::not_found(format!("A stray machine `{instance_id}` on the host `{name}`")));
+    }
+    if state.store.placement(&instance_id).await?.is_some_and(|p| p.host_id == h.host_id) {
+        return Err(ApiError::new(
+            ErrorCode::CheckParam,
+            format!("The machine `{instance_id}` is placed on `{name}` now; it is not a stray."),
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    let remote =
+        crate::remote_driver::RemoteDriver::new(state.store.clone(), state.clock.clone(), state.driver.clone());
+    match remote.call_on(&h.host_id, &h.name, &instance_id, "destroy", serde_json::json!({})).await {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::DevCheckReturn,
+                format!("The host `{name}` did not destroy `{instance_id}`: {e}. Try again."),
+            )
+            .with_status(StatusCode::SERVICE_UNAVAILABLE));
+        }
+    }
+    state.store.remove_stray(&h.host_id, &instance_id).await?;
+    tracing::warn!(host = %name, instance = %instance_id, "stray machine destroyed by the operator");
+    Ok(Json(Envelope::rows(vec![DestroyedStray { host: name, instance_id }])))
+}
+
+/// A full report of a host's machines (after each registration of its agent), reconciled with
+/// the placements: machines no placement on the host names are its strays (kept for the
+/// operator, logged, never destroyed here); placed instances at rest that the host lacks become
+/// `error` with the reason, unless the host reported them after the full report was taken
+/// (`as_of`: a machine made meanwhile).
+pub(crate) async fn reconcile_full_report(
+    state: &AppState,
+    host_id: &str,
+    host_name: &str,
+    reports: &[(String, String, i64)],
+    as_of: i64,
+) -> ApiResult<()> {
+    let now = state.clock.unix();
+    let present: Vec<(String, String)> =
+        reports.iter().filter(|(_, st, _)| st != "absent").map(|(i, st, _)| (i.clone(), st.clone())).collect();
+    let strays = state.store.replace_strays(host_id, &present, now).await?;
+    if !strays.is_empty() {
+        tracing::warn!(host = %host_name, strays = ?strays,
+            "the host has machines no placement names (strays); `openwinv admin hosts destroy-stray` removes one");
+    }
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Ok(());
+    }
+    let reason = format!("the machine is missing from its host {host_name}'s full report");
+    for inst in state.store.host_instances(host_id).await? {
+        if present.iter().any(|(i, _)| *i == inst.instance_id) {
+            continue;
+        }
+        if inst.status != status::ACTIVE && inst.status != status::OFF {
+            continue;
+        }
+        if inst.reported_generation.is_some_and(|g| g > as_of) {
+            continue;
+        }
+        if state.store.reconcile_instance(&inst.instance_id, &inst.status, status::ERROR, Some(&reason), now).await? {
+            tracing::warn!(instance = %inst.instance_id, host = %host_name, "placed machine missing from its host");
+        }
+    }
+    Ok(())
 }
 
 /// Removes a host that holds no instance; its token stops working.

@@ -60,7 +60,7 @@ use crate::{admin, admin_hosts, admin_sim, admin_state, images, internal, refere
         admin_hosts::disable_host, admin_hosts::drain_host, admin_hosts::remove_host,
         admin_hosts::list_placements, admin_hosts::place, admin_hosts::show_placement, admin_hosts::release,
         admin_hosts::show_overcommit, admin_hosts::set_overcommit,
-        admin_hosts::declare_dead,
+        admin_hosts::declare_dead, admin_hosts::evacuate, admin_hosts::destroy_stray,
         internal::register, internal::heartbeat, internal::runtime, internal::work, internal::work_result,
         internal::images::image_file,
     ),

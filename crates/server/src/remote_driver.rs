@@ -96,6 +96,21 @@ impl RemoteDriver {
         if host.host_state == DEAD {
             return nothing_there(format!("the host {} of instance {instance_id} was declared dead", host.host_name));
         }
+        self.call_on(&host.host_id, &host.host_name, instance_id, call, payload).await
+    }
+
+    /// Runs `call` about `instance_id` on the host `host_id`, wherever the instance is placed
+    /// (evacuation drives a move's source and target by name; the operator destroys a stray).
+    /// Keyed by the current step's next call key, or an ad-hoc key outside a step.
+    pub(crate) async fn call_on(
+        &self,
+        host_id: &str,
+        host_name: &str,
+        instance_id: &str,
+        call: &str,
+        payload: Value,
+    ) -> Result<Value, DriverError> {
+        let scope = StepScope::current();
         let key = match &scope {
             Some(s) => s.next_call_key(),
             None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
@@ -103,7 +118,7 @@ impl RemoteDriver {
         let payload = payload.to_string();
         let new = NewWork {
             work_key: &key,
-            host_id: &host.host_id,
+            host_id,
             instance_id: Some(instance_id),
             call,
             payload: &payload,
@@ -111,7 +126,7 @@ impl RemoteDriver {
         };
         let row = self.store.queue_work(&new).await.map_err(store_error)?;
         if row.state != DONE {
-            work_queued(&host.host_id);
+            work_queued(host_id);
         }
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut row = row;
@@ -145,8 +160,8 @@ impl RemoteDriver {
             s.waiting_for_host();
         }
         let now = self.clock.unix();
-        let (name, state, beat) = self.store.host_liveness(&host.host_id).await.map_err(store_error)?.unwrap_or((
-            host.host_name.clone(),
+        let (name, state, beat) = self.store.host_liveness(host_id).await.map_err(store_error)?.unwrap_or((
+            host_name.to_owned(),
             String::new(),
             None,
         ));

@@ -93,8 +93,8 @@ fn host_query(filter: &str) -> String {
     format!(
         "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN (\
             SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, \
-                   CAST(SUM(disk_gb) AS BIGINT) AS disk_gb, CAST(COUNT(*) AS BIGINT) AS n \
-            FROM placements GROUP BY host_id) r ON r.host_id = h.host_id \
+                   CAST(SUM(disk_gb) AS BIGINT) AS disk_gb, CAST(SUM(1 - moving) AS BIGINT) AS n \
+            FROM host_reservations GROUP BY host_id) r ON r.host_id = h.host_id \
          {filter}"
     )
 }
@@ -337,14 +337,14 @@ impl Store {
         let host: Option<HostRecord> = sqlx::query_as(&format!(
             "SELECT {HOST_COLUMNS} FROM hosts h LEFT JOIN (SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
              CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, CAST(SUM(disk_gb) AS BIGINT) AS disk_gb, \
-             CAST(COUNT(*) AS BIGINT) AS n FROM placements GROUP BY host_id) r ON r.host_id = h.host_id \
+             CAST(SUM(1 - moving) AS BIGINT) AS n FROM host_reservations GROUP BY host_id) r ON r.host_id = h.host_id \
              WHERE h.name = $1{lock}"
         ))
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(host) = host else { return Ok(Removal::NotFound) };
-        let (n,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM placements WHERE host_id = $1")
+        let (n,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM host_reservations WHERE host_id = $1")
             .bind(&host.host_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -352,6 +352,7 @@ impl Store {
             return Ok(Removal::Busy(n));
         }
         sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM host_strays WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM hosts WHERE host_id = $1").bind(&host.host_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Removal::Removed(Box::new(host)))
@@ -411,7 +412,7 @@ impl Store {
     pub async fn place(&self, req: &PlacementRequest<'_>, now: i64) -> Result<Placed> {
         let ratios = self.overcommit().await?;
         for _ in 0..PLACE_ATTEMPTS {
-            if let Some(done) = self.place_once(req, now, &ratios).await? {
+            if let Some(done) = self.place_once(req, now, &ratios, None).await? {
                 return Ok(done);
             }
         }
@@ -422,9 +423,21 @@ impl Store {
     }
 
     /// One attempt; `None` when the chosen host filled up meanwhile (try again).
-    async fn place_once(&self, req: &PlacementRequest<'_>, now: i64, ratios: &Overcommit) -> Result<Option<Placed>> {
+    /// With `mv`, the reservation is the target of a move: a row of `placement_moves`, on a host
+    /// other than the move's source, beside the instance's placement.
+    async fn place_once(
+        &self,
+        req: &PlacementRequest<'_>,
+        now: i64,
+        ratios: &Overcommit,
+        mv: Option<&MoveFrom<'_>>,
+    ) -> Result<Option<Placed>> {
         let mut tx = self.begin_write().await?;
-        if let Some(p) = placement_in(&mut tx, req.instance_id).await? {
+        let existing = match mv {
+            None => placement_in(&mut tx, req.instance_id).await?,
+            Some(_) => move_in(&mut tx, req.instance_id).await?,
+        };
+        if let Some(p) = existing {
             return Ok(Some(Placed::Existing(p)));
         }
         let candidates: Vec<Candidate> = sqlx::query_as(
@@ -434,13 +447,15 @@ impl Store {
              FROM hosts h LEFT JOIN (\
                 SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, \
                        CAST(SUM(disk_gb) AS BIGINT) AS disk_gb \
-                FROM placements WHERE host_id IN (SELECT host_id FROM hosts WHERE zone_id = $1) \
+                FROM host_reservations WHERE host_id IN (SELECT host_id FROM hosts WHERE zone_id = $1) \
                 GROUP BY host_id) r ON r.host_id = h.host_id \
-             WHERE h.zone_id = $1 AND h.state = $2 AND h.registered_at IS NOT NULL AND h.last_heartbeat_at >= $3",
+             WHERE h.zone_id = $1 AND h.state = $2 AND h.registered_at IS NOT NULL AND h.last_heartbeat_at >= $3 \
+               AND h.host_id <> $4",
         )
         .bind(req.zone_id)
         .bind(ENABLED)
         .bind(now - ALIVE_WITHIN_SECS)
+        .bind(mv.map_or("", |m| m.source_host_id))
         .fetch_all(&mut *tx)
         .await?;
         let usable: Vec<&Candidate> = candidates.iter().filter(|c| c.capable(req.capabilities)).collect();
@@ -453,7 +468,11 @@ impl Store {
             // On PostgreSQL a concurrent call for the same instance may have committed its
             // reservation after our first look and before the candidates were read (which then
             // counted it): that reservation is the answer.
-            if let Some(p) = placement_in(&mut tx, req.instance_id).await? {
+            let existing = match mv {
+                None => placement_in(&mut tx, req.instance_id).await?,
+                Some(_) => move_in(&mut tx, req.instance_id).await?,
+            };
+            if let Some(p) = existing {
                 return Ok(Some(Placed::Existing(p)));
             }
             let (hosts,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM hosts WHERE zone_id = $1")
@@ -477,7 +496,7 @@ impl Store {
             }
             let (v, m, d): (i64, i64, i64) = sqlx::query_as(
                 "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
-                        COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM placements WHERE host_id = $1",
+                        COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM host_reservations WHERE host_id = $1",
             )
             .bind(&chosen.host_id)
             .fetch_one(&mut *tx)
@@ -496,30 +515,56 @@ impl Store {
                 return Ok(None);
             }
         }
-        let inserted = sqlx::query(
-            "INSERT INTO placements (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(req.instance_id)
-        .bind(&chosen.host_id)
-        .bind(req.vcpus)
-        .bind(req.memory_mb)
-        .bind(req.disk_gb)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
+        let inserted = match mv {
+            None => {
+                sqlx::query(
+                    "INSERT INTO placements (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(req.instance_id)
+                .bind(&chosen.host_id)
+                .bind(req.vcpus)
+                .bind(req.memory_mb)
+                .bind(req.disk_gb)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+            }
+            Some(m) => {
+                sqlx::query(
+                    "INSERT INTO placement_moves (instance_id, host_id, source_host_id, operation_id, vcpus, \
+                     memory_mb, disk_gb, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(req.instance_id)
+                .bind(&chosen.host_id)
+                .bind(m.source_host_id)
+                .bind(m.operation_id)
+                .bind(req.vcpus)
+                .bind(req.memory_mb)
+                .bind(req.disk_gb)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+            }
+        };
         match inserted.map_err(StoreError::from_insert) {
             Ok(_) => {}
             Err(StoreError::Conflict) => {
                 // The same instance placed by a concurrent call: answer with its reservation.
                 drop(tx);
                 let mut conn = self.writer().acquire().await?;
-                let existing = placement_in(&mut conn, req.instance_id).await?;
+                let existing = match mv {
+                    None => placement_in(&mut conn, req.instance_id).await?,
+                    Some(_) => move_in(&mut conn, req.instance_id).await?,
+                };
                 return Ok(existing.map(Placed::Existing));
             }
             Err(e) => return Err(e),
         }
-        let placed = placement_in(&mut tx, req.instance_id).await?;
+        let placed = match mv {
+            None => placement_in(&mut tx, req.instance_id).await?,
+            Some(_) => move_in(&mut tx, req.instance_id).await?,
+        };
         tx.commit().await?;
         Ok(placed.map(Placed::New))
     }
@@ -583,7 +628,7 @@ impl Store {
                 .await?;
         let (v, m, d): (i64, i64, i64) = sqlx::query_as(
             "SELECT COALESCE(CAST(SUM(vcpus) AS BIGINT), 0), COALESCE(CAST(SUM(memory_mb) AS BIGINT), 0), \
-                    COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM placements WHERE host_id = $1 AND instance_id <> $2",
+                    COALESCE(CAST(SUM(disk_gb) AS BIGINT), 0) FROM host_reservations WHERE host_id = $1 AND instance_id <> $2",
         )
         .bind(&current.host_id)
         .bind(instance_id)
@@ -609,6 +654,10 @@ impl Store {
         let existing = placement_in(&mut tx, instance_id).await?;
         if existing.is_some() {
             sqlx::query("DELETE FROM placements WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM placement_moves WHERE instance_id = $1")
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM instance_runtime WHERE instance_id = $1")
                 .bind(instance_id)
                 .execute(&mut *tx)
@@ -824,6 +873,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM placements WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
+        // Moves onto the dead host lose their target (their operations unwind on the failed work).
+        sqlx::query("DELETE FROM placement_moves WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM host_strays WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
         tx.commit().await?;
         let host = self.host(&host_id).await?.ok_or_else(|| StoreError::Corrupt(format!("host {host_id} vanished")))?;
@@ -838,4 +890,203 @@ async fn placement_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Resu
     .bind(instance_id)
     .fetch_optional(&mut *conn)
     .await?)
+}
+
+async fn move_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<PlacementRecord>> {
+    Ok(sqlx::query_as(
+        "SELECT m.instance_id, m.host_id, h.name AS host_name, m.vcpus, m.memory_mb, m.disk_gb, m.created_at \
+         FROM placement_moves m JOIN hosts h ON h.host_id = m.host_id WHERE m.instance_id = $1",
+    )
+    .bind(instance_id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// The source of a move (`admin hosts evacuate`), for [`Store::reserve_move`].
+#[derive(Debug, Clone, Copy)]
+pub struct MoveFrom<'a> {
+    pub source_host_id: &'a str,
+    pub operation_id: &'a str,
+}
+
+/// An instance on its way to another host.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MoveRecord {
+    pub instance_id: String,
+    /// The target.
+    pub host_id: String,
+    pub host_name: String,
+    pub source_host_id: String,
+    pub operation_id: String,
+    /// The source agent's answer to `export`, once it came.
+    pub export: Option<String>,
+}
+
+/// An instance placed on a host, as evacuation and reconciliation see it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HostInstance {
+    pub instance_id: String,
+    pub account_id: String,
+    pub status: String,
+    pub zone_id: String,
+    pub flavor_id: String,
+    /// The generation of the host's last report of the machine, if it reported one.
+    pub reported_generation: Option<i64>,
+}
+
+/// A machine a host has that no placement on it names.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StrayRecord {
+    pub host_id: String,
+    pub instance_id: String,
+    pub state: String,
+    pub reported_at: i64,
+}
+
+impl Store {
+    /// Reserves room for an instance on a host other than `mv.source_host_id`, as placement does
+    /// (the same candidates, fit and choice, the chosen host's row locked on PostgreSQL), written
+    /// beside its placement as a move. Idempotent per instance: a pending move is the answer.
+    pub async fn reserve_move(&self, req: &PlacementRequest<'_>, mv: &MoveFrom<'_>, now: i64) -> Result<Placed> {
+        let ratios = self.overcommit().await?;
+        for _ in 0..PLACE_ATTEMPTS {
+            if let Some(done) = self.place_once(req, now, &ratios, Some(mv)).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "the move of {} found capacity {PLACE_ATTEMPTS} times and lost it each time",
+            req.instance_id
+        )))
+    }
+
+    pub async fn pending_move(&self, instance_id: &str) -> Result<Option<MoveRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT m.instance_id, m.host_id, h.name AS host_name, m.source_host_id, m.operation_id, m.export \
+             FROM placement_moves m JOIN hosts h ON h.host_id = m.host_id WHERE m.instance_id = $1",
+        )
+        .bind(instance_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Keeps the source agent's export answer with the move; false when the move is gone.
+    pub async fn record_export(&self, instance_id: &str, operation_id: &str, export: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE placement_moves SET export = $3 WHERE instance_id = $1 AND operation_id = $2")
+            .bind(instance_id)
+            .bind(operation_id)
+            .bind(export)
+            .execute(self.writer())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Drops a move that will not happen (its target's reservation is released).
+    pub async fn cancel_move(&self, instance_id: &str, operation_id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM placement_moves WHERE instance_id = $1 AND operation_id = $2")
+            .bind(instance_id)
+            .bind(operation_id)
+            .execute(self.writer())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The move's pivot, in one transaction: the instance's placement names the target with the
+    /// move's sizes (so the source's reservation is released only now), the move row goes, and
+    /// the source's runtime report with it. `None` when there is no such move (switched already,
+    /// or cancelled); otherwise the source's host id.
+    pub async fn switch_move(&self, instance_id: &str, operation_id: &str) -> Result<Option<String>> {
+        let mut tx = self.begin_write().await?;
+        let mv: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT host_id, source_host_id, vcpus, memory_mb, disk_gb FROM placement_moves \
+             WHERE instance_id = $1 AND operation_id = $2",
+        )
+        .bind(instance_id)
+        .bind(operation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((target, source, vcpus, memory_mb, disk_gb)) = mv else { return Ok(None) };
+        let r = sqlx::query(
+            "UPDATE placements SET host_id = $2, vcpus = $3, memory_mb = $4, disk_gb = $5 WHERE instance_id = $1",
+        )
+        .bind(instance_id)
+        .bind(&target)
+        .bind(vcpus)
+        .bind(memory_mb)
+        .bind(disk_gb)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Corrupt(format!("{instance_id} is moving but has no placement")));
+        }
+        sqlx::query("DELETE FROM placement_moves WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM instance_runtime WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(source))
+    }
+
+    /// The instances placed on a host, oldest placement first.
+    pub async fn host_instances(&self, host_id: &str) -> Result<Vec<HostInstance>> {
+        Ok(sqlx::query_as(
+            "SELECT i.instance_id, i.account_id, i.status, i.zone_id, i.flavor_id, \
+                    r.generation AS reported_generation \
+             FROM placements p JOIN instances i ON i.instance_id = p.instance_id \
+             LEFT JOIN instance_runtime r ON r.instance_id = p.instance_id AND r.host_id = p.host_id \
+             WHERE p.host_id = $1 ORDER BY p.created_at, p.instance_id",
+        )
+        .bind(host_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Replaces a host's strays with those of its latest full report: `(instance_id, state)`.
+    /// Machines that are the target of a move onto this host are not strays (the move is under
+    /// way). Answers the strays kept.
+    pub async fn replace_strays(&self, host_id: &str, reported: &[(String, String)], now: i64) -> Result<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM host_strays WHERE host_id = $1").bind(host_id).execute(&mut *tx).await?;
+        let mut kept = Vec::new();
+        for (instance_id, state) in reported {
+            let r = sqlx::query(
+                "INSERT INTO host_strays (host_id, instance_id, state, reported_at) SELECT $1, $2, $3, $4 \
+                 WHERE NOT EXISTS (SELECT 1 FROM placements WHERE instance_id = $2 AND host_id = $1) \
+                   AND NOT EXISTS (SELECT 1 FROM placement_moves WHERE instance_id = $2 AND host_id = $1)",
+            )
+            .bind(host_id)
+            .bind(instance_id)
+            .bind(state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                kept.push(instance_id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+
+    /// Every stray, or one host's, by host and instance.
+    pub async fn strays(&self, host_id: Option<&str>) -> Result<Vec<StrayRecord>> {
+        let base = "SELECT host_id, instance_id, state, reported_at FROM host_strays";
+        Ok(match host_id {
+            Some(h) => {
+                sqlx::query_as(&format!("{base} WHERE host_id = $1 ORDER BY instance_id"))
+                    .bind(h)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => sqlx::query_as(&format!("{base} ORDER BY host_id, instance_id")).fetch_all(self.pool()).await?,
+        })
+    }
+
+    /// Forgets a stray (it was destroyed); false when there was none.
+    pub async fn remove_stray(&self, host_id: &str, instance_id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM host_strays WHERE host_id = $1 AND instance_id = $2")
+            .bind(host_id)
+            .bind(instance_id)
+            .execute(self.writer())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
 }

@@ -41,6 +41,41 @@ pub struct Host {
     pub heartbeat_age_s: Option<i64>,
     pub generation: i64,
     pub created_at: String,
+    /// Machines the host's agent reported in its last full report that no placement on it names
+    /// (instance ids). Never destroyed automatically: `admin hosts destroy-stray`.
+    #[serde(default)]
+    pub strays: Vec<String>,
+}
+
+/// Answer to `POST /admin/v1/hosts/{name}/evacuate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Evacuation {
+    /// The host evacuated.
+    pub host: String,
+    /// Stopped instances now moving to other hosts, one operation (`instance.evacuate`) each.
+    pub moving: Vec<Evacuating>,
+    /// Instances left where they are, each with the reason.
+    pub left: Vec<LeftBehind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Evacuating {
+    pub instance_id: String,
+    pub operation_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeftBehind {
+    pub instance_id: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// Answer to `POST /admin/v1/hosts/{name}/strays/{instance_id}/destroy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DestroyedStray {
+    pub host: String,
+    pub instance_id: String,
 }
 
 /// Answer to `POST /admin/v1/hosts/{name}/declare-dead`.
@@ -171,6 +206,14 @@ pub struct MachineReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeReports {
     pub machines: Vec<MachineReport>,
+    /// Every machine the host has (sent after each registration): placed machines missing from
+    /// it become `error`, machines no placement names are the host's strays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+    /// With `full`: the agent's generation counter when the report was taken. A missing machine
+    /// whose stored report is newer changed after it and is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<i64>,
 }
 
 /// What became of one report: `accepted`, `stale` (a report of this generation or a later one is

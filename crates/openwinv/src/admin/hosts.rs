@@ -3,7 +3,9 @@
 
 use clap::Subcommand;
 use openwinv_sdk::AdminClient;
-use openwinv_sdk::wire::hosts::{DeadHost, Host, IssuedHost, Overcommit, OvercommitUpdate, Placement};
+use openwinv_sdk::wire::hosts::{
+    DeadHost, DestroyedStray, Evacuation, Host, IssuedHost, Overcommit, OvercommitUpdate, Placement,
+};
 
 use crate::output::{Column, Output, Tabular, joined, long, number, or_dash, text};
 
@@ -30,6 +32,11 @@ pub enum HostAction {
     /// Declare an offline host dead: its in-flight operations unwind, its machines become error,
     /// its reservations are released
     DeclareDead { name: String },
+    /// Move the host's stopped instances to other hosts of its zone (one operation each);
+    /// running ones are left with the reason. Drain the host first to keep new ones away
+    Evacuate { name: String },
+    /// Destroy a machine the host has that no placement names (one of `show`'s strays)
+    DestroyStray { name: String, instance_id: String },
     /// Remove a host that holds no instance (its token stops working)
     Remove { name: String },
 }
@@ -87,6 +94,8 @@ pub async fn run(admin: &AdminClient, action: HostAction, out: Output) -> anyhow
         HostAction::Enable { name } => out.record(&admin.enable_host(&name).await?),
         HostAction::Drain { name } => out.record(&admin.drain_host(&name).await?),
         HostAction::DeclareDead { name } => out.record(&admin.declare_host_dead(&name).await?),
+        HostAction::Evacuate { name } => out.record(&admin.evacuate_host(&name).await?),
+        HostAction::DestroyStray { name, instance_id } => out.record(&admin.destroy_stray(&name, &instance_id).await?),
         HostAction::Remove { name } => out.record(&admin.remove_host(&name).await?),
     }
 }
@@ -122,6 +131,7 @@ impl Tabular for Host {
         text("DISK GB"),
         number("INSTANCES"),
         number("HEARTBEAT AGE S"),
+        number("STRAYS"),
         text("CAPABILITIES"),
         text("ID"),
     ];
@@ -139,6 +149,7 @@ impl Tabular for Host {
             format!("{}/{}", self.reserved.disk_gb, self.capacity.disk_gb),
             self.instances.to_string(),
             or_dash(self.heartbeat_age_s),
+            self.strays.len().to_string(),
             joined(&self.capabilities),
             self.host_id.clone(),
         ]
@@ -197,5 +208,24 @@ impl Tabular for DeadHost {
             self.failed_work.to_string(),
             self.reason.clone(),
         ]
+    }
+}
+
+impl Tabular for Evacuation {
+    const COLUMNS: &'static [Column] = &[long("HOST"), long("MOVING"), long("LEFT")];
+
+    fn cells(&self) -> Vec<String> {
+        let moving: Vec<String> =
+            self.moving.iter().map(|m| format!("{} ({})", m.instance_id, m.operation_id)).collect();
+        let left: Vec<String> = self.left.iter().map(|l| format!("{}: {}", l.instance_id, l.reason)).collect();
+        vec![self.host.clone(), joined(&moving), joined(&left)]
+    }
+}
+
+impl Tabular for DestroyedStray {
+    const COLUMNS: &'static [Column] = &[long("HOST"), text("INSTANCE")];
+
+    fn cells(&self) -> Vec<String> {
+        vec![self.host.clone(), self.instance_id.clone()]
     }
 }

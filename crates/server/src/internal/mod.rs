@@ -223,8 +223,24 @@ pub async fn runtime(
         .ok_or_else(|| ApiError::param(format!("The field `{}` must be an integer from 0.", field("generation"))))?;
         reports.push((instance_id, st, generation));
     }
+    let full = match body.0.get("full") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::param("The field `full` must be true or false.")),
+    };
+    let as_of = match body.0.get("as_of") {
+        None | Some(Value::Null) if !full => 0,
+        None | Some(Value::Null) => return Err(ApiError::missing_body("as_of")),
+        Some(v) => v
+            .as_i64()
+            .filter(|g| *g >= 0)
+            .ok_or_else(|| ApiError::param("The field `as_of` must be an integer from 0."))?,
+    };
     let outcomes = state.store.report_runtime(&host.host_id, &reports, state.clock.unix()).await?;
     follow_runtime(&state, &reports, &outcomes).await?;
+    if full {
+        crate::admin_hosts::reconcile_full_report(&state, &host.host_id, &host.name, &reports, as_of).await?;
+    }
     let rows = reports
         .into_iter()
         .zip(outcomes)

@@ -3,6 +3,7 @@
 //! `run` and `undo` match.
 
 pub mod addresses;
+pub mod evacuate;
 pub mod firewall;
 pub mod instance;
 pub mod volume;
@@ -44,6 +45,7 @@ pub fn all(deps: Arc<Deps>) -> Vec<Arc<dyn Saga>> {
         typed(instance::rebuild::Rebuild(d())),
         typed(instance::resize::Resize(d())),
         typed(instance::delete::Delete(d())),
+        typed(evacuate::Evacuate(d())),
         typed(volume::create::Create(d())),
         typed(volume::delete::Delete(d())),
         typed(volume::attach::Attach(d())),
@@ -67,6 +69,7 @@ pub fn kinds() -> Vec<(&'static str, Vec<&'static str>)> {
         kind::<instance::rebuild::Rebuild>(),
         kind::<instance::resize::Resize>(),
         kind::<instance::delete::Delete>(),
+        kind::<evacuate::Evacuate>(),
         kind::<volume::create::Create>(),
         kind::<volume::delete::Delete>(),
         kind::<volume::attach::Attach>(),
