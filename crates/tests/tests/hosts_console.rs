@@ -231,3 +231,30 @@ async fn claim(url: &str, token: &str) -> Result<openwinv_tests::console::Ws, u1
         Err(e) => panic!("dial-back: {e}"),
     }
 }
+
+/// Two control-plane processes on one database, the agent dialing the first: a console opened
+/// through the second is handed to the agent (through the database) but its dial-back reaches the
+/// first process, which holds no such session and says so; the browser gets the claim timeout's
+/// error, not a hang. Through the first process the same console works.
+#[tokio::test]
+async fn a_dial_back_reaching_another_process_fails_clearly() {
+    let s = hosts_mode().await;
+    let second = Server::start_sharing(&s, &["--placement", "hosts", "--default-rate-limit", "0"]).await;
+    let agent = Agent::start(&s, "h1").await;
+    let id = create(&s, "console-two-processes").await;
+
+    let mut ws = open(&second, &id, "serial").await;
+    let read = read_to_close(&mut ws, READ).await;
+    let (code, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
+    assert_eq!(code, 1011, "{read:?}");
+    assert!(reason.contains("h1's agent did not connect within 5 s"), "{reason}");
+    let log = agent.log();
+    assert!(
+        log.contains("console session not opened") && log.contains("not waiting in this control-plane process"),
+        "{log}"
+    );
+
+    let mut ws = open(&s, &id, "serial").await;
+    let read = read_until(&mut ws, b"login:", READ).await;
+    assert!(read.text().contains("hostname console-two-processes"), "{read:?}");
+}

@@ -76,6 +76,15 @@ pub fn claim(session: &str, host_id: &str, socket: WebSocket) -> Result<(), Refu
     pending.socket.send(socket).map_err(|_| Refusal::Unknown)
 }
 
+/// A close frame's reason holds at most 123 bytes: a long host name is cut, not the frame lost.
+fn clip(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 fn host_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -95,14 +104,14 @@ pub(super) async fn proxy(state: &AppState, host: InstanceHost, channel: Channel
     let now = state.clock.unix();
     if host.host_state == DEAD {
         let why = format!("console unavailable: the host {} was declared dead", host.host_name);
-        return close(browser, 1011, &why).await;
+        return close(browser, 1011, clip(&why)).await;
     }
     if !host.alive(now) {
         let silent = host
             .last_heartbeat_at
             .map_or_else(|| "never registered".to_owned(), |t| format!("no heartbeat for {} s", now - t));
         let why = format!("console unavailable: the host {} is unreachable ({silent})", host.host_name);
-        return close(browser, 1011, &why).await;
+        return close(browser, 1011, clip(&why)).await;
     }
     let session: String = {
         let mut rng = rand::thread_rng();
@@ -154,7 +163,7 @@ pub(super) async fn proxy(state: &AppState, host: InstanceHost, channel: Channel
                 host.host_name,
                 CLAIM_WITHIN.as_secs()
             );
-            return close(browser, 1011, &why).await;
+            return close(browser, 1011, clip(&why)).await;
         }
     };
     splice(browser, agent).await;
