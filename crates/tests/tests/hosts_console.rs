@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, console_mjs, require_browser_tools};
 use openwinv_tests::console::{open, read_to_close, read_until, send};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
@@ -132,6 +133,25 @@ async fn a_sim_agents_serial_console_through_the_control_plane() {
     let mut ws = open(&s, &id, "vnc").await;
     let read = read_to_close(&mut ws, READ).await;
     assert_eq!(read.closed, Some((1011, "this machine has no screen".into())), "{read:?}");
+
+    // The real browser: the console page's terminal shows the agent's console and what is typed.
+    require_browser_tools();
+    let link =
+        s.get(&format!("/v1/instances/{id}/remote-console")).await.ok_rows()[0]["link"].as_str().unwrap().to_owned();
+    let timeout = BROWSER_TIMEOUT_SECS.to_string();
+    let (ok, out) = console_mjs(
+        &link,
+        &[
+            "cloud-init: hostname console-on-h1",
+            &timeout,
+            "--type",
+            "via-browser-7\\r",
+            "--then",
+            "login: via-browser-7",
+        ],
+    )
+    .await;
+    assert!(ok, "the console page did not show the agent's console:\n{out}\nagent log:\n{}", agent.log());
 }
 
 /// The session protocol as an agent sees it, played by the test with host tokens: the session
