@@ -110,6 +110,8 @@ async fn a_sim_agents_serial_console_through_the_control_plane() {
     assert!(read.closed.is_none(), "the console closed: {read:?}\nagent log:\n{}", agent.log());
     assert!(text.contains("cloud-init: hostname console-on-h1"), "{text}");
     assert!(text.contains(&format!("cloud-init: instance-id {id}")), "{text}");
+    // A session outlives the agent's request timeout (5 s): the upgraded connection has none.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     send(&mut ws, b"typed-through-the-agent\r").await;
     let read = read_until(&mut ws, b"typed-through-the-agent\r\n", READ).await;
     assert!(read.text().contains("typed-through-the-agent\r\n"), "the echo came back: {read:?}");
