@@ -14,6 +14,9 @@
 //! item on its driver once per key and answers it ([`work`]), and reports its machines' states
 //! with generations.
 //!
+//! A browser's console of a machine here is a `console` item: the agent dials back and splices
+//! the control plane's socket to the machine's console ([`console`]).
+//!
 //! A QEMU host boots images by content: the work item names each boot file by SHA-256 and the
 //! agent fetches, verifies and caches it ([`images`]).
 //!
@@ -21,6 +24,7 @@
 //! types of `openwinv-wire`, and runs machines with `openwinv-driver`'s simulator or
 //! `openwinv-qemu` (user-mode networking).
 
+pub mod console;
 pub mod images;
 pub mod work;
 
@@ -357,16 +361,23 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
     let control = Arc::new(Control::new(&config)?);
-    let driver: Arc<dyn openwinv_driver::ComputeDriver> = match config.driver {
-        Driver::Sim => Arc::new(openwinv_driver::SimDriver::new(openwinv_driver::Pacing::Immediate)),
-        Driver::Qemu => {
-            // Machines live under the agent's directory (`vms/`, `volumes/`), like `serve`'s.
-            let qemu = openwinv_qemu::QemuDriver::new(&config.data_dir, config.accel, "qemu-system-x86_64", "qemu-img");
-            let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
-            tracing::info!(?accel, "QEMU driver ready");
-            Arc::new(qemu)
-        }
-    };
+    let (driver, broker): (Arc<dyn openwinv_driver::ComputeDriver>, Arc<dyn openwinv_driver::ConsoleBroker>) =
+        match config.driver {
+            Driver::Sim => {
+                let sim = Arc::new(openwinv_driver::SimDriver::new(openwinv_driver::Pacing::Immediate));
+                (sim.clone(), sim)
+            }
+            Driver::Qemu => {
+                // Machines live under the agent's directory (`vms/`, `volumes/`), like `serve`'s.
+                let qemu =
+                    openwinv_qemu::QemuDriver::new(&config.data_dir, config.accel, "qemu-system-x86_64", "qemu-img");
+                let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
+                tracing::info!(?accel, "QEMU driver ready");
+                let qemu = Arc::new(qemu);
+                (qemu.clone(), qemu)
+            }
+        };
+    let consoles = (broker, Arc::new(console::Consoles::default()));
     let mut runner = work::Runner::open(driver, &config.data_dir, config.sim_delay)?;
     if config.driver == Driver::Qemu {
         let cache = Arc::new(images::ImageCache::open(&config.data_dir, control.clone(), config.image_cache_ttl)?);
@@ -429,7 +440,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                     let (c, (machines, as_of)) = (control.clone(), runner.full_report().await);
                     tokio::spawn(async move { report_full(&c, machines, as_of).await });
                     if pulling.as_ref().is_none_or(|h| h.is_finished()) {
-                        pulling = Some(tokio::spawn(pull_work(control.clone(), runner.clone())));
+                        pulling = Some(tokio::spawn(pull_work(control.clone(), runner.clone(), consoles.clone())));
                     }
                     backoff.reset();
                     interval
@@ -488,9 +499,13 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
 /// How long the control plane may hold a work pull open.
 const PULL_WAIT_MS: u64 = 20_000;
 
-/// Pulls the host's work (long poll) and runs each item in a task of its own, until the control
-/// plane refuses the token.
-async fn pull_work(control: Arc<Control>, runner: Arc<work::Runner>) -> anyhow::Result<()> {
+/// Pulls the host's work (long poll) and runs each item in a task of its own (a `console` item
+/// opens a console session), until the control plane refuses the token.
+async fn pull_work(
+    control: Arc<Control>,
+    runner: Arc<work::Runner>,
+    (broker, consoles): (Arc<dyn openwinv_driver::ConsoleBroker>, Arc<console::Consoles>),
+) -> anyhow::Result<()> {
     let mut backoff = Backoff::new();
     let body = serde_json::json!({ "wait_ms": PULL_WAIT_MS });
     let timeout = Duration::from_millis(PULL_WAIT_MS) + REQUEST_TIMEOUT;
@@ -499,6 +514,11 @@ async fn pull_work(control: Arc<Control>, runner: Arc<work::Runner>) -> anyhow::
             Ok(items) => {
                 backoff.reset();
                 for item in items {
+                    // A console session is no machine call: no record, no runtime report.
+                    if item.call == "console" {
+                        tokio::spawn(console::serve(control.clone(), broker.clone(), consoles.clone(), item));
+                        continue;
+                    }
                     let (control, runner) = (control.clone(), runner.clone());
                     tokio::spawn(async move { handle(&control, &runner, item).await });
                 }

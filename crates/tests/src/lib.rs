@@ -27,6 +27,7 @@ pub const ED25519: &str =
 const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
 pub mod browser;
+pub mod console;
 pub mod guest;
 pub mod lifecycle;
 pub mod web;

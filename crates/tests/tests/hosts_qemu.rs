@@ -4,7 +4,8 @@
 //! boot files the agent fetched from the control plane by SHA-256 (`GET
 //! /internal/v1/images/{sha256}`), verified and cached once per host; stop, start, rebuild and
 //! delete go through the agent; a damaged cached copy is refused and fetched again; copies no
-//! machine uses are removed after `--image-cache-ttl` (docs/hosts.md).
+//! machine uses are removed after `--image-cache-ttl` (docs/hosts.md). The guest's serial console
+//! and screen are read through the control plane's console sockets, proxied by the agent.
 //!
 //! Needs `OPENWINV_TEST_IMAGE=<dir>` (built by `scripts/build-test-image <dir>`) and QEMU; a
 //! missing prerequisite fails the test, nothing is skipped. Guests run under TCG unless
@@ -19,7 +20,7 @@ use std::time::Duration;
 use openwinv_tests::guest::{
     BOOT, accel, eventually, image_dir, import_test_image, live_qemu, require_qemu, serial_log,
 };
-use openwinv_tests::{Body, Server, binary};
+use openwinv_tests::{Body, Server, binary, console};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -266,6 +267,23 @@ async fn a_qemu_agent_boots_machines_from_images_fetched_by_content() {
     act(&s, &a, "start", json!({})).await;
     s.wait_status(&a, "active").await;
     assert_eq!(log_a.boot("start a").await, 2);
+
+    // The guest's consoles through the control plane: it hands the QEMU agent a session, the
+    // agent dials back and splices the machine's serial socket (the log replayed, then a command
+    // typed and answered by the guest's shell) and its VNC socket (the RFB greeting).
+    let mut serial = console::open(&s, &a, "serial").await;
+    let read = console::read_until(&mut serial, b"openwinv-guest: ready", BOOT).await;
+    assert!(read.text().contains("openwinv-guest: ready"), "{read:?}\nagent log:\n{}", qemu.log());
+    console::send(&mut serial, b"echo console-$((6*7))\r").await;
+    let read = console::read_until(&mut serial, b"console-42", BOOT).await;
+    assert!(read.text().contains("console-42"), "the guest's answer: {read:?}");
+    log_a.wait("console-42").await;
+    drop(serial);
+    let mut screen = console::open(&s, &a, "vnc").await;
+    let read = console::read_until(&mut screen, b"RFB 003.008\n", BOOT).await;
+    assert!(read.bytes.starts_with(b"RFB 003.008\n"), "the RFB greeting through the proxy: {read:?}");
+    drop(screen);
+    assert!(qemu.log().contains("console session open"), "{}", qemu.log());
 
     // A damaged copy is refused and fetched again: the next rebuild verifies before it boots.
     delete(&s, &b).await;

@@ -25,6 +25,7 @@ use crate::config::Config;
 
 mod credentials;
 mod page;
+pub mod remote;
 mod serial;
 mod sockets;
 #[cfg(test)]

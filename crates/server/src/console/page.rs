@@ -58,8 +58,20 @@ pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {
             return unavailable("the store did not answer");
         }
     };
-    let access = state.consoles.console(&instance_id).await;
-    let has_screen = access.as_ref().is_some_and(ConsoleAccess::has_screen);
+    // On a host (hosts mode) the consoles are the agent's: a QEMU host's machines have a screen,
+    // and the serial socket replays the log itself.
+    let (access, has_screen) = match placed_on(state, &instance_id).await {
+        Where::Here => {
+            let access = state.consoles.console(&instance_id).await;
+            let has_screen = access.as_ref().is_some_and(ConsoleAccess::has_screen);
+            (access, has_screen)
+        }
+        Where::Host(h) => {
+            let driver = state.store.host(&h.host_id).await.ok().flatten().and_then(|r| r.driver);
+            (None, driver.as_deref() == Some("qemu"))
+        }
+        Where::Nowhere(_) => (None, false),
+    };
     // What the serial socket will replay first; the page shows it to browsers without JavaScript.
     let history = match &access {
         Some(ConsoleAccess::Sockets(e)) => {

@@ -63,6 +63,11 @@ pub(super) async fn serial_socket(
         ws,
         (Channel::Serial, busy),
         |state, hub, instance_id, socket| async move {
+            match placed_on(&state, &instance_id).await {
+                Where::Here => {}
+                Where::Host(host) => return remote::proxy(&state, host, Channel::Serial, socket).await,
+                Where::Nowhere(why) => return close(socket, 1011, why).await,
+            }
             match state.consoles.console(&instance_id).await {
                 Some(ConsoleAccess::Sockets(endpoints)) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
                 Some(ConsoleAccess::Simulated(sim)) => simulated_serial(&state, sim, &instance_id, socket).await,
@@ -91,6 +96,11 @@ pub(super) async fn vnc_socket(
         ws,
         (Channel::Screen, busy),
         |state, _hub, instance_id, socket| async move {
+            match placed_on(&state, &instance_id).await {
+                Where::Here => {}
+                Where::Host(host) => return remote::proxy(&state, host, Channel::Screen, socket).await,
+                Where::Nowhere(why) => return close(socket, 1011, why).await,
+            }
             let screen = match state.consoles.console(&instance_id).await {
                 Some(ConsoleAccess::Sockets(e)) => e.vnc,
                 Some(ConsoleAccess::Simulated(_)) | None => None,
@@ -108,6 +118,30 @@ pub(super) async fn vnc_socket(
         },
     )
     .await
+}
+
+/// Where an instance's consoles are.
+pub(super) enum Where {
+    /// On this process's driver (embedded mode).
+    Here,
+    /// On a host, reached through its agent ([`remote`]).
+    Host(openwinv_store::hosts::InstanceHost),
+    /// In hosts mode on no host (never placed, or its host was declared dead): the reason.
+    Nowhere(&'static str),
+}
+
+pub(super) async fn placed_on(state: &AppState, instance_id: &str) -> Where {
+    if state.config.placement != crate::config::Placement::Hosts {
+        return Where::Here;
+    }
+    match state.store.host_of_instance(instance_id).await {
+        Ok(Some(h)) => Where::Host(h),
+        Ok(None) => Where::Nowhere("console unavailable: the instance is on no host"),
+        Err(e) => {
+            tracing::error!(instance_id, error = %e, "cannot read the instance's host");
+            Where::Nowhere("console unavailable: the instance's host could not be read")
+        }
+    }
 }
 
 /// The instance a socket request may open, or the refusal: 403 for a missing, forged or expired

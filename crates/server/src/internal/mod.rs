@@ -1,4 +1,5 @@
 //! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime,work,work/result}`
+//! `GET /internal/v1/hosts/console/{session}` (an agent's dial-back for a console, [`console`])
 //! and `GET /internal/v1/images/{sha256}` (boot files by content, [`images`])
 //! on the control plane's own listener (HTTPS too with `--tls`). Every call carries
 //! `Authorization: Bearer <host token>`; the token names the host, so no call names one. Only
@@ -17,6 +18,7 @@ use openwinv_wire::hosts::{
 use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
 
+pub mod console;
 pub mod images;
 
 use crate::AppState;
@@ -38,6 +40,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/internal/v1/hosts/runtime", post(runtime))
         .route("/internal/v1/hosts/work", post(work))
         .route("/internal/v1/hosts/work/result", post(work_result))
+        .route("/internal/v1/hosts/console/{session}", get(console::claim_socket))
         .route("/internal/v1/images/{sha256}", get(images::image_file))
         .layer(from_fn_with_state(state, require_host))
 }

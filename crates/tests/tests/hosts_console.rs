@@ -1,0 +1,282 @@
+//! Consoles of instances on hosts (issue 18): the browser talks to the control plane only; the
+//! control plane hands the host's agent a console session (a `console` work item), the agent
+//! dials back `GET /internal/v1/hosts/console/{session}` with its host token, and the two
+//! websockets are spliced (docs/hosts.md, "Consoles"). Here with sim agents, SQLite or
+//! PostgreSQL; the QEMU agent's guest console is in `hosts_qemu.rs`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, console_mjs, require_browser_tools};
+use openwinv_tests::console::{open, read_to_close, read_until, send};
+use openwinv_tests::{Body, Server, binary};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+const ZONE: &str = "KR1-Z01";
+/// A bound on every read, so that a test fails instead of hanging; not a timing assertion.
+const READ: Duration = Duration::from_secs(30);
+
+/// A running `openwinv agent --driver sim`.
+struct Agent {
+    token: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Agent {
+    async fn start(s: &Server, name: &str) -> Agent {
+        let token = add_host(s, name).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(binary())
+            .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
+            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start openwinv agent");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = tokio::time::timeout(READ, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("registered with") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        let a = Agent { token, dir, child: Some(child) };
+        assert!(registered == Ok(true), "agent {name} did not register; its log:\n{}", a.log());
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        a
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+}
+
+async fn add_host(s: &Server, name: &str) -> String {
+    let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
+    run.rows()[0]["token"].as_str().unwrap().to_owned()
+}
+
+async fn hosts_mode() -> Server {
+    let s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
+    s
+}
+
+async fn create(s: &Server, name: &str) -> String {
+    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    id
+}
+
+/// The sim agent plays the machine's serial console: the boot log the control plane rendered
+/// from its records, then what is typed, echoed, all through the control plane's socket; the
+/// screen channel reaches the agent too (a simulated machine has none); closing the browser's
+/// socket ends the agent's session.
+#[tokio::test]
+async fn a_sim_agents_serial_console_through_the_control_plane() {
+    let s = hosts_mode().await;
+    let agent = Agent::start(&s, "h1").await;
+    let id = create(&s, "console-on-h1").await;
+
+    let mut ws = open(&s, &id, "serial").await;
+    let read = read_until(&mut ws, b"login:", READ).await;
+    let text = read.text();
+    assert!(read.closed.is_none(), "the console closed: {read:?}\nagent log:\n{}", agent.log());
+    assert!(text.contains("cloud-init: hostname console-on-h1"), "{text}");
+    assert!(text.contains(&format!("cloud-init: instance-id {id}")), "{text}");
+    // A session outlives the agent's request timeout (5 s): the upgraded connection has none.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    send(&mut ws, b"typed-through-the-agent\r").await;
+    let read = read_until(&mut ws, b"typed-through-the-agent\r\n", READ).await;
+    assert!(read.text().contains("typed-through-the-agent\r\n"), "the echo came back: {read:?}");
+    assert!(agent.log().contains("console session open"), "the agent served it:\n{}", agent.log());
+
+    // The browser leaves: the agent's side closes too.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let closed = async {
+        for _ in 0..300 {
+            if agent.log().contains("console session closed") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(closed.await, "the agent's session did not end:\n{}", agent.log());
+
+    // The screen: the agent answers that a simulated machine has none, through the proxy.
+    let mut ws = open(&s, &id, "vnc").await;
+    let read = read_to_close(&mut ws, READ).await;
+    assert_eq!(read.closed, Some((1011, "this machine has no screen".into())), "{read:?}");
+
+    // The real browser: the console page's terminal shows the agent's console and what is typed.
+    require_browser_tools();
+    let link =
+        s.get(&format!("/v1/instances/{id}/remote-console")).await.ok_rows()[0]["link"].as_str().unwrap().to_owned();
+    let timeout = BROWSER_TIMEOUT_SECS.to_string();
+    let (ok, out) = console_mjs(
+        &link,
+        &[
+            "cloud-init: hostname console-on-h1",
+            &timeout,
+            "--type",
+            "via-browser-7\\r",
+            "--then",
+            "login: via-browser-7",
+        ],
+    )
+    .await;
+    assert!(ok, "the console page did not show the agent's console:\n{out}\nagent log:\n{}", agent.log());
+}
+
+/// The session protocol as an agent sees it, played by the test with host tokens: the session
+/// comes as a `console` work item; another host's token is refused (403) and does not spend it;
+/// its own host claims it once, and frames pass both ways; the agent's close reaches the
+/// browser. A session nobody claims ends with an error naming the host, and a host that is
+/// offline is refused at once.
+#[tokio::test]
+async fn a_session_is_claimed_once_by_its_own_host_or_the_browser_is_told() {
+    let s = hosts_mode().await;
+    let mut agent = Agent::start(&s, "h1").await;
+    let other = add_host(&s, "h2").await;
+    let id = create(&s, "console-played").await;
+    // The test plays h1's agent from now on.
+    agent.kill9().await;
+    let http = reqwest::Client::new();
+    let internal = |path: &str| format!("{}/internal/v1/hosts/{path}", s.endpoint);
+    let heartbeat = http.post(internal("heartbeat")).bearer_auth(&agent.token).send().await.unwrap();
+    assert_eq!(heartbeat.status(), 200);
+
+    let mut browser = open(&s, &id, "serial").await;
+    let pulled: Value = http
+        .post(internal("work"))
+        .bearer_auth(&agent.token)
+        .json(&json!({"wait_ms": 10_000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item = pulled["result"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["call"] == "console"))
+        .unwrap_or_else(|| panic!("no console item for h1: {pulled}"))
+        .clone();
+    assert_eq!(item["instance_id"], id.as_str());
+    assert_eq!(item["payload"]["channel"], "serial");
+    assert!(item["payload"]["sim_log"].as_str().unwrap().contains("hostname console-played"), "{item}");
+    let session = item["payload"]["session"].as_str().unwrap().to_owned();
+    let claim_url = internal(&format!("console/{session}"));
+
+    // Refusals, none of which spends the session.
+    let r = http.get(&claim_url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.get(&claim_url).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(r.status(), 403, "another host's token");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "CHECK_CREDENTIAL", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("another host"), "{body}");
+    let r = http.get(&claim_url).bearer_auth(&agent.token).send().await.unwrap();
+    assert_eq!(r.status(), 400, "not a websocket upgrade");
+    let r = http.get(internal("console/0123")).bearer_auth(&agent.token).send().await.unwrap();
+    assert_eq!(r.status(), 404, "an unknown session");
+    assert_eq!(r.json::<Value>().await.unwrap()["error_code"], "NOT_FOUND");
+
+    // Its own host claims it: frames both ways, then the agent's close reaches the browser.
+    let mut agent_ws = claim(&claim_url, &agent.token).await.expect("h1 claims its session");
+    agent_ws.send(Message::Binary(b"from-the-host\r\n".to_vec().into())).await.unwrap();
+    let read = read_until(&mut browser, b"from-the-host", READ).await;
+    assert!(read.text().contains("from-the-host"), "{read:?}");
+    send(&mut browser, b"from-the-browser").await;
+    let got = tokio::time::timeout(READ, agent_ws.next()).await.expect("a frame").expect("open").unwrap();
+    assert_eq!(got.into_data().as_ref(), b"from-the-browser");
+    let frame = CloseFrame { code: 1011.into(), reason: "the machine went away".into() };
+    agent_ws.send(Message::Close(Some(frame))).await.unwrap();
+    let read = read_to_close(&mut browser, READ).await;
+    assert_eq!(read.closed, Some((1011, "the machine went away".into())), "{read:?}");
+    // Single use.
+    assert_eq!(claim(&claim_url, &agent.token).await.err(), Some(404), "a claimed session is spent");
+
+    // Nobody claims: the browser is told, naming the host, after the claim window.
+    let mut browser = open(&s, &id, "serial").await;
+    let read = read_to_close(&mut browser, READ).await;
+    let (code, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
+    assert_eq!(code, 1011, "{read:?}");
+    assert!(
+        reason.contains("console unavailable") && reason.contains("h1") && reason.contains("did not connect"),
+        "{reason}"
+    );
+
+    // The host offline by the server clock: refused at once, saying so.
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    let mut browser = open(&s, &id, "serial").await;
+    let read = read_to_close(&mut browser, READ).await;
+    let (_, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
+    assert!(reason.contains("console unavailable: the host h1 is unreachable"), "{reason}");
+}
+
+/// A websocket dial-back as an agent makes it; the refusal's status otherwise.
+async fn claim(url: &str, token: &str) -> Result<openwinv_tests::console::Ws, u16> {
+    let mut req = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("dial-back: {e}"),
+    }
+}
+
+/// Two control-plane processes on one database, the agent dialing the first: a console opened
+/// through the second is handed to the agent (through the database) but its dial-back reaches the
+/// first process, which holds no such session and says so; the browser gets the claim timeout's
+/// error, not a hang. Through the first process the same console works.
+#[tokio::test]
+async fn a_dial_back_reaching_another_process_fails_clearly() {
+    let s = hosts_mode().await;
+    let second = Server::start_sharing(&s, &["--placement", "hosts", "--default-rate-limit", "0"]).await;
+    let agent = Agent::start(&s, "h1").await;
+    let id = create(&s, "console-two-processes").await;
+
+    let mut ws = open(&second, &id, "serial").await;
+    let read = read_to_close(&mut ws, READ).await;
+    let (code, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
+    assert_eq!(code, 1011, "{read:?}");
+    assert!(reason.contains("h1's agent did not connect within 5 s"), "{reason}");
+    let log = agent.log();
+    assert!(
+        log.contains("console session not opened") && log.contains("not waiting in this control-plane process"),
+        "{log}"
+    );
+
+    let mut ws = open(&s, &id, "serial").await;
+    let read = read_until(&mut ws, b"login:", READ).await;
+    assert!(read.text().contains("hostname console-two-processes"), "{read:?}");
+}
