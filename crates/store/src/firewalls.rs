@@ -11,6 +11,7 @@
 //! row also removes its attachments; [`Store::detach_all`] does it explicitly.
 
 use crate::operations::{NewOperation, insert_operation};
+use crate::records::InstanceStatus;
 use crate::{PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -100,7 +101,7 @@ pub enum FirewallRefused {
     /// The instance does not exist for this account.
     InstanceNotFound,
     /// The instance is in this status (`pending` or `work`).
-    InstanceBusy(String),
+    InstanceBusy(InstanceStatus),
     /// The firewall would have more rules than allowed.
     TooManyRules,
     /// The instance would have more firewalls than allowed.
@@ -582,20 +583,9 @@ impl Store {
             return Ok(Err(FirewallRefused::NotFound));
         }
         // The instance's row lock: its operations (a delete above all) serialize with this.
-        sqlx::query("UPDATE instances SET status = status WHERE account_id = $1 AND instance_id = $2")
-            .bind(account_id)
-            .bind(instance_id)
-            .execute(&mut *tx)
-            .await?;
-        let status: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                .bind(account_id)
-                .bind(instance_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let refused = match status {
+        let refused = match crate::volumes::lock_instance(&mut tx, account_id, instance_id).await? {
             None => Some(FirewallRefused::InstanceNotFound),
-            Some((s,)) if s == "pending" || s == "work" => Some(FirewallRefused::InstanceBusy(s)),
+            Some((s @ (InstanceStatus::Pending | InstanceStatus::Work), _)) => Some(FirewallRefused::InstanceBusy(s)),
             Some(_) => None,
         };
         if let Some(r) = refused {

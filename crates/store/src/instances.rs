@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::accounts::lock_account;
 use crate::batch::GroupCommit;
 use crate::operations::{NewOperation, insert_operation};
-pub use crate::records::{Refused, VolumeRecord, instance_status as status};
+pub use crate::records::{InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
 use crate::usage::{self, Prices, Rate};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
@@ -19,8 +19,10 @@ pub struct InstanceRecord {
     pub account_id: String,
     pub name: String,
     pub description: Option<String>,
-    pub status: String,
-    pub power: String,
+    #[sqlx(try_from = "String")]
+    pub status: InstanceStatus,
+    #[sqlx(try_from = "String")]
+    pub power: Power,
     pub zone_id: String,
     pub flavor_id: String,
     pub image_id: String,
@@ -49,7 +51,7 @@ const COLUMNS: &str = "instance_id, account_id, name, description, status, power
 /// List filters, already validated; flavor-based filters arrive as a set of flavor ids.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
-    pub statuses: Option<Vec<String>>,
+    pub statuses: Option<Vec<InstanceStatus>>,
     pub name: Option<String>,
     pub zone_id: Option<String>,
     pub image_id: Option<String>,
@@ -92,7 +94,7 @@ pub struct AttachedVolume {
     pub name: String,
     pub kind: String,
     pub size: i64,
-    pub status: String,
+    pub status: VolumeStatus,
 }
 
 impl InstanceWithRelated {
@@ -100,7 +102,7 @@ impl InstanceWithRelated {
     /// order; empty when not asked for.
     pub fn volumes(&self) -> Result<Vec<AttachedVolume>> {
         let Some(json) = self.related_volumes.as_deref() else { return Ok(Vec::new()) };
-        let rows: Vec<(String, String, String, i64, String)> = serde_json::from_str(json)
+        let rows: Vec<(String, String, String, i64, VolumeStatus)> = serde_json::from_str(json)
             .map_err(|e| StoreError::Corrupt(format!("volumes of {}: {e}", self.record.instance_id)))?;
         Ok(rows
             .into_iter()
@@ -314,7 +316,8 @@ impl Store {
     ) -> Result<(Vec<InstanceWithRelated>, i64)> {
         let mut filter = crate::listing::Filter::for_account(account_id);
         if let Some(list) = &f.statuses {
-            filter.text_in("status", list);
+            let list: Vec<String> = list.iter().map(|s| s.as_str().to_owned()).collect();
+            filter.text_in("status", &list);
         }
         if let Some(name) = &f.name {
             filter.text("lower(name) LIKE ? ESCAPE '\\'", [contains_pattern(name)]);
@@ -420,12 +423,19 @@ impl Store {
     }
 
     /// Every instance at rest (`active` or `off`) with its status, for reconciling with a driver.
-    pub async fn instances_at_rest(&self) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT instance_id, status FROM instances WHERE status IN ('active', 'off') ORDER BY instance_id",
-        )
-        .fetch_all(self.pool())
-        .await?)
+    pub async fn instances_at_rest(&self) -> Result<Vec<(String, InstanceStatus)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT instance_id, status FROM instances WHERE status IN ($1, $2) ORDER BY instance_id")
+                .bind(InstanceStatus::Active.as_str())
+                .bind(InstanceStatus::Off.as_str())
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter()
+            .map(|(id, s)| {
+                let status = s.parse().map_err(|e| StoreError::Corrupt(format!("instance {id}: {e}")))?;
+                Ok((id, status))
+            })
+            .collect()
     }
 
     /// Corrects an instance at rest to what its machine really is, unless it changed meanwhile
@@ -433,23 +443,24 @@ impl Store {
     pub async fn reconcile_instance(
         &self,
         instance_id: &str,
-        from: &str,
-        status: &str,
+        from: InstanceStatus,
+        status: InstanceStatus,
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let power = if status == "active" { "on" } else { "off" };
+        let power = Power::of(status);
         let r = sqlx::query(
             "UPDATE instances SET status = $1, power = $2, error_reason = $3, \
-             stop_date = CASE WHEN $2 = 'off' THEN $4 ELSE stop_date END \
+             stop_date = CASE WHEN $7 = 1 THEN $4 ELSE stop_date END \
              WHERE instance_id = $5 AND status = $6",
         )
-        .bind(status)
-        .bind(power)
+        .bind(status.as_str())
+        .bind(power.as_str())
         .bind(reason)
         .bind(now)
         .bind(instance_id)
-        .bind(from)
+        .bind(from.as_str())
+        .bind(i64::from(power == Power::Off))
         .execute(self.writer())
         .await?;
         Ok(r.rows_affected() == 1)
@@ -460,7 +471,7 @@ impl Store {
         &self,
         account_id: &str,
         instance_id: &str,
-        from: &[&str],
+        from: &[InstanceStatus],
         op: &NewOperation<'_>,
     ) -> Result<Result<(), Refused>> {
         let mut tx = self.begin_write().await?;
@@ -472,7 +483,7 @@ impl Store {
         );
         let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
         for s in from {
-            q = q.bind(*s);
+            q = q.bind(s.as_str());
         }
         if q.execute(&mut *tx).await?.rows_affected() == 0 {
             let current: Option<(String,)> =
@@ -482,7 +493,13 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             tx.rollback().await?;
-            return Ok(Err(current.map_or(Refused::NotFound, |(s,)| Refused::From(s))));
+            let refused = match current {
+                None => Refused::NotFound,
+                Some((s,)) => {
+                    Refused::From(s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?)
+                }
+            };
+            return Ok(Err(refused));
         }
         // Volumes being attached or detached keep the instance busy.
         if crate::volumes::busy_volumes(&mut tx, instance_id).await? > 0 {
@@ -580,11 +597,12 @@ impl Store {
     }
 }
 
-/// The end state of an operation on an instance. `None` keeps a field.
-#[derive(Debug, Clone, Default)]
+/// The end state of an operation on an instance. `None` keeps a field; [`Settle::to`] gives the
+/// one that changes only the status.
+#[derive(Debug, Clone)]
 pub struct Settle<'a> {
-    pub status: &'a str,
-    pub power: Option<&'a str>,
+    pub status: InstanceStatus,
+    pub power: Option<Power>,
     pub error_reason: Option<&'a str>,
     /// `Some(None)` clears it.
     pub stop_date: Option<Option<i64>>,
@@ -601,6 +619,25 @@ pub struct Settle<'a> {
     /// Start accruing at this rate from `now` unless the instance already accrues (an instance
     /// whose create failed, started later).
     pub accrue: Option<Reprice>,
+}
+
+impl Settle<'_> {
+    /// An end in `status` that keeps every other field.
+    pub fn to(status: InstanceStatus) -> Self {
+        Settle {
+            status,
+            power: None,
+            error_reason: None,
+            stop_date: None,
+            image_id: None,
+            password_sealed: None,
+            flavor_id: None,
+            vcpu: None,
+            reprice: None,
+            discard_usage: false,
+            accrue: None,
+        }
+    }
 }
 
 /// A rate change at the end of a resize.
@@ -624,8 +661,8 @@ async fn settle_row<'e>(
              flavor_id = COALESCE($8, flavor_id), vcpu = COALESCE($9, vcpu), generation = generation + 1, \
              operation_id = NULL WHERE instance_id = $10 AND operation_id = $11",
     )
-    .bind(change.status)
-    .bind(change.power)
+    .bind(change.status.as_str())
+    .bind(change.power.map(Power::as_str))
     .bind(change.error_reason)
     .bind(i64::from(change.stop_date.is_some()))
     .bind(change.stop_date.flatten())
@@ -712,8 +749,8 @@ async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &Instance
     .bind(&r.account_id)
     .bind(&r.name)
     .bind(&r.description)
-    .bind(&r.status)
-    .bind(&r.power)
+    .bind(r.status.as_str())
+    .bind(r.power.as_str())
     .bind(&r.zone_id)
     .bind(&r.flavor_id)
     .bind(&r.image_id)

@@ -9,14 +9,13 @@
 
 use crate::accounts::lock_account;
 use crate::operations::{NewOperation, insert_operation};
-use crate::records::{Refused, instance_status};
-pub use crate::records::{VolumeRecord, volume_status as status};
-use crate::{PageQuery, Result, Store, contains_pattern};
+use crate::records::{InstanceStatus, Refused};
+pub use crate::records::{VolumeRecord, VolumeStatus};
+use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 const COLUMNS: &str = "block_storage_id, account_id, name, description, type, size, status, zone_id, instance_id, \
      operation_id, error_reason, attached_at, created_at";
 
-/// Volume statuses (spec §8).
 /// List filters, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeFilter {
@@ -34,11 +33,11 @@ pub enum VolumeRefused {
     InstanceNotFound,
     /// The volume is in this status, attached (to an instance) or not.
     Volume {
-        status: String,
+        status: VolumeStatus,
         attached: bool,
     },
     /// The instance is in this status, which the operation does not accept.
-    Instance(String),
+    Instance(InstanceStatus),
     /// The volume and the instance are in different zones.
     OtherZone {
         volume: String,
@@ -55,7 +54,7 @@ pub enum VolumeRefused {
 /// The end state of an operation on a volume.
 #[derive(Debug, Clone, Copy)]
 pub struct VolumeSettle<'a> {
-    pub status: &'a str,
+    pub status: VolumeStatus,
     /// Clears the volume's instance (it is detached).
     pub detach: bool,
     pub error_reason: Option<&'a str>,
@@ -66,16 +65,16 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 /// A volume accepts attach and delete when it rests detached: `available`, or `error` after a
 /// failed operation that left it detached.
 fn rests_detached(v: &VolumeRecord) -> bool {
-    v.instance_id.is_none() && (v.status == status::AVAILABLE || v.status == status::ERROR)
+    v.instance_id.is_none() && matches!(v.status, VolumeStatus::Available | VolumeStatus::Error)
 }
 
 /// A volume accepts detach when it rests attached: `in-use`, or `error` after a failed detach.
 fn rests_attached(v: &VolumeRecord) -> bool {
-    v.instance_id.is_some() && (v.status == status::IN_USE || v.status == status::ERROR)
+    v.instance_id.is_some() && matches!(v.status, VolumeStatus::InUse | VolumeStatus::Error)
 }
 
 fn volume_refused(v: &VolumeRecord) -> VolumeRefused {
-    VolumeRefused::Volume { status: v.status.clone(), attached: v.instance_id.is_some() }
+    VolumeRefused::Volume { status: v.status, attached: v.instance_id.is_some() }
 }
 
 async fn volume_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> Result<Option<VolumeRecord>> {
@@ -87,17 +86,27 @@ async fn volume_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> Result<Option
 }
 
 /// Takes the instance's row lock and returns its (status, zone).
-async fn lock_instance(tx: &mut Tx<'_>, account_id: &str, instance_id: &str) -> Result<Option<(String, String)>> {
+pub(crate) async fn lock_instance(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    instance_id: &str,
+) -> Result<Option<(InstanceStatus, String)>> {
     sqlx::query("UPDATE instances SET status = status WHERE account_id = $1 AND instance_id = $2")
         .bind(account_id)
         .bind(instance_id)
         .execute(&mut **tx)
         .await?;
-    Ok(sqlx::query_as("SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2")
-        .bind(account_id)
-        .bind(instance_id)
-        .fetch_optional(&mut **tx)
-        .await?)
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2")
+            .bind(account_id)
+            .bind(instance_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    row.map(|(s, zone)| {
+        let status = s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?;
+        Ok((status, zone))
+    })
+    .transpose()
 }
 
 async fn count_on_instance(tx: &mut Tx<'_>, instance_id: &str) -> Result<i64> {
@@ -129,7 +138,7 @@ pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, r: &VolumeReco
     .bind(&r.description)
     .bind(&r.kind)
     .bind(r.size)
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(&r.zone_id)
     .bind(&r.instance_id)
     .bind(&r.operation_id)
@@ -142,9 +151,9 @@ pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, r: &VolumeReco
 }
 
 /// Instance statuses a volume may be attached in (spec §8).
-const ATTACHABLE: &[&str] = &[instance_status::ACTIVE, instance_status::OFF];
+const ATTACHABLE: &[InstanceStatus] = &[InstanceStatus::Active, InstanceStatus::Off];
 /// Instance statuses a volume may be detached in: not busy.
-const DETACHABLE: &[&str] = &[instance_status::ACTIVE, instance_status::OFF, instance_status::ERROR];
+const DETACHABLE: &[InstanceStatus] = &[InstanceStatus::Active, InstanceStatus::Off, InstanceStatus::Error];
 
 impl Store {
     pub async fn volume(&self, account_id: &str, id: &str) -> Result<Option<VolumeRecord>> {
@@ -226,7 +235,7 @@ impl Store {
             Some((_, zone)) if zone != rec.zone_id => {
                 Some(VolumeRefused::OtherZone { volume: rec.zone_id.clone(), instance: zone })
             }
-            Some((s, _)) if !ATTACHABLE.contains(&s.as_str()) => Some(VolumeRefused::Instance(s)),
+            Some((s, _)) if !ATTACHABLE.contains(&s) => Some(VolumeRefused::Instance(s)),
             Some(_) if count_on_instance(&mut tx, instance_id).await? >= max_per_instance => {
                 Some(VolumeRefused::TooMany)
             }
@@ -265,7 +274,7 @@ impl Store {
                 Some((_, zone)) if zone != v.zone_id => {
                     Some(VolumeRefused::OtherZone { volume: v.zone_id.clone(), instance: zone })
                 }
-                Some((s, _)) if !ATTACHABLE.contains(&s.as_str()) => Some(VolumeRefused::Instance(s)),
+                Some((s, _)) if !ATTACHABLE.contains(&s) => Some(VolumeRefused::Instance(s)),
                 Some(_) if count_on_instance(&mut tx, instance_id).await? >= max_per_instance => {
                     Some(VolumeRefused::TooMany)
                 }
@@ -316,7 +325,7 @@ impl Store {
         let instance_id = v.instance_id.clone().unwrap_or_default();
         // An attachment whose instance row is gone can always be undone.
         if let Some((s, _)) = lock_instance(&mut tx, account_id, &instance_id).await?
-            && !DETACHABLE.contains(&s.as_str())
+            && !DETACHABLE.contains(&s)
         {
             tx.rollback().await?;
             return Ok(Err(VolumeRefused::Instance(s)));
@@ -370,7 +379,7 @@ impl Store {
         &self,
         account_id: &str,
         instance_id: &str,
-        from: &[&str],
+        from: &[InstanceStatus],
         op: &NewOperation<'_>,
     ) -> Result<Result<Vec<String>, Refused>> {
         let mut tx = self.begin_write().await?;
@@ -383,7 +392,7 @@ impl Store {
         );
         let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
         for s in from {
-            q = q.bind(*s);
+            q = q.bind(s.as_str());
         }
         if q.execute(&mut *tx).await?.rows_affected() == 0 {
             let current: Option<(String,)> =
@@ -393,7 +402,13 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             tx.rollback().await?;
-            return Ok(Err(current.map_or(Refused::NotFound, |(s,)| Refused::From(s))));
+            let refused = match current {
+                None => Refused::NotFound,
+                Some((s,)) => {
+                    Refused::From(s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?)
+                }
+            };
+            return Ok(Err(refused));
         }
         if busy_volumes(&mut tx, instance_id).await? > 0 {
             tx.rollback().await?;
@@ -427,7 +442,7 @@ impl Store {
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE block_storage_id = $4 AND operation_id = $5",
         )
-        .bind(change.status)
+        .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
         .bind(volume_id)
@@ -445,7 +460,7 @@ impl Store {
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE operation_id = $4",
         )
-        .bind(change.status)
+        .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
         .bind(operation_id)

@@ -25,7 +25,7 @@ pub fn to_wire(state: &AppState, r: VolumeRecord) -> BlockStorage {
         description: r.description,
         kind: r.kind,
         size: u32::try_from(r.size).unwrap_or(u32::MAX),
-        status: r.status,
+        status: r.status.to_string(),
         zone_id: r.zone_id,
         instance_id: r.instance_id,
     }

@@ -5,7 +5,7 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
-use openwinv_store::instances::status;
+use openwinv_store::instances::{InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
 use openwinv_wire::instances::{ActionReceipt, CreateReceipt, DefaultAccount};
@@ -242,8 +242,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
             account_id: caller.account_id.clone(),
             name: if count > 1 { format!("{name}-{n}") } else { name.clone() },
             description: description.clone(),
-            status: status::PENDING.into(),
-            power: "off".into(),
+            status: InstanceStatus::Pending,
+            power: Power::Off,
             zone_id: zone_id.clone(),
             flavor_id: flavor_id.clone(),
             image_id: image_id.clone(),
@@ -281,7 +281,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 description: None,
                 kind: v.kind.clone(),
                 size: v.size,
-                status: openwinv_store::volumes::status::CREATING.into(),
+                status: openwinv_store::volumes::VolumeStatus::Creating,
                 zone_id: zone_id.clone(),
                 instance_id: Some(r.instance_id.clone()),
                 operation_id: Some(op.clone()),
@@ -440,13 +440,13 @@ async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: 
 fn refusal(id: &str, kind: Kind, r: Refused) -> ApiError {
     match r {
         Refused::NotFound => instance_not_found(id),
-        Refused::From(s) if s == status::PENDING || s == status::WORK => busy(id),
+        Refused::From(InstanceStatus::Pending | InstanceStatus::Work) => busy(id),
         Refused::From(s) => ApiError::new(
             ErrorCode::CheckParam,
             format!(
                 "The instance `{id}` is {s}; {} is allowed only from {}.",
                 kind.name().trim_start_matches("instance."),
-                kind.allowed_from().join(" or ")
+                kind.allowed_from().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
             ),
         )
         .with_status(axum::http::StatusCode::CONFLICT),
@@ -665,7 +665,7 @@ pub async fn console_link(state: &AppState, r: &InstanceRecord, host: &str) -> A
 pub async fn remote_console(state: &AppState, caller: &Caller, id: &str, host: &str) -> ApiResult<(String, i64)> {
     let r = state.store.instance(&caller.account_id, id).await?.ok_or_else(|| instance_not_found(id))?;
     capabilities::require(state, Feature::Consoles, "A remote console")?;
-    if r.status != status::ACTIVE {
+    if r.status != InstanceStatus::Active {
         return Err(ApiError::new(
             ErrorCode::CheckConsole,
             format!("The instance `{id}` is {}; the console needs it active.", r.status),

@@ -6,7 +6,7 @@
 //! limit and the account's storage quota).
 
 use axum::http::StatusCode;
-use openwinv_store::volumes::status;
+use openwinv_store::volumes::VolumeStatus;
 use openwinv_store::{NewOperation, VolumeRecord, VolumeRefused, ids};
 use openwinv_wire::ErrorCode;
 use openwinv_wire::volumes::BlockStorageReceipt;
@@ -105,7 +105,7 @@ fn refused(r: VolumeRefused, volume_id: &str, instance_id: &str, instance_in_bod
         ),
         VolumeRefused::InstanceNotFound => instance_not_found(instance_id),
         VolumeRefused::Volume { status, attached } => {
-            let why = if status::is_busy(&status) {
+            let why = if status.is_busy() {
                 format!("is {status}, in the middle of an operation")
             } else if attached {
                 format!("is {status} and attached to an instance")
@@ -232,7 +232,7 @@ pub async fn create(
         description,
         kind: t.kind.clone(),
         size,
-        status: status::CREATING.into(),
+        status: VolumeStatus::Creating,
         zone_id: instance.zone_id.clone(),
         instance_id: Some(instance_id.clone()),
         operation_id: Some(operation_id.clone()),
@@ -251,7 +251,7 @@ pub async fn create(
         BlockStorageReceipt {
             block_storage_id: volume_id,
             instance_id: Some(instance_id),
-            status: status::CREATING.into(),
+            status: VolumeStatus::Creating.as_str().into(),
         },
     ))
 }
@@ -264,7 +264,11 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
     state.engine.wake();
     Ok(Accepted::one(
         operation_id,
-        BlockStorageReceipt { block_storage_id: id.to_owned(), instance_id: None, status: status::DELETING.into() },
+        BlockStorageReceipt {
+            block_storage_id: id.to_owned(),
+            instance_id: None,
+            status: VolumeStatus::Deleting.as_str().into(),
+        },
     ))
 }
 
@@ -289,7 +293,7 @@ pub async fn attach(
         BlockStorageReceipt {
             block_storage_id: id.to_owned(),
             instance_id: Some(instance_id.to_owned()),
-            status: status::ATTACHING.into(),
+            status: VolumeStatus::Attaching.as_str().into(),
         },
     ))
 }
@@ -302,7 +306,7 @@ pub async fn detach(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
         Ok(i) => i,
         // Detaching a volume that is not attached makes no sense: `CHECK_PARAM` (spec §8); one
         // in the middle of an operation is busy: `IN_USE`.
-        Err(VolumeRefused::Volume { status, attached: _ }) if !status::is_busy(&status) => {
+        Err(VolumeRefused::Volume { status, attached: _ }) if !status.is_busy() => {
             return Err(ApiError::param(format!(
                 "The block storage `{id}` is {status} and attached to no instance; there is nothing to detach."
             ))
@@ -322,7 +326,7 @@ pub async fn detach(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
         BlockStorageReceipt {
             block_storage_id: id.to_owned(),
             instance_id: Some(instance_id),
-            status: status::DETACHING.into(),
+            status: VolumeStatus::Detaching.as_str().into(),
         },
     ))
 }

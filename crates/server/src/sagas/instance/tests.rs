@@ -6,6 +6,7 @@ use std::sync::Arc;
 use openwinv_driver::{BootImage, Pacing, SimDriver};
 use openwinv_engine::Clock;
 use openwinv_store::crypto::Sealer;
+use openwinv_store::instances::Power;
 use openwinv_store::{InstanceRecord, ScriptRecord, Store};
 use openwinv_wire::images::ImageBoot;
 
@@ -54,8 +55,8 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
         account_id: account.account_id.clone(),
         name: "web".into(),
         description: None,
-        status: status::ACTIVE.into(),
-        power: "on".into(),
+        status: InstanceStatus::Active,
+        power: Power::On,
         zone_id: "KR1-Z01".into(),
         flavor_id: catalog.flavors[0].id.clone(),
         image_id: with_boot.clone(),
