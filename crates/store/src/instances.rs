@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::accounts::lock_account;
 use crate::batch::GroupCommit;
 use crate::operations::{NewOperation, insert_operation};
-pub use crate::records::{InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
+pub use crate::records::{InstanceKey, InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
 use crate::usage::{self, Prices, Rate};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
@@ -29,7 +29,8 @@ pub struct InstanceRecord {
     pub username: String,
     pub password_sealed: String,
     pub user_script_id: Option<String>,
-    pub ssh_keys: String,
+    #[sqlx(try_from = "crate::records::KeysColumn")]
+    pub ssh_keys: Vec<InstanceKey>,
     #[sqlx(try_from = "crate::records::IntFlag")]
     pub attach_public_ip: bool,
     pub public_ip: Option<String>,
@@ -757,7 +758,7 @@ async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &Instance
     .bind(&r.username)
     .bind(&r.password_sealed)
     .bind(&r.user_script_id)
-    .bind(&r.ssh_keys)
+    .bind(crate::records::keys_column(&r.ssh_keys))
     .bind(crate::flag(r.attach_public_ip))
     .bind(&r.public_ip)
     .bind(&r.private_ip)

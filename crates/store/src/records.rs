@@ -159,6 +159,35 @@ pub struct VolumeRecord {
     pub created_at: i64,
 }
 
+/// An SSH key as an instance keeps it (`instances.ssh_keys`, a JSON array): a copy taken at
+/// create, so that the instance keeps its keys when the account's key is deleted. The fields are
+/// in the order the column's text has always had them (alphabetical).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceKey {
+    pub fingerprint: String,
+    pub name: String,
+    pub public_key: String,
+    pub ssh_key_id: String,
+}
+
+/// The `instances.ssh_keys` column as stored: read into a `Vec<InstanceKey>` once, here.
+#[derive(Debug, Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct KeysColumn(String);
+
+impl TryFrom<KeysColumn> for Vec<InstanceKey> {
+    type Error = serde_json::Error;
+
+    fn try_from(c: KeysColumn) -> std::result::Result<Self, serde_json::Error> {
+        serde_json::from_str(&c.0)
+    }
+}
+
+/// The column text of an instance's keys.
+pub(crate) fn keys_column(keys: &[InstanceKey]) -> String {
+    serde_json::to_string(keys).expect("a list of strings is JSON")
+}
+
 /// A 0/1 integer column read as a `bool`: one column type on both stores (SQLite has no boolean),
 /// converted here so that no record carries the integer.
 #[derive(Debug, Clone, Copy, sqlx::Type)]
@@ -198,6 +227,19 @@ mod tests {
         assert_eq!("Active".parse::<InstanceStatus>(), Err("\"Active\" is not an instance status".into()));
         assert!("in_use".parse::<VolumeStatus>().is_err());
         assert!(serde_json::from_str::<Power>("\"up\"").is_err());
+    }
+
+    #[test]
+    fn keys_column_round_trips_todays_json() {
+        // The text today's code writes (service: one object per key, these four fields).
+        let text =
+            r#"[{"fingerprint":"SHA256:x","name":"laptop","public_key":"ssh-ed25519 AAAA","ssh_key_id":"SSHKEY-1"}]"#;
+        let keys = Vec::<InstanceKey>::try_from(KeysColumn(text.into())).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!((keys[0].name.as_str(), keys[0].public_key.as_str()), ("laptop", "ssh-ed25519 AAAA"));
+        assert_eq!(keys_column(&keys), text);
+        assert_eq!(Vec::<InstanceKey>::try_from(KeysColumn("[]".into())).unwrap(), Vec::new());
+        assert!(Vec::<InstanceKey>::try_from(KeysColumn("{".into())).is_err());
     }
 
     #[test]

@@ -5,14 +5,14 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
-use openwinv_store::instances::{InstanceStatus, Power};
+use openwinv_store::instances::{InstanceKey, InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
 use openwinv_wire::instances::{ActionReceipt, CreateReceipt, DefaultAccount};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::volumes::{self, NewVolume};
@@ -189,7 +189,12 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 format!("The SSH key `{id}` is not one of this account's keys."),
             )
         })?;
-        keys.push(json!({"ssh_key_id": k.ssh_key_id, "name": k.name, "fingerprint": k.fingerprint, "public_key": k.public_key}));
+        keys.push(InstanceKey {
+            ssh_key_id: k.ssh_key_id,
+            name: k.name,
+            fingerprint: k.fingerprint,
+            public_key: k.public_key,
+        });
     }
     if !keys.is_empty() && is_windows(image) {
         return Err(ApiError::new(ErrorCode::UnavailableSshKey, "SSH keys cannot be used with a Windows image."));
@@ -229,7 +234,6 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     let now = state.clock.unix();
     let now_ms = state.clock.unix_ms();
     let username = if is_windows(image) { "Administrator" } else { "root" };
-    let ssh_keys = serde_json::to_string(&keys).expect("json");
     let mut rows = Vec::new();
     let mut passwords = Vec::new();
     let mut op_ids = Vec::new();
@@ -250,7 +254,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
             username: username.into(),
             password_sealed: state.sealer.seal(&password),
             user_script_id: user_script_id.clone(),
-            ssh_keys: ssh_keys.clone(),
+            ssh_keys: keys.clone(),
             attach_public_ip,
             public_ip: None,
             private_ip: None,
@@ -574,7 +578,7 @@ pub async fn rebuild(
             format!("The image `{image_id}` cannot run on this instance's flavor and zone."),
         ));
     }
-    if is_windows(image) && current.ssh_keys != "[]" {
+    if is_windows(image) && !current.ssh_keys.is_empty() {
         return Err(ApiError::new(
             ErrorCode::UnavailableSshKey,
             "This instance has SSH keys, which a Windows image cannot use.",

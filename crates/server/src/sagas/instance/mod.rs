@@ -99,7 +99,6 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         .ok_or_else(|| StepError::Permanent(format!("flavor {flavor_id} is no longer in the catalog")))?;
     let sealed = changes.password_sealed.unwrap_or(&inst.password_sealed);
     let password = deps.sealer.open(sealed).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&inst.ssh_keys).unwrap_or_default();
     let image_id = changes.image_id.unwrap_or(&inst.image_id);
     let boot = catalog.images.iter().find(|i| i.id == image_id).and_then(|i| deps.images.boot_image(i));
     Ok(MachineSpec {
@@ -111,7 +110,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         image_id: image_id.to_owned(),
         username: inst.username.clone(),
         password,
-        ssh_keys: keys.iter().filter_map(|k| k["public_key"].as_str().map(String::from)).collect(),
+        ssh_keys: inst.ssh_keys.iter().map(|k| k.public_key.clone()).collect(),
         user_script,
         boot,
         network: inst.private_ip.as_deref().and_then(|ip| ip.parse().ok()).map(|ip| {

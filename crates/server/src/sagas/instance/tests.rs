@@ -63,7 +63,7 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
         username: "root".into(),
         password_sealed: sealer.seal("pw"),
         user_script_id: Some(record.user_script_id.clone()),
-        ssh_keys: "[]".into(),
+        ssh_keys: Vec::new(),
         attach_public_ip: false,
         public_ip: None,
         private_ip: None,
