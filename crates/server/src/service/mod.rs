@@ -14,6 +14,7 @@
 
 pub mod capabilities;
 pub mod instances;
+pub mod named_text;
 pub mod volumes;
 
 use axum::extract::{FromRequest, Request};
