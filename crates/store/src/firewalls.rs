@@ -567,7 +567,8 @@ impl Store {
     /// result to the instance, atomically. The instance must be the account's and not busy
     /// (`pending`/`work`); an attach is refused past `max_per_instance`. Repeating the current
     /// state is accepted (`changed: false`) and still writes the operation, which re-applies.
-    /// The operation's params are `{"instance_id": …, "changed": bool}`.
+    /// `params(changed)` gives the operation's params (the caller's saga knows their shape).
+    #[allow(clippy::too_many_arguments)]
     pub async fn begin_firewall_attachment(
         &self,
         account_id: &str,
@@ -576,6 +577,7 @@ impl Store {
         attach: bool,
         max_per_instance: i64,
         op: SyncOp<'_>,
+        params: &(dyn Fn(bool) -> String + Sync),
     ) -> Result<Result<AttachOutcome, FirewallRefused>> {
         let mut tx = self.begin_write().await?;
         if !lock_firewall(&mut tx, account_id, firewall_id).await? {
@@ -616,7 +618,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let params = serde_json::json!({"instance_id": instance_id, "changed": changed}).to_string();
+        let params = params(changed);
         insert_operation(
             &mut tx,
             &NewOperation {
