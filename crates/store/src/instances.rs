@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::accounts::lock_account;
 use crate::batch::GroupCommit;
-use crate::operations::{NewOperation, insert_operation};
+use crate::operations::{NewOperation, finish_begin, insert_operation};
 pub use crate::records::{InstanceKey, InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
 use crate::usage::{self, Prices, Rate};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
@@ -476,40 +476,8 @@ impl Store {
         op: &NewOperation<'_>,
     ) -> Result<Result<(), Refused>> {
         let mut tx = self.begin_write().await?;
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
-             WHERE account_id = $2 AND instance_id = $3 AND status IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
-        for s in from {
-            q = q.bind(s.as_str());
-        }
-        if q.execute(&mut *tx).await?.rows_affected() == 0 {
-            let current: Option<(String,)> =
-                sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                    .bind(account_id)
-                    .bind(instance_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.rollback().await?;
-            let refused = match current {
-                None => Refused::NotFound,
-                Some((s,)) => {
-                    Refused::From(s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?)
-                }
-            };
-            return Ok(Err(refused));
-        }
-        // Volumes being attached or detached keep the instance busy.
-        if crate::volumes::busy_volumes(&mut tx, instance_id).await? > 0 {
-            tx.rollback().await?;
-            return Ok(Err(Refused::Busy));
-        }
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        let checked = start_work(&mut tx, account_id, instance_id, from, op.operation_id).await?;
+        finish_begin(tx, op, checked).await
     }
 
     /// Renames or re-describes an instance; false when it does not exist.
@@ -676,6 +644,47 @@ async fn settle_row<'e>(
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// Moves an instance from one of `from` to `work`, owned by `operation_id`, unless one of its
+/// volumes is in the middle of an operation: the check every instance operation begins with.
+pub(crate) async fn start_work(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    account_id: &str,
+    instance_id: &str,
+    from: &[InstanceStatus],
+    operation_id: &str,
+) -> Result<Result<(), Refused>> {
+    let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 5)).collect();
+    let sql = format!(
+        "UPDATE instances SET status = $1, operation_id = $2, error_reason = NULL \
+         WHERE account_id = $3 AND instance_id = $4 AND status IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q =
+        sqlx::query(&sql).bind(InstanceStatus::Work.as_str()).bind(operation_id).bind(account_id).bind(instance_id);
+    for s in from {
+        q = q.bind(s.as_str());
+    }
+    if q.execute(&mut **tx).await?.rows_affected() == 0 {
+        let current: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
+                .bind(account_id)
+                .bind(instance_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        return Ok(Err(match current {
+            None => Refused::NotFound,
+            Some((s,)) => {
+                Refused::From(s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?)
+            }
+        }));
+    }
+    // Volumes being attached or detached keep the instance busy.
+    if crate::volumes::busy_volumes(tx, instance_id).await? > 0 {
+        return Ok(Err(Refused::Busy));
+    }
+    Ok(Ok(()))
 }
 
 /// The account's usage (instances and vCPUs kept by triggers, migration 0003; block storage

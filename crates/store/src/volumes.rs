@@ -8,7 +8,7 @@
 //! instance, storage quota) hold at commit.
 
 use crate::accounts::lock_account;
-use crate::operations::{NewOperation, insert_operation};
+use crate::operations::{NewOperation, finish_begin};
 use crate::records::{InstanceStatus, Refused};
 pub use crate::records::{VolumeRecord, VolumeStatus};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
@@ -245,14 +245,11 @@ impl Store {
             }
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         insert_volume(&mut tx, rec).await?;
         crate::usage::open_volume_interval(&mut tx, rec, prices).await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts attaching a detached volume to an active or off instance of the same zone.
@@ -282,8 +279,7 @@ impl Store {
             },
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'attaching', instance_id = $1, operation_id = $2, error_reason = NULL, \
@@ -295,9 +291,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts detaching an attached volume from an instance that is not busy; returns the
@@ -317,18 +311,14 @@ impl Store {
         };
         let v = match v {
             Ok(v) => v,
-            Err(r) => {
-                tx.rollback().await?;
-                return Ok(Err(r));
-            }
+            Err(r) => return finish_begin(tx, op, Err(r)).await,
         };
         let instance_id = v.instance_id.clone().unwrap_or_default();
         // An attachment whose instance row is gone can always be undone.
         if let Some((s, _)) = lock_instance(&mut tx, account_id, &instance_id).await?
             && !DETACHABLE.contains(&s)
         {
-            tx.rollback().await?;
-            return Ok(Err(VolumeRefused::Instance(s)));
+            return finish_begin(tx, op, Err(VolumeRefused::Instance(s))).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'detaching', operation_id = $1, error_reason = NULL WHERE block_storage_id = $2",
@@ -337,9 +327,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(instance_id))
+        finish_begin(tx, op, Ok(instance_id)).await
     }
 
     /// Starts deleting a detached volume.
@@ -357,8 +345,7 @@ impl Store {
             Some(_) => None,
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'deleting', operation_id = $1, error_reason = NULL WHERE block_storage_id = $2",
@@ -367,9 +354,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts deleting an instance (from one of `from`): the instance goes to `work`, and every
@@ -384,35 +369,10 @@ impl Store {
     ) -> Result<Result<Vec<String>, Refused>> {
         let mut tx = self.begin_write().await?;
         lock_account(self.backend(), &mut tx, account_id).await?;
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
-             WHERE account_id = $2 AND instance_id = $3 AND status IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
-        for s in from {
-            q = q.bind(s.as_str());
-        }
-        if q.execute(&mut *tx).await?.rows_affected() == 0 {
-            let current: Option<(String,)> =
-                sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                    .bind(account_id)
-                    .bind(instance_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.rollback().await?;
-            let refused = match current {
-                None => Refused::NotFound,
-                Some((s,)) => {
-                    Refused::From(s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?)
-                }
-            };
-            return Ok(Err(refused));
-        }
-        if busy_volumes(&mut tx, instance_id).await? > 0 {
-            tx.rollback().await?;
-            return Ok(Err(Refused::Busy));
+        if let Err(refused) =
+            crate::instances::start_work(&mut tx, account_id, instance_id, from, op.operation_id).await?
+        {
+            return finish_begin(tx, op, Err(refused)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'detaching', operation_id = $1, error_reason = NULL \
@@ -428,9 +388,7 @@ impl Store {
         .bind(op.operation_id)
         .fetch_all(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(ids.into_iter().map(|(id,)| id).collect()))
+        finish_begin(tx, op, Ok(ids.into_iter().map(|(id,)| id).collect())).await
     }
 
     /// Ends an operation on a volume, only while `operation_id` still names it (a finished step
