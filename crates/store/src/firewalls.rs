@@ -18,13 +18,14 @@ mod rules;
 
 pub use self::attachments::insert_attachment;
 
+use crate::ids::FirewallId;
 use crate::operations::{NewOperation, insert_operation};
 use crate::records::InstanceStatus;
 use crate::{PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FirewallRecord {
-    pub firewall_id: String,
+    pub firewall_id: FirewallId,
     pub account_id: String,
     pub title: String,
     /// As given (the API escapes it on output).

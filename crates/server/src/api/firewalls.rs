@@ -92,7 +92,7 @@ fn rule_to_wire(r: FirewallRuleRecord) -> FirewallRule {
 
 /// Firewall rows with their rules and attached instances, in the order given.
 async fn rows(state: &AppState, recs: Vec<FirewallRecord>) -> ApiResult<Vec<Firewall>> {
-    let ids: Vec<String> = recs.iter().map(|r| r.firewall_id.clone()).collect();
+    let ids: Vec<String> = recs.iter().map(|r| r.firewall_id.to_string()).collect();
     let rules = state.store.firewall_rules(&ids).await?;
     let attachments = state.store.firewall_attachments(&ids).await?;
     Ok(recs
@@ -101,7 +101,7 @@ async fn rows(state: &AppState, recs: Vec<FirewallRecord>) -> ApiResult<Vec<Fire
             rules: rules.iter().filter(|r| r.firewall_id == f.firewall_id).cloned().map(rule_to_wire).collect(),
             instances: attachments.iter().filter(|(fw, _)| *fw == f.firewall_id).map(|(_, i)| i.clone()).collect(),
             content: escape_html(&f.content),
-            firewall_id: f.firewall_id,
+            firewall_id: f.firewall_id.into(),
             title: f.title,
             icmp: f.icmp,
         })

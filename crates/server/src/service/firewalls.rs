@@ -6,7 +6,8 @@
 use openwinv_driver::firewall::{Cidr, CidrError, PortRange};
 use openwinv_engine::Operation;
 use openwinv_store::firewalls::{FirewallEdit, NewRule, RuleEdit, SyncOp, first_duplicate};
-use openwinv_store::{FirewallRecord, FirewallRefused, FirewallRuleRecord, NewOperation, ids};
+use openwinv_store::ids::{self, FirewallId};
+use openwinv_store::{FirewallRecord, FirewallRefused, FirewallRuleRecord, NewOperation};
 use openwinv_wire::ErrorCode;
 use serde_json::{Map, Value};
 
@@ -319,13 +320,13 @@ pub async fn create(
     account_id: &str,
     input: FirewallInput,
     with_operation: bool,
-) -> ApiResult<(String, Synced)> {
+) -> ApiResult<(FirewallId, Synced)> {
     let title = title(&input.title.ok_or_else(|| ApiError::missing_body("title"))?)?;
     let content = content(&input.content.ok_or_else(|| ApiError::missing_body("content"))?)?;
     let icmp = icmp(input.icmp.unwrap_or_else(|| "Y".into()))?;
     let rules = new_rules(input.rules.unwrap_or_default())?;
     let rec = FirewallRecord {
-        firewall_id: ids::new_id("FIREWALL"),
+        firewall_id: FirewallId::generate(),
         account_id: account_id.to_owned(),
         title,
         content,

@@ -31,7 +31,7 @@ impl Store {
         .bind(instance_id)
         .fetch_all(self.pool())
         .await?;
-        let ids: Vec<String> = firewalls.iter().map(|f| f.firewall_id.clone()).collect();
+        let ids: Vec<String> = firewalls.iter().map(|f| f.firewall_id.to_string()).collect();
         let mut rules = self.firewall_rules(&ids).await?;
         Ok(firewalls
             .into_iter()
