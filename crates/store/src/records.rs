@@ -139,7 +139,7 @@ pub enum Refused {
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VolumeRecord {
-    pub block_storage_id: String,
+    pub block_storage_id: crate::ids::VolumeId,
     pub account_id: String,
     pub name: String,
     pub description: Option<String>,

@@ -5,6 +5,7 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
+use openwinv_store::ids::VolumeId;
 use openwinv_store::instances::{InstanceKey, InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
@@ -276,8 +277,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     for (r, op) in rows.iter().zip(&op_ids) {
         let mut mine = Vec::new();
         for v in &volume_requests {
-            let id = ids::new_id("BS");
-            mine.push(id.clone());
+            let id = VolumeId::generate();
+            mine.push(id.to_string());
             volume_rows.push(VolumeRecord {
                 block_storage_id: id,
                 account_id: caller.account_id.clone(),

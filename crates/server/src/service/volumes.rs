@@ -6,6 +6,7 @@
 //! limit and the account's storage quota).
 
 use axum::http::StatusCode;
+use openwinv_store::ids::VolumeId;
 use openwinv_store::volumes::VolumeStatus;
 use openwinv_store::{NewOperation, VolumeRecord, VolumeRefused, ids};
 use openwinv_wire::ErrorCode;
@@ -222,7 +223,7 @@ pub async fn create(
     let t = storage_type(&catalog, "type", &kind, &instance.zone_id)?;
     check_size("size", size, t)?;
     let quota_gb = storage_quota(state, caller).await?;
-    let volume_id = ids::new_id("BS");
+    let volume_id = VolumeId::generate();
     let operation_id = ids::new_id("OP");
     let op = new_operation(state, caller, &operation_id, Kind::Create, &volume_id);
     let rec = VolumeRecord {
@@ -249,7 +250,7 @@ pub async fn create(
     Ok(Accepted::one(
         operation_id,
         BlockStorageReceipt {
-            block_storage_id: volume_id,
+            block_storage_id: volume_id.into(),
             instance_id: Some(instance_id),
             status: VolumeStatus::Creating.as_str().into(),
         },

@@ -41,7 +41,7 @@ impl Kind {
 /// What the driver needs to know of a volume.
 pub fn spec(v: &VolumeRecord) -> VolumeSpec {
     VolumeSpec {
-        volume_id: v.block_storage_id.clone(),
+        volume_id: v.block_storage_id.to_string(),
         size: u32::try_from(v.size).unwrap_or(u32::MAX),
         kind: v.kind.clone(),
     }
