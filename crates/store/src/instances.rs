@@ -16,7 +16,7 @@ use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InstanceRecord {
-    pub instance_id: String,
+    pub instance_id: crate::ids::InstanceId,
     pub account_id: String,
     pub name: String,
     pub description: Option<String>,

@@ -180,7 +180,7 @@ pub(super) async fn machine_facts(state: &AppState, r: &openwinv_store::Instance
         }
     };
     MachineFacts {
-        instance_id: r.instance_id.clone(),
+        instance_id: r.instance_id.to_string(),
         hostname: r.name.clone(),
         image: image.to_owned(),
         flavor_id: r.flavor_id.clone(),

@@ -5,7 +5,7 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
-use openwinv_store::ids::VolumeId;
+use openwinv_store::ids::{InstanceId, VolumeId};
 use openwinv_store::instances::{InstanceKey, InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
@@ -240,7 +240,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     let mut op_ids = Vec::new();
     for n in 1..=count {
         let password = new_password();
-        let instance_id = ids::new_id("INSTANCE");
+        let instance_id = InstanceId::generate();
         let operation_id = ids::new_id("OP");
         rows.push(InstanceRecord {
             instance_id,
@@ -288,7 +288,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 size: v.size,
                 status: openwinv_store::volumes::VolumeStatus::Creating,
                 zone_id: zone_id.clone(),
-                instance_id: Some(r.instance_id.clone()),
+                instance_id: Some(r.instance_id.to_string()),
                 operation_id: Some(op.clone()),
                 error_reason: None,
                 attached_at: Some(now_ms),
@@ -329,7 +329,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
         .zip(passwords)
         .zip(volume_ids)
         .map(|((r, password), block_storage)| CreateReceipt {
-            instance_id: r.instance_id,
+            instance_id: r.instance_id.into(),
             name: r.name,
             status: "building".into(),
             zone_id: r.zone_id,

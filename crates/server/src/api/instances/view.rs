@@ -56,7 +56,7 @@ pub(super) async fn views(
     }
     if state.config.placement == crate::config::Placement::Hosts {
         // [ext] Where each instance runs answers or not (docs/hosts.md); one query per page.
-        let ids: Vec<String> = rows.iter().map(|r| r.record.instance_id.clone()).collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.record.instance_id.to_string()).collect();
         let hosts = state.store.hosts_of_instances(&ids).await?;
         let now = state.clock.unix();
         for (v, r) in out.iter_mut().zip(rows) {
@@ -95,7 +95,7 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
     let has = |bit: u64| mask & bit != 0;
     let mut v = Instance::default();
     if has(1) {
-        v.instance_id = Some(r.instance_id.clone());
+        v.instance_id = Some(r.instance_id.to_string());
     }
     if has(2) {
         v.name = Some(r.name.clone());

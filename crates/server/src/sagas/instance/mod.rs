@@ -102,7 +102,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
     let image_id = changes.image_id.unwrap_or(&inst.image_id);
     let boot = catalog.images.iter().find(|i| i.id == image_id).and_then(|i| deps.images.boot_image(i));
     Ok(MachineSpec {
-        instance_id: inst.instance_id.clone(),
+        instance_id: inst.instance_id.to_string(),
         hostname: inst.name.clone(),
         vcpu: flavor.vcpu,
         memory: flavor.memory,
