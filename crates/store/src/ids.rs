@@ -144,10 +144,6 @@ id_type!(
     /// `FIREWALL-…`
     FirewallId, "FIREWALL"
 );
-id_type!(
-    /// `OP-…`
-    OperationId, "OP"
-);
 
 #[cfg(test)]
 mod tests {
