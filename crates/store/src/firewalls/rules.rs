@@ -2,12 +2,28 @@
 //! `firewall.sync` operation written when the firewall is attached somewhere.
 
 use super::{
-    FirewallRefused, FirewallRuleRecord, NewRule, RuleEdit, SyncOp, append_rules, lock_firewall, rules_in,
+    FirewallRefused, FirewallRuleRecord, NewRule, RuleEdit, SyncOp, Tx, append_rules, lock_firewall, rules_in,
     sync_if_attached,
 };
 use crate::{Result, Store};
 
 impl Store {
+    /// Begins a write holding the firewall's row lock and reads its rules; `None` (rolled back)
+    /// when the account has no such firewall.
+    async fn begin_with_rules(
+        &self,
+        account_id: &str,
+        firewall_id: &str,
+    ) -> Result<Option<(Tx<'static>, Vec<FirewallRuleRecord>)>> {
+        let mut tx = self.begin_write().await?;
+        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let rules = rules_in(&mut tx, firewall_id).await?;
+        Ok(Some((tx, rules)))
+    }
+
     /// Adds one rule, refusing past `max_rules` or a duplicate of an existing rule.
     pub async fn add_firewall_rule(
         &self,
@@ -17,12 +33,9 @@ impl Store {
         max_rules: usize,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
+        let Some((mut tx, existing)) = self.begin_with_rules(account_id, firewall_id).await? else {
             return Ok(Err(FirewallRefused::NotFound));
-        }
-        let existing = rules_in(&mut tx, firewall_id).await?;
+        };
         if let Some(dup) = existing.iter().find(|r| NewRule::from(*r).same_match(rule)) {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::Duplicate(dup.rule_id)));
@@ -48,12 +61,9 @@ impl Store {
         c: &RuleEdit,
         sync: Option<SyncOp<'_>>,
     ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
+        let Some((mut tx, existing)) = self.begin_with_rules(account_id, firewall_id).await? else {
             return Ok(Err(FirewallRefused::NotFound));
-        }
-        let existing = rules_in(&mut tx, firewall_id).await?;
+        };
         let Some(current) = existing.iter().find(|r| r.rule_id == rule_id) else {
             tx.rollback().await?;
             return Ok(Err(FirewallRefused::RuleNotFound));
