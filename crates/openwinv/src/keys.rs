@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches, Subcommand};
 use openwinv_sdk::wire::keys::{SshKey, UserScript};
-use openwinv_sdk::{AdminClient, Client};
+use openwinv_sdk::{AdminClient, Client, Page, PageRequest};
 
 use crate::input::read_text;
 use crate::output::{Column, Output, Tabular, long, number, text};
@@ -177,43 +177,111 @@ impl ScriptsArgs {
     }
 }
 
+/// SSH keys and user scripts as the CLI handles them: the owner's calls of one kind; list,
+/// create and delete are written once over them ([`run`]).
+trait Named: Tabular + Sized {
+    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>>;
+    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self>;
+    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self>;
+    /// The id of the one given by id or name.
+    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String>;
+}
+
+impl Named for SshKey {
+    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
+        match owner {
+            Owner::Own(c) => c.ssh_keys(name, page).await,
+            Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
+        }
+    }
+
+    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
+        match owner {
+            Owner::Own(c) => c.create_ssh_key(name, text).await,
+            Owner::Account(a, account) => a.create_ssh_key(account, name, text).await,
+        }
+    }
+
+    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
+        match owner {
+            Owner::Own(c) => c.delete_ssh_key(id).await,
+            Owner::Account(a, account) => a.delete_ssh_key(account, id).await,
+        }
+    }
+
+    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
+        resolve::ssh_key(owner, given).await
+    }
+}
+
+impl Named for UserScript {
+    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
+        match owner {
+            Owner::Own(c) => c.scripts(name, page).await,
+            Owner::Account(a, account) => a.scripts(account, name, page).await,
+        }
+    }
+
+    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
+        match owner {
+            Owner::Own(c) => c.create_script(name, text).await,
+            Owner::Account(a, account) => a.create_script(account, name, text).await,
+        }
+    }
+
+    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
+        match owner {
+            Owner::Own(c) => c.delete_script(id).await,
+            Owner::Account(a, account) => a.delete_script(account, id).await,
+        }
+    }
+
+    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
+        resolve::script(owner, given).await
+    }
+}
+
+/// An action of either kind, without its scope: its text comes inline or from a file.
+enum Act<'a> {
+    List(&'a ListArgs),
+    Create { name: &'a str, text: &'a Option<String>, file: &'a Option<PathBuf> },
+    Delete(&'a str),
+}
+
+async fn run<K: Named>(owner: Owner<'_>, act: Act<'_>, out: Output) -> anyhow::Result<()> {
+    match act {
+        Act::List(list) => {
+            let name = list.name.as_deref();
+            paging::show(&list.paging, |page| K::page(owner, name, page), out).await
+        }
+        Act::Create { name, text, file } => {
+            let text = match (text, file) {
+                (Some(text), _) => text.clone(),
+                (None, Some(path)) => read_text(path)?,
+                (None, None) => unreachable!("clap requires one of the two"),
+            };
+            out.record(&K::create(owner, name, &text).await?)
+        }
+        Act::Delete(given) => {
+            let id = K::resolve(owner, given).await?;
+            out.record(&K::delete(owner, &id).await?)
+        }
+    }
+}
+
 pub async fn ssh_keys<A: Args + FromArgMatches>(
     owner: Owner<'_>,
     action: &SshKeyAction<A>,
     out: Output,
 ) -> anyhow::Result<()> {
-    match action {
-        SshKeyAction::List { list, .. } => {
-            let name = list.name.as_deref();
-            let fetch = |page| async move {
-                match owner {
-                    Owner::Own(c) => c.ssh_keys(name, page).await,
-                    Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
-                }
-            };
-            paging::show(&list.paging, fetch, out).await
-        }
+    let act = match action {
+        SshKeyAction::List { list, .. } => Act::List(list),
         SshKeyAction::Create { input, .. } => {
-            let public_key = match (&input.source.public_key, &input.source.public_key_file) {
-                (Some(text), _) => text.clone(),
-                (None, Some(path)) => read_text(path)?,
-                (None, None) => unreachable!("clap requires one of the two"),
-            };
-            let key = match owner {
-                Owner::Own(c) => c.create_ssh_key(&input.name, &public_key).await?,
-                Owner::Account(a, account) => a.create_ssh_key(account, &input.name, &public_key).await?,
-            };
-            out.record(&key)
+            Act::Create { name: &input.name, text: &input.source.public_key, file: &input.source.public_key_file }
         }
-        SshKeyAction::Delete { id, .. } => {
-            let id = &resolve::ssh_key(owner, id).await?;
-            let key = match owner {
-                Owner::Own(c) => c.delete_ssh_key(id).await?,
-                Owner::Account(a, account) => a.delete_ssh_key(account, id).await?,
-            };
-            out.record(&key)
-        }
-    }
+        SshKeyAction::Delete { id, .. } => Act::Delete(id),
+    };
+    run::<SshKey>(owner, act, out).await
 }
 
 pub async fn scripts<A: Args + FromArgMatches>(
@@ -221,38 +289,14 @@ pub async fn scripts<A: Args + FromArgMatches>(
     action: &ScriptAction<A>,
     out: Output,
 ) -> anyhow::Result<()> {
-    match action {
-        ScriptAction::List { list, .. } => {
-            let name = list.name.as_deref();
-            let fetch = |page| async move {
-                match owner {
-                    Owner::Own(c) => c.scripts(name, page).await,
-                    Owner::Account(a, account) => a.scripts(account, name, page).await,
-                }
-            };
-            paging::show(&list.paging, fetch, out).await
-        }
+    let act = match action {
+        ScriptAction::List { list, .. } => Act::List(list),
         ScriptAction::Create { input, .. } => {
-            let content = match (&input.source.content, &input.source.file) {
-                (Some(text), _) => text.clone(),
-                (None, Some(path)) => read_text(path)?,
-                (None, None) => unreachable!("clap requires one of the two"),
-            };
-            let script = match owner {
-                Owner::Own(c) => c.create_script(&input.name, &content).await?,
-                Owner::Account(a, account) => a.create_script(account, &input.name, &content).await?,
-            };
-            out.record(&script)
+            Act::Create { name: &input.name, text: &input.source.content, file: &input.source.file }
         }
-        ScriptAction::Delete { id, .. } => {
-            let id = &resolve::script(owner, id).await?;
-            let script = match owner {
-                Owner::Own(c) => c.delete_script(id).await?,
-                Owner::Account(a, account) => a.delete_script(account, id).await?,
-            };
-            out.record(&script)
-        }
-    }
+        ScriptAction::Delete { id, .. } => Act::Delete(id),
+    };
+    run::<UserScript>(owner, act, out).await
 }
 
 impl Tabular for SshKey {

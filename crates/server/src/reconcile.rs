@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use openwinv_driver::Power;
+use openwinv_store::instances::InstanceStatus;
 
 use crate::AppState;
 
@@ -34,14 +35,16 @@ pub async fn once(state: &AppState) -> anyhow::Result<usize> {
                 continue;
             }
         };
-        let (to, reason) = match (status.as_str(), power) {
-            ("active", Power::Stopped) => ("off", None),
-            ("active" | "off", Power::Absent) => ("error", Some("the machine is gone from the hypervisor")),
-            ("off", Power::Running) => ("active", None),
+        let (to, reason) = match (status, power) {
+            (InstanceStatus::Active, Power::Stopped) => (InstanceStatus::Off, None),
+            (InstanceStatus::Active | InstanceStatus::Off, Power::Absent) => {
+                (InstanceStatus::Error, Some("the machine is gone from the hypervisor"))
+            }
+            (InstanceStatus::Off, Power::Running) => (InstanceStatus::Active, None),
             _ => continue,
         };
-        if state.store.reconcile_instance(&id, &status, to, reason, state.clock.unix()).await? {
-            tracing::warn!(instance = %id, from = %status, to, "instance reconciled with its machine");
+        if state.store.reconcile_instance(&id, status, to, reason, state.clock.unix()).await? {
+            tracing::warn!(instance = %id, from = %status, %to, "instance reconciled with its machine");
             corrected += 1;
         }
     }

@@ -9,13 +9,23 @@
 //! Rule ids are integers from a per-firewall counter (`next_rule_id`), never reused within a
 //! firewall. Attachments reference the instance with `ON DELETE CASCADE`, so removing an instance
 //! row also removes its attachments; [`Store::detach_all`] does it explicitly.
+//!
+//! Here: the records, the shared locks and helpers, and the firewall itself; one rule's changes
+//! in `rules.rs`; attachments to instances in `attachments.rs`.
 
+mod attachments;
+mod rules;
+
+pub use self::attachments::insert_attachment;
+
+use crate::ids::FirewallId;
 use crate::operations::{NewOperation, insert_operation};
+use crate::records::InstanceStatus;
 use crate::{PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FirewallRecord {
-    pub firewall_id: String,
+    pub firewall_id: FirewallId,
     pub account_id: String,
     pub title: String,
     /// As given (the API escapes it on output).
@@ -100,7 +110,7 @@ pub enum FirewallRefused {
     /// The instance does not exist for this account.
     InstanceNotFound,
     /// The instance is in this status (`pending` or `work`).
-    InstanceBusy(String),
+    InstanceBusy(InstanceStatus),
     /// The firewall would have more rules than allowed.
     TooManyRules,
     /// The instance would have more firewalls than allowed.
@@ -348,51 +358,6 @@ impl Store {
         Ok(q.fetch_all(self.pool()).await?)
     }
 
-    /// Ids of the firewalls attached to an instance, in attach order (instance view, field 131072).
-    pub async fn firewall_ids_of(&self, instance_id: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT firewall_id FROM firewall_attachments WHERE instance_id = $1 ORDER BY created_at, firewall_id",
-        )
-        .bind(instance_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// The firewalls attached to an instance with their rules (what the compiler needs).
-    pub async fn firewalls_of_instance(
-        &self,
-        instance_id: &str,
-    ) -> Result<Vec<(FirewallRecord, Vec<FirewallRuleRecord>)>> {
-        let firewalls: Vec<FirewallRecord> = sqlx::query_as(&format!(
-            "SELECT {} FROM firewalls f WHERE f.firewall_id IN \
-             (SELECT firewall_id FROM firewall_attachments WHERE instance_id = $1) ORDER BY f.firewall_id",
-            COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
-        ))
-        .bind(instance_id)
-        .fetch_all(self.pool())
-        .await?;
-        let ids: Vec<String> = firewalls.iter().map(|f| f.firewall_id.clone()).collect();
-        let mut rules = self.firewall_rules(&ids).await?;
-        Ok(firewalls
-            .into_iter()
-            .map(|f| {
-                let mine = rules.iter().filter(|r| r.firewall_id == f.firewall_id).cloned().collect();
-                rules.retain(|r| r.firewall_id != f.firewall_id);
-                (f, mine)
-            })
-            .collect())
-    }
-
-    /// Removes every attachment of an instance (when it is deleted). Idempotent.
-    pub async fn detach_all(&self, instance_id: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM firewall_attachments WHERE instance_id = $1")
-            .bind(instance_id)
-            .execute(self.writer())
-            .await?;
-        Ok(r.rows_affected())
-    }
-
     /// Edits a firewall. `rules` replaces the rule set (already validated: at most the limit, no
     /// duplicates among them). `sync` is written when the firewall is attached somewhere; the
     /// answer says whether it was.
@@ -430,120 +395,6 @@ impl Store {
         Ok(Ok(synced))
     }
 
-    /// Adds one rule, refusing past `max_rules` or a duplicate of an existing rule.
-    pub async fn add_firewall_rule(
-        &self,
-        account_id: &str,
-        firewall_id: &str,
-        rule: &NewRule,
-        max_rules: usize,
-        sync: Option<SyncOp<'_>>,
-    ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::NotFound));
-        }
-        let existing = rules_in(&mut tx, firewall_id).await?;
-        if let Some(dup) = existing.iter().find(|r| NewRule::from(*r).same_match(rule)) {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::Duplicate(dup.rule_id)));
-        }
-        if existing.len() >= max_rules {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::TooManyRules));
-        }
-        let position = existing.iter().map(|r| r.position + 1).max().unwrap_or(0);
-        let mut added = append_rules(&mut tx, firewall_id, std::slice::from_ref(rule), position).await?;
-        let synced = sync_if_attached(&mut tx, account_id, firewall_id, sync).await?;
-        tx.commit().await?;
-        Ok(Ok((added.remove(0), synced)))
-    }
-
-    /// Changes one rule; omitted fields keep their values. Refuses a result that duplicates
-    /// another rule of the firewall.
-    pub async fn edit_firewall_rule(
-        &self,
-        account_id: &str,
-        firewall_id: &str,
-        rule_id: i64,
-        c: &RuleEdit,
-        sync: Option<SyncOp<'_>>,
-    ) -> Result<Result<(FirewallRuleRecord, bool), FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::NotFound));
-        }
-        let existing = rules_in(&mut tx, firewall_id).await?;
-        let Some(current) = existing.iter().find(|r| r.rule_id == rule_id) else {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::RuleNotFound));
-        };
-        let mut next = current.clone();
-        let set = |slot: &mut String, v: &Option<String>| {
-            if let Some(v) = v {
-                slot.clone_from(v);
-            }
-        };
-        set(&mut next.bound, &c.bound);
-        set(&mut next.protocol, &c.protocol);
-        set(&mut next.port, &c.port);
-        set(&mut next.ip, &c.ip);
-        set(&mut next.title, &c.title);
-        if let Some(content) = &c.content {
-            next.content.clone_from(content);
-        }
-        let candidate = NewRule::from(&next);
-        if let Some(dup) = existing.iter().find(|r| r.rule_id != rule_id && NewRule::from(*r).same_match(&candidate)) {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::Duplicate(dup.rule_id)));
-        }
-        sqlx::query(
-            "UPDATE firewall_rules SET bound = $1, protocol = $2, port = $3, ip = $4, title = $5, content = $6 \
-             WHERE firewall_id = $7 AND rule_id = $8",
-        )
-        .bind(&next.bound)
-        .bind(&next.protocol)
-        .bind(&next.port)
-        .bind(&next.ip)
-        .bind(&next.title)
-        .bind(&next.content)
-        .bind(firewall_id)
-        .bind(rule_id)
-        .execute(&mut *tx)
-        .await?;
-        let synced = sync_if_attached(&mut tx, account_id, firewall_id, sync).await?;
-        tx.commit().await?;
-        Ok(Ok((next, synced)))
-    }
-
-    pub async fn delete_firewall_rule(
-        &self,
-        account_id: &str,
-        firewall_id: &str,
-        rule_id: i64,
-        sync: Option<SyncOp<'_>>,
-    ) -> Result<Result<bool, FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::NotFound));
-        }
-        let r = sqlx::query("DELETE FROM firewall_rules WHERE firewall_id = $1 AND rule_id = $2")
-            .bind(firewall_id)
-            .bind(rule_id)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::RuleNotFound));
-        }
-        let synced = sync_if_attached(&mut tx, account_id, firewall_id, sync).await?;
-        tx.commit().await?;
-        Ok(Ok(synced))
-    }
-
     /// Deletes a firewall and its rules; refused while it is attached to an instance.
     pub async fn delete_firewall(&self, account_id: &str, firewall_id: &str) -> Result<Result<(), FirewallRefused>> {
         let mut tx = self.begin_write().await?;
@@ -561,152 +412,4 @@ impl Store {
         tx.commit().await?;
         Ok(Ok(()))
     }
-
-    /// Attaches (`attach`) or detaches a firewall and writes the operation that applies the
-    /// result to the instance, atomically. The instance must be the account's and not busy
-    /// (`pending`/`work`); an attach is refused past `max_per_instance`. Repeating the current
-    /// state is accepted (`changed: false`) and still writes the operation, which re-applies.
-    /// The operation's params are `{"instance_id": …, "changed": bool}`.
-    pub async fn begin_firewall_attachment(
-        &self,
-        account_id: &str,
-        firewall_id: &str,
-        instance_id: &str,
-        attach: bool,
-        max_per_instance: i64,
-        op: SyncOp<'_>,
-    ) -> Result<Result<AttachOutcome, FirewallRefused>> {
-        let mut tx = self.begin_write().await?;
-        if !lock_firewall(&mut tx, account_id, firewall_id).await? {
-            tx.rollback().await?;
-            return Ok(Err(FirewallRefused::NotFound));
-        }
-        // The instance's row lock: its operations (a delete above all) serialize with this.
-        sqlx::query("UPDATE instances SET status = status WHERE account_id = $1 AND instance_id = $2")
-            .bind(account_id)
-            .bind(instance_id)
-            .execute(&mut *tx)
-            .await?;
-        let status: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                .bind(account_id)
-                .bind(instance_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let refused = match status {
-            None => Some(FirewallRefused::InstanceNotFound),
-            Some((s,)) if s == "pending" || s == "work" => Some(FirewallRefused::InstanceBusy(s)),
-            Some(_) => None,
-        };
-        if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
-        }
-        let (present,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM firewall_attachments WHERE firewall_id = $1 AND instance_id = $2")
-                .bind(firewall_id)
-                .bind(instance_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let changed = (present > 0) != attach;
-        if changed && attach {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM firewall_attachments WHERE instance_id = $1")
-                .bind(instance_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if n >= max_per_instance {
-                tx.rollback().await?;
-                return Ok(Err(FirewallRefused::TooManyFirewalls));
-            }
-            insert_attachment(&mut tx, firewall_id, instance_id, account_id, op.now_ms / 1000).await?;
-        } else if changed {
-            sqlx::query("DELETE FROM firewall_attachments WHERE firewall_id = $1 AND instance_id = $2")
-                .bind(firewall_id)
-                .bind(instance_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let params = serde_json::json!({"instance_id": instance_id, "changed": changed}).to_string();
-        insert_operation(
-            &mut tx,
-            &NewOperation {
-                operation_id: op.operation_id,
-                account_id,
-                kind: op.kind,
-                resource_id: firewall_id,
-                params: &params,
-                now_ms: op.now_ms,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(AttachOutcome { changed }))
-    }
-
-    /// Undoes an accepted attach or detach whose operation failed: removes (`attached: true`)
-    /// or restores the pair. A restore is skipped when the firewall or the instance is gone.
-    /// Idempotent.
-    pub async fn revert_firewall_attachment(
-        &self,
-        firewall_id: &str,
-        instance_id: &str,
-        attached: bool,
-        now: i64,
-    ) -> Result<()> {
-        if attached {
-            sqlx::query("DELETE FROM firewall_attachments WHERE firewall_id = $1 AND instance_id = $2")
-                .bind(firewall_id)
-                .bind(instance_id)
-                .execute(self.writer())
-                .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO firewall_attachments (firewall_id, instance_id, account_id, created_at) \
-                 SELECT f.firewall_id, i.instance_id, f.account_id, $3 FROM firewalls f, instances i \
-                 WHERE f.firewall_id = $1 AND i.instance_id = $2 AND i.account_id = f.account_id \
-                 ON CONFLICT (firewall_id, instance_id) DO NOTHING",
-            )
-            .bind(firewall_id)
-            .bind(instance_id)
-            .bind(now)
-            .execute(self.writer())
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Instances a firewall is attached to (for re-applying after a rule change).
-    pub async fn instances_of_firewall(&self, firewall_id: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT instance_id FROM firewall_attachments WHERE firewall_id = $1 ORDER BY created_at, instance_id",
-        )
-        .bind(firewall_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-}
-
-/// Attaches inside the caller's transaction, after the instance row is written (the deprecated
-/// `security_group` of instance create). The caller has checked that the firewall is the
-/// account's ([`Store::firewall_exists`]); a new instance has no other firewall, so the
-/// per-instance limit cannot be reached. Idempotent.
-pub async fn insert_attachment(
-    conn: &mut sqlx::AnyConnection,
-    firewall_id: &str,
-    instance_id: &str,
-    account_id: &str,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO firewall_attachments (firewall_id, instance_id, account_id, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (firewall_id, instance_id) DO NOTHING",
-    )
-    .bind(firewall_id)
-    .bind(instance_id)
-    .bind(account_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

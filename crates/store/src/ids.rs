@@ -55,6 +55,96 @@ pub fn has_shape(prefix: &str, id: &str) -> bool {
         .is_some_and(|tail| tail.len() == 22 && tail.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// Declares a resource id type: the id's text with its prefix, stored and sent as that text
+/// (`sqlx` and `serde` transparent), read as a `&str` wherever text is wanted.
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, serde::Deserialize)]
+        #[sqlx(transparent)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id (see [`new_id`]).
+            pub fn generate() -> Self {
+                $name(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        /// An id as given (a path, a body): its shape is not checked, an unknown one is simply
+        /// not found.
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                self == &other.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// `INSTANCE-…`
+    InstanceId, "INSTANCE"
+);
+id_type!(
+    /// `BS-…` (a block-storage volume)
+    VolumeId, "BS"
+);
+id_type!(
+    /// `FIREWALL-…`
+    FirewallId, "FIREWALL"
+);
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -71,5 +161,15 @@ mod tests {
         assert!(super::has_shape("SSHKEY", &id), "{id}");
         assert!(!super::has_shape("SCRIPT", &id));
         assert!(!super::has_shape("SSHKEY", "SSHKEY-short"));
+    }
+
+    #[test]
+    fn id_types_carry_their_prefix_and_text() {
+        let id = super::FirewallId::generate();
+        assert!(super::has_shape(super::FirewallId::PREFIX, &id), "{id}");
+        assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
+        let given = super::FirewallId::from("FIREWALL-x");
+        assert!(given == *"FIREWALL-x" && given.len() == 10);
+        assert_eq!(String::from(given), "FIREWALL-x");
     }
 }

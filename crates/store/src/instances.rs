@@ -1,33 +1,37 @@
-//! Instances, their addresses and their console links.
+//! Instances: the record, its reads and lists (here), creation (`create.rs`) and the
+//! lifecycle of operations on one (`lifecycle.rs`).
 //!
 //! Every change that starts an operation is one transaction: the instance row changes state and
 //! the operation row is written together, so a crash never leaves one without the other.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod create;
+mod lifecycle;
 
-use crate::accounts::lock_account;
-use crate::batch::GroupCommit;
-use crate::operations::{NewOperation, insert_operation};
-pub use crate::records::{Refused, VolumeRecord, instance_status as status};
-use crate::usage::{self, Prices, Rate};
+pub(crate) use self::create::{CreateBatches, create_batches};
+pub use self::create::{Created, NewInstances, QuotaOverrides, Usage};
+pub(crate) use self::lifecycle::start_work;
+pub use self::lifecycle::{Reprice, Settle};
+pub use crate::records::{InstanceKey, InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InstanceRecord {
-    pub instance_id: String,
+    pub instance_id: crate::ids::InstanceId,
     pub account_id: String,
     pub name: String,
     pub description: Option<String>,
-    pub status: String,
-    pub power: String,
+    #[sqlx(try_from = "String")]
+    pub status: InstanceStatus,
+    #[sqlx(try_from = "String")]
+    pub power: Power,
     pub zone_id: String,
     pub flavor_id: String,
     pub image_id: String,
     pub username: String,
     pub password_sealed: String,
     pub user_script_id: Option<String>,
-    pub ssh_keys: String,
+    #[sqlx(try_from = "crate::records::KeysColumn")]
+    pub ssh_keys: Vec<InstanceKey>,
     #[sqlx(try_from = "crate::records::IntFlag")]
     pub attach_public_ip: bool,
     pub public_ip: Option<String>,
@@ -49,7 +53,7 @@ const COLUMNS: &str = "instance_id, account_id, name, description, status, power
 /// List filters, already validated; flavor-based filters arrive as a set of flavor ids.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
-    pub statuses: Option<Vec<String>>,
+    pub statuses: Option<Vec<InstanceStatus>>,
     pub name: Option<String>,
     pub zone_id: Option<String>,
     pub image_id: Option<String>,
@@ -92,7 +96,7 @@ pub struct AttachedVolume {
     pub name: String,
     pub kind: String,
     pub size: i64,
-    pub status: String,
+    pub status: VolumeStatus,
 }
 
 impl InstanceWithRelated {
@@ -100,7 +104,7 @@ impl InstanceWithRelated {
     /// order; empty when not asked for.
     pub fn volumes(&self) -> Result<Vec<AttachedVolume>> {
         let Some(json) = self.related_volumes.as_deref() else { return Ok(Vec::new()) };
-        let rows: Vec<(String, String, String, i64, String)> = serde_json::from_str(json)
+        let rows: Vec<(String, String, String, i64, VolumeStatus)> = serde_json::from_str(json)
             .map_err(|e| StoreError::Corrupt(format!("volumes of {}: {e}", self.record.instance_id)))?;
         Ok(rows
             .into_iter()
@@ -122,159 +126,7 @@ impl InstanceWithRelated {
     }
 }
 
-/// Resources a new instance would bring the account to, for quota checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub instances: i64,
-    pub vcpu: i64,
-    /// GB of block storage.
-    pub storage_gb: i64,
-}
-
-/// An account's quota overrides as stored (`None`: the server's default applies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QuotaOverrides {
-    pub instances: Option<i64>,
-    pub vcpu: Option<i64>,
-    pub storage_gb: Option<i64>,
-}
-
-/// A create request: instances (each with its create operation's id in `operation_id`), the
-/// volumes made with them, and what their operations carry.
-pub struct NewInstances {
-    pub rows: Vec<InstanceRecord>,
-    pub volumes: Vec<VolumeRecord>,
-    /// The operations' kind and parameters (one operation per instance).
-    pub op_kind: &'static str,
-    pub op_params: String,
-    /// Server clock, ms.
-    pub now_ms: i64,
-    /// Rates of the usage intervals opened with the rows.
-    pub prices: Arc<dyn Prices>,
-    /// Whether the account's usage after the addition is within its quota.
-    pub fits: fn(Usage, QuotaOverrides) -> bool,
-}
-
-/// What became of a create request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    Yes,
-    /// Over quota: the usage it would have brought the account to, and the account's overrides.
-    OverQuota {
-        usage: Usage,
-        quota: QuotaOverrides,
-    },
-}
-
-/// Most create requests written in one transaction.
-const MAX_CREATE_BATCH: usize = 64;
-
-pub(crate) type CreateBatches = GroupCommit<NewInstances, std::result::Result<Created, String>>;
-
-pub(crate) fn create_batches() -> Arc<CreateBatches> {
-    Arc::new(GroupCommit::new(MAX_CREATE_BATCH))
-}
-
 impl Store {
-    /// Creates instances, the volumes made with them and their create operations atomically, if
-    /// `fits` accepts the account's usage after the addition, given the account's quota overrides
-    /// (both read under the account's write lock). Each instance and volume starts accruing at its
-    /// `created_at` (usage intervals, in the same transaction).
-    ///
-    /// Concurrent requests share one transaction (group commit): requests of the same account
-    /// are checked against its usage in order, each seeing the ones before it. Should that
-    /// transaction fail, each request is retried in a transaction of its own, so that one bad
-    /// request fails alone.
-    pub async fn create_instances(&self, req: NewInstances) -> Result<Created> {
-        if req.rows.is_empty() {
-            return Ok(Created::Yes);
-        }
-        let store = self.clone();
-        let flush = move |batch: Vec<NewInstances>| {
-            let store = store.clone();
-            async move { store.create_round(batch).await }
-        };
-        match self.creates.submit(req, flush).await {
-            Some(Ok(created)) => Ok(created),
-            Some(Err(e)) => Err(StoreError::Batch(e)),
-            None => Err(StoreError::Batch("the create transaction did not finish".into())),
-        }
-    }
-
-    async fn create_round(&self, batch: Vec<NewInstances>) -> Vec<std::result::Result<Created, String>> {
-        match self.create_in_one_transaction(&batch).await {
-            Ok(created) => created.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() == 1 => vec![Err(e.to_string())],
-            Err(e) => {
-                tracing::warn!(error = %e, requests = batch.len(), "a shared create transaction failed; writing each alone");
-                let mut out = Vec::with_capacity(batch.len());
-                for req in &batch {
-                    let one = self.create_in_one_transaction(std::slice::from_ref(req)).await;
-                    out.push(one.map(|mut c| c.remove(0)).map_err(|e| e.to_string()));
-                }
-                out
-            }
-        }
-    }
-
-    async fn create_in_one_transaction(&self, batch: &[NewInstances]) -> Result<Vec<Created>> {
-        let mut tx = self.begin_write().await?;
-        // The accounts are locked in one order (two processes' batches cannot deadlock), then
-        // each request is checked against its account's usage so far.
-        let mut ids: Vec<&String> = batch.iter().filter_map(|r| r.rows.first()).map(|r| &r.account_id).collect();
-        ids.sort();
-        ids.dedup();
-        let mut accounts: HashMap<String, (Usage, QuotaOverrides)> = HashMap::new();
-        for account_id in ids {
-            lock_account(self.backend(), &mut tx, account_id).await?;
-            accounts.insert(account_id.clone(), account_usage(&mut tx, account_id).await?);
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        for req in batch {
-            let Some(first) = req.rows.first() else {
-                out.push(Created::Yes);
-                continue;
-            };
-            let account_id = &first.account_id;
-            let (current, quota) = accounts[account_id];
-            let usage = Usage {
-                instances: current.instances + req.rows.len() as i64,
-                vcpu: current.vcpu + req.rows.iter().map(|r| r.vcpu).sum::<i64>(),
-                storage_gb: current.storage_gb + req.volumes.iter().map(|v| v.size).sum::<i64>(),
-            };
-            if !(req.fits)(usage, quota) {
-                out.push(Created::OverQuota { usage, quota });
-                continue;
-            }
-            accounts.insert(account_id.clone(), (usage, quota));
-            for r in &req.rows {
-                insert_instance(&mut tx, r).await?;
-                open_server_interval(&mut tx, r, &r.flavor_id, &*req.prices, r.created_at).await?;
-            }
-            for v in &req.volumes {
-                crate::volumes::insert_volume(&mut tx, v).await?;
-                usage::open_volume_interval(&mut tx, v, &*req.prices).await?;
-            }
-            for r in &req.rows {
-                let operation_id = r.operation_id.as_deref().ok_or_else(|| {
-                    StoreError::Corrupt(format!("the new instance {} has no operation", r.instance_id))
-                })?;
-                let op = NewOperation {
-                    operation_id,
-                    account_id,
-                    kind: req.op_kind,
-                    resource_id: &r.instance_id,
-                    params: &req.op_params,
-                    now_ms: req.now_ms,
-                };
-                insert_operation(&mut tx, &op).await?;
-            }
-            out.push(Created::Yes);
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-
     pub async fn instance(&self, account_id: &str, id: &str) -> Result<Option<InstanceRecord>> {
         Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND instance_id = $2"))
             .bind(account_id)
@@ -314,7 +166,8 @@ impl Store {
     ) -> Result<(Vec<InstanceWithRelated>, i64)> {
         let mut filter = crate::listing::Filter::for_account(account_id);
         if let Some(list) = &f.statuses {
-            filter.text_in("status", list);
+            let list: Vec<String> = list.iter().map(|s| s.as_str().to_owned()).collect();
+            filter.text_in("status", &list);
         }
         if let Some(name) = &f.name {
             filter.text("lower(name) LIKE ? ESCAPE '\\'", [contains_pattern(name)]);
@@ -418,321 +271,4 @@ impl Store {
         }
         self.page_forward("instances", columns, "instance_id", filter, page).await
     }
-
-    /// Every instance at rest (`active` or `off`) with its status, for reconciling with a driver.
-    pub async fn instances_at_rest(&self) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT instance_id, status FROM instances WHERE status IN ('active', 'off') ORDER BY instance_id",
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Corrects an instance at rest to what its machine really is, unless it changed meanwhile
-    /// (an operation began). `status` is `active`, `off` or `error` (with `reason`).
-    pub async fn reconcile_instance(
-        &self,
-        instance_id: &str,
-        from: &str,
-        status: &str,
-        reason: Option<&str>,
-        now: i64,
-    ) -> Result<bool> {
-        let power = if status == "active" { "on" } else { "off" };
-        let r = sqlx::query(
-            "UPDATE instances SET status = $1, power = $2, error_reason = $3, \
-             stop_date = CASE WHEN $2 = 'off' THEN $4 ELSE stop_date END \
-             WHERE instance_id = $5 AND status = $6",
-        )
-        .bind(status)
-        .bind(power)
-        .bind(reason)
-        .bind(now)
-        .bind(instance_id)
-        .bind(from)
-        .execute(self.writer())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Moves an instance from one of `from` to `work` and writes the operation, atomically.
-    pub async fn begin_instance_operation(
-        &self,
-        account_id: &str,
-        instance_id: &str,
-        from: &[&str],
-        op: &NewOperation<'_>,
-    ) -> Result<Result<(), Refused>> {
-        let mut tx = self.begin_write().await?;
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
-             WHERE account_id = $2 AND instance_id = $3 AND status IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
-        for s in from {
-            q = q.bind(*s);
-        }
-        if q.execute(&mut *tx).await?.rows_affected() == 0 {
-            let current: Option<(String,)> =
-                sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                    .bind(account_id)
-                    .bind(instance_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.rollback().await?;
-            return Ok(Err(current.map_or(Refused::NotFound, |(s,)| Refused::From(s))));
-        }
-        // Volumes being attached or detached keep the instance busy.
-        if crate::volumes::busy_volumes(&mut tx, instance_id).await? > 0 {
-            tx.rollback().await?;
-            return Ok(Err(Refused::Busy));
-        }
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
-    }
-
-    /// Renames or re-describes an instance; false when it does not exist.
-    pub async fn edit_instance(
-        &self,
-        account_id: &str,
-        instance_id: &str,
-        name: Option<&str>,
-        description: Option<Option<&str>>,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE instances SET name = COALESCE($1, name), \
-             description = CASE WHEN $2 = 1 THEN $3 ELSE description END \
-             WHERE account_id = $4 AND instance_id = $5",
-        )
-        .bind(name)
-        .bind(i64::from(description.is_some()))
-        .bind(description.flatten())
-        .bind(account_id)
-        .bind(instance_id)
-        .execute(&mut *tx)
-        .await?;
-        // Bill lines show the latest name.
-        if r.rows_affected() > 0
-            && let Some(name) = name
-        {
-            usage::rename(&mut tx, instance_id, name).await?;
-        }
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Ends an operation on an instance: sets the fields given, clears `operation_id`; only while
-    /// `operation_id` still names this operation (a finished step run twice changes nothing).
-    /// A completed resize (`flavor_id` with `reprice`) switches the usage interval to the new
-    /// flavor's rate in the same transaction.
-    pub async fn settle_instance(&self, instance_id: &str, operation_id: &str, change: &Settle<'_>) -> Result<()> {
-        let repricing = change.flavor_id.is_some() && change.reprice.is_some();
-        if !repricing && !change.discard_usage && change.accrue.is_none() {
-            // One statement: no transaction to open and commit (the common end of an operation).
-            settle_row(self.writer(), instance_id, operation_id, change).await?;
-            return Ok(());
-        }
-        let mut tx = self.begin_write().await?;
-        if settle_row(&mut *tx, instance_id, operation_id, change).await? == 0 {
-            // Settled before (a step run twice) or no longer this operation's: nothing else either.
-            return Ok(());
-        }
-        if change.discard_usage {
-            usage::discard_intervals(&mut tx, instance_id).await?;
-        }
-        if let Some(inst) = instance_in(&mut tx, instance_id).await? {
-            if let (Some(flavor_id), Some(reprice)) = (change.flavor_id, change.reprice) {
-                usage::close_intervals(&mut tx, instance_id, reprice.now).await?;
-                let start = openwinv_billing::end_of_second(reprice.now);
-                open_server_interval_at(&mut tx, &inst, flavor_id, reprice.rate, start).await?;
-            }
-            if let Some(accrue) = change.accrue
-                && !usage::accrues(&mut tx, instance_id).await?
-            {
-                open_server_interval_at(&mut tx, &inst, &inst.flavor_id, accrue.rate, accrue.now).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Removes the instance row (the end of a delete, during the second `now`, when its usage
-    /// stops); volumes still attached to it are kept, detached.
-    pub async fn remove_instance(&self, instance_id: &str, now: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE volumes SET status = 'available', instance_id = NULL, attached_at = NULL, operation_id = NULL \
-             WHERE instance_id = $1",
-        )
-        .bind(instance_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM ip_addresses WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM console_tokens WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM instances WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
-        usage::close_intervals(&mut tx, instance_id, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// The end state of an operation on an instance. `None` keeps a field.
-#[derive(Debug, Clone, Default)]
-pub struct Settle<'a> {
-    pub status: &'a str,
-    pub power: Option<&'a str>,
-    pub error_reason: Option<&'a str>,
-    /// `Some(None)` clears it.
-    pub stop_date: Option<Option<i64>>,
-    pub image_id: Option<&'a str>,
-    pub password_sealed: Option<&'a str>,
-    pub flavor_id: Option<&'a str>,
-    pub vcpu: Option<i64>,
-    /// With `flavor_id` (a completed resize): the new flavor's rate and the second the resize
-    /// completed. The usage interval switches to the new rate from the next second.
-    pub reprice: Option<Reprice>,
-    /// A create that failed: the instance's usage is dropped (it is not charged for a machine it
-    /// never had).
-    pub discard_usage: bool,
-    /// Start accruing at this rate from `now` unless the instance already accrues (an instance
-    /// whose create failed, started later).
-    pub accrue: Option<Reprice>,
-}
-
-/// A rate change at the end of a resize.
-#[derive(Debug, Clone, Copy)]
-pub struct Reprice {
-    pub rate: Rate,
-    pub now: i64,
-}
-
-/// The row update of `settle_instance`; rows changed (0 when the operation no longer owns it).
-async fn settle_row<'e>(
-    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    instance_id: &str,
-    operation_id: &str,
-    change: &Settle<'_>,
-) -> Result<u64> {
-    let r = sqlx::query(
-        "UPDATE instances SET status = $1, power = COALESCE($2, power), error_reason = $3, \
-             stop_date = CASE WHEN $4 = 1 THEN $5 ELSE stop_date END, \
-             image_id = COALESCE($6, image_id), password_sealed = COALESCE($7, password_sealed), \
-             flavor_id = COALESCE($8, flavor_id), vcpu = COALESCE($9, vcpu), generation = generation + 1, \
-             operation_id = NULL WHERE instance_id = $10 AND operation_id = $11",
-    )
-    .bind(change.status)
-    .bind(change.power)
-    .bind(change.error_reason)
-    .bind(i64::from(change.stop_date.is_some()))
-    .bind(change.stop_date.flatten())
-    .bind(change.image_id)
-    .bind(change.password_sealed)
-    .bind(change.flavor_id)
-    .bind(change.vcpu)
-    .bind(instance_id)
-    .bind(operation_id)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
-/// The account's usage (instances and vCPUs kept by triggers, migration 0003; block storage
-/// summed) and quota overrides, in one round trip.
-async fn account_usage(conn: &mut sqlx::AnyConnection, account_id: &str) -> Result<(Usage, QuotaOverrides)> {
-    type Counts = (i64, i64, i64, Option<i64>, Option<i64>, Option<i64>);
-    let (instances, vcpu, storage_gb, quota_instances, quota_vcpu, quota_storage_gb): Counts = sqlx::query_as(
-        "SELECT COALESCE((SELECT n FROM instance_counts WHERE account_id = $1), 0), \
-         COALESCE((SELECT vcpu FROM instance_counts WHERE account_id = $1), 0), \
-         CAST(COALESCE((SELECT SUM(size) FROM volumes WHERE account_id = $1), 0) AS BIGINT), \
-         (SELECT quota_instances FROM accounts WHERE account_id = $1), \
-         (SELECT quota_vcpu FROM accounts WHERE account_id = $1), \
-         (SELECT quota_storage_gb FROM accounts WHERE account_id = $1)",
-    )
-    .bind(account_id)
-    .fetch_one(conn)
-    .await?;
-    Ok((
-        Usage { instances, vcpu, storage_gb },
-        QuotaOverrides { instances: quota_instances, vcpu: quota_vcpu, storage_gb: quota_storage_gb },
-    ))
-}
-
-async fn instance_in(conn: &mut sqlx::AnyConnection, instance_id: &str) -> Result<Option<InstanceRecord>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE instance_id = $1"))
-        .bind(instance_id)
-        .fetch_optional(conn)
-        .await?)
-}
-
-/// Opens an instance's usage interval at `flavor_id`'s price.
-async fn open_server_interval(
-    conn: &mut sqlx::AnyConnection,
-    r: &InstanceRecord,
-    flavor_id: &str,
-    prices: &dyn Prices,
-    start: i64,
-) -> Result<()> {
-    let rate = usage::server_rate(prices, flavor_id)?;
-    open_server_interval_at(conn, r, flavor_id, rate, start).await
-}
-
-async fn open_server_interval_at(
-    conn: &mut sqlx::AnyConnection,
-    r: &InstanceRecord,
-    flavor_id: &str,
-    rate: Rate,
-    start: i64,
-) -> Result<()> {
-    usage::open_interval(
-        conn,
-        &usage::OpenInterval {
-            account_id: &r.account_id,
-            resource_id: &r.instance_id,
-            kind: openwinv_billing::Kind::Server,
-            name: &r.name,
-            product: flavor_id,
-            size: 0,
-            rate,
-            start,
-        },
-    )
-    .await
-}
-
-async fn insert_instance(tx: &mut sqlx::Transaction<'_, sqlx::Any>, r: &InstanceRecord) -> Result<()> {
-    sqlx::query(&format!(
-        "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24)"
-    ))
-    .bind(&r.instance_id)
-    .bind(&r.account_id)
-    .bind(&r.name)
-    .bind(&r.description)
-    .bind(&r.status)
-    .bind(&r.power)
-    .bind(&r.zone_id)
-    .bind(&r.flavor_id)
-    .bind(&r.image_id)
-    .bind(&r.username)
-    .bind(&r.password_sealed)
-    .bind(&r.user_script_id)
-    .bind(&r.ssh_keys)
-    .bind(crate::flag(r.attach_public_ip))
-    .bind(&r.public_ip)
-    .bind(&r.private_ip)
-    .bind(r.public_ip_num)
-    .bind(r.private_ip_num)
-    .bind(&r.operation_id)
-    .bind(&r.error_reason)
-    .bind(r.generation)
-    .bind(r.created_at)
-    .bind(r.stop_date)
-    .bind(r.vcpu)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

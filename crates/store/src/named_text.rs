@@ -21,7 +21,7 @@ pub trait NamedText: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin {
 }
 
 impl Store {
-    pub(crate) async fn insert_named<T: NamedText>(&self, rec: &T) -> Result<()> {
+    pub async fn insert_named<T: NamedText>(&self, rec: &T) -> Result<()> {
         let texts = rec.texts();
         let placeholders = (1..=texts.len() + 1).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = format!("INSERT INTO {} ({}) VALUES ({placeholders})", T::TABLE, T::COLUMNS);
@@ -35,7 +35,7 @@ impl Store {
 
     /// One page of an account's resources whose name contains `name` (case-insensitive), and the
     /// total.
-    pub(crate) async fn list_named<T: NamedText>(
+    pub async fn list_named<T: NamedText>(
         &self,
         account_id: &str,
         name: Option<&str>,
@@ -63,12 +63,12 @@ impl Store {
         Ok((rows, total))
     }
 
-    pub(crate) async fn get_named<T: NamedText>(&self, account_id: &str, id: &str) -> Result<Option<T>> {
+    pub async fn get_named<T: NamedText>(&self, account_id: &str, id: &str) -> Result<Option<T>> {
         let sql = format!("SELECT {} FROM {} WHERE account_id = $1 AND {} = $2", T::COLUMNS, T::TABLE, T::ID);
         Ok(sqlx::query_as(&sql).bind(account_id).bind(id).fetch_optional(self.pool()).await?)
     }
 
-    pub(crate) async fn delete_named<T: NamedText>(&self, account_id: &str, id: &str) -> Result<bool> {
+    pub async fn delete_named<T: NamedText>(&self, account_id: &str, id: &str) -> Result<bool> {
         let sql = format!("DELETE FROM {} WHERE account_id = $1 AND {} = $2", T::TABLE, T::ID);
         let r = sqlx::query(&sql).bind(account_id).bind(id).execute(self.writer()).await?;
         Ok(r.rows_affected() > 0)

@@ -46,6 +46,28 @@ pub struct NewOperation<'a> {
     pub now_ms: i64,
 }
 
+/// The one end of every transaction that begins an operation: the resource rows were checked
+/// (and, when accepted, changed) in `tx`; a refusal rolls everything back, an acceptance writes
+/// the operation row and commits both together, so that a crash never leaves one without the
+/// other.
+pub(crate) async fn finish_begin<T, R>(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    op: &NewOperation<'_>,
+    checked: std::result::Result<T, R>,
+) -> Result<std::result::Result<T, R>> {
+    match checked {
+        Err(refused) => {
+            tx.rollback().await?;
+            Ok(Err(refused))
+        }
+        Ok(accepted) => {
+            insert_operation(&mut tx, op).await?;
+            tx.commit().await?;
+            Ok(Ok(accepted))
+        }
+    }
+}
+
 /// Inserts an operation inside the caller's transaction.
 pub async fn insert_operation(conn: &mut sqlx::AnyConnection, op: &NewOperation<'_>) -> Result<()> {
     sqlx::query(

@@ -282,7 +282,9 @@ pub async fn end_volume_usage(conn: &mut sqlx::AnyConnection, volume_id: &str, n
         .fetch_optional(&mut *conn)
         .await?;
     match status {
-        Some((s,)) if s == crate::records::volume_status::CREATING => discard_intervals(conn, volume_id).await,
+        Some((s,)) if s.parse() == Ok(crate::records::VolumeStatus::Creating) => {
+            discard_intervals(conn, volume_id).await
+        }
         _ => close_volume_interval(conn, volume_id, now).await.map(drop),
     }
 }

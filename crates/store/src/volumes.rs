@@ -8,15 +8,14 @@
 //! instance, storage quota) hold at commit.
 
 use crate::accounts::lock_account;
-use crate::operations::{NewOperation, insert_operation};
-use crate::records::{Refused, instance_status};
-pub use crate::records::{VolumeRecord, volume_status as status};
-use crate::{PageQuery, Result, Store, contains_pattern};
+use crate::operations::{NewOperation, finish_begin};
+use crate::records::{InstanceStatus, Refused};
+pub use crate::records::{VolumeRecord, VolumeStatus};
+use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
 const COLUMNS: &str = "block_storage_id, account_id, name, description, type, size, status, zone_id, instance_id, \
      operation_id, error_reason, attached_at, created_at";
 
-/// Volume statuses (spec §8).
 /// List filters, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeFilter {
@@ -34,11 +33,11 @@ pub enum VolumeRefused {
     InstanceNotFound,
     /// The volume is in this status, attached (to an instance) or not.
     Volume {
-        status: String,
+        status: VolumeStatus,
         attached: bool,
     },
     /// The instance is in this status, which the operation does not accept.
-    Instance(String),
+    Instance(InstanceStatus),
     /// The volume and the instance are in different zones.
     OtherZone {
         volume: String,
@@ -55,7 +54,7 @@ pub enum VolumeRefused {
 /// The end state of an operation on a volume.
 #[derive(Debug, Clone, Copy)]
 pub struct VolumeSettle<'a> {
-    pub status: &'a str,
+    pub status: VolumeStatus,
     /// Clears the volume's instance (it is detached).
     pub detach: bool,
     pub error_reason: Option<&'a str>,
@@ -66,16 +65,16 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 /// A volume accepts attach and delete when it rests detached: `available`, or `error` after a
 /// failed operation that left it detached.
 fn rests_detached(v: &VolumeRecord) -> bool {
-    v.instance_id.is_none() && (v.status == status::AVAILABLE || v.status == status::ERROR)
+    v.instance_id.is_none() && matches!(v.status, VolumeStatus::Available | VolumeStatus::Error)
 }
 
 /// A volume accepts detach when it rests attached: `in-use`, or `error` after a failed detach.
 fn rests_attached(v: &VolumeRecord) -> bool {
-    v.instance_id.is_some() && (v.status == status::IN_USE || v.status == status::ERROR)
+    v.instance_id.is_some() && matches!(v.status, VolumeStatus::InUse | VolumeStatus::Error)
 }
 
 fn volume_refused(v: &VolumeRecord) -> VolumeRefused {
-    VolumeRefused::Volume { status: v.status.clone(), attached: v.instance_id.is_some() }
+    VolumeRefused::Volume { status: v.status, attached: v.instance_id.is_some() }
 }
 
 async fn volume_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> Result<Option<VolumeRecord>> {
@@ -87,17 +86,27 @@ async fn volume_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> Result<Option
 }
 
 /// Takes the instance's row lock and returns its (status, zone).
-async fn lock_instance(tx: &mut Tx<'_>, account_id: &str, instance_id: &str) -> Result<Option<(String, String)>> {
+pub(crate) async fn lock_instance(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    instance_id: &str,
+) -> Result<Option<(InstanceStatus, String)>> {
     sqlx::query("UPDATE instances SET status = status WHERE account_id = $1 AND instance_id = $2")
         .bind(account_id)
         .bind(instance_id)
         .execute(&mut **tx)
         .await?;
-    Ok(sqlx::query_as("SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2")
-        .bind(account_id)
-        .bind(instance_id)
-        .fetch_optional(&mut **tx)
-        .await?)
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2")
+            .bind(account_id)
+            .bind(instance_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    row.map(|(s, zone)| {
+        let status = s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?;
+        Ok((status, zone))
+    })
+    .transpose()
 }
 
 async fn count_on_instance(tx: &mut Tx<'_>, instance_id: &str) -> Result<i64> {
@@ -129,7 +138,7 @@ pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, r: &VolumeReco
     .bind(&r.description)
     .bind(&r.kind)
     .bind(r.size)
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(&r.zone_id)
     .bind(&r.instance_id)
     .bind(&r.operation_id)
@@ -142,9 +151,9 @@ pub(crate) async fn insert_volume(conn: &mut sqlx::AnyConnection, r: &VolumeReco
 }
 
 /// Instance statuses a volume may be attached in (spec §8).
-const ATTACHABLE: &[&str] = &[instance_status::ACTIVE, instance_status::OFF];
+const ATTACHABLE: &[InstanceStatus] = &[InstanceStatus::Active, InstanceStatus::Off];
 /// Instance statuses a volume may be detached in: not busy.
-const DETACHABLE: &[&str] = &[instance_status::ACTIVE, instance_status::OFF, instance_status::ERROR];
+const DETACHABLE: &[InstanceStatus] = &[InstanceStatus::Active, InstanceStatus::Off, InstanceStatus::Error];
 
 impl Store {
     pub async fn volume(&self, account_id: &str, id: &str) -> Result<Option<VolumeRecord>> {
@@ -226,7 +235,7 @@ impl Store {
             Some((_, zone)) if zone != rec.zone_id => {
                 Some(VolumeRefused::OtherZone { volume: rec.zone_id.clone(), instance: zone })
             }
-            Some((s, _)) if !ATTACHABLE.contains(&s.as_str()) => Some(VolumeRefused::Instance(s)),
+            Some((s, _)) if !ATTACHABLE.contains(&s) => Some(VolumeRefused::Instance(s)),
             Some(_) if count_on_instance(&mut tx, instance_id).await? >= max_per_instance => {
                 Some(VolumeRefused::TooMany)
             }
@@ -236,14 +245,11 @@ impl Store {
             }
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         insert_volume(&mut tx, rec).await?;
         crate::usage::open_volume_interval(&mut tx, rec, prices).await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts attaching a detached volume to an active or off instance of the same zone.
@@ -265,7 +271,7 @@ impl Store {
                 Some((_, zone)) if zone != v.zone_id => {
                     Some(VolumeRefused::OtherZone { volume: v.zone_id.clone(), instance: zone })
                 }
-                Some((s, _)) if !ATTACHABLE.contains(&s.as_str()) => Some(VolumeRefused::Instance(s)),
+                Some((s, _)) if !ATTACHABLE.contains(&s) => Some(VolumeRefused::Instance(s)),
                 Some(_) if count_on_instance(&mut tx, instance_id).await? >= max_per_instance => {
                     Some(VolumeRefused::TooMany)
                 }
@@ -273,8 +279,7 @@ impl Store {
             },
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'attaching', instance_id = $1, operation_id = $2, error_reason = NULL, \
@@ -286,9 +291,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts detaching an attached volume from an instance that is not busy; returns the
@@ -308,18 +311,14 @@ impl Store {
         };
         let v = match v {
             Ok(v) => v,
-            Err(r) => {
-                tx.rollback().await?;
-                return Ok(Err(r));
-            }
+            Err(r) => return finish_begin(tx, op, Err(r)).await,
         };
         let instance_id = v.instance_id.clone().unwrap_or_default();
         // An attachment whose instance row is gone can always be undone.
         if let Some((s, _)) = lock_instance(&mut tx, account_id, &instance_id).await?
-            && !DETACHABLE.contains(&s.as_str())
+            && !DETACHABLE.contains(&s)
         {
-            tx.rollback().await?;
-            return Ok(Err(VolumeRefused::Instance(s)));
+            return finish_begin(tx, op, Err(VolumeRefused::Instance(s))).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'detaching', operation_id = $1, error_reason = NULL WHERE block_storage_id = $2",
@@ -328,9 +327,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(instance_id))
+        finish_begin(tx, op, Ok(instance_id)).await
     }
 
     /// Starts deleting a detached volume.
@@ -348,8 +345,7 @@ impl Store {
             Some(_) => None,
         };
         if let Some(r) = refused {
-            tx.rollback().await?;
-            return Ok(Err(r));
+            return finish_begin(tx, op, Err(r)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'deleting', operation_id = $1, error_reason = NULL WHERE block_storage_id = $2",
@@ -358,9 +354,7 @@ impl Store {
         .bind(volume_id)
         .execute(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        finish_begin(tx, op, Ok(())).await
     }
 
     /// Starts deleting an instance (from one of `from`): the instance goes to `work`, and every
@@ -370,34 +364,15 @@ impl Store {
         &self,
         account_id: &str,
         instance_id: &str,
-        from: &[&str],
+        from: &[InstanceStatus],
         op: &NewOperation<'_>,
     ) -> Result<Result<Vec<String>, Refused>> {
         let mut tx = self.begin_write().await?;
         lock_account(self.backend(), &mut tx, account_id).await?;
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "UPDATE instances SET status = 'work', operation_id = $1, error_reason = NULL \
-             WHERE account_id = $2 AND instance_id = $3 AND status IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(op.operation_id).bind(account_id).bind(instance_id);
-        for s in from {
-            q = q.bind(*s);
-        }
-        if q.execute(&mut *tx).await?.rows_affected() == 0 {
-            let current: Option<(String,)> =
-                sqlx::query_as("SELECT status FROM instances WHERE account_id = $1 AND instance_id = $2")
-                    .bind(account_id)
-                    .bind(instance_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.rollback().await?;
-            return Ok(Err(current.map_or(Refused::NotFound, |(s,)| Refused::From(s))));
-        }
-        if busy_volumes(&mut tx, instance_id).await? > 0 {
-            tx.rollback().await?;
-            return Ok(Err(Refused::Busy));
+        if let Err(refused) =
+            crate::instances::start_work(&mut tx, account_id, instance_id, from, op.operation_id).await?
+        {
+            return finish_begin(tx, op, Err(refused)).await;
         }
         sqlx::query(
             "UPDATE volumes SET status = 'detaching', operation_id = $1, error_reason = NULL \
@@ -413,9 +388,7 @@ impl Store {
         .bind(op.operation_id)
         .fetch_all(&mut *tx)
         .await?;
-        insert_operation(&mut tx, op).await?;
-        tx.commit().await?;
-        Ok(Ok(ids.into_iter().map(|(id,)| id).collect()))
+        finish_begin(tx, op, Ok(ids.into_iter().map(|(id,)| id).collect())).await
     }
 
     /// Ends an operation on a volume, only while `operation_id` still names it (a finished step
@@ -427,7 +400,7 @@ impl Store {
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE block_storage_id = $4 AND operation_id = $5",
         )
-        .bind(change.status)
+        .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
         .bind(volume_id)
@@ -445,7 +418,7 @@ impl Store {
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE operation_id = $4",
         )
-        .bind(change.status)
+        .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
         .bind(operation_id)

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod firewalls;
 pub mod instances;
+pub mod named_text;
 pub mod operations;
 pub mod reachability;
 pub mod scripts;

@@ -149,7 +149,7 @@ pub async fn reachability(
     };
     let reason = reason(&d.verdict, d.gate, decided, &target_tap, &rules);
     let answer = Reachability {
-        instance_id: target.instance_id.clone(),
+        instance_id: target.instance_id.to_string(),
         from,
         source_ip: Some(source_ip.to_string()),
         destination_ip: Some(to.to_string()),

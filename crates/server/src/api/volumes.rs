@@ -20,12 +20,12 @@ pub use crate::service::volumes::{DESCRIPTION_MAX, MAX_PER_INSTANCE, NAME_MAX};
 pub fn to_wire(state: &AppState, r: VolumeRecord) -> BlockStorage {
     BlockStorage {
         created_at: state.timestamp(r.created_at),
-        block_storage_id: r.block_storage_id,
+        block_storage_id: r.block_storage_id.into(),
         name: r.name,
         description: r.description,
         kind: r.kind,
         size: u32::try_from(r.size).unwrap_or(u32::MAX),
-        status: r.status,
+        status: r.status.to_string(),
         zone_id: r.zone_id,
         instance_id: r.instance_id,
     }

@@ -172,11 +172,7 @@ pub(super) async fn simulated_serial(state: &AppState, sim: SimulatedSerial, ins
 pub(super) async fn machine_facts(state: &AppState, r: &openwinv_store::InstanceRecord) -> MachineFacts {
     let catalog = state.catalog.get();
     let image = catalog.images.iter().find(|i| i.id == r.image_id).map_or(r.image_id.as_str(), |i| i.name.as_str());
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&r.ssh_keys).unwrap_or_default();
-    let ssh_keys = keys
-        .iter()
-        .map(|k| (k["fingerprint"].as_str().unwrap_or("").to_owned(), k["name"].as_str().unwrap_or("").to_owned()))
-        .collect();
+    let ssh_keys = r.ssh_keys.iter().map(|k| (k.fingerprint.clone(), k.name.clone())).collect();
     let user_script = match &r.user_script_id {
         None => None,
         Some(id) => {
@@ -184,7 +180,7 @@ pub(super) async fn machine_facts(state: &AppState, r: &openwinv_store::Instance
         }
     };
     MachineFacts {
-        instance_id: r.instance_id.clone(),
+        instance_id: r.instance_id.to_string(),
         hostname: r.name.clone(),
         image: image.to_owned(),
         flavor_id: r.flavor_id.clone(),

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use openwinv_store::host_work::{MAX_PULL, WorkOutcome};
 use openwinv_store::hosts::{HostIdentity, RUNTIME_STATES, Registration, ReportOutcome};
+use openwinv_store::instances::InstanceStatus;
 use openwinv_wire::hosts::{
     HEARTBEAT_INTERVAL_MS, HeartbeatAck, OFFLINE_AFTER_SECS, Registered, RuntimeAck, WorkAck, WorkItem,
 };
@@ -278,14 +279,16 @@ async fn follow_runtime(
             continue;
         }
         let Some(inst) = state.store.instance_by_id(instance_id).await? else { continue };
-        let (to, reason) = match (inst.status.as_str(), machine.as_str()) {
-            ("active", "stopped" | "crashed") => ("off", None),
-            ("off", "running") => ("active", None),
-            ("active" | "off", "absent") => ("error", Some("the machine is gone from its host")),
+        let (to, reason) = match (inst.status, machine.as_str()) {
+            (InstanceStatus::Active, "stopped" | "crashed") => (InstanceStatus::Off, None),
+            (InstanceStatus::Off, "running") => (InstanceStatus::Active, None),
+            (InstanceStatus::Active | InstanceStatus::Off, "absent") => {
+                (InstanceStatus::Error, Some("the machine is gone from its host"))
+            }
             _ => continue,
         };
-        if state.store.reconcile_instance(instance_id, &inst.status, to, reason, state.clock.unix()).await? {
-            tracing::warn!(instance = %instance_id, from = %inst.status, to, "instance follows its host's report");
+        if state.store.reconcile_instance(instance_id, inst.status, to, reason, state.clock.unix()).await? {
+            tracing::warn!(instance = %instance_id, from = %inst.status, %to, "instance follows its host's report");
         }
     }
     Ok(())

@@ -5,14 +5,15 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
-use openwinv_store::instances::status;
+use openwinv_store::ids::{InstanceId, VolumeId};
+use openwinv_store::instances::{InstanceKey, InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
 use openwinv_wire::instances::{ActionReceipt, CreateReceipt, DefaultAccount};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::volumes::{self, NewVolume};
@@ -189,7 +190,12 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 format!("The SSH key `{id}` is not one of this account's keys."),
             )
         })?;
-        keys.push(json!({"ssh_key_id": k.ssh_key_id, "name": k.name, "fingerprint": k.fingerprint, "public_key": k.public_key}));
+        keys.push(InstanceKey {
+            ssh_key_id: k.ssh_key_id,
+            name: k.name,
+            fingerprint: k.fingerprint,
+            public_key: k.public_key,
+        });
     }
     if !keys.is_empty() && is_windows(image) {
         return Err(ApiError::new(ErrorCode::UnavailableSshKey, "SSH keys cannot be used with a Windows image."));
@@ -229,28 +235,27 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     let now = state.clock.unix();
     let now_ms = state.clock.unix_ms();
     let username = if is_windows(image) { "Administrator" } else { "root" };
-    let ssh_keys = serde_json::to_string(&keys).expect("json");
     let mut rows = Vec::new();
     let mut passwords = Vec::new();
     let mut op_ids = Vec::new();
     for n in 1..=count {
         let password = new_password();
-        let instance_id = ids::new_id("INSTANCE");
+        let instance_id = InstanceId::generate();
         let operation_id = ids::new_id("OP");
         rows.push(InstanceRecord {
             instance_id,
             account_id: caller.account_id.clone(),
             name: if count > 1 { format!("{name}-{n}") } else { name.clone() },
             description: description.clone(),
-            status: status::PENDING.into(),
-            power: "off".into(),
+            status: InstanceStatus::Pending,
+            power: Power::Off,
             zone_id: zone_id.clone(),
             flavor_id: flavor_id.clone(),
             image_id: image_id.clone(),
             username: username.into(),
             password_sealed: state.sealer.seal(&password),
             user_script_id: user_script_id.clone(),
-            ssh_keys: ssh_keys.clone(),
+            ssh_keys: keys.clone(),
             attach_public_ip,
             public_ip: None,
             private_ip: None,
@@ -272,8 +277,8 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     for (r, op) in rows.iter().zip(&op_ids) {
         let mut mine = Vec::new();
         for v in &volume_requests {
-            let id = ids::new_id("BS");
-            mine.push(id.clone());
+            let id = VolumeId::generate();
+            mine.push(id.to_string());
             volume_rows.push(VolumeRecord {
                 block_storage_id: id,
                 account_id: caller.account_id.clone(),
@@ -281,9 +286,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 description: None,
                 kind: v.kind.clone(),
                 size: v.size,
-                status: openwinv_store::volumes::status::CREATING.into(),
+                status: openwinv_store::volumes::VolumeStatus::Creating,
                 zone_id: zone_id.clone(),
-                instance_id: Some(r.instance_id.clone()),
+                instance_id: Some(r.instance_id.to_string()),
                 operation_id: Some(op.clone()),
                 error_reason: None,
                 attached_at: Some(now_ms),
@@ -324,7 +329,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
         .zip(passwords)
         .zip(volume_ids)
         .map(|((r, password), block_storage)| CreateReceipt {
-            instance_id: r.instance_id,
+            instance_id: r.instance_id.into(),
             name: r.name,
             status: "building".into(),
             zone_id: r.zone_id,
@@ -440,13 +445,13 @@ async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: 
 fn refusal(id: &str, kind: Kind, r: Refused) -> ApiError {
     match r {
         Refused::NotFound => instance_not_found(id),
-        Refused::From(s) if s == status::PENDING || s == status::WORK => busy(id),
+        Refused::From(InstanceStatus::Pending | InstanceStatus::Work) => busy(id),
         Refused::From(s) => ApiError::new(
             ErrorCode::CheckParam,
             format!(
                 "The instance `{id}` is {s}; {} is allowed only from {}.",
                 kind.name().trim_start_matches("instance."),
-                kind.allowed_from().join(" or ")
+                kind.allowed_from().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
             ),
         )
         .with_status(axum::http::StatusCode::CONFLICT),
@@ -574,7 +579,7 @@ pub async fn rebuild(
             format!("The image `{image_id}` cannot run on this instance's flavor and zone."),
         ));
     }
-    if is_windows(image) && current.ssh_keys != "[]" {
+    if is_windows(image) && !current.ssh_keys.is_empty() {
         return Err(ApiError::new(
             ErrorCode::UnavailableSshKey,
             "This instance has SSH keys, which a Windows image cannot use.",
@@ -665,7 +670,7 @@ pub async fn console_link(state: &AppState, r: &InstanceRecord, host: &str) -> A
 pub async fn remote_console(state: &AppState, caller: &Caller, id: &str, host: &str) -> ApiResult<(String, i64)> {
     let r = state.store.instance(&caller.account_id, id).await?.ok_or_else(|| instance_not_found(id))?;
     capabilities::require(state, Feature::Consoles, "A remote console")?;
-    if r.status != status::ACTIVE {
+    if r.status != InstanceStatus::Active {
         return Err(ApiError::new(
             ErrorCode::CheckConsole,
             format!("The instance `{id}` is {}; the console needs it active.", r.status),

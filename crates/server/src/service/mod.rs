@@ -13,7 +13,9 @@
 //! errors are [`ApiError`], which carries the iwinv code.
 
 pub mod capabilities;
+pub mod firewalls;
 pub mod instances;
+pub mod named_text;
 pub mod volumes;
 
 use axum::extract::{FromRequest, Request};

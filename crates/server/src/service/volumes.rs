@@ -6,7 +6,8 @@
 //! limit and the account's storage quota).
 
 use axum::http::StatusCode;
-use openwinv_store::volumes::status;
+use openwinv_store::ids::VolumeId;
+use openwinv_store::volumes::VolumeStatus;
 use openwinv_store::{NewOperation, VolumeRecord, VolumeRefused, ids};
 use openwinv_wire::ErrorCode;
 use openwinv_wire::volumes::BlockStorageReceipt;
@@ -105,7 +106,7 @@ fn refused(r: VolumeRefused, volume_id: &str, instance_id: &str, instance_in_bod
         ),
         VolumeRefused::InstanceNotFound => instance_not_found(instance_id),
         VolumeRefused::Volume { status, attached } => {
-            let why = if status::is_busy(&status) {
+            let why = if status.is_busy() {
                 format!("is {status}, in the middle of an operation")
             } else if attached {
                 format!("is {status} and attached to an instance")
@@ -222,7 +223,7 @@ pub async fn create(
     let t = storage_type(&catalog, "type", &kind, &instance.zone_id)?;
     check_size("size", size, t)?;
     let quota_gb = storage_quota(state, caller).await?;
-    let volume_id = ids::new_id("BS");
+    let volume_id = VolumeId::generate();
     let operation_id = ids::new_id("OP");
     let op = new_operation(state, caller, &operation_id, Kind::Create, &volume_id);
     let rec = VolumeRecord {
@@ -232,7 +233,7 @@ pub async fn create(
         description,
         kind: t.kind.clone(),
         size,
-        status: status::CREATING.into(),
+        status: VolumeStatus::Creating,
         zone_id: instance.zone_id.clone(),
         instance_id: Some(instance_id.clone()),
         operation_id: Some(operation_id.clone()),
@@ -249,9 +250,9 @@ pub async fn create(
     Ok(Accepted::one(
         operation_id,
         BlockStorageReceipt {
-            block_storage_id: volume_id,
+            block_storage_id: volume_id.into(),
             instance_id: Some(instance_id),
-            status: status::CREATING.into(),
+            status: VolumeStatus::Creating.as_str().into(),
         },
     ))
 }
@@ -264,7 +265,11 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
     state.engine.wake();
     Ok(Accepted::one(
         operation_id,
-        BlockStorageReceipt { block_storage_id: id.to_owned(), instance_id: None, status: status::DELETING.into() },
+        BlockStorageReceipt {
+            block_storage_id: id.to_owned(),
+            instance_id: None,
+            status: VolumeStatus::Deleting.as_str().into(),
+        },
     ))
 }
 
@@ -289,7 +294,7 @@ pub async fn attach(
         BlockStorageReceipt {
             block_storage_id: id.to_owned(),
             instance_id: Some(instance_id.to_owned()),
-            status: status::ATTACHING.into(),
+            status: VolumeStatus::Attaching.as_str().into(),
         },
     ))
 }
@@ -302,7 +307,7 @@ pub async fn detach(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
         Ok(i) => i,
         // Detaching a volume that is not attached makes no sense: `CHECK_PARAM` (spec §8); one
         // in the middle of an operation is busy: `IN_USE`.
-        Err(VolumeRefused::Volume { status, attached: _ }) if !status::is_busy(&status) => {
+        Err(VolumeRefused::Volume { status, attached: _ }) if !status.is_busy() => {
             return Err(ApiError::param(format!(
                 "The block storage `{id}` is {status} and attached to no instance; there is nothing to detach."
             ))
@@ -322,7 +327,7 @@ pub async fn detach(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ac
         BlockStorageReceipt {
             block_storage_id: id.to_owned(),
             instance_id: Some(instance_id),
-            status: status::DETACHING.into(),
+            status: VolumeStatus::Detaching.as_str().into(),
         },
     ))
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use ipnet::Ipv4Net;
-use openwinv_store::instances::status;
+use openwinv_store::instances::InstanceStatus;
 use openwinv_store::{InstanceFilter, InstanceWithRelated, PageQuery, Related};
 use openwinv_wire::Envelope;
 use openwinv_wire::catalog::instance_fields;
@@ -21,7 +21,13 @@ use crate::sagas::addresses;
 use crate::service::instance_not_found;
 use crate::service::instances::{self as svc, MAX_VOLUMES};
 
-const STATUSES: &[&str] = &[status::PENDING, status::ACTIVE, status::OFF, status::WORK, status::ERROR];
+/// A `status` filter value.
+fn parse_status(s: &str) -> ApiResult<InstanceStatus> {
+    s.parse().map_err(|_| {
+        let names: Vec<&str> = InstanceStatus::ALL.iter().map(|s| s.as_str()).collect();
+        enum_error("status", s, &names)
+    })
+}
 
 pub(super) fn fields_mask(q: &Query) -> ApiResult<u64> {
     match q.str("fields") {
@@ -50,7 +56,7 @@ pub(super) async fn views(
     }
     if state.config.placement == crate::config::Placement::Hosts {
         // [ext] Where each instance runs answers or not (docs/hosts.md); one query per page.
-        let ids: Vec<String> = rows.iter().map(|r| r.record.instance_id.clone()).collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.record.instance_id.to_string()).collect();
         let hosts = state.store.hosts_of_instances(&ids).await?;
         let now = state.clock.unix();
         for (v, r) in out.iter_mut().zip(rows) {
@@ -89,7 +95,7 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
     let has = |bit: u64| mask & bit != 0;
     let mut v = Instance::default();
     if has(1) {
-        v.instance_id = Some(r.instance_id.clone());
+        v.instance_id = Some(r.instance_id.to_string());
     }
     if has(2) {
         v.name = Some(r.name.clone());
@@ -98,7 +104,7 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
         v.description = Some(r.description.clone());
     }
     if has(8) {
-        v.status = Some(r.status.clone());
+        v.status = Some(r.status.to_string());
     }
     if has(16) {
         v.provide = Some("Y".into());
@@ -180,13 +186,14 @@ async fn view(state: &AppState, w: &InstanceWithRelated, mask: u64, host: &str) 
                     name: b.name,
                     size: u32::try_from(b.size).unwrap_or(u32::MAX),
                     kind: b.kind,
-                    status: b.status,
+                    status: b.status.to_string(),
                 })
                 .collect(),
         );
     }
     if has(16384) {
-        let link = if r.status == status::ACTIVE { Some(svc::console_link(state, r, host).await?.0) } else { None };
+        let link =
+            if r.status == InstanceStatus::Active { Some(svc::console_link(state, r, host).await?.0) } else { None };
         v.vnc = Some(Vnc { link, kind: "serial".into() });
     }
     if has(32768) {
@@ -298,10 +305,7 @@ pub async fn list(
     let page = q.page(openwinv_wire::envelope::Page::DEFAULT_SIZE)?;
     let mask = fields_mask(&q)?;
     let catalog = state.catalog.get();
-    let statuses = q.csv("status");
-    if let Some(bad) = statuses.iter().flatten().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(enum_error("status", bad, STATUSES));
-    }
+    let statuses = q.csv("status").map(|list| list.iter().map(|s| parse_status(s)).collect()).transpose()?;
     let filter = InstanceFilter {
         statuses,
         name: q.str("name").map(str::to_owned),

@@ -116,7 +116,7 @@ pub async fn compiled_for(store: &Store, instance_id: &str) -> openwinv_store::R
                     }
                 })
                 .collect(),
-            firewall_id: f.firewall_id,
+            firewall_id: f.firewall_id.into(),
         })
         .collect();
     Ok(firewall::compile(&specs))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use openwinv_engine::{Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
 use openwinv_store::hosts::{Placed, PlacementRequest};
-use openwinv_store::instances::status;
+use openwinv_store::instances::{InstanceStatus, Power};
 use serde::{Deserialize, Serialize};
 
 use super::{Changes, fail, require, settle, spec};
@@ -201,7 +201,7 @@ impl Operation for Create {
             Step::PowerOn => deps.driver.start(id).await.map(drop).map_err(Into::into),
             Step::Settle => {
                 with_instance::settle_created(deps, volumes(op)).await?;
-                let change = Settle { status: status::ACTIVE, power: Some("on"), ..Default::default() };
+                let change = Settle { power: Some(Power::On), ..Settle::to(InstanceStatus::Active) };
                 settle(deps, op, &change).await
             }
         }

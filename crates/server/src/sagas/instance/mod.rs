@@ -15,7 +15,7 @@ pub mod start;
 
 use openwinv_driver::{MachineNetwork, MachineSpec};
 use openwinv_engine::{Op, Operation, StepError};
-use openwinv_store::instances::status;
+use openwinv_store::instances::InstanceStatus;
 use openwinv_store::{InstanceRecord, Settle};
 
 use super::{Deps, addresses};
@@ -46,13 +46,13 @@ impl Kind {
     }
 
     /// The statuses an operation of this kind may start from (spec §7).
-    pub fn allowed_from(self) -> &'static [&'static str] {
+    pub fn allowed_from(self) -> &'static [InstanceStatus] {
         match self {
             Kind::Create => &[],
-            Kind::Start => &[status::OFF, status::ERROR],
-            Kind::Shutdown | Kind::Reboot => &[status::ACTIVE],
-            Kind::Rebuild | Kind::Resize => &[status::ACTIVE, status::OFF],
-            Kind::Delete => &[status::ACTIVE, status::OFF, status::ERROR],
+            Kind::Start => &[InstanceStatus::Off, InstanceStatus::Error],
+            Kind::Shutdown | Kind::Reboot => &[InstanceStatus::Active],
+            Kind::Rebuild | Kind::Resize => &[InstanceStatus::Active, InstanceStatus::Off],
+            Kind::Delete => &[InstanceStatus::Active, InstanceStatus::Off, InstanceStatus::Error],
         }
     }
 }
@@ -99,11 +99,10 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         .ok_or_else(|| StepError::Permanent(format!("flavor {flavor_id} is no longer in the catalog")))?;
     let sealed = changes.password_sealed.unwrap_or(&inst.password_sealed);
     let password = deps.sealer.open(sealed).map_err(|e| StepError::Permanent(e.to_string()))?;
-    let keys: Vec<serde_json::Value> = serde_json::from_str(&inst.ssh_keys).unwrap_or_default();
     let image_id = changes.image_id.unwrap_or(&inst.image_id);
     let boot = catalog.images.iter().find(|i| i.id == image_id).and_then(|i| deps.images.boot_image(i));
     Ok(MachineSpec {
-        instance_id: inst.instance_id.clone(),
+        instance_id: inst.instance_id.to_string(),
         hostname: inst.name.clone(),
         vcpu: flavor.vcpu,
         memory: flavor.memory,
@@ -111,7 +110,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         image_id: image_id.to_owned(),
         username: inst.username.clone(),
         password,
-        ssh_keys: keys.iter().filter_map(|k| k["public_key"].as_str().map(String::from)).collect(),
+        ssh_keys: inst.ssh_keys.iter().map(|k| k.public_key.clone()).collect(),
         user_script,
         boot,
         network: inst.private_ip.as_deref().and_then(|ip| ip.parse().ok()).map(|ip| {
@@ -137,14 +136,14 @@ pub(super) async fn settle<P>(deps: &Deps, op: &Op<P>, change: &Settle<'_>) -> R
 
 /// The status a rebuild or resize ends in: the power state the machine had. `None`: the
 /// instance is gone.
-pub(super) async fn resting(deps: &Deps, id: &str) -> Result<Option<&'static str>, StepError> {
-    Ok(instance(deps, id).await?.map(|inst| if inst.power == "on" { status::ACTIVE } else { status::OFF }))
+pub(super) async fn resting(deps: &Deps, id: &str) -> Result<Option<InstanceStatus>, StepError> {
+    Ok(instance(deps, id).await?.map(|inst| inst.power.at_rest()))
 }
 
 /// `failed` of every kind: the instance is `error` with the reason. A create that failed is not
 /// charged (`discard_usage`: no usage interval); the row stays.
 pub(super) async fn fail<P>(deps: &Deps, op: &Op<P>, error: &str, discard_usage: bool) -> Result<(), StepError> {
-    let change = Settle { status: status::ERROR, error_reason: Some(error), discard_usage, ..Default::default() };
+    let change = Settle { error_reason: Some(error), discard_usage, ..Settle::to(InstanceStatus::Error) };
     settle(deps, op, &change).await
 }
 

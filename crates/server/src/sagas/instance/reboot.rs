@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use openwinv_engine::{Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
-use openwinv_store::instances::status;
+use openwinv_store::instances::{InstanceStatus, Power};
 use serde::{Deserialize, Serialize};
 
 use super::{fail, settle};
@@ -45,7 +45,7 @@ impl Operation for Reboot {
         match step {
             Step::Reboot => deps.driver.reboot(&op.resource_id, op.params.hard).await.map(drop).map_err(Into::into),
             Step::Settle => {
-                let change = Settle { status: status::ACTIVE, power: Some("on"), ..Default::default() };
+                let change = Settle { power: Some(Power::On), ..Settle::to(InstanceStatus::Active) };
                 settle(deps, op, &change).await
             }
         }

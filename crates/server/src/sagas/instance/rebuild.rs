@@ -59,10 +59,9 @@ impl Operation for Rebuild {
                     return Ok(());
                 };
                 let change = Settle {
-                    status,
                     image_id: Some(&op.params.image_id),
                     password_sealed: Some(&op.params.password_sealed),
-                    ..Default::default()
+                    ..Settle::to(status)
                 };
                 settle(deps, op, &change).await
             }

@@ -118,8 +118,7 @@ impl Operation for Resize {
                 let vcpu = flavor.map(|f| i64::from(f.vcpu));
                 let reprice =
                     flavor.map(|f| Reprice { rate: Rate { hourly: f.price_hour, monthly: f.price_month }, now });
-                let change =
-                    Settle { status, flavor_id: Some(&op.params.flavor_id), vcpu, reprice, ..Default::default() };
+                let change = Settle { flavor_id: Some(&op.params.flavor_id), vcpu, reprice, ..Settle::to(status) };
                 settle(deps, op, &change).await?;
                 // Then the reservation to the new flavor's size: no larger than what
                 // `resize_machine` reserved, so never refused; after the settle, so that an undo

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
-use openwinv_store::instances::status;
+use openwinv_store::instances::{InstanceStatus, Power};
 use serde::Serialize;
 
 use super::{fail, settle};
@@ -39,12 +39,8 @@ impl Operation for Shutdown {
             Step::PowerOff => deps.driver.stop(&op.resource_id).await.map(drop).map_err(Into::into),
             Step::Settle => {
                 let now = deps.clock.unix();
-                let change = Settle {
-                    status: status::OFF,
-                    power: Some("off"),
-                    stop_date: Some(Some(now)),
-                    ..Default::default()
-                };
+                let change =
+                    Settle { power: Some(Power::Off), stop_date: Some(Some(now)), ..Settle::to(InstanceStatus::Off) };
                 settle(deps, op, &change).await
             }
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
-use openwinv_store::instances::status;
+use openwinv_store::instances::{InstanceStatus, Power};
 use openwinv_store::{Rate, Reprice, Settle};
 use serde::Serialize;
 
@@ -51,7 +51,7 @@ impl Operation for Start {
                         None
                     }
                 };
-                let change = Settle { status: status::ACTIVE, power: Some("on"), accrue, ..Default::default() };
+                let change = Settle { power: Some(Power::On), accrue, ..Settle::to(InstanceStatus::Active) };
                 settle(deps, op, &change).await
             }
         }

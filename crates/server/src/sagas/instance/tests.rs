@@ -6,6 +6,7 @@ use std::sync::Arc;
 use openwinv_driver::{BootImage, Pacing, SimDriver};
 use openwinv_engine::Clock;
 use openwinv_store::crypto::Sealer;
+use openwinv_store::instances::Power;
 use openwinv_store::{InstanceRecord, ScriptRecord, Store};
 use openwinv_wire::images::ImageBoot;
 
@@ -54,15 +55,15 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
         account_id: account.account_id.clone(),
         name: "web".into(),
         description: None,
-        status: status::ACTIVE.into(),
-        power: "on".into(),
+        status: InstanceStatus::Active,
+        power: Power::On,
         zone_id: "KR1-Z01".into(),
         flavor_id: catalog.flavors[0].id.clone(),
         image_id: with_boot.clone(),
         username: "root".into(),
         password_sealed: sealer.seal("pw"),
         user_script_id: Some(record.user_script_id.clone()),
-        ssh_keys: "[]".into(),
+        ssh_keys: Vec::new(),
         attach_public_ip: false,
         public_ip: None,
         private_ip: None,

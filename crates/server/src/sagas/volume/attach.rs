@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::VolumeSettle;
-use openwinv_store::volumes::status;
+use openwinv_store::volumes::VolumeStatus;
 use serde::Serialize;
 
 use super::{attach, in_use, settle, undo_attach};
@@ -50,6 +50,6 @@ impl Operation for Attach {
     }
 
     async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
-        settle(&self.0, op, VolumeSettle { status: status::ERROR, detach: true, error_reason: Some(error) }).await
+        settle(&self.0, op, VolumeSettle { status: VolumeStatus::Error, detach: true, error_reason: Some(error) }).await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use openwinv_engine::{NoParams, Op, Operation, StepError, Steps};
 use openwinv_store::VolumeSettle;
-use openwinv_store::volumes::status;
+use openwinv_store::volumes::VolumeStatus;
 use serde::Serialize;
 
 use super::{instance_of, require, settle, spec, volume};
@@ -43,7 +43,8 @@ impl Operation for Detach {
                 Ok(())
             }
             Step::Settle => {
-                settle(deps, op, VolumeSettle { status: status::AVAILABLE, detach: true, error_reason: None }).await
+                settle(deps, op, VolumeSettle { status: VolumeStatus::Available, detach: true, error_reason: None })
+                    .await
             }
         }
     }
@@ -63,6 +64,7 @@ impl Operation for Detach {
     }
 
     async fn failed(&self, op: &Op<NoParams>, error: &str) -> Result<(), StepError> {
-        settle(&self.0, op, VolumeSettle { status: status::ERROR, detach: false, error_reason: Some(error) }).await
+        settle(&self.0, op, VolumeSettle { status: VolumeStatus::Error, detach: false, error_reason: Some(error) })
+            .await
     }
 }

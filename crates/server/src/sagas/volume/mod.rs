@@ -14,7 +14,7 @@ pub mod detach;
 
 use openwinv_driver::VolumeSpec;
 use openwinv_engine::{NoParams, Op, Operation, StepError};
-use openwinv_store::volumes::status;
+use openwinv_store::volumes::VolumeStatus;
 use openwinv_store::{VolumeRecord, VolumeSettle};
 
 use super::Deps;
@@ -41,7 +41,7 @@ impl Kind {
 /// What the driver needs to know of a volume.
 pub fn spec(v: &VolumeRecord) -> VolumeSpec {
     VolumeSpec {
-        volume_id: v.block_storage_id.clone(),
+        volume_id: v.block_storage_id.to_string(),
         size: u32::try_from(v.size).unwrap_or(u32::MAX),
         kind: v.kind.clone(),
     }
@@ -81,7 +81,7 @@ pub(super) async fn undo_attach(deps: &Deps, op: &Op<NoParams>) -> Result<(), St
 
 /// The `settle` of a create or an attach: the volume is `in-use`.
 pub(super) async fn in_use(deps: &Deps, op: &Op<NoParams>) -> Result<(), StepError> {
-    settle(deps, op, VolumeSettle { status: status::IN_USE, detach: false, error_reason: None }).await
+    settle(deps, op, VolumeSettle { status: VolumeStatus::InUse, detach: false, error_reason: None }).await
 }
 
 pub(super) async fn settle(deps: &Deps, op: &Op<NoParams>, change: VolumeSettle<'_>) -> Result<(), StepError> {
@@ -96,7 +96,7 @@ pub mod with_instance {
     use openwinv_engine::StepError;
     use openwinv_store::VolumeSettle;
 
-    use super::{Deps, spec, status};
+    use super::{Deps, VolumeStatus, spec};
 
     /// The volumes of one instance operation.
     #[derive(Debug, Clone, Copy)]
@@ -154,7 +154,7 @@ pub mod with_instance {
         if op.none {
             return Ok(());
         }
-        let change = VolumeSettle { status: status::IN_USE, detach: false, error_reason: None };
+        let change = VolumeSettle { status: VolumeStatus::InUse, detach: false, error_reason: None };
         Ok(deps.store.settle_volumes_of_operation(op.operation_id, &change).await?)
     }
 
@@ -176,13 +176,13 @@ pub mod with_instance {
         for v in deps.store.volumes_of_operation(op.operation_id).await? {
             deps.driver.detach_volume(op.instance_id, &v.block_storage_id).await?;
         }
-        let change = VolumeSettle { status: status::AVAILABLE, detach: true, error_reason: None };
+        let change = VolumeSettle { status: VolumeStatus::Available, detach: true, error_reason: None };
         Ok(deps.store.settle_volumes_of_operation(op.operation_id, &change).await?)
     }
 
     /// A failed delete that did not reach `detach_volumes` leaves the volumes attached.
     pub async fn restore_attached(deps: &Deps, op: Volumes<'_>) -> Result<(), StepError> {
-        let change = VolumeSettle { status: status::IN_USE, detach: false, error_reason: None };
+        let change = VolumeSettle { status: VolumeStatus::InUse, detach: false, error_reason: None };
         Ok(deps.store.settle_volumes_of_operation(op.operation_id, &change).await?)
     }
 }
