@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use openwinv_store::StoreError;
 use openwinv_store::hosts::{self as store_hosts, HostRecord, NewHost, Placed, PlacementRecord, PlacementRequest};
-use openwinv_store::instances::status;
+use openwinv_store::instances::InstanceStatus;
 use openwinv_store::{NewOperation, Refused, ids};
 use openwinv_wire::hosts::{
     DeadHost, DestroyedStray, Evacuating, Evacuation, Host, IssuedHost, LeftBehind, Overcommit, Placement, Resources,
@@ -246,12 +246,13 @@ pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -
     for inst in state.store.host_instances(&h.host_id).await? {
         let leave =
             |reason: String| LeftBehind { instance_id: inst.instance_id.clone(), status: inst.status.clone(), reason };
-        if inst.status != status::OFF {
-            left.push(leave(match inst.status.as_str() {
-                status::ACTIVE => {
+        let status: Option<InstanceStatus> = inst.status.parse().ok();
+        if status != Some(InstanceStatus::Off) {
+            left.push(leave(match status {
+                Some(InstanceStatus::Active) => {
                     "running: machines on local disks are moved only when stopped; shut it down first".to_owned()
                 }
-                status::ERROR => "in error: start it (or delete it) first".to_owned(),
+                Some(InstanceStatus::Error) => "in error: start it (or delete it) first".to_owned(),
                 _ => "in an operation; evacuate again when it is done".to_owned(),
             }));
             continue;
@@ -265,12 +266,16 @@ pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -
             params: &params,
             now_ms: state.clock.unix_ms(),
         };
-        match state.store.begin_instance_operation(&inst.account_id, &inst.instance_id, &[status::OFF], &op).await? {
+        match state
+            .store
+            .begin_instance_operation(&inst.account_id, &inst.instance_id, &[InstanceStatus::Off], &op)
+            .await?
+        {
             Ok(()) => moving.push(Evacuating { instance_id: inst.instance_id.clone(), operation_id }),
             Err(Refused::Busy) => left.push(leave("a volume of it is being attached or detached".to_owned())),
             Err(Refused::NotFound) => {}
             Err(Refused::From(s)) => {
-                left.push(LeftBehind { status: s.clone(), ..leave(format!("it became {s} meanwhile")) });
+                left.push(LeftBehind { status: s.to_string(), ..leave(format!("it became {s} meanwhile")) });
             }
         }
     }
@@ -348,13 +353,14 @@ pub(crate) async fn reconcile_full_report(
         if present.iter().any(|(i, _)| *i == inst.instance_id) {
             continue;
         }
-        if inst.status != status::ACTIVE && inst.status != status::OFF {
-            continue;
-        }
+        let from = match inst.status.parse() {
+            Ok(s @ (InstanceStatus::Active | InstanceStatus::Off)) => s,
+            _ => continue,
+        };
         if inst.reported_generation.is_some_and(|g| g > as_of) {
             continue;
         }
-        if state.store.reconcile_instance(&inst.instance_id, &inst.status, status::ERROR, Some(&reason), now).await? {
+        if state.store.reconcile_instance(&inst.instance_id, from, InstanceStatus::Error, Some(&reason), now).await? {
             tracing::warn!(instance = %inst.instance_id, host = %host_name, "placed machine missing from its host");
         }
     }

@@ -27,7 +27,7 @@ use openwinv_driver::DriverError;
 use openwinv_engine::{Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
 use openwinv_store::hosts::{MoveFrom, Placed, PlacementRequest};
-use openwinv_store::instances::status;
+use openwinv_store::instances::InstanceStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -165,7 +165,7 @@ impl Operation for Evacuate {
                 Ok(())
             }
             Step::DestroySource => self.destroy_source(op).await,
-            Step::Settle => settle(&self.0, op, &Settle { status: status::OFF, ..Default::default() }).await,
+            Step::Settle => settle(&self.0, op, &Settle::to(InstanceStatus::Off)).await,
         }
     }
 
@@ -194,9 +194,9 @@ impl Operation for Evacuate {
         let deps = &self.0;
         if deps.store.placement(&op.resource_id).await?.is_none() {
             let reason = format!("evacuation failed and the instance is on no host: {error}");
-            let change = Settle { status: status::ERROR, error_reason: Some(&reason), ..Default::default() };
+            let change = Settle { error_reason: Some(&reason), ..Settle::to(InstanceStatus::Error) };
             return settle(deps, op, &change).await;
         }
-        settle(deps, op, &Settle { status: status::OFF, ..Default::default() }).await
+        settle(deps, op, &Settle::to(InstanceStatus::Off)).await
     }
 }
