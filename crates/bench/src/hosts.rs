@@ -53,6 +53,9 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
             sim_delay: Duration::ZERO,
             accel: Default::default(),
             image_cache_ttl: Duration::from_secs(7 * 86_400),
+            underlay: None,
+            network: Default::default(),
+            uplink: None,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

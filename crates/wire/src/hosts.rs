@@ -133,6 +133,10 @@ pub struct Registration {
     pub driver: String,
     pub capabilities: Vec<String>,
     pub agent_version: String,
+    /// The host's IPv4 address on the underlay between hosts, where other hosts send the VXLAN
+    /// packets of the networks it shares with them; absent: `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
 }
 
 /// Answer to a registration.
