@@ -29,6 +29,9 @@ pub struct Host {
     /// or `offline`.
     pub status: String,
     pub address: Option<String>,
+    /// The IPv4 address other hosts send the VXLAN packets of shared networks to (the agent's
+    /// `--underlay`, else its address).
+    pub underlay: Option<String>,
     pub driver: Option<String>,
     pub capabilities: Vec<String>,
     pub agent_version: Option<String>,
