@@ -263,8 +263,8 @@ async fn vni_of(s: &Server, instance_id: &str) -> i64 {
     )
     .bind(instance_id)
     .fetch_one(&db)
-        .await
-        .expect("the network's VNI");
+    .await
+    .expect("the network's VNI");
     vni
 }
 
@@ -286,7 +286,11 @@ async fn guests_of_one_account_on_two_hosts_share_their_network() {
     // The host carries the underlay its agent registered, beside the address it reaches the
     // control plane from.
     let shown = s.cli_run(&["admin", "hosts", "show", "hn1", "-o", "json"]).await.ok().row();
-    assert_eq!((shown["address"].as_str(), shown["underlay"].as_str()), (Some("127.0.0.1"), Some("192.0.2.2")), "{shown}");
+    assert_eq!(
+        (shown["address"].as_str(), shown["underlay"].as_str()),
+        (Some("127.0.0.1"), Some("192.0.2.2")),
+        "{shown}"
+    );
     s.cli_run(&["admin", "hosts", "show", "hn1"]).await.ok().stdout_has("UNDERLAY").stdout_has("192.0.2.2");
 
     let b = s.new_account("netb", json!({"rate_limit": 0})).await;
@@ -305,12 +309,17 @@ async fn guests_of_one_account_on_two_hosts_share_their_network() {
     assert_ne!(pending[0].3, pending[1].3, "a1 and a2 are on different hosts");
     let mut guests = Vec::new();
     for (name, who, id, host) in pending {
-        let row = call(&s, who, Method::GET, &format!("/v1/instances/{id}?fields=256"), None).await.ok_rows()[0].clone();
+        let row =
+            call(&s, who, Method::GET, &format!("/v1/instances/{id}?fields=256"), None).await.ok_rows()[0].clone();
         let ip: Ipv4Addr = row["ip"][0]["private"]["address"].as_str().expect("private address").parse().unwrap();
         let vm = agents[host].vm(&id);
         let mut log = serial_log(vm.join("serial.log"));
         log.wait("openwinv-guest: boot").await;
-        assert_eq!(log.value("dhcp").await, ip.to_string(), "{name}: its host's DHCP gives the control plane's address");
+        assert_eq!(
+            log.value("dhcp").await,
+            ip.to_string(),
+            "{name}: its host's DHCP gives the control plane's address"
+        );
         let mut console = Console::open(name, &vm, log).await;
         console.ok(&format!("(nc -ll -p 8080 -e echo who-{name} </dev/null >/dev/null 2>&1 &)")).await;
         guests.push(Guest { name, id, ip, host, console });
