@@ -374,6 +374,9 @@ mod tests {
             sim_delay: Duration::ZERO,
             accel: openwinv_qemu::Accel::Tcg,
             image_cache_ttl: ttl,
+            underlay: None,
+            network: Default::default(),
+            uplink: None,
         };
         ImageCache::open(dir, Arc::new(Control::new(&config).unwrap()), ttl).unwrap()
     }

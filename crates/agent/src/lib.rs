@@ -22,7 +22,8 @@
 //!
 //! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
 //! types of `openwinv-wire`, and runs machines with `openwinv-driver`'s simulator or
-//! `openwinv-qemu` (user-mode networking).
+//! `openwinv-qemu` (user-mode networking, or real networks spanning hosts over VXLAN with
+//! `--network namespaces`: the control plane's `set_peers` items say which hosts share each).
 
 pub mod console;
 pub mod images;
@@ -87,6 +88,31 @@ pub struct Config {
     pub accel: openwinv_qemu::Accel,
     /// Cached image files no machine uses are removed after this long unused.
     pub image_cache_ttl: Duration,
+    /// The host's address on the underlay between hosts (`--underlay`); `None`: the announced
+    /// address, when it is an IPv4 address.
+    pub underlay: Option<std::net::Ipv4Addr>,
+    /// How QEMU machines are networked (`--network`).
+    pub network: Network,
+    /// With real networks: the interface machines' egress is masqueraded out of (`--uplink`).
+    pub uplink: Option<String>,
+}
+
+/// How a QEMU host networks its machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// QEMU's user-mode network (one machine alone, SSH forwarded from 127.0.0.1).
+    #[default]
+    User,
+    /// Real networks: one namespace per (account, zone), bridged across hosts over VXLAN from
+    /// the underlay address (`docs/network.md`).
+    Namespaces,
+}
+
+impl Config {
+    /// The underlay address: `--underlay`, else the announced address if it is IPv4.
+    pub fn underlay_of(&self, announced: &str) -> Option<std::net::Ipv4Addr> {
+        self.underlay.or_else(|| announced.parse().ok())
+    }
 }
 
 /// `--image-cache-ttl`'s default: a week.
@@ -361,6 +387,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
     }
     let control = Arc::new(Control::new(&config)?);
+    let facts = facts(&config).await?;
+    let underlay = config.underlay_of(&facts.address);
+    let mut networks: Option<Arc<openwinv_qemu::Networks>> = None;
     let (driver, broker): (Arc<dyn openwinv_driver::ComputeDriver>, Arc<dyn openwinv_driver::ConsoleBroker>) =
         match config.driver {
             Driver::Sim => {
@@ -369,8 +398,18 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
             }
             Driver::Qemu => {
                 // Machines live under the agent's directory (`vms/`, `volumes/`), like `serve`'s.
-                let qemu =
-                    openwinv_qemu::QemuDriver::new(&config.data_dir, config.accel, "qemu-system-x86_64", "qemu-img");
+                let mut qemu = openwinv_qemu::QemuDriver::new(
+                    &config.data_dir,
+                    config.accel,
+                    std::env::var("OPENWINV_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+                    std::env::var("OPENWINV_QEMU_IMG").unwrap_or_else(|_| "qemu-img".into()),
+                );
+                if config.network == Network::Namespaces {
+                    let nets = Arc::new(real_networks(&config, underlay).await?);
+                    spawn_network_reconcile(nets.clone());
+                    networks = Some(nets.clone());
+                    qemu = qemu.with_networks(nets);
+                }
                 let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
                 tracing::info!(?accel, "QEMU driver ready");
                 let qemu = Arc::new(qemu);
@@ -379,6 +418,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         };
     let consoles = (broker, Arc::new(console::Consoles::default()));
     let mut runner = work::Runner::open(driver, &config.data_dir, config.sim_delay)?;
+    if let Some(nets) = networks {
+        runner = runner.with_networks(nets);
+    }
     if config.driver == Driver::Qemu {
         let cache = Arc::new(images::ImageCache::open(&config.data_dir, control.clone(), config.image_cache_ttl)?);
         runner = runner.with_images(cache.clone());
@@ -392,7 +434,6 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     }
     let runner = Arc::new(runner);
     let mut pulling: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
-    let facts = facts(&config).await?;
     let registration = Registration {
         zone: config.zone.clone(),
         address: facts.address.clone(),
@@ -402,9 +443,10 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         driver: config.driver.as_str().into(),
         capabilities: facts.capabilities.clone(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        underlay: underlay.map(|u| u.to_string()),
     };
     let registration = serde_json::to_value(&registration)?;
-    tracing::info!(control_plane = %control.base, address = %facts.address, vcpus = facts.vcpus,
+    tracing::info!(control_plane = %control.base, address = %facts.address, underlay = ?underlay, vcpus = facts.vcpus,
         memory_mb = facts.memory_mb, disk_gb = facts.disk_gb, driver = config.driver.as_str(), "agent starting");
 
     // The control plane's interval once registered; the protocol's default until then.
@@ -494,6 +536,50 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
             }
         }
     }
+}
+
+/// The QEMU host's real networks (`--network namespaces`), as `serve --network namespaces`
+/// makes them, with the underlay address: a network whose machines name a VNI spans hosts.
+/// Tests play the host in a namespace of their own (`OPENWINV_NETWORK_HOST_NETNS`,
+/// `OPENWINV_NETWORK_PREFIX`, `OPENWINV_NETWORK_RUN_DIR`, as for `serve`).
+async fn real_networks(
+    config: &Config,
+    underlay: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<openwinv_qemu::Networks> {
+    let Some(underlay) = underlay else {
+        bail!(
+            "--network namespaces needs the host's IPv4 address on the underlay between hosts: \
+             pass --underlay (the announced address is not an IPv4 address)"
+        )
+    };
+    let host = openwinv_net::Host {
+        netns: std::env::var("OPENWINV_NETWORK_HOST_NETNS").ok().filter(|n| !n.is_empty()),
+        prefix: std::env::var("OPENWINV_NETWORK_PREFIX").unwrap_or_else(|_| "owv-".into()),
+        uplink: config.uplink.clone(),
+        run_dir: std::env::var_os("OPENWINV_NETWORK_RUN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/run/openwinv/networks".into()),
+    };
+    let nets = openwinv_qemu::Networks::new(host, config.data_dir.join("networks.json")).with_underlay(underlay);
+    nets.prepare().await.map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
+    Ok(nets)
+}
+
+/// Rewrites the networks that drifted, every `OPENWINV_NETWORK_RECONCILE_SECS` (default 30).
+fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
+    let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(30.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(secs));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            nets.reconcile().await;
+        }
+    });
 }
 
 /// How long the control plane may hold a work pull open.

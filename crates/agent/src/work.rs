@@ -31,6 +31,15 @@ use serde_json::{Value, json};
 /// Records older than this are removed when the agent starts.
 const KEEP_RECORDS: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A `set_peers` item: the other hosts holding machines of the (account, zone) network.
+#[derive(Debug, Deserialize)]
+struct SetPeers {
+    account_id: String,
+    zone_id: String,
+    /// The underlay addresses of the other hosts of the network.
+    peers: Vec<std::net::Ipv4Addr>,
+}
+
 /// What the agent remembers of its machines.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Machines {
@@ -57,6 +66,9 @@ pub struct Runner {
     log_lock: std::sync::Mutex<()>,
     /// Boot files by content, for drivers that boot real images (`None`: the simulator).
     images: Option<Arc<crate::images::ImageCache>>,
+    /// The QEMU driver's real networks (`--network namespaces`), told their peers by
+    /// `set_peers` items; `None`: nothing here spans hosts, and `set_peers` has nothing to do.
+    networks: Option<Arc<openwinv_qemu::Networks>>,
 }
 
 impl Runner {
@@ -78,6 +90,7 @@ impl Runner {
             delay,
             log_lock: Default::default(),
             images: None,
+            networks: None,
         };
         runner.prune();
         Ok(runner)
@@ -87,6 +100,12 @@ impl Runner {
     /// before the driver sees it.
     pub fn with_images(mut self, images: Arc<crate::images::ImageCache>) -> Runner {
         self.images = Some(images);
+        self
+    }
+
+    /// Converges the real networks' peers as the control plane's `set_peers` items say.
+    pub fn with_networks(mut self, networks: Arc<openwinv_qemu::Networks>) -> Runner {
+        self.networks = Some(networks);
         self
     }
 
@@ -166,7 +185,8 @@ impl Runner {
             return (stored, None);
         }
         self.log("start", item, json!({"deliveries": item.deliveries}));
-        if !self.delay.is_zero() {
+        // The delay stands for a machine's work; `set_peers` names no machine.
+        if !self.delay.is_zero() && item.instance_id.is_some() {
             tokio::time::sleep(self.delay).await;
         }
         let answer = self.execute(item).await;
@@ -265,6 +285,14 @@ impl Runner {
             "detach_volume" => {
                 let v = item.payload["volume_id"].as_str().unwrap_or_default();
                 d.detach_volume(id, v).await.map(|()| Value::Null)
+            }
+            "set_peers" => {
+                let p: SetPeers = serde_json::from_value(item.payload.clone()).map_err(bad)?;
+                // The simulator and user-mode networking keep no network to span hosts.
+                if let Some(nets) = &self.networks {
+                    nets.set_peers(&p.account_id, &p.zone_id, &p.peers).await?;
+                }
+                Ok(json!({ "peers": p.peers.len() }))
             }
             other => Err(DriverError::Permanent(format!("this agent does not know the call `{other}`"))),
         }

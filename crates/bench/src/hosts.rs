@@ -57,6 +57,9 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
             sim_delay: Duration::ZERO,
             accel: Default::default(),
             image_cache_ttl: Duration::from_secs(7 * 86_400),
+            underlay: None,
+            network: Default::default(),
+            uplink: None,
         };
         configs.push(config.clone());
         stops.push(spawn_agent(config));

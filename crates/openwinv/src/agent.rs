@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use openwinv_agent::{Config, Driver};
+use openwinv_agent::{Config, Driver, Network};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DriverArg {
@@ -52,6 +52,17 @@ pub struct AgentArgs {
     /// after this long unused: seconds, or a number with s, m, h or d (--driver qemu)
     #[arg(long, value_name = "DURATION", default_value = "7d")]
     image_cache_ttl: String,
+    /// This host's IPv4 address on the network between hosts, where other hosts send the VXLAN
+    /// packets of the private networks it shares with them [default: the announced address]
+    #[arg(long, env = "OPENWINV_UNDERLAY", value_name = "IP")]
+    underlay: Option<std::net::Ipv4Addr>,
+    /// QEMU machines' networking (--driver qemu): user (user-mode) or namespaces (real
+    /// per-account networks spanning hosts over VXLAN; root) [default: user]
+    #[arg(long, env = "OPENWINV_NETWORK", value_name = "MODE", value_parser = ["user", "namespaces"])]
+    network: Option<String>,
+    /// With --network namespaces: the host interface machines' egress is masqueraded out of
+    #[arg(long, env = "OPENWINV_UPLINK", value_name = "IFACE")]
+    uplink: Option<String>,
 }
 
 /// `90`, `90s`, `15m`, `2h`, `7d`: a positive duration of at most a year.
@@ -74,6 +85,21 @@ fn parse_ttl(s: &str) -> Option<std::time::Duration> {
 
 pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging()?;
+    let network = match args.network.as_deref() {
+        None | Some("user") => Network::User,
+        Some(_) => Network::Namespaces,
+    };
+    if network == Network::Namespaces && !matches!(args.driver, DriverArg::Qemu) {
+        anyhow::bail!("--network namespaces is for --driver qemu");
+    }
+    if let Some(u) = &args.uplink {
+        if network != Network::Namespaces {
+            anyhow::bail!("--uplink is used with --network namespaces only");
+        }
+        if u.is_empty() || u.len() > 15 || !u.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            anyhow::bail!("--uplink must be an interface name (1 to 15 letters, digits, '-', '_', '.'), not `{u}`");
+        }
+    }
     let config = Config {
         control_plane: args.control_plane,
         host_token: args.host_token,
@@ -102,6 +128,9 @@ pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()
                 args.image_cache_ttl
             )
         })?,
+        underlay: args.underlay,
+        network,
+        uplink: args.uplink,
     };
     openwinv_agent::run(config, shutdown_signal()).await
 }

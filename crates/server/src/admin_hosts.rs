@@ -87,6 +87,7 @@ pub(crate) fn host_wire(state: &AppState, h: HostRecord) -> Host {
         name: h.name,
         zone: h.zone_id,
         state: h.state,
+        underlay: h.underlay.or_else(|| h.address.clone()),
         address: h.address,
         driver: h.driver,
         agent_version: h.agent_version,

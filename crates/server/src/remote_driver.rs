@@ -115,65 +115,8 @@ impl RemoteDriver {
             Some(s) => s.next_call_key(),
             None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
         };
-        let payload = payload.to_string();
-        let new = NewWork {
-            work_key: &key,
-            host_id,
-            instance_id: Some(instance_id),
-            call,
-            payload: &payload,
-            now_ms: host_ms(),
-        };
-        let row = self.store.queue_work(&new).await.map_err(store_error)?;
-        if row.state != DONE {
-            work_queued(host_id);
-        }
-        let deadline = tokio::time::Instant::now() + self.wait;
-        let mut row = row;
-        loop {
-            if row.state == DONE {
-                return outcome(row);
-            }
-            let notified = ANSWERED.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Read again now that a wake-up cannot be missed.
-            row = self
-                .store
-                .work(&key)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| DriverError::Transient(format!("work {key} vanished from the queue (a reset?)")))?;
-            if row.state == DONE {
-                return outcome(row);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                break;
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
-            }
-        }
-        if let Some(s) = &scope {
-            s.waiting_for_host();
-        }
-        let now = self.clock.unix();
-        let (name, state, beat) = self.store.host_liveness(host_id).await.map_err(store_error)?.unwrap_or((
-            host_name.to_owned(),
-            String::new(),
-            None,
-        ));
-        let why = match beat {
-            Some(t) if now - t > openwinv_store::hosts::ALIVE_WITHIN_SECS => {
-                format!("is unreachable (no heartbeat for {} s)", now - t)
-            }
-            None => "has never registered".to_owned(),
-            Some(_) if state == DEAD => "was declared dead".to_owned(),
-            Some(_) => format!("has not answered within {} s", self.wait.as_secs()),
-        };
-        Err(DriverError::Transient(format!("host {name} {why}: {call} of {instance_id} ({key}) waits for it")))
+        let target = Target { host_id, host_name, instance_id: Some(instance_id) };
+        run_on_host(&self.store, &self.clock, self.wait, &target, call, &key, payload).await
     }
 
     async fn machine(&self, instance_id: &str, call: &str, payload: Value) -> Result<MachineState, DriverError> {
@@ -186,6 +129,138 @@ impl RemoteDriver {
             DriverError::Permanent(format!("the agent answered {call} with {v}, not a machine state: {e}"))
         })
     }
+}
+
+/// Where a work item goes: a host, and the instance it is about (if any).
+struct Target<'a> {
+    host_id: &'a str,
+    host_name: &'a str,
+    instance_id: Option<&'a str>,
+}
+
+/// Queues `call` for the host under `key` (finding the row of an earlier attempt) and waits for
+/// its answer; a host that does not answer within `wait` fails the call transiently and marks
+/// the step as waiting for a host.
+async fn run_on_host(
+    store: &Store,
+    clock: &Clock,
+    wait: Duration,
+    target: &Target<'_>,
+    call: &str,
+    key: &str,
+    payload: Value,
+) -> Result<Value, DriverError> {
+    let scope = StepScope::current();
+    let about = target.instance_id.map_or_else(|| "the host".to_owned(), str::to_owned);
+    let payload = payload.to_string();
+    let new = NewWork {
+        work_key: key,
+        host_id: target.host_id,
+        instance_id: target.instance_id,
+        call,
+        payload: &payload,
+        now_ms: host_ms(),
+    };
+    let row = store.queue_work(&new).await.map_err(store_error)?;
+    if row.state != DONE {
+        work_queued(target.host_id);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut row = row;
+    loop {
+        if row.state == DONE {
+            return outcome(row);
+        }
+        let notified = ANSWERED.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Read again now that a wake-up cannot be missed.
+        row = store
+            .work(key)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DriverError::Transient(format!("work {key} vanished from the queue (a reset?)")))?;
+        if row.state == DONE {
+            return outcome(row);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
+        }
+    }
+    if let Some(s) = &scope {
+        s.waiting_for_host();
+    }
+    let now = clock.unix();
+    let (name, state, beat) = store.host_liveness(target.host_id).await.map_err(store_error)?.unwrap_or((
+        target.host_name.to_owned(),
+        String::new(),
+        None,
+    ));
+    let why = match beat {
+        Some(t) if now - t > openwinv_store::hosts::ALIVE_WITHIN_SECS => {
+            format!("is unreachable (no heartbeat for {} s)", now - t)
+        }
+        None => "has never registered".to_owned(),
+        Some(_) if state == DEAD => "was declared dead".to_owned(),
+        Some(_) => format!("has not answered within {} s", wait.as_secs()),
+    };
+    Err(DriverError::Transient(format!("host {name} {why}: {call} of {about} ({key}) waits for it")))
+}
+
+/// Tells every host holding machines of the (account, zone) network which other hosts hold
+/// some (their underlay addresses), so that each host's copy of the network floods to exactly
+/// those (`set_peers` work items, `docs/hosts.md`). `except` leaves out an instance on its way
+/// out (a create being undone, a delete). Called after a placement is made and when one is
+/// released; a network without a VNI yet (no address given) has nothing to tell.
+///
+/// Each host's item is keyed by the step's first call key and the host, so a retried step finds
+/// the same rows whichever hosts the network has by then; answered rows are not queued again.
+pub async fn tell_peers(
+    store: &Store,
+    clock: &Clock,
+    account_id: &str,
+    zone_id: &str,
+    except: Option<&str>,
+) -> Result<(), DriverError> {
+    let Some(vni) = store.known_vni(account_id, zone_id).await.map_err(store_error)? else { return Ok(()) };
+    let hosts = store.network_hosts(account_id, zone_id, except).await.map_err(store_error)?;
+    let underlays: Vec<(String, Option<std::net::Ipv4Addr>)> = hosts
+        .iter()
+        .map(|h| {
+            let ip = h.underlay.as_deref().and_then(|a| a.parse().ok());
+            if ip.is_none() {
+                tracing::warn!(host = %h.host_name, underlay = ?h.underlay,
+                    "the host has no IPv4 underlay address: no other host sends it this network's frames");
+            }
+            (h.host_id.clone(), ip)
+        })
+        .collect();
+    let base = match StepScope::current() {
+        Some(s) => s.next_call_key(),
+        None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
+    };
+    let calls = hosts.iter().map(|h| {
+        let peers: Vec<String> = underlays
+            .iter()
+            .filter(|(id, _)| *id != h.host_id)
+            .filter_map(|(_, ip)| ip.map(|ip| ip.to_string()))
+            .collect();
+        let payload = json!({ "account_id": account_id, "zone_id": zone_id, "vni": vni, "peers": peers });
+        let key = format!("{base}/{}", h.host_id);
+        async move {
+            let target = Target { host_id: &h.host_id, host_name: &h.host_name, instance_id: None };
+            run_on_host(store, clock, WAIT, &target, "set_peers", &key, payload).await
+        }
+    });
+    for r in futures_util::future::join_all(calls).await {
+        r?;
+    }
+    Ok(())
 }
 
 fn host_ms() -> i64 {

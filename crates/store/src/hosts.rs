@@ -70,6 +70,8 @@ pub struct HostRecord {
     pub reserved_memory_mb: i64,
     pub reserved_disk_gb: i64,
     pub instances: i64,
+    /// The agent's underlay address (`--underlay`), when it gave one (0024).
+    pub underlay: Option<String>,
 }
 
 impl HostRecord {
@@ -86,7 +88,7 @@ impl HostRecord {
 const HOST_COLUMNS: &str = "h.host_id, h.name, h.zone_id, h.state, h.address, h.vcpus, h.memory_mb, h.disk_gb, \
      h.driver, h.capabilities, h.agent_version, h.registered_at, h.last_heartbeat_at, h.generation, h.created_at, \
      COALESCE(r.vcpus, 0) AS reserved_vcpus, COALESCE(r.memory_mb, 0) AS reserved_memory_mb, \
-     COALESCE(r.disk_gb, 0) AS reserved_disk_gb, COALESCE(r.n, 0) AS instances";
+     COALESCE(r.disk_gb, 0) AS reserved_disk_gb, COALESCE(r.n, 0) AS instances, h.underlay";
 
 /// Hosts with their reserved sums; `{where}` filters `h`.
 fn host_query(filter: &str) -> String {

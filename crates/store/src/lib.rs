@@ -23,6 +23,7 @@ mod keys;
 mod listing;
 mod meta;
 pub mod named_text;
+pub mod networks;
 pub mod operations;
 mod rate_limits;
 pub mod records;

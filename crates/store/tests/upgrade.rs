@@ -77,8 +77,10 @@ async fn create_operations_in_flight_keep_their_step_when_place_comes_first() {
     let store = Store::open(&url).await.expect("open the store");
     store.close().await;
     let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    // 0021 moves every running create one step on (`place` came first), 0024 those at or past
+    // index 2 once more (`set_peers` came after `allocate_addresses`).
     let expected: &[(&str, i64, i64)] =
-        &[("OP-forward", 2, 2), ("OP-undoing", 3, -1), ("OP-done", 7, 6), ("OP-undone", -1, -1), ("OP-start", 1, 0)];
+        &[("OP-forward", 3, 3), ("OP-undoing", 4, -1), ("OP-done", 7, 6), ("OP-undone", -1, -1), ("OP-start", 1, 0)];
     for (id, step, waited) in expected {
         let got: (i64, i64) = sqlx::query_as("SELECT step, waited_step FROM operations WHERE operation_id = $1")
             .bind(id)

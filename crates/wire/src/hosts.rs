@@ -29,6 +29,9 @@ pub struct Host {
     /// or `offline`.
     pub status: String,
     pub address: Option<String>,
+    /// The IPv4 address other hosts send the VXLAN packets of shared networks to (the agent's
+    /// `--underlay`, else its address).
+    pub underlay: Option<String>,
     pub driver: Option<String>,
     pub capabilities: Vec<String>,
     pub agent_version: Option<String>,
@@ -168,6 +171,10 @@ pub struct Registration {
     pub driver: String,
     pub capabilities: Vec<String>,
     pub agent_version: String,
+    /// The host's IPv4 address on the underlay between hosts, where other hosts send the VXLAN
+    /// packets of the networks it shares with them; absent: `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
 }
 
 /// Answer to a registration.

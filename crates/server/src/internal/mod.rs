@@ -127,6 +127,12 @@ pub async fn register(
     if agent_version.len() > 64 || agent_version.chars().any(char::is_control) {
         return Err(ApiError::param("The field `agent_version` must be at most 64 characters."));
     }
+    let underlay = body.str("underlay")?;
+    if let Some(u) = &underlay
+        && u.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        return Err(ApiError::param(format!("The field `underlay` must be an IPv4 address, not `{u}`.")));
+    }
     let now = state.clock.unix();
     let reg = Registration {
         address: &address,
@@ -142,6 +148,7 @@ pub async fn register(
         .register_host(&host.host_id, &reg, now)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("The host `{}`", host.name)))?;
+    state.store.set_host_underlay(&h.host_id, underlay.as_deref()).await?;
     // The agent (re)started: what it was handed and has not answered is handed out again; it
     // answers what it finished from its own record.
     let redelivered = state.store.redeliver_work(&h.host_id).await?;

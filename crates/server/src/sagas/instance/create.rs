@@ -9,7 +9,7 @@ use openwinv_store::hosts::{Placed, PlacementRequest};
 use openwinv_store::instances::{InstanceStatus, Power};
 use serde::{Deserialize, Serialize};
 
-use super::{Changes, fail, require, settle, spec};
+use super::{Changes, fail, instance, require, settle, spec};
 use crate::sagas::addresses::{self, as_number};
 use crate::sagas::volume::with_instance::{self, Volumes};
 use crate::sagas::{Deps, firewall};
@@ -39,6 +39,9 @@ pub enum Step {
     /// undone by releasing the reservation. Without hosts it has nothing to do.
     Place,
     AllocateAddresses,
+    /// Hosts mode: every host holding machines of the instance's (account, zone) network is told
+    /// the others, this host included (`set_peers`); undone by telling them without it.
+    SetPeers,
     CreateMachine,
     /// Volumes asked for with the instance ride with the machine's steps (not paced).
     CreateVolumes,
@@ -53,6 +56,7 @@ impl Steps for Step {
     const ALL: &'static [Step] = &[
         Step::Place,
         Step::AllocateAddresses,
+        Step::SetPeers,
         Step::CreateMachine,
         Step::CreateVolumes,
         Step::AttachVolumes,
@@ -127,6 +131,8 @@ impl Create {
                 addresses::allocate(store, &net, &scope, "private", account_id, instance_id, now).await?
             }
         };
+        // The (account, zone) network's VXLAN id, made with its first address (kept after).
+        store.network_vni(account_id, &zone_id, now).await?;
         let pool = self.0.catalog.get().zones.iter().find(|z| z.id == zone_id).and_then(|z| z.public_pool.clone());
         let public = match (find("public"), pool) {
             (Some(ip), _) => Some(ip),
@@ -147,6 +153,20 @@ impl Create {
                 Some((&private_s, as_number(private))),
             )
             .await?;
+        Ok(())
+    }
+
+    /// Tells the hosts of the instance's network their peers, leaving out `except`.
+    async fn set_peers(&self, op: &Op<Params>, except: Option<&str>) -> Result<(), StepError> {
+        let zone_id = match &op.params.zone_id {
+            Some(zone) => zone.clone(),
+            None => match instance(&self.0, &op.resource_id).await? {
+                Some(inst) => inst.zone_id,
+                None => return Ok(()),
+            },
+        };
+        let deps = &self.0;
+        crate::remote_driver::tell_peers(&deps.store, &deps.clock, &op.account_id, &zone_id, except).await?;
         Ok(())
     }
 
@@ -174,7 +194,7 @@ impl Operation for Create {
         match step {
             // Every process of one cloud runs in one placement mode, so the answer is the same
             // wherever the operation is driven.
-            Step::Place => !self.0.hosts_mode,
+            Step::Place | Step::SetPeers => !self.0.hosts_mode,
             Step::CreateVolumes | Step::AttachVolumes => op.params.no_volumes,
             Step::AttachFirewall => op.params.security_group.is_none(),
             Step::AllocateAddresses | Step::CreateMachine | Step::PowerOn | Step::Settle => false,
@@ -187,6 +207,7 @@ impl Operation for Create {
         match step {
             Step::Place => self.place(op).await,
             Step::AllocateAddresses => self.allocate_addresses(op).await,
+            Step::SetPeers => self.set_peers(op, None).await,
             Step::CreateMachine => {
                 let inst = require(deps, id).await?;
                 deps.driver.create(&spec(deps, &inst, Changes::default()).await?).await?;
@@ -218,6 +239,12 @@ impl Operation for Create {
                 Ok(())
             }
             Step::AllocateAddresses => Ok(deps.store.release_addresses(id).await?),
+            Step::SetPeers => {
+                if deps.hosts_mode {
+                    self.set_peers(op, Some(id)).await?;
+                }
+                Ok(())
+            }
             Step::CreateMachine => deps.driver.destroy(id).await.map_err(Into::into),
             Step::CreateVolumes => with_instance::undo_create(deps, volumes(op)).await,
             Step::AttachVolumes => with_instance::undo_attach(deps, volumes(op)).await,

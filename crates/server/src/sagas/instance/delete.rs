@@ -17,10 +17,15 @@ pub enum Step {
     DetachVolumes,
     ReleaseAddresses,
     Remove,
+    /// Hosts mode: the hosts still holding machines of the account's networks are told their
+    /// peers without this instance's host (its placement went with the row). Last, so that the
+    /// indices of the steps before it stay those of running operations.
+    ForgetPeers,
 }
 
 impl Steps for Step {
-    const ALL: &'static [Step] = &[Step::DestroyMachine, Step::DetachVolumes, Step::ReleaseAddresses, Step::Remove];
+    const ALL: &'static [Step] =
+        &[Step::DestroyMachine, Step::DetachVolumes, Step::ReleaseAddresses, Step::Remove, Step::ForgetPeers];
 
     fn paced(self) -> bool {
         matches!(self, Step::DestroyMachine)
@@ -39,6 +44,10 @@ impl Operation for Delete {
     type Step = Step;
     const KIND: &'static str = "instance.delete";
 
+    fn noop(&self, step: Step, _op: &Op<NoParams>) -> bool {
+        step == Step::ForgetPeers && !self.0.hosts_mode
+    }
+
     async fn run(&self, step: Step, op: &Op<NoParams>) -> Result<(), StepError> {
         let deps = &self.0;
         let id = &op.resource_id;
@@ -47,13 +56,22 @@ impl Operation for Delete {
             Step::DetachVolumes => with_instance::detach(deps, volumes(op)).await,
             Step::ReleaseAddresses => Ok(deps.store.release_addresses(id).await?),
             Step::Remove => Ok(deps.store.remove_instance(id, deps.clock.unix()).await?),
+            // The row is gone with its zone: every network of the account (an account has few).
+            Step::ForgetPeers => {
+                for zone in deps.store.network_zones(&op.account_id).await? {
+                    crate::remote_driver::tell_peers(&deps.store, &deps.clock, &op.account_id, &zone, Some(id)).await?;
+                }
+                Ok(())
+            }
         }
     }
 
     /// A destroyed machine and a removed row cannot come back.
     async fn undo(&self, step: Step, _op: &Op<NoParams>) -> Result<(), StepError> {
         match step {
-            Step::DestroyMachine | Step::DetachVolumes | Step::ReleaseAddresses | Step::Remove => Ok(()),
+            Step::DestroyMachine | Step::DetachVolumes | Step::ReleaseAddresses | Step::Remove | Step::ForgetPeers => {
+                Ok(())
+            }
         }
     }
 

@@ -101,6 +101,11 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
     let password = deps.sealer.open(sealed).map_err(|e| StepError::Permanent(e.to_string()))?;
     let image_id = changes.image_id.unwrap_or(&inst.image_id);
     let boot = catalog.images.iter().find(|i| i.id == image_id).and_then(|i| deps.images.boot_image(i));
+    // Across hosts the network spans them by its VXLAN id; one process's machines share one host.
+    let vni = match deps.hosts_mode {
+        true => deps.store.known_vni(&inst.account_id, &inst.zone_id).await?,
+        false => None,
+    };
     Ok(MachineSpec {
         instance_id: inst.instance_id.to_string(),
         hostname: inst.name.clone(),
@@ -122,7 +127,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
                 prefix: net.prefix_len(),
                 gateway: addresses::gateway(&net),
                 public_ip: inst.public_ip.as_deref().and_then(|p| p.parse().ok()),
-                vni: None,
+                vni,
             }
         }),
     })
