@@ -14,7 +14,7 @@ pub use self::lifecycle::{Reprice, Settle};
 pub use crate::records::{InstanceKey, InstanceStatus, Power, Refused, VolumeRecord, VolumeStatus};
 use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Deserialize)]
 pub struct InstanceRecord {
     pub instance_id: crate::ids::InstanceId,
     pub account_id: String,
@@ -31,8 +31,10 @@ pub struct InstanceRecord {
     pub password_sealed: String,
     pub user_script_id: Option<String>,
     #[sqlx(try_from = "crate::records::KeysColumn")]
+    #[serde(deserialize_with = "crate::records::keys_from_json")]
     pub ssh_keys: Vec<InstanceKey>,
     #[sqlx(try_from = "crate::records::IntFlag")]
+    #[serde(deserialize_with = "crate::records::flag_from_json")]
     pub attach_public_ip: bool,
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
@@ -80,13 +82,21 @@ const FORWARD_WITHOUT_TOTAL: i64 = 1000;
 
 /// An instance with the account's instance count and its related rows (as JSON, see
 /// [`InstanceWithRelated::volumes`] and [`InstanceWithRelated::firewalls`]).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct InstanceWithRelated {
     #[sqlx(flatten)]
+    #[serde(flatten)]
     pub record: InstanceRecord,
     total_n: i64,
+    #[serde(deserialize_with = "crate::records::text_from_json")]
     related_volumes: Option<String>,
+    #[serde(deserialize_with = "crate::records::text_from_json")]
     related_firewalls: Option<String>,
+}
+
+/// The names of the values `related_columns` selects, as a page read as JSON keys them.
+fn related_names() -> Vec<&'static str> {
+    COLUMNS.split(',').map(str::trim).chain(["total_n", "related_volumes", "related_firewalls"]).collect()
 }
 
 /// What an instance's row shows of an attached volume.
@@ -191,7 +201,7 @@ impl Store {
         // Without a filter the total is the account's kept count (migration 0003), not a scan; a
         // page near the start is read forward whatever the total, so the count comes with it.
         if filter.is_account_only() && page.offset <= FORWARD_WITHOUT_TOTAL {
-            let rows: Vec<InstanceWithRelated> = self.first_pages(&columns, &filter, page).await?;
+            let rows = self.instances_as_json(&columns, &filter, None, page).await?;
             let total = match rows.first() {
                 Some(r) => r.total_n,
                 None => self.instance_count(account_id).await?,
@@ -203,7 +213,7 @@ impl Store {
         } else {
             self.count_rows("instances", &filter).await?
         };
-        let rows = self.page_of("instances", &columns, "instance_id", &filter, total, page).await?;
+        let rows = self.instances_as_json(&columns, &filter, Some(total), page).await?;
         Ok((rows, total))
     }
 
@@ -259,16 +269,18 @@ impl Store {
         )
     }
 
-    /// A page read forward from the start (`ORDER BY created_at, instance_id`).
-    async fn first_pages(
+    /// A page of instances with their related rows, read as one JSON value
+    /// ([`Store::page_as_json`]); without `total`, read forward from the start.
+    async fn instances_as_json(
         &self,
         columns: &str,
         filter: &crate::listing::Filter,
+        total: Option<i64>,
         page: PageQuery,
     ) -> Result<Vec<InstanceWithRelated>> {
-        if page.limit <= 0 {
-            return Ok(Vec::new());
-        }
-        self.page_forward("instances", columns, "instance_id", filter, page).await
+        let names = related_names();
+        let json = self.page_as_json("instances", columns, &names, "instance_id", filter, total, page).await?;
+        let Some(json) = json else { return Ok(Vec::new()) };
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("a page of instances: {e}")))
     }
 }

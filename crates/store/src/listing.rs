@@ -90,29 +90,6 @@ impl Store {
         Ok(n)
     }
 
-    /// One page of `table`'s rows matching `filter`, read forward in `(created_at, id_column)`
-    /// order whatever their total (for pages near the start).
-    pub(crate) async fn page_forward<R>(
-        &self,
-        table: &str,
-        columns: &str,
-        id_column: &str,
-        filter: &Filter,
-        page: PageQuery,
-    ) -> Result<Vec<R>>
-    where
-        R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
-    {
-        let n = filter.params.len();
-        let sql = format!(
-            "SELECT {columns} FROM {table} WHERE {} ORDER BY created_at, {id_column} LIMIT ${} OFFSET ${}",
-            filter.sql(),
-            n + 1,
-            n + 2
-        );
-        Ok(filter.bind(sqlx::query_as::<_, R>(&sql)).bind(page.limit).bind(page.offset).fetch_all(self.pool()).await?)
-    }
-
     /// One page of `table`'s rows matching `filter`, in `(created_at, id_column)` order, of
     /// `total` such rows. Pages past the middle are read from the far end in reverse, so that the
     /// last page costs what the first one does.
@@ -128,33 +105,102 @@ impl Store {
     where
         R: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
     {
-        if page.offset >= total || page.limit <= 0 {
-            return Ok(Vec::new());
-        }
-        let from_end = page.offset > total / 2;
-        let (order, limit, offset) = if from_end {
-            // `offset < total` here, so neither difference can overflow.
-            let remaining = total - page.offset;
-            (
-                format!("created_at DESC, {id_column} DESC"),
-                remaining.min(page.limit),
-                remaining.saturating_sub(page.limit).max(0),
-            )
-        } else {
-            (format!("created_at, {id_column}"), page.limit, page.offset)
-        };
-        let n = filter.params.len();
-        let sql = format!(
-            "SELECT {columns} FROM {table} WHERE {} ORDER BY {order} LIMIT ${} OFFSET ${}",
-            filter.sql(),
-            n + 1,
-            n + 2
-        );
+        let Some(w) = Window::of(id_column, Some(total), page) else { return Ok(Vec::new()) };
+        let sql = w.select(table, columns, filter);
         let mut rows =
-            filter.bind(sqlx::query_as::<_, R>(&sql)).bind(limit).bind(offset).fetch_all(self.pool()).await?;
-        if from_end {
+            filter.bind(sqlx::query_as::<_, R>(&sql)).bind(w.limit).bind(w.offset).fetch_all(self.pool()).await?;
+        if w.reversed {
             rows.reverse();
         }
         Ok(rows)
+    }
+
+    /// The same page as [`Store::page_of`] (or, with no `total`, read forward from the start
+    /// whatever the total), as **one value**: a JSON array of objects keyed by `names` (the
+    /// names of `columns`' values, in any order), in `(created_at, id_column)` order; `None` for
+    /// an empty page. The database builds the JSON, so the driver moves one value instead of
+    /// every column of every row (a row at a time through the SQLite driver's worker thread,
+    /// each value copied and converted): most of a list page's CPU before (docs/perf.md).
+    pub(crate) async fn page_as_json(
+        &self,
+        table: &str,
+        columns: &str,
+        names: &[&str],
+        id_column: &str,
+        filter: &Filter,
+        total: Option<i64>,
+        page: PageQuery,
+    ) -> Result<Option<String>> {
+        let Some(w) = Window::of(id_column, total, page) else { return Ok(None) };
+        let inner = w.select(table, columns, filter);
+        let pairs: Vec<String> = names.iter().map(|n| format!("'{n}', t.{n}")).collect();
+        let order = format!("t.created_at, t.{id_column}");
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => format!(
+                "SELECT CASE WHEN COUNT(*) = 0 THEN NULL ELSE json_group_array(json_object({}) ORDER BY {order}) END \
+                 FROM ({inner}) AS t",
+                pairs.join(", ")
+            ),
+            crate::Backend::Postgres => {
+                format!("SELECT CAST(json_agg(json_build_object({}) ORDER BY {order}) AS TEXT) FROM ({inner}) AS t", pairs.join(", "))
+            }
+        };
+        let (json,): (Option<String>,) =
+            filter.bind(sqlx::query_as(&sql)).bind(w.limit).bind(w.offset).fetch_one(self.pool()).await?;
+        Ok(json)
+    }
+}
+
+/// Where a page is read: the order, `LIMIT` and `OFFSET` of its statement.
+struct Window {
+    order: String,
+    limit: i64,
+    offset: i64,
+    /// Read from the far end: the rows come newest first.
+    reversed: bool,
+}
+
+impl Window {
+    /// `None`: the page is empty without reading (past the end, or no rows asked for). Without a
+    /// total the page is read forward.
+    fn of(id_column: &str, total: Option<i64>, page: PageQuery) -> Option<Window> {
+        if page.limit <= 0 {
+            return None;
+        }
+        let Some(total) = total else {
+            return Some(Window {
+                order: format!("created_at, {id_column}"),
+                limit: page.limit,
+                offset: page.offset,
+                reversed: false,
+            });
+        };
+        if page.offset >= total {
+            return None;
+        }
+        Some(if page.offset > total / 2 {
+            // `offset < total` here, so neither difference can overflow.
+            let remaining = total - page.offset;
+            Window {
+                order: format!("created_at DESC, {id_column} DESC"),
+                limit: remaining.min(page.limit),
+                offset: remaining.saturating_sub(page.limit).max(0),
+                reversed: true,
+            }
+        } else {
+            Window { order: format!("created_at, {id_column}"), limit: page.limit, offset: page.offset, reversed: false }
+        })
+    }
+
+    /// The page's `SELECT`; its last two parameters are the limit and the offset.
+    fn select(&self, table: &str, columns: &str, filter: &Filter) -> String {
+        let n = filter.params.len();
+        format!(
+            "SELECT {columns} FROM {table} WHERE {} ORDER BY {} LIMIT ${} OFFSET ${}",
+            filter.sql(),
+            self.order,
+            n + 1,
+            n + 2
+        )
     }
 }

@@ -188,6 +188,29 @@ pub(crate) fn keys_column(keys: &[InstanceKey]) -> String {
     serde_json::to_string(keys).expect("a list of strings is JSON")
 }
 
+/// A text column that holds JSON, as a page read as JSON carries it: a string, or (when the
+/// database kept its JSON type) the JSON itself, written back to text.
+pub(crate) fn text_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
+}
+
+/// The keys column of a page read as JSON (see [`text_from_json`]).
+pub(crate) fn keys_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<InstanceKey>, D::Error> {
+    let text = text_from_json(d)?.unwrap_or_else(|| "[]".to_owned());
+    Vec::<InstanceKey>::try_from(KeysColumn(text)).map_err(serde::de::Error::custom)
+}
+
+/// A 0/1 integer column of a page read as JSON.
+pub(crate) fn flag_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    use serde::Deserialize;
+    Ok(i64::deserialize(d)? != 0)
+}
+
 /// A 0/1 integer column read as a `bool`: one column type on both stores (SQLite has no boolean),
 /// converted here so that no record carries the integer.
 #[derive(Debug, Clone, Copy, sqlx::Type)]
