@@ -279,7 +279,8 @@ impl Store {
         page: PageQuery,
     ) -> Result<Vec<InstanceWithRelated>> {
         let names = related_names();
-        let json = self.page_as_json("instances", columns, &names, "instance_id", filter, total, page).await?;
+        let rows = crate::listing::JsonRows { table: "instances", columns, names: &names, id_column: "instance_id" };
+        let json = self.page_as_json(&rows, filter, total, page).await?;
         let Some(json) = json else { return Ok(Vec::new()) };
         serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("a page of instances: {e}")))
     }

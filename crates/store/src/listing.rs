@@ -123,14 +123,12 @@ impl Store {
     /// each value copied and converted): most of a list page's CPU before (docs/perf.md).
     pub(crate) async fn page_as_json(
         &self,
-        table: &str,
-        columns: &str,
-        names: &[&str],
-        id_column: &str,
+        rows: &JsonRows<'_>,
         filter: &Filter,
         total: Option<i64>,
         page: PageQuery,
     ) -> Result<Option<String>> {
+        let JsonRows { table, columns, names, id_column } = *rows;
         let Some(w) = Window::of(id_column, total, page) else { return Ok(None) };
         let inner = w.select(table, columns, filter);
         let pairs: Vec<String> = names.iter().map(|n| format!("'{n}', t.{n}")).collect();
@@ -142,13 +140,26 @@ impl Store {
                 pairs.join(", ")
             ),
             crate::Backend::Postgres => {
-                format!("SELECT CAST(json_agg(json_build_object({}) ORDER BY {order}) AS TEXT) FROM ({inner}) AS t", pairs.join(", "))
+                format!(
+                    "SELECT CAST(json_agg(json_build_object({}) ORDER BY {order}) AS TEXT) FROM ({inner}) AS t",
+                    pairs.join(", ")
+                )
             }
         };
         let (json,): (Option<String>,) =
             filter.bind(sqlx::query_as(&sql)).bind(w.limit).bind(w.offset).fetch_one(self.pool()).await?;
         Ok(json)
     }
+}
+
+/// What a page read as JSON is made of: `table`'s `columns` (SQL), the names of their values
+/// (the JSON keys), and the id column that orders rows of one creation time.
+#[derive(Clone, Copy)]
+pub(crate) struct JsonRows<'a> {
+    pub table: &'a str,
+    pub columns: &'a str,
+    pub names: &'a [&'a str],
+    pub id_column: &'a str,
 }
 
 /// Where a page is read: the order, `LIMIT` and `OFFSET` of its statement.
@@ -188,7 +199,12 @@ impl Window {
                 reversed: true,
             }
         } else {
-            Window { order: format!("created_at, {id_column}"), limit: page.limit, offset: page.offset, reversed: false }
+            Window {
+                order: format!("created_at, {id_column}"),
+                limit: page.limit,
+                offset: page.offset,
+                reversed: false,
+            }
         })
     }
 

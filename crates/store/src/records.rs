@@ -200,7 +200,9 @@ pub(crate) fn text_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::res
 }
 
 /// The keys column of a page read as JSON (see [`text_from_json`]).
-pub(crate) fn keys_from_json<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<InstanceKey>, D::Error> {
+pub(crate) fn keys_from_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<InstanceKey>, D::Error> {
     let text = text_from_json(d)?.unwrap_or_else(|| "[]".to_owned());
     Vec::<InstanceKey>::try_from(KeysColumn(text)).map_err(serde::de::Error::custom)
 }
