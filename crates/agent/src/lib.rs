@@ -18,7 +18,10 @@
 //! the control plane's socket to the machine's console ([`console`]).
 //!
 //! A QEMU host boots images by content: the work item names each boot file by SHA-256 and the
-//! agent fetches, verifies and caches it ([`images`]).
+//! agent fetches, verifies and caches it ([`images`]). It also polls its driver every 2 s and
+//! reports machines that changed on their own (a guest powered off, a QEMU process killed), and
+//! moves a stopped machine's disk through the control plane when it is evacuated
+//! (`PUT`/`GET /internal/v1/disks/{sha256}`).
 //!
 //! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
 //! types of `openwinv-wire`, and runs machines with `openwinv-driver`'s simulator or

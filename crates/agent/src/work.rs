@@ -535,4 +535,83 @@ mod tests {
         let starts = runs(dir.path()).iter().filter(|r| r["key"] == "OP-9/0/run/0" && r["event"] == "start").count();
         assert_eq!(starts, 2, "a transient error runs again");
     }
+
+    /// A hypervisor whose machine changes behind the agent's back: `state` answers what the
+    /// test set, `start` what it was asked, and a `start` can be held half way.
+    struct Outside {
+        power: std::sync::Mutex<Power>,
+        hold: tokio::sync::Mutex<()>,
+    }
+
+    #[async_trait::async_trait]
+    impl ComputeDriver for Outside {
+        fn name(&self) -> &'static str {
+            "outside"
+        }
+        fn pacing(&self) -> openwinv_driver::Pacing {
+            Pacing::Immediate
+        }
+        async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
+            let _held = self.hold.lock().await;
+            *self.power.lock().unwrap() = Power::Running;
+            Ok(MachineState { power: Power::Running, generation: 0 })
+        }
+        async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn destroy(&self, _: &str) -> Result<(), DriverError> {
+            unreachable!()
+        }
+        async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
+            Ok(MachineState { power: *self.power.lock().unwrap(), generation: 0 })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_reports_a_machine_that_changed_on_its_own_once_and_never_one_an_item_is_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let hv = Arc::new(Outside { power: std::sync::Mutex::new(Power::Stopped), hold: Default::default() });
+        let runner = Arc::new(Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap());
+        let (_, r) = runner.process(&item("OP-1/0/run/0", "start")).await;
+        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 1)));
+        assert_eq!(runner.poll().await, vec![], "nothing changed");
+        // The guest powered itself off: reported once, with the next generation, and recorded.
+        *hv.power.lock().unwrap() = Power::Stopped;
+        let polled = runner.poll().await;
+        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("stopped", 2)]);
+        assert_eq!(runner.poll().await, vec![], "reported once");
+        let again = Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(again.full_report().await.0[0].state, "stopped", "persisted in machines.json");
+        // A start held half way: the poll sees the machine running already but leaves it to the
+        // item, whose own report carries the change.
+        let held = hv.hold.lock().await;
+        let r2 = runner.clone();
+        let start = tokio::spawn(async move { r2.process(&item("OP-2/0/run/0", "start")).await });
+        while runner.idle_epoch("INSTANCE-a").is_some() {
+            tokio::task::yield_now().await;
+        }
+        *hv.power.lock().unwrap() = Power::Running;
+        assert_eq!(runner.poll().await, vec![], "a machine an item is changing is not polled");
+        drop(held);
+        let (_, r) = start.await.unwrap();
+        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 3)));
+        assert_eq!(runner.poll().await, vec![]);
+        // Gone from the hypervisor: reported absent and forgotten.
+        *hv.power.lock().unwrap() = Power::Absent;
+        let polled = runner.poll().await;
+        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("absent", 4)]);
+        assert!(runner.full_report().await.0.is_empty());
+    }
 }

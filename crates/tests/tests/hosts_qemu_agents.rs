@@ -16,6 +16,7 @@ use openwinv_tests::guest::{BOOT, accel, eventually, import_test_image, live_qem
 use openwinv_tests::{Body, Server, binary, console};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -271,6 +272,30 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
         .filter(|e| e["event"] == "fetched" && e["kind"] == "disk")
         .collect();
     assert_eq!(fetched.len(), 1, "B fetched the disk once, by its digest: {fetched:?}");
+
+    // The disks route itself: a host's token, a body that is what its digest says.
+    let http = reqwest::Client::new();
+    let url = |d: &str| format!("{}/internal/v1/disks/{d}", s.endpoint);
+    let body = b"not the disk you are looking for".to_vec();
+    let digest = hex::encode(sha2::Sha256::digest(&body));
+    let r = http.put(url(&digest)).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.put(url(&"0".repeat(64))).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a body with another digest");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_code"], "CHECK_PARAM", "{e}");
+    assert!(e["message"].as_str().unwrap().contains(&digest), "the message names the body's digest: {e}");
+    let r = http.put(url("not-a-digest")).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.put(url(&digest)).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let stored: Value = r.json().await.unwrap();
+    assert_eq!(stored["result"][0], json!({"sha256": digest, "size": body.len()}), "{stored}");
+    let r = http.get(url(&digest)).bearer_auth(&b.token).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().to_vec()), (200, body));
+    let r = http.get(url(&"0".repeat(64))).bearer_auth(&b.token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!std::fs::read_dir(&disks).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with('.')));
 
     act(&s, &id, "start").await;
     s.wait_status(&id, "active").await;
