@@ -276,7 +276,8 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     // The disks route itself: a host's token, a body that is what its digest says.
     let http = reqwest::Client::new();
     let url = |d: &str| format!("{}/internal/v1/disks/{d}", s.endpoint);
-    let body = b"not the disk you are looking for".to_vec();
+    // Larger than the API's body limit (2 MiB): a disk is streamed, never bounded by it.
+    let body: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
     let digest = hex::encode(sha2::Sha256::digest(&body));
     let r = http.put(url(&digest)).body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 401, "no token");
