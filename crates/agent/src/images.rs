@@ -16,7 +16,8 @@
 //!   are dropped only once the driver applied the new spec. A sweep every [`sweep_interval`] removes the copies no machine uses that were not
 //!   used for `--image-cache-ttl`.
 //!
-//! `<data-dir>/images/events.jsonl` logs each `fetched`, `verified` (a cached copy used),
+//! `<data-dir>/images/events.jsonl` logs each `fetched` (with `kind: "disk"` for a machine disk
+//! an evacuation brought, which is not kept in the cache), `verified` (a cached copy used),
 //! `corrupt` (a download or copy refused) and `removed` (swept), one JSON object a line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -240,7 +241,12 @@ impl ImageCache {
     }
 
     async fn download(&self, f: &BootFile, tmp: &Path) -> Result<(), DriverError> {
-        let mut resp = self.control.get_image(&f.sha256, FETCH_TIMEOUT).await?;
+        self.download_from("images", f, tmp).await
+    }
+
+    /// Downloads `GET /internal/v1/{kind}/{sha256}` to `tmp`, refusing a wrong size or digest.
+    async fn download_from(&self, kind: &str, f: &BootFile, tmp: &Path) -> Result<(), DriverError> {
+        let mut resp = self.control.get_file(kind, &f.sha256, FETCH_TIMEOUT).await?;
         let file = tokio::fs::File::create(tmp).await.map_err(|e| trans(format!("{}: {e}", tmp.display())))?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut hash = Sha256::new();
@@ -265,6 +271,50 @@ impl ImageCache {
         out.flush().await.map_err(write_err)?;
         out.into_inner().sync_all().await.map_err(write_err)?;
         Ok(())
+    }
+
+    /// Evacuation's target: fetches the machine disk with SHA-256 `sha256` and `size` bytes
+    /// that a source host handed to the control plane (`GET /internal/v1/disks/{sha256}`) to
+    /// `dest`, verified as boot files are (streamed to a temporary while hashed, a wrong size or
+    /// digest refused and fetched again, [`FETCH_ATTEMPTS`] times).
+    pub async fn fetch_disk(&self, sha256: &str, size: u64, dest: &Path) -> Result<(), DriverError> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DriverError::Permanent(format!("the export names a disk without a SHA-256: `{sha256}`")));
+        }
+        let f = BootFile { path: dest.to_owned(), sha256: sha256.to_owned(), size };
+        let mut last = String::new();
+        for attempt in 1..=FETCH_ATTEMPTS {
+            let tmp = self.dir.join(format!("{TEMP_PREFIX}disk-{sha256}-{}", rand::random::<u64>()));
+            match self.download_from("disks", &f, &tmp).await {
+                Ok(()) => {
+                    tokio::fs::rename(&tmp, dest)
+                        .await
+                        .map_err(|e| trans(format!("cannot move {} to {}: {e}", tmp.display(), dest.display())))?;
+                    self.log("fetched", sha256, json!({"bytes": size, "kind": "disk"}));
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    match e {
+                        DriverError::Permanent(m) => return Err(DriverError::Permanent(m)),
+                        DriverError::Transient(m) => {
+                            tracing::warn!(%sha256, attempt, error = %m, "machine disk fetch failed");
+                            last = m;
+                        }
+                    }
+                }
+            }
+        }
+        Err(trans(format!("machine disk {sha256} not fetched after {FETCH_ATTEMPTS} attempts: {last}")))
+    }
+
+    /// Evacuation's source: hands the file at `path` to the control plane under its SHA-256
+    /// (`PUT /internal/v1/disks/{sha256}`, which checks the digest); its digest and size.
+    pub async fn upload_disk(&self, path: &Path) -> Result<(String, u64), DriverError> {
+        let (sha256, size) =
+            hash_file(path).await.map_err(|e| trans(format!("cannot read {}: {e}", path.display())))?;
+        self.control.put_disk(&sha256, path, FETCH_TIMEOUT).await?;
+        Ok((sha256, size))
     }
 
     /// Removes the copies no machine uses and not used for the ttl, and stale temporaries.

@@ -18,7 +18,10 @@
 //! the control plane's socket to the machine's console ([`console`]).
 //!
 //! A QEMU host boots images by content: the work item names each boot file by SHA-256 and the
-//! agent fetches, verifies and caches it ([`images`]).
+//! agent fetches, verifies and caches it ([`images`]). It also polls its driver every 2 s and
+//! reports machines that changed on their own (a guest powered off, a QEMU process killed), and
+//! moves a stopped machine's disk through the control plane when it is evacuated
+//! (`PUT`/`GET /internal/v1/disks/{sha256}`).
 //!
 //! This crate links no store, engine or server; it speaks HTTP through `reqwest` with the wire
 //! types of `openwinv-wire`, and runs machines with `openwinv-driver`'s simulator or
@@ -299,32 +302,70 @@ impl Control {
 }
 
 impl Control {
-    /// `GET /internal/v1/images/{sha256}`: the response, its body not read yet.
-    async fn get_image(
+    /// `GET /internal/v1/{kind}/{sha256}` (`images`: a boot file; `disks`: a machine disk in
+    /// transit): the response, its body not read yet.
+    async fn get_file(
         &self,
+        kind: &str,
         sha256: &str,
         timeout: Duration,
     ) -> Result<reqwest::Response, openwinv_driver::DriverError> {
-        use openwinv_driver::DriverError::{Permanent, Transient};
         let resp = self
             .http
-            .get(format!("{}/internal/v1/images/{sha256}", self.base))
+            .get(format!("{}/internal/v1/{kind}/{sha256}", self.base))
             .bearer_auth(&self.token)
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| Transient(format!("cannot fetch image file {sha256}: {}", error_chain(&e))))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let m = format!("image file {sha256}: {} {}", status.as_u16(), json["message"].as_str().unwrap_or(text.trim()));
-        match status.as_u16() {
-            400..=499 => Err(Permanent(m)),
-            _ => Err(Transient(m)),
-        }
+            .map_err(|e| {
+                openwinv_driver::DriverError::Transient(format!("cannot fetch {kind} {sha256}: {}", error_chain(&e)))
+            })?;
+        file_answer(kind, sha256, resp).await
+    }
+
+    /// `PUT /internal/v1/disks/{sha256}`: streams the file at `path` (whose SHA-256 it is).
+    async fn put_disk(&self, sha256: &str, path: &Path, timeout: Duration) -> Result<(), openwinv_driver::DriverError> {
+        use openwinv_driver::DriverError::Transient;
+        let file = tokio::fs::File::open(path).await.map_err(|e| Transient(format!("{}: {e}", path.display())))?;
+        let stream = futures_util::stream::unfold((file, vec![0u8; 256 * 1024]), |(mut f, mut buf)| async move {
+            use tokio::io::AsyncReadExt;
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => Some((Ok::<_, std::io::Error>(buf[..n].to_vec()), (f, buf))),
+                Err(e) => Some((Err(e), (f, buf))),
+            }
+        });
+        let resp = self
+            .http
+            .put(format!("{}/internal/v1/disks/{sha256}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| Transient(format!("cannot hand disk {sha256} to the control plane: {}", error_chain(&e))))?;
+        file_answer("disks", sha256, resp).await.map(|_| ())
+    }
+}
+
+/// A file route's answer: the response on success, else its error, permanent for a 4xx.
+async fn file_answer(
+    kind: &str,
+    sha256: &str,
+    resp: reqwest::Response,
+) -> Result<reqwest::Response, openwinv_driver::DriverError> {
+    use openwinv_driver::DriverError::{Permanent, Transient};
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let m = format!("{kind} {sha256}: {} {}", status.as_u16(), json["message"].as_str().unwrap_or(text.trim()));
+    match status.as_u16() {
+        400..=499 => Err(Permanent(m)),
+        _ => Err(Transient(m)),
     }
 }
 
@@ -390,6 +431,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     let facts = facts(&config).await?;
     let underlay = config.underlay_of(&facts.address);
     let mut networks: Option<Arc<openwinv_qemu::Networks>> = None;
+    let mut qemu_driver = None;
     let (driver, broker): (Arc<dyn openwinv_driver::ComputeDriver>, Arc<dyn openwinv_driver::ConsoleBroker>) =
         match config.driver {
             Driver::Sim => {
@@ -413,6 +455,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                 let accel = qemu.preflight().await.map_err(|e| anyhow::anyhow!("the QEMU driver cannot start: {e}"))?;
                 tracing::info!(?accel, "QEMU driver ready");
                 let qemu = Arc::new(qemu);
+                qemu_driver = Some(qemu.clone());
                 (qemu.clone(), qemu)
             }
         };
@@ -424,6 +467,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     if config.driver == Driver::Qemu {
         let cache = Arc::new(images::ImageCache::open(&config.data_dir, control.clone(), config.image_cache_ttl)?);
         runner = runner.with_images(cache.clone());
+        if let Some(q) = qemu_driver {
+            runner = runner.with_qemu(q);
+        }
         let every = images::sweep_interval(config.image_cache_ttl);
         tokio::spawn(async move {
             loop {
@@ -433,6 +479,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
         });
     }
     let runner = Arc::new(runner);
+    if config.driver == Driver::Qemu {
+        tokio::spawn(poll_machines(control.clone(), runner.clone()));
+    }
     let mut pulling: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let registration = Registration {
         zone: config.zone.clone(),
@@ -580,6 +629,21 @@ fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
             nets.reconcile().await;
         }
     });
+}
+
+/// How often a QEMU host's machines are compared with what the agent last reported.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reports machines that changed on their own (a guest powered off from inside, a QEMU process
+/// killed), as the embedded control plane's reconcile notices them: the control plane moves the
+/// instance at rest (`active` + stopped → `off`, `off` + running → `active`, gone → `error`).
+async fn poll_machines(control: Arc<Control>, runner: Arc<work::Runner>) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        report(&control, runner.poll().await).await;
+    }
 }
 
 /// How long the control plane may hold a work pull open.

@@ -69,6 +69,20 @@ pub struct Runner {
     /// The QEMU driver's real networks (`--network namespaces`), told their peers by
     /// `set_peers` items; `None`: nothing here spans hosts, and `set_peers` has nothing to do.
     networks: Option<Arc<openwinv_qemu::Networks>>,
+    /// Per machine: items running on it now, and a counter bumped when one starts or ends, so
+    /// that a poll of the driver never records a state read while an item changed the machine.
+    activity: std::sync::Mutex<BTreeMap<String, (u32, u64)>>,
+    /// The QEMU driver itself, for what only it does (a machine's disk exported and imported).
+    qemu: Option<Arc<openwinv_qemu::QemuDriver>>,
+}
+
+/// A machine's state as the agent reports it.
+fn power_name(p: Power) -> &'static str {
+    match p {
+        Power::Running => "running",
+        Power::Stopped => "stopped",
+        Power::Absent => "absent",
+    }
 }
 
 impl Runner {
@@ -91,6 +105,8 @@ impl Runner {
             log_lock: Default::default(),
             images: None,
             networks: None,
+            activity: Default::default(),
+            qemu: None,
         };
         runner.prune();
         Ok(runner)
@@ -106,6 +122,12 @@ impl Runner {
     /// Converges the real networks' peers as the control plane's `set_peers` items say.
     pub fn with_networks(mut self, networks: Arc<openwinv_qemu::Networks>) -> Runner {
         self.networks = Some(networks);
+        self
+    }
+
+    /// Evacuation moves this QEMU driver's machines with their disks.
+    pub fn with_qemu(mut self, qemu: Arc<openwinv_qemu::QemuDriver>) -> Runner {
+        self.qemu = Some(qemu);
         self
     }
 
@@ -189,6 +211,7 @@ impl Runner {
         if !self.delay.is_zero() && item.instance_id.is_some() {
             tokio::time::sleep(self.delay).await;
         }
+        self.busy(item, true);
         let answer = self.execute(item).await;
         let result = match &answer {
             Ok(v) => WorkResult { key: item.key.clone(), outcome: "ok".into(), result: v.clone(), error: None },
@@ -209,6 +232,7 @@ impl Runner {
             Ok(v) => self.machine_changed(item, v).await,
             Err(_) => None,
         };
+        self.busy(item, false);
         if result.outcome != "transient"
             && let Err(e) = write_atomically(&path, &serde_json::to_vec(&result).expect("a result serializes"))
         {
@@ -216,6 +240,71 @@ impl Runner {
         }
         self.log("done", item, json!({"outcome": result.outcome}));
         (result, report)
+    }
+
+    /// Marks the item's machine busy (`true`) or done with it.
+    fn busy(&self, item: &WorkItem, on: bool) {
+        let Some(id) = &item.instance_id else { return };
+        let mut a = self.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = a.entry(id.clone()).or_default();
+        if on {
+            e.0 += 1;
+        } else {
+            e.0 = e.0.saturating_sub(1);
+        }
+        e.1 += 1;
+    }
+
+    /// The machine's (items running, counter), `None` while an item runs on it.
+    fn idle_epoch(&self, id: &str) -> Option<u64> {
+        let a = self.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match a.get(id) {
+            Some((n, _)) if *n > 0 => None,
+            Some((_, epoch)) => Some(*epoch),
+            None => Some(0),
+        }
+    }
+
+    /// Reads each machine's state from the driver (for drivers whose machines change on their
+    /// own: a guest powered off from inside, a QEMU process killed) and records those that
+    /// changed since the agent last knew, with a new generation: the reports to send. A machine
+    /// an item is changing is skipped, and so is a state read while one started or ended: that
+    /// item's own report carries the change.
+    pub async fn poll(&self) -> Vec<MachineReport> {
+        let known: Vec<(String, String)> =
+            self.machines.lock().await.machines.iter().map(|(id, m)| (id.clone(), m.state.clone())).collect();
+        let mut out = Vec::new();
+        for (id, before) in known {
+            let Some(epoch) = self.idle_epoch(&id) else { continue };
+            let power = match self.driver.state(&id).await {
+                Ok(s) => power_name(s.power),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "could not read a machine's state");
+                    continue;
+                }
+            };
+            if power == before {
+                continue;
+            }
+            let mut m = self.machines.lock().await;
+            if self.idle_epoch(&id) != Some(epoch) || m.machines.get(&id).is_none_or(|s| s.state != before) {
+                continue;
+            }
+            m.next_generation += 1;
+            let generation = m.next_generation;
+            if power == "absent" {
+                m.machines.remove(&id);
+            } else {
+                m.machines.insert(id.clone(), Machine { state: power.into(), generation });
+            }
+            if let Err(e) = write_atomically(&self.machines_file, &serde_json::to_vec_pretty(&*m).expect("serializes"))
+            {
+                tracing::warn!(error = %e, "cannot write the machine record");
+            }
+            tracing::warn!(instance = %id, from = %before, to = power, generation, "a machine changed on its own");
+            out.push(MachineReport { instance_id: id, state: power.into(), generation });
+        }
+        out
     }
 
     async fn execute(&self, item: &WorkItem) -> Result<Value, DriverError> {
@@ -249,30 +338,62 @@ impl Runner {
                 Ok(Value::Null)
             }
             // Evacuation (docs/hosts.md): a stopped machine leaves this host. On the simulated
-            // hypervisor the machine record is its disk; a QEMU agent will answer the disk's
-            // sha256 and size once it has handed the file to the control plane, and the
-            // target fetches it by that digest.
+            // hypervisor the machine record is its disk; a QEMU host flattens the machine's
+            // disk (its backing image merged in), hands it to the control plane under its
+            // SHA-256 and answers the digest, which the target fetches.
             "export" => {
-                let m = self.machines.lock().await;
-                match m.machines.get(id) {
-                    None => Err(DriverError::Permanent(format!("this host has no machine {id} to export"))),
-                    Some(s) if s.state != "stopped" => Err(DriverError::Permanent(format!(
-                        "the machine {id} is {}: only a stopped machine is moved",
-                        s.state
-                    ))),
-                    Some(s) => Ok(json!({"format": "sim", "instance_id": id, "generation": s.generation})),
-                }
+                let generation = {
+                    let m = self.machines.lock().await;
+                    match m.machines.get(id) {
+                        None => return Err(DriverError::Permanent(format!("this host has no machine {id} to export"))),
+                        Some(s) if s.state != "stopped" => {
+                            return Err(DriverError::Permanent(format!(
+                                "the machine {id} is {}: only a stopped machine is moved",
+                                s.state
+                            )));
+                        }
+                        Some(s) => s.generation,
+                    }
+                };
+                let (Some(qemu), Some(images)) = (&self.qemu, &self.images) else {
+                    return Ok(json!({"format": "sim", "instance_id": id, "generation": generation}));
+                };
+                let out = self.dir.join(format!("export-{id}.qcow2"));
+                qemu.export_disk(id, &out).await?;
+                let uploaded = images.upload_disk(&out).await;
+                let _ = std::fs::remove_file(&out);
+                let (sha256, size) = uploaded?;
+                Ok(json!({"format": "qcow2", "instance_id": id,
+                    "files": [{"role": "root", "sha256": sha256, "size": size}]}))
             }
             "import" => {
-                let format = item.payload["export"]["format"].as_str().unwrap_or_default();
-                if format != "sim" || d.name() != "sim" {
-                    return Err(DriverError::Permanent(format!(
+                let export = &item.payload["export"];
+                let format = export["format"].as_str().unwrap_or_default();
+                let spec: MachineSpec = serde_json::from_value(item.payload["spec"].clone()).map_err(bad)?;
+                match (format, &self.qemu, &self.images) {
+                    ("sim", None, _) if d.name() == "sim" => d.create(&spec).await.map(state),
+                    ("qcow2", Some(qemu), Some(images)) => {
+                        let root = export["files"]
+                            .as_array()
+                            .and_then(|f| f.iter().find(|f| f["role"] == "root"))
+                            .ok_or_else(|| DriverError::Permanent("the export names no root disk".into()))?;
+                        let sha256 = root["sha256"].as_str().unwrap_or_default();
+                        let size = root["size"].as_u64().unwrap_or_default();
+                        // The kernel and initrd (if any) by content, as a create fetches them.
+                        let spec = images.prepare(spec, &item.payload["spec"]).await?;
+                        let disk = self.dir.join(format!("import-{id}.qcow2"));
+                        images.fetch_disk(sha256, size, &disk).await?;
+                        let made = qemu.import_disk(&spec, &disk).await;
+                        let _ = std::fs::remove_file(&disk);
+                        let made = made?;
+                        images.settle(&spec).await;
+                        Ok(state(made))
+                    }
+                    _ => Err(DriverError::Permanent(format!(
                         "this {} host cannot import a machine exported as `{format}`",
                         d.name()
-                    )));
+                    ))),
                 }
-                let spec: MachineSpec = serde_json::from_value(item.payload["spec"].clone()).map_err(bad)?;
-                d.create(&spec).await.map(state)
             }
             "apply_firewall" => {
                 let rules: CompiledRules = serde_json::from_value(item.payload["rules"].clone()).map_err(bad)?;
@@ -309,9 +430,7 @@ impl Runner {
             // The simulator keeps no power of its own across a rebuild or resize: the machine
             // keeps the state it had.
             ("rebuild" | "resize", _) if before.is_some() => before.clone()?,
-            (_, Some(Power::Running)) => "running".into(),
-            (_, Some(Power::Stopped)) => "stopped".into(),
-            (_, Some(Power::Absent)) => "absent".into(),
+            (_, Some(p)) => power_name(p).into(),
             (_, None) => return None,
         };
         if before.as_deref() == Some(after.as_str()) {
@@ -443,5 +562,84 @@ mod tests {
         }
         let starts = runs(dir.path()).iter().filter(|r| r["key"] == "OP-9/0/run/0" && r["event"] == "start").count();
         assert_eq!(starts, 2, "a transient error runs again");
+    }
+
+    /// A hypervisor whose machine changes behind the agent's back: `state` answers what the
+    /// test set, `start` what it was asked, and a `start` can be held half way.
+    struct Outside {
+        power: std::sync::Mutex<Power>,
+        hold: tokio::sync::Mutex<()>,
+    }
+
+    #[async_trait::async_trait]
+    impl ComputeDriver for Outside {
+        fn name(&self) -> &'static str {
+            "outside"
+        }
+        fn pacing(&self) -> openwinv_driver::Pacing {
+            Pacing::Immediate
+        }
+        async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
+            let _held = self.hold.lock().await;
+            *self.power.lock().unwrap() = Power::Running;
+            Ok(MachineState { power: Power::Running, generation: 0 })
+        }
+        async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
+            unreachable!()
+        }
+        async fn destroy(&self, _: &str) -> Result<(), DriverError> {
+            unreachable!()
+        }
+        async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
+            Ok(MachineState { power: *self.power.lock().unwrap(), generation: 0 })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_reports_a_machine_that_changed_on_its_own_once_and_never_one_an_item_is_changing() {
+        let dir = tempfile::tempdir().unwrap();
+        let hv = Arc::new(Outside { power: std::sync::Mutex::new(Power::Stopped), hold: Default::default() });
+        let runner = Arc::new(Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap());
+        let (_, r) = runner.process(&item("OP-1/0/run/0", "start")).await;
+        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 1)));
+        assert_eq!(runner.poll().await, vec![], "nothing changed");
+        // The guest powered itself off: reported once, with the next generation, and recorded.
+        *hv.power.lock().unwrap() = Power::Stopped;
+        let polled = runner.poll().await;
+        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("stopped", 2)]);
+        assert_eq!(runner.poll().await, vec![], "reported once");
+        let again = Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(again.full_report().await.0[0].state, "stopped", "persisted in machines.json");
+        // A start held half way: the poll sees the machine running already but leaves it to the
+        // item, whose own report carries the change.
+        let held = hv.hold.lock().await;
+        let r2 = runner.clone();
+        let start = tokio::spawn(async move { r2.process(&item("OP-2/0/run/0", "start")).await });
+        while runner.idle_epoch("INSTANCE-a").is_some() {
+            tokio::task::yield_now().await;
+        }
+        *hv.power.lock().unwrap() = Power::Running;
+        assert_eq!(runner.poll().await, vec![], "a machine an item is changing is not polled");
+        drop(held);
+        let (_, r) = start.await.unwrap();
+        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 3)));
+        assert_eq!(runner.poll().await, vec![]);
+        // Gone from the hypervisor: reported absent and forgotten.
+        *hv.power.lock().unwrap() = Power::Absent;
+        let polled = runner.poll().await;
+        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("absent", 4)]);
+        assert!(runner.full_report().await.0.is_empty());
     }
 }

@@ -62,7 +62,7 @@ use crate::{admin, admin_hosts, admin_sim, admin_state, images, internal, refere
         admin_hosts::show_overcommit, admin_hosts::set_overcommit,
         admin_hosts::declare_dead, admin_hosts::evacuate, admin_hosts::destroy_stray,
         internal::register, internal::heartbeat, internal::runtime, internal::work, internal::work_result,
-        internal::images::image_file, internal::console::claim_socket,
+        internal::images::image_file, internal::console::claim_socket, internal::disks::put_disk, internal::disks::get_disk,
     ),
     components(schemas(
         schemas::NewInstanceForm, schemas::NewFirewallForm, schemas::FirewallChangesForm,

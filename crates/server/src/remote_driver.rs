@@ -285,7 +285,7 @@ fn outcome(row: WorkRecord) -> Result<Value, DriverError> {
 /// `GET /internal/v1/images/{sha256}` and boots its own copy of (`docs/hosts.md`). The spec keeps
 /// the control plane's paths (the agent maps them), so old payloads without `boot_files` read
 /// the same.
-async fn spec_json(spec: &MachineSpec) -> Result<Value, DriverError> {
+pub(crate) async fn spec_json(spec: &MachineSpec) -> Result<Value, DriverError> {
     let mut v = serde_json::to_value(spec).expect("a machine spec serializes");
     let Some(boot) = &spec.boot else { return Ok(v) };
     let mut files = Vec::new();

@@ -70,6 +70,11 @@ impl ImageStore {
         ImageStore { root: data.join("images"), importing: Arc::default() }
     }
 
+    /// `<data>/disks`: machine disks in transit between hosts (`instance.evacuate`).
+    pub fn disks_dir(&self) -> PathBuf {
+        self.root.with_file_name("disks")
+    }
+
     /// The image's directory; `None` for an id that is not one plain name (the catalog refuses
     /// those, this keeps a damaged store from pointing outside the images directory).
     pub fn dir(&self, image_id: &str) -> Option<PathBuf> {

@@ -43,7 +43,18 @@ pub async fn image_file(
     }
     let not_found = || ApiError::not_found(format!("An image file with SHA-256 `{sha256}`"));
     let (path, _) = state.images.find_by_digest(&sha256).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let mut file = match tokio::fs::File::open(&path).await {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::info!(host = %host.name, %sha256, file = %path.display(), served, "image file served");
+    stream_file(&path, &headers, not_found).await
+}
+
+/// Streams the file at `path` (one `Range` honoured), for image files and evacuated disks.
+pub(crate) async fn stream_file(
+    path: &std::path::Path,
+    headers: &HeaderMap,
+    not_found: impl Fn() -> ApiError,
+) -> ApiResult<Response> {
+    let mut file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
         Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
@@ -60,8 +71,6 @@ pub async fn image_file(
     if start > 0 {
         file.seek(SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
     }
-    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::info!(host = %host.name, %sha256, file = %path.display(), start, end, served, "image file served");
     let stream = futures_util::stream::unfold((file.take(end - start), vec![0u8; CHUNK]), |(mut f, mut buf)| async {
         match f.read(&mut buf).await {
             Ok(0) => None,

@@ -1,6 +1,7 @@
 //! The agent protocol, control-plane side [ext]: `/internal/v1/hosts/{register,heartbeat,runtime,work,work/result}`
 //! `GET /internal/v1/hosts/console/{session}` (an agent's dial-back for a console, [`console`])
-//! and `GET /internal/v1/images/{sha256}` (boot files by content, [`images`])
+//! `GET /internal/v1/images/{sha256}` (boot files by content, [`images`]) and `PUT`/`GET
+//! /internal/v1/disks/{sha256}` (machine disks in transit, [`disks`])
 //! on the control plane's own listener (HTTPS too with `--tls`). Every call carries
 //! `Authorization: Bearer <host token>`; the token names the host, so no call names one. Only
 //! agents call: the control plane never connects to a host. See `docs/hosts.md`.
@@ -20,6 +21,7 @@ use openwinv_wire::{Envelope, ErrorCode};
 use serde_json::Value;
 
 pub mod console;
+pub mod disks;
 pub mod images;
 
 use crate::AppState;
@@ -43,6 +45,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/internal/v1/hosts/work/result", post(work_result))
         .route("/internal/v1/hosts/console/{session}", get(console::claim_socket))
         .route("/internal/v1/images/{sha256}", get(images::image_file))
+        .route("/internal/v1/disks/{sha256}", get(disks::get_disk).put(disks::put_disk))
         .layer(from_fn_with_state(state, require_host))
 }
 

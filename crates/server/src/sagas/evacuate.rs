@@ -20,6 +20,10 @@
 //! 6. `settle`: the instance is `off` again, on its new host.
 //!
 //! A failure before the switch unwinds to where the machine was: on its source, `off`.
+//!
+//! A QEMU source's export is its machine's disk, flattened and handed to the control plane
+//! (`PUT /internal/v1/disks/{sha256}`); the target's agent fetches it by digest. The control
+//! plane removes the file at the switch, or when the export is undone.
 
 use std::sync::Arc;
 
@@ -128,9 +132,18 @@ impl Evacuate {
         })?;
         let inst = require(&self.0, &op.resource_id).await?;
         let spec = spec(&self.0, &inst, Changes::default()).await?;
+        // The spec with its boot files by content (`boot_files`), as a create sends it: a QEMU
+        // target fetches the kernel and initrd the way it does for a create.
+        let spec = crate::remote_driver::spec_json(&spec).await?;
         let payload = json!({ "spec": spec, "export": export });
         self.remote().call_on(&mv.host_id, &mv.host_name, &op.resource_id, "import", payload).await?;
         Ok(())
+    }
+
+    /// The move's export (from its source agent), while the move is pending.
+    async fn export_of(&self, op: &Op<Params>) -> Result<Option<Value>, StepError> {
+        let mv = self.0.store.pending_move(&op.resource_id).await?.filter(|m| m.operation_id == op.operation_id);
+        Ok(mv.and_then(|m| m.export).and_then(|e| serde_json::from_str(&e).ok()))
     }
 
     async fn destroy_source(&self, op: &Op<Params>) -> Result<(), StepError> {
@@ -159,8 +172,14 @@ impl Operation for Evacuate {
             Step::Export => self.export(op).await,
             Step::Import => self.import(op).await,
             Step::Switch => {
+                // The export, read before the move row goes with the switch: the disks the
+                // control plane holds for it are removed once the target has the machine.
+                let export = self.export_of(op).await?;
                 if let Some(source) = self.0.store.switch_move(&op.resource_id, &op.operation_id).await? {
                     tracing::info!(instance = %op.resource_id, from = %source, "evacuation: placement switched");
+                }
+                if let Some(export) = export {
+                    crate::internal::disks::remove_exported(&self.0.images.disks_dir(), &export);
                 }
                 Ok(())
             }
@@ -184,7 +203,14 @@ impl Operation for Evacuate {
                 self.remote().call_on(&mv.host_id, &mv.host_name, &op.resource_id, "destroy", json!({})).await?;
                 Ok(())
             }
-            Step::Export | Step::Switch | Step::DestroySource | Step::Settle => Ok(()),
+            Step::Export => {
+                // The disks the source handed over for this move are of no use now.
+                if let Some(export) = self.export_of(op).await? {
+                    crate::internal::disks::remove_exported(&self.0.images.disks_dir(), &export);
+                }
+                Ok(())
+            }
+            Step::Switch | Step::DestroySource | Step::Settle => Ok(()),
         }
     }
 

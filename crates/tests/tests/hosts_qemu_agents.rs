@@ -1,0 +1,308 @@
+//! QEMU hosts behind agents (issue 18), what a QEMU agent does beyond running work items: it
+//! reports machines that changed on their own (a guest powered off from inside, a QEMU process
+//! killed), an agent killed and started again leaves its running guests untouched, and
+//! `evacuate` moves a stopped QEMU machine to another QEMU host with its disk (docs/hosts.md).
+//!
+//! Needs `OPENWINV_TEST_IMAGE=<dir>` (built by `scripts/build-test-image <dir>`) and QEMU; a
+//! missing prerequisite fails the test, nothing is skipped. Guests run under TCG unless
+//! `OPENWINV_TEST_ACCEL` says otherwise. `.config/nextest.toml` runs it with the other QEMU
+//! tests, one at a time; `scripts/test` only in its SQLite pass.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use openwinv_tests::guest::{BOOT, accel, eventually, import_test_image, live_qemu, require_qemu, serial_log};
+use openwinv_tests::{Body, Server, binary, console};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ZONE: &str = "KR1-Z01";
+
+/// A `openwinv agent --driver qemu` that can be killed and started again on its data directory.
+/// Dropping it kills the QEMUs it started: they are daemons of their own, which outlive the
+/// agent by design.
+struct Agent {
+    name: String,
+    token: String,
+    endpoint: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let Ok(vms) = std::fs::read_dir(self.data().join("vms")) else { return };
+        for vm in vms.flatten() {
+            if let Some(pid) = live_qemu(&vm.path()) {
+                // SAFETY: kill(2) on a QEMU of this agent's data directory (checked by live_qemu).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Agent {
+    async fn start(s: &Server, name: &str) -> Agent {
+        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
+        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let mut a = Agent {
+            name: name.into(),
+            token,
+            endpoint: s.endpoint.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            starts: 0,
+        };
+        a.spawn().await;
+        a
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("agent-{}.log", self.starts))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        self.starts += 1;
+        let mut child = Command::new(binary())
+            .args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--zone", ZONE])
+            .args(["--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--driver", "qemu"])
+            .args(["--accel", &accel(), "--data-dir"])
+            .arg(self.data())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.log_path()).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start openwinv agent");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let registered = tokio::time::timeout(BOOT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("registered with") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(registered == Ok(true), "agent {} did not register; its log:\n{}", self.name, self.log());
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL to the agent alone (its QEMUs are daemons in sessions of their own).
+    async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn vm(&self, id: &str) -> PathBuf {
+        self.data().join("vms").join(id)
+    }
+
+    /// (call, instance) of every run this agent finished.
+    fn done(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.data().join("work/runs.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["event"] == "done")
+            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    }
+
+    fn did(&self, call: &str, id: &str) -> usize {
+        self.done().iter().filter(|(c, i)| c == call && i == id).count()
+    }
+}
+
+async fn hosts_server() -> Server {
+    require_qemu();
+    let mut s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    s.set_wait_timeout(BOOT);
+    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
+    import_test_image(&s, &["IMG-ubuntu-2404"]).await;
+    s
+}
+
+async fn create(s: &Server, name: &str) -> String {
+    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
+    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    s.wait_status(&id, "active").await;
+    id
+}
+
+async fn act(s: &Server, id: &str, what: &str) {
+    let r = s.call(Method::POST, &format!("/v1/instances/{id}/{what}"), Some(Body::Json(json!({})))).await;
+    assert_eq!(r.status, 202, "{what} {id}: {}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{what} {id}: {op}");
+}
+
+async fn status(s: &Server, id: &str) -> String {
+    let r = s.get(&format!("/v1/instances/{id}")).await;
+    r.ok_rows()[0]["status"].as_str().unwrap().to_owned()
+}
+
+async fn placed_on(s: &Server, id: &str) -> String {
+    let rows = s.admin(Method::GET, &format!("/admin/v1/placements/{id}"), None).await.ok_rows().clone();
+    rows[0]["host"].as_str().unwrap().to_owned()
+}
+
+/// Types `line` on the instance's serial console through the control plane and reads until
+/// `answer` appears; panics with what was read otherwise.
+async fn type_on_console(s: &Server, id: &str, line: &str, answer: &str) {
+    let mut serial = console::open(s, id, "serial").await;
+    let read = console::read_until(&mut serial, b"openwinv-guest: ready", BOOT).await;
+    assert!(read.text().contains("openwinv-guest: ready"), "the console of {id}: {read:?}");
+    console::send(&mut serial, format!("{line}\r").as_bytes()).await;
+    let read = console::read_until(&mut serial, answer.as_bytes(), BOOT).await;
+    assert!(read.text().contains(answer), "`{line}` on {id}'s console: {read:?}");
+}
+
+/// One QEMU agent: a guest powered off from inside becomes `off`; the agent killed (-9) and
+/// started again leaves the running guest alone (same QEMU pid, `active` throughout, never
+/// `error`) and its console answers; a QEMU process killed under the agent becomes `off`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qemu_agent_reports_machines_that_change_on_their_own_and_survives_a_restart() {
+    let s = hosts_server().await;
+    let mut a = Agent::start(&s, "qa").await;
+    let id = create(&s, "own-changes").await;
+    let mut log = serial_log(a.vm(&id).join("serial.log"));
+    assert_eq!(log.boot("create").await, 1);
+
+    // `poweroff` typed in the guest: QEMU stays (-no-shutdown), the agent's poll sees the guest
+    // shut down, ends QEMU and reports the machine stopped; the control plane moves it to `off`.
+    type_on_console(&s, &id, "echo powering-$((2*21)); sync; poweroff -f", "powering-42").await;
+    s.wait_status(&id, "off").await;
+    assert!(eventually(Duration::from_secs(30), || live_qemu(&a.vm(&id)).is_none()).await, "QEMU is gone");
+    assert!(a.log().contains("a machine changed on its own"), "{}", a.log());
+
+    // Started again through the API; then the agent is killed and started again.
+    act(&s, &id, "start").await;
+    s.wait_status(&id, "active").await;
+    assert_eq!(log.boot("start").await, 2);
+    let pid = live_qemu(&a.vm(&id)).expect("QEMU runs");
+    let runs = a.done().len();
+    a.kill9().await;
+    // While it is away (not long enough to be offline) and after it is back: `active`.
+    for _ in 0..3 {
+        assert_eq!(status(&s, &id).await, "active");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(live_qemu(&a.vm(&id)), Some(pid), "the guest outlives its agent");
+    a.spawn().await;
+    // A few polls of the restarted agent (every 2 s) and its full report: nothing changes.
+    for _ in 0..6 {
+        assert_eq!(status(&s, &id).await, "active", "agent log:\n{}", a.log());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(live_qemu(&a.vm(&id)), Some(pid), "the restarted agent left the guest's QEMU alone");
+    assert_eq!(a.done().len(), runs, "nothing ran again: {:?}", a.done());
+    assert!(!a.log().contains("a machine changed on its own"), "{}", a.log());
+    // The console still answers, through the restarted agent.
+    type_on_console(&s, &id, "echo still-$((6*7))", "still-42").await;
+    assert_eq!(live_qemu(&a.vm(&id)), Some(pid), "the same QEMU answered");
+
+    // QEMU killed behind the agent's back: the machine is stopped, the instance `off`.
+    // SAFETY: kill(2) on this machine's QEMU (checked by live_qemu).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    s.wait_status(&id, "off").await;
+    act(&s, &id, "start").await;
+    s.wait_status(&id, "active").await;
+    let r = s.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+}
+
+/// Two QEMU agents: a machine on A with a marker written on its disk through the serial
+/// console, stopped and evacuated: A flattens its disk and hands it to the control plane by
+/// SHA-256, B fetches it by that digest and creates the machine from it; the control plane
+/// removes its copy after the switch; started on B, the guest reads the marker from its disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuate_moves_a_qemu_machine_with_its_disk() {
+    let s = hosts_server().await;
+    let a = Agent::start(&s, "qa").await;
+    let b = Agent::start(&s, "qb").await;
+    s.admin(Method::POST, "/admin/v1/hosts/qb/disable", None).await.ok_rows();
+    let id = create(&s, "moving").await;
+    assert_eq!(placed_on(&s, &id).await, "qa");
+    s.admin(Method::POST, "/admin/v1/hosts/qb/enable", None).await.ok_rows();
+    // `openwinv-marker` writes the marker on the root disk; the guest prints it at each boot.
+    type_on_console(&s, &id, "openwinv-marker moved-with-its-disk && echo marked-$((40+2))", "marked-42").await;
+    act(&s, &id, "shutdown").await;
+    s.admin(Method::POST, "/admin/v1/hosts/qa/drain", None).await.ok_rows();
+
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/qa/evacuate", None).await.ok_rows()[0].clone();
+    assert_eq!(ev["moving"].as_array().map(Vec::len), Some(1), "{ev}");
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}\nA:\n{}\nB:\n{}", a.log(), b.log());
+    assert_eq!(placed_on(&s, &id).await, "qb");
+    assert_eq!(status(&s, &id).await, "off");
+    assert_eq!((a.did("export", &id), a.did("destroy", &id), b.did("import", &id)), (1, 1, 1));
+    assert!(!a.vm(&id).exists(), "the machine is gone from A");
+    // The disk went through the control plane and is gone from it after the switch.
+    let disks = s.data_path("disks");
+    let left: Vec<_> = std::fs::read_dir(&disks).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap();
+    assert!(left.is_empty(), "transferred disks left on the control plane: {left:?}");
+    assert!(a.log().contains("machine disk exported"), "{}", a.log());
+    let fetched: Vec<Value> = std::fs::read_to_string(b.data().join("images/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "fetched" && e["kind"] == "disk")
+        .collect();
+    assert_eq!(fetched.len(), 1, "B fetched the disk once, by its digest: {fetched:?}");
+
+    // The disks route itself: a host's token, a body that is what its digest says.
+    let http = reqwest::Client::new();
+    let url = |d: &str| format!("{}/internal/v1/disks/{d}", s.endpoint);
+    // Larger than the API's body limit (2 MiB): a disk is streamed, never bounded by it.
+    let body: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = hex::encode(sha2::Sha256::digest(&body));
+    let r = http.put(url(&digest)).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.put(url(&"0".repeat(64))).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a body with another digest");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_code"], "CHECK_PARAM", "{e}");
+    assert!(e["message"].as_str().unwrap().contains(&digest), "the message names the body's digest: {e}");
+    let r = http.put(url("not-a-digest")).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.put(url(&digest)).bearer_auth(&a.token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let stored: Value = r.json().await.unwrap();
+    assert_eq!(stored["result"][0], json!({"sha256": digest, "size": body.len()}), "{stored}");
+    let r = http.get(url(&digest)).bearer_auth(&b.token).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().to_vec()), (200, body));
+    let r = http.get(url(&"0".repeat(64))).bearer_auth(&b.token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!std::fs::read_dir(&disks).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with('.')));
+
+    act(&s, &id, "start").await;
+    s.wait_status(&id, "active").await;
+    let mut log = serial_log(b.vm(&id).join("serial.log"));
+    // The disk's own boot counter goes on (boot 1 was on A), and the marker is there.
+    assert_eq!(log.value("boot").await, "2", "the disk booted on A, then on B");
+    assert_eq!(log.value("marker").await, "moved-with-its-disk", "the marker written on A, read on B");
+    assert_eq!(b.did("start", &id), 1);
+}
