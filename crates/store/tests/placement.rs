@@ -34,22 +34,22 @@ async fn open(dir: &std::path::Path) -> Store {
     }
 }
 
-/// Closes the store and drops its PostgreSQL database.
+/// Closes the store and drops its PostgreSQL database (its own only: the other test of this
+/// file runs at the same time in another process, and a database it has just created has no
+/// connection yet).
 async fn close(store: &Store) {
+    let own: Option<String> = if store.backend() == openwinv_store::Backend::Postgres {
+        let (name,): (String,) =
+            sqlx::query_as("SELECT current_database()::text").fetch_one(store.pool()).await.expect("database name");
+        Some(name)
+    } else {
+        None
+    };
     store.close().await;
-    if store.backend() == openwinv_store::Backend::Postgres {
+    if let Some(name) = own {
         let base = std::env::var("OPENWINV_TEST_DATABASE_URL").unwrap();
         let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-        let names: Vec<(String,)> = sqlx::query_as(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'owp\\_%' \
-             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = pg_database.datname)",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap_or_default();
-        for (n,) in names {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n}")).execute(&mut conn).await;
-        }
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop");
     }
 }
 

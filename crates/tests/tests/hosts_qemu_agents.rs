@@ -274,7 +274,9 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     assert_eq!(fetched.len(), 1, "B fetched the disk once, by its digest: {fetched:?}");
 
     // The disks route itself: a host's token, a body that is what its digest says.
-    let http = reqwest::Client::new();
+    // A connection per request: an answer given before the body was read (401, 400) may close
+    // its connection, and a pooled client could send the next request on it as it closes.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let url = |d: &str| format!("{}/internal/v1/disks/{d}", s.endpoint);
     // Larger than the API's body limit (2 MiB): a disk is streamed, never bounded by it.
     let body: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
