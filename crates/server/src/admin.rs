@@ -49,7 +49,7 @@ fn account_wire(state: &AppState, a: AccountRecord) -> Account {
         enabled: a.is_enabled(),
         created_at: state.timestamp(a.created_at),
         quota: crate::quota::of(&a),
-        account_id: a.account_id,
+        account_id: a.account_id.into(),
         name: a.name,
     }
 }

@@ -7,7 +7,7 @@ use crate::{PageQuery, Result, Store};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScriptRecord {
     pub user_script_id: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub name: String,
     pub content: String,
     pub created_at: i64,

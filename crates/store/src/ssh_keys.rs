@@ -6,7 +6,7 @@ use crate::{PageQuery, Result, Store};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SshKeyRecord {
     pub ssh_key_id: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub name: String,
     pub public_key: String,
     pub fingerprint: String,

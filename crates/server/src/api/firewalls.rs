@@ -13,6 +13,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::{Extension, Json};
+use openwinv_store::ids::AccountId;
 use openwinv_store::{FirewallRecord, FirewallRuleRecord, PageQuery};
 use openwinv_wire::firewalls::*;
 use openwinv_wire::{Envelope, ErrorEnvelope};
@@ -116,7 +117,7 @@ async fn one(state: &AppState, account_id: &str, id: &str) -> ApiResult<Firewall
 // ---------------------------------------------------------------------------------------------
 // Shared by both families and the web console: parse → [`crate::service::firewalls`] → render
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+pub async fn list_for(state: &AppState, account_id: &AccountId, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let page = q.page(PAGE_SIZE)?;
     let (recs, _) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
     // No `total` [iwinv live] (spec §3).
@@ -124,13 +125,22 @@ pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResul
 }
 
 /// Detail: an unknown, deleted or another account's firewall is an empty answer [iwinv].
-pub async fn detail_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+pub async fn detail_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let recs: Vec<FirewallRecord> = state.store.firewall(account_id, id).await?.into_iter().collect();
     Ok(Json(Envelope::rows(rows(state, recs).await?)))
 }
 
 /// Creates a firewall; family B (`accepted`) answers 202 with a `firewall.sync` operation.
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body, accepted: bool) -> Answer<Vec<Firewall>> {
+pub async fn create_for(
+    state: &AppState,
+    account_id: &AccountId,
+    body: &Body,
+    accepted: bool,
+) -> Answer<Vec<Firewall>> {
     let (id, operation_id) = svc::create(state, account_id, input(body)?, accepted).await?;
     let row = one(state, account_id, &id).await?;
     let status = if accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -138,19 +148,23 @@ pub async fn create_for(state: &AppState, account_id: &str, body: &Body, accepte
 }
 
 /// Edits a firewall: omitted fields keep their values; `rules` replaces the rule set.
-pub async fn edit_for(state: &AppState, account_id: &str, id: &str, body: &Body) -> Answer<Vec<Firewall>> {
+pub async fn edit_for(state: &AppState, account_id: &AccountId, id: &str, body: &Body) -> Answer<Vec<Firewall>> {
     let operation_id = svc::edit(state, account_id, id, input::<FirewallInput>(body)?).await?;
     let row = one(state, account_id, id).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![row])))
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Answer<String> {
+pub async fn delete_for(state: &AppState, account_id: &AccountId, id: &str) -> Answer<String> {
     svc::delete(state, account_id, id).await?;
     Ok(ack(None))
 }
 
 /// Ids of the instances a firewall is attached to.
-pub async fn instances_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<String>>>> {
+pub async fn instances_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<String>>>> {
     let fw = one(state, account_id, id).await?;
     Ok(Json(Envelope::rows(fw.instances)))
 }
@@ -158,7 +172,7 @@ pub async fn instances_for(state: &AppState, account_id: &str, id: &str) -> ApiR
 /// Attaches or detaches; 202 with the operation that applies the result.
 pub async fn attachment_for(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     body: &Body,
     attach: bool,
@@ -173,19 +187,28 @@ pub async fn attachment_for(
     Ok(answer(StatusCode::ACCEPTED, Some(&operation_id), Envelope::rows(vec![receipt])))
 }
 
-pub async fn rules_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
+pub async fn rules_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
     let fw = one(state, account_id, id).await?;
     Ok(Json(Envelope::rows(fw.rules)))
 }
 
-pub async fn add_rule_for(state: &AppState, account_id: &str, id: &str, body: &Body) -> Answer<Vec<FirewallRule>> {
+pub async fn add_rule_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+    body: &Body,
+) -> Answer<Vec<FirewallRule>> {
     let (rec, operation_id) = svc::add_rule(state, account_id, id, input::<RuleInput>(body)?).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![rule_to_wire(rec)])))
 }
 
 pub async fn edit_rule_for(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     rule_id: &str,
     body: &Body,
@@ -194,7 +217,7 @@ pub async fn edit_rule_for(
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![rule_to_wire(rec)])))
 }
 
-pub async fn delete_rule_for(state: &AppState, account_id: &str, id: &str, rule_id: &str) -> Answer<String> {
+pub async fn delete_rule_for(state: &AppState, account_id: &AccountId, id: &str, rule_id: &str) -> Answer<String> {
     let operation_id = svc::delete_rule(state, account_id, id, rule_id).await?;
     Ok(ack(operation_id.as_deref()))
 }

@@ -28,15 +28,19 @@ impl Shown for ScriptRecord {
     }
 }
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<UserScript> {
+pub async fn list_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, q: &Query) -> Reply<UserScript> {
     named::list_for::<ScriptRecord>(state, account_id, q).await
 }
 
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<UserScript> {
+pub async fn create_for(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    body: &Body,
+) -> Reply<UserScript> {
     named::create_for::<ScriptRecord>(state, account_id, body).await
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<UserScript> {
+pub async fn delete_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, id: &str) -> Reply<UserScript> {
     named::delete_for::<ScriptRecord>(state, account_id, id).await
 }
 

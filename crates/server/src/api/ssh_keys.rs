@@ -28,15 +28,15 @@ impl Shown for SshKeyRecord {
     }
 }
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<SshKey> {
+pub async fn list_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, q: &Query) -> Reply<SshKey> {
     named::list_for::<SshKeyRecord>(state, account_id, q).await
 }
 
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<SshKey> {
+pub async fn create_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, body: &Body) -> Reply<SshKey> {
     named::create_for::<SshKeyRecord>(state, account_id, body).await
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<SshKey> {
+pub async fn delete_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, id: &str) -> Reply<SshKey> {
     named::delete_for::<SshKeyRecord>(state, account_id, id).await
 }
 

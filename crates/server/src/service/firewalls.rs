@@ -6,7 +6,7 @@
 use openwinv_driver::firewall::{Cidr, CidrError, PortRange};
 use openwinv_engine::Operation;
 use openwinv_store::firewalls::{FirewallEdit, NewRule, RuleEdit, SyncOp, first_duplicate};
-use openwinv_store::ids::{self, FirewallId};
+use openwinv_store::ids::{AccountId, FirewallId, OperationId};
 use openwinv_store::{FirewallRecord, FirewallRefused, FirewallRuleRecord, NewOperation};
 use openwinv_wire::ErrorCode;
 use serde_json::{Map, Value};
@@ -298,13 +298,13 @@ fn icmp(v: String) -> ApiResult<String> {
 // Writes
 
 /// What a write did: the operation it started to bring machines along, if one was due.
-pub type Synced = Option<String>;
+pub type Synced = Option<OperationId>;
 
 fn sync_op<'a>(operation_id: &'a str, state: &AppState) -> SyncOp<'a> {
     SyncOp { operation_id, kind: Kind::Sync.name(), now_ms: state.clock.unix_ms() }
 }
 
-fn finish(state: &AppState, operation_id: String, synced: bool) -> Synced {
+fn finish(state: &AppState, operation_id: OperationId, synced: bool) -> Synced {
     if synced {
         state.engine.wake();
         Some(operation_id)
@@ -317,7 +317,7 @@ fn finish(state: &AppState, operation_id: String, synced: bool) -> Synced {
 /// that its 202 carries an operation id. Returns the firewall's id and that operation's.
 pub async fn create(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     input: FirewallInput,
     with_operation: bool,
 ) -> ApiResult<(FirewallId, Synced)> {
@@ -327,14 +327,14 @@ pub async fn create(
     let rules = new_rules(input.rules.unwrap_or_default())?;
     let rec = FirewallRecord {
         firewall_id: FirewallId::generate(),
-        account_id: account_id.to_owned(),
+        account_id: account_id.clone(),
         title,
         content,
         icmp,
         next_rule_id: 1,
         created_at: state.clock.unix(),
     };
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = NewOperation {
         operation_id: &operation_id,
         account_id,
@@ -348,7 +348,7 @@ pub async fn create(
 }
 
 /// Edits a firewall: omitted fields keep their values; `rules` replaces the rule set.
-pub async fn edit(state: &AppState, account_id: &str, id: &str, input: FirewallInput) -> ApiResult<Synced> {
+pub async fn edit(state: &AppState, account_id: &AccountId, id: &str, input: FirewallInput) -> ApiResult<Synced> {
     let changes = FirewallEdit {
         title: input.title.map(|v| title(&v)).transpose()?,
         content: input.content.map(|v| content(&v)).transpose()?,
@@ -361,24 +361,24 @@ pub async fn edit(state: &AppState, account_id: &str, id: &str, input: FirewallI
             "Give at least one of the body fields `title`, `content`, `icmp` or `rules`.",
         ));
     }
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = (changes.icmp.is_some() || changes.rules.is_some()).then(|| sync_op(&operation_id, state));
     let synced = state.store.edit_firewall(account_id, id, &changes, sync).await?.map_err(|r| refused(id, r, ""))?;
     Ok(finish(state, operation_id, synced))
 }
 
-pub async fn delete(state: &AppState, account_id: &str, id: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, account_id: &AccountId, id: &str) -> ApiResult<()> {
     state.store.delete_firewall(account_id, id).await?.map_err(|r| refused(id, r, ""))
 }
 
 /// Attaches or detaches; returns the instance's id and the operation that applies the result.
 pub async fn attachment(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     input: AttachInput,
     attach: bool,
-) -> ApiResult<(String, String)> {
+) -> ApiResult<(String, OperationId)> {
     let instance_id = input.instance_id.ok_or_else(|| ApiError::missing_body("instance_id"))?.trim().to_owned();
     if instance_id.is_empty() {
         return Err(ApiError::missing_body("instance_id"));
@@ -388,7 +388,7 @@ pub async fn attachment(
         capabilities::require(state, Feature::Firewalls, "Attaching a firewall to the body field `instance_id`")?;
     }
     let kind = if attach { Kind::Attach } else { Kind::Detach };
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = SyncOp { operation_id: &operation_id, kind: kind.name(), now_ms: state.clock.unix_ms() };
     // The saga's params: which instance, and whether the request changed the pair (the store
     // knows that only inside its transaction).
@@ -408,12 +408,12 @@ fn parse_rule_id(id: &str, rule_id: &str) -> ApiResult<i64> {
 
 pub async fn add_rule(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     input: RuleInput,
 ) -> ApiResult<(FirewallRuleRecord, Synced)> {
     let rule = input.new_rule()?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let (rec, synced) = state
         .store
@@ -425,7 +425,7 @@ pub async fn add_rule(
 
 pub async fn edit_rule(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     rule_id: &str,
     input: RuleInput,
@@ -438,7 +438,7 @@ pub async fn edit_rule(
             "Give at least one of the body fields `bound`, `protocol`, `port`, `ip`, `title` or `content`.",
         ));
     }
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let (rec, synced) =
         state.store.edit_firewall_rule(account_id, id, rule_no, &changes, Some(sync)).await?.map_err(|r| match r {
@@ -448,9 +448,9 @@ pub async fn edit_rule(
     Ok((rec, finish(state, operation_id, synced)))
 }
 
-pub async fn delete_rule(state: &AppState, account_id: &str, id: &str, rule_id: &str) -> ApiResult<Synced> {
+pub async fn delete_rule(state: &AppState, account_id: &AccountId, id: &str, rule_id: &str) -> ApiResult<Synced> {
     let rule_no = parse_rule_id(id, rule_id)?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let synced = state.store.delete_firewall_rule(account_id, id, rule_no, Some(sync)).await?.map_err(|r| match r {
         FirewallRefused::RuleNotFound => rule_not_found(id, rule_id),

@@ -309,7 +309,11 @@ enum Picker {
 
 /// Every row of a picker's list: pages are read until one comes back short, since the key and
 /// firewall lists have no `total` [iwinv].
-async fn every_row(state: &AppState, account_id: &str, picker: Picker) -> ApiResult<Vec<Value>> {
+async fn every_row(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    picker: Picker,
+) -> ApiResult<Vec<Value>> {
     let mut all = Vec::new();
     for page_no in 1..=PICKER_PAGES {
         let q = Query(
