@@ -23,7 +23,9 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::input::{Body, Encoding, Path, Query};
 use crate::service::FromBody;
-use crate::service::firewalls::{self as svc, AttachInput, FirewallInput, RuleInput, not_found};
+use crate::service::firewalls::{
+    self as svc, AttachInput, CreateFirewall, EditFirewall, EditRule, RuleInput, not_found,
+};
 
 pub use crate::sagas::firewall::{compiled_for, compiled_text_for};
 pub use crate::service::firewalls::{
@@ -141,7 +143,7 @@ pub async fn create_for(
     body: &Body,
     accepted: bool,
 ) -> Answer<Vec<Firewall>> {
-    let (id, operation_id) = svc::create(state, account_id, input(body)?, accepted).await?;
+    let (id, operation_id) = svc::create(state, account_id, input::<CreateFirewall>(body)?, accepted).await?;
     let row = one(state, account_id, &id).await?;
     let status = if accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(answer(status, operation_id.as_deref(), Envelope::rows(vec![row])))
@@ -149,7 +151,7 @@ pub async fn create_for(
 
 /// Edits a firewall: omitted fields keep their values; `rules` replaces the rule set.
 pub async fn edit_for(state: &AppState, account_id: &AccountId, id: &str, body: &Body) -> Answer<Vec<Firewall>> {
-    let operation_id = svc::edit(state, account_id, id, input::<FirewallInput>(body)?).await?;
+    let operation_id = svc::edit(state, account_id, id, input::<EditFirewall>(body)?).await?;
     let row = one(state, account_id, id).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![row])))
 }
@@ -213,7 +215,7 @@ pub async fn edit_rule_for(
     rule_id: &str,
     body: &Body,
 ) -> Answer<Vec<FirewallRule>> {
-    let (rec, operation_id) = svc::edit_rule(state, account_id, id, rule_id, input::<RuleInput>(body)?).await?;
+    let (rec, operation_id) = svc::edit_rule(state, account_id, id, rule_id, input::<EditRule>(body)?).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![rule_to_wire(rec)])))
 }
 
@@ -249,7 +251,7 @@ pub async fn sg_detail(
 }
 
 /// Creates a firewall (200 [iwinv live]); inline `rules` are accepted too [ext].
-#[utoipa::path(post, path = "/v1/security-groups", tag = "firewalls", request_body = NewFirewall,
+#[utoipa::path(post, path = "/v1/security-groups", tag = "firewalls", request_body = CreateFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn sg_create(
     State(state): State<AppState>,
@@ -261,7 +263,7 @@ pub async fn sg_create(
 
 /// Edits a firewall; omitted fields keep their values, `rules` replaces the rule set.
 #[utoipa::path(put, path = "/v1/security-groups/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallChanges,
+    request_body = EditFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_edit(
     State(state): State<AppState>,
@@ -296,7 +298,7 @@ pub async fn sg_rules(
 
 /// Adds a rule (at most 100 per firewall; an exact duplicate → `CHECK_PARAM`).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/rules", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = NewFirewallRule,
+    request_body = RuleInput,
     responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_add_rule(
     State(state): State<AppState>,
@@ -309,7 +311,7 @@ pub async fn sg_add_rule(
 
 /// Edits a rule; omitted fields keep their values.
 #[utoipa::path(put, path = "/v1/security-groups/{firewall_id}/rules/{rule_id}", tag = "firewalls",
-    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = FirewallRuleChanges,
+    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = EditRule,
     responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_edit_rule(
     State(state): State<AppState>,
@@ -345,7 +347,7 @@ pub async fn sg_instances(
 
 /// Attaches the firewall to an instance (202; at most 5 per instance; repeating is a no-op).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn sg_attach(
     State(state): State<AppState>,
@@ -358,7 +360,7 @@ pub async fn sg_attach(
 
 /// Detaches the firewall from an instance (202; detaching what is not attached is a no-op).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn sg_detach(
     State(state): State<AppState>,
@@ -396,7 +398,7 @@ pub async fn fw_detail(
 }
 
 /// Creates a firewall with inline `rules` (202 [iwinv doc], with `X-Operation-Id`).
-#[utoipa::path(post, path = "/v1/firewall", tag = "firewalls", request_body = NewFirewall,
+#[utoipa::path(post, path = "/v1/firewall", tag = "firewalls", request_body = CreateFirewall,
     responses((status = 202, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn fw_create(
     State(state): State<AppState>,
@@ -408,7 +410,7 @@ pub async fn fw_create(
 
 /// Edits a firewall; with `rules` the whole rule set is replaced [iwinv].
 #[utoipa::path(put, path = "/v1/firewall/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallChanges,
+    request_body = EditFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn fw_edit(
     State(state): State<AppState>,
@@ -443,7 +445,7 @@ pub async fn fw_instances(
 
 /// Attaches the firewall to an instance (202).
 #[utoipa::path(post, path = "/v1/firewall/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn fw_attach(
     State(state): State<AppState>,
@@ -456,7 +458,7 @@ pub async fn fw_attach(
 
 /// Detaches the firewall from an instance (202).
 #[utoipa::path(post, path = "/v1/firewall/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn fw_detach(
     State(state): State<AppState>,

@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::extract::State;
 use openwinv_store::ScriptRecord;
 use openwinv_wire::Envelope;
-use openwinv_wire::keys::{NewUserScript, UserScript};
+use openwinv_wire::keys::UserScript;
 
 use super::Reply;
 use super::named_text::{self as named, Shown};
@@ -53,7 +53,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// Stores a user script [ext].
-#[utoipa::path(post, path = "/v1/instance/script", tag = "user scripts", request_body = NewUserScript,
+#[utoipa::path(post, path = "/v1/instance/script", tag = "user scripts", request_body = crate::service::named_text::NewScript,
     responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,

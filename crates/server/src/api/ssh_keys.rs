@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::extract::State;
 use openwinv_store::SshKeyRecord;
 use openwinv_wire::Envelope;
-use openwinv_wire::keys::{NewSshKey, SshKey};
+use openwinv_wire::keys::SshKey;
 
 use super::Reply;
 use super::named_text::{self as named, Shown};
@@ -49,7 +49,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// Registers an OpenSSH public key [ext].
-#[utoipa::path(post, path = "/v1/auth/ssh_key", tag = "ssh keys", request_body = NewSshKey,
+#[utoipa::path(post, path = "/v1/auth/ssh_key", tag = "ssh keys", request_body = crate::service::named_text::NewSshKey,
     responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Body) -> Reply<SshKey> {
     create_for(&state, &caller.account_id, &body).await

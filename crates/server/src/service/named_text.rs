@@ -6,8 +6,10 @@ use openwinv_store::ids::{self, AccountId};
 use openwinv_store::named_text::NamedText;
 use openwinv_store::{PageQuery, ScriptRecord, SshKeyRecord};
 use openwinv_wire::ErrorCode;
+use serde::Serialize;
 use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey};
+use utoipa::ToSchema;
 
 use super::FromBody;
 use crate::AppState;
@@ -34,10 +36,17 @@ pub trait NamedResource: NamedText + Sized {
     fn make(new: Self::New, id: String, account_id: &AccountId, now: i64) -> ApiResult<Self>;
 }
 
-/// The input of `POST /v1/auth/ssh_key` (schema: `openwinv_wire::keys::NewSshKey`).
-#[derive(Debug, Clone, Default)]
+/// Body of `POST /v1/auth/ssh_key` [ext].
+// The doc comments are the OpenAPI descriptions; required fields are read as options so that a
+// missing one is refused by name.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewSshKey)]
 pub struct NewSshKey {
+    /// 1–64 characters.
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    /// An OpenSSH public key: ed25519, ecdsa, or rsa of at least 2048 bits.
+    #[schema(value_type = String, required = true)]
     pub public_key: Option<String>,
 }
 
@@ -47,10 +56,15 @@ impl FromBody for NewSshKey {
     }
 }
 
-/// The input of `POST /v1/instance/script` (schema: `openwinv_wire::keys::NewUserScript`).
-#[derive(Debug, Clone, Default)]
+/// Body of `POST /v1/instance/script` [ext].
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewUserScript)]
 pub struct NewScript {
+    /// 1–64 characters.
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    /// At most 32 KiB.
+    #[schema(value_type = String, required = true)]
     pub content: Option<String>,
 }
 
