@@ -289,8 +289,8 @@ impl Engine {
             return;
         };
         let ctx = OpContext {
-            operation_id: op.operation_id.clone(),
-            account_id: op.account_id.clone(),
+            operation_id: op.operation_id.to_string(),
+            account_id: op.account_id.to_string(),
             kind: op.kind.clone(),
             resource_id: op.resource_id.clone(),
             params: op.params.clone(),
@@ -556,7 +556,7 @@ impl Engine {
                 match store.save_progress(&owner, &rows).await {
                     Ok(saved) => {
                         let saved: std::collections::HashSet<String> = saved.into_iter().collect();
-                        rows.iter().map(|row| Ok(saved.contains(&row.operation_id))).collect()
+                        rows.iter().map(|row| Ok(saved.contains(row.operation_id.as_str()))).collect()
                     }
                     Err(e) => vec![Err(e.to_string()); rows.len()],
                 }

@@ -6,26 +6,36 @@
 //! ports of the bridge. Every call is idempotent, every name derived ([`crate::names`]), and the
 //! host is itself a parameter ([`Host::netns`]), so that tests run all of it inside a namespace
 //! of their own.
+//!
+//! Here: the network's life (ensure, ports, firewalls, public addresses, reconcile, destroy).
+//! `command.rs` runs the programs, `kernel.rs` asks the kernel directly (namespaces, sysctls, the
+//! nftables generation, taps), `tunnel.rs` keeps the vxlan tunnel of a network that spans hosts.
+
+mod command;
+mod kernel;
+mod tunnel;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use crate::compiler::CompiledRules;
 use crate::conntrack::{self, Entry};
 use crate::eval::{Decision, Packet, evaluate};
 use crate::model::{Machine, NetworkModel, Port, Subnet, TunnelModel};
-use crate::names::Mac;
 use crate::names::{
-    BRIDGE, IFNAME_MAX, MAX_VNI, NetworkNames, TRANSIT, TRANSIT_BASE, TUNNEL_MTU, VXLAN, VXLAN_PORT, transit_addrs,
+    BRIDGE, IFNAME_MAX, MAX_VNI, NetworkNames, TRANSIT, TRANSIT_BASE, TUNNEL_MTU, VXLAN, transit_addrs,
 };
 use crate::nft;
+
+pub use self::command::{TOOLS, check_tools};
+use self::command::{dnsmasq_pid, exec_in, io, ip_in, link_exists, nft_apply, stop_dnsmasq, strings};
+pub use self::kernel::generation;
+use self::kernel::{open_tap_in, set_sysctls};
+use self::tunnel::valid_underlay;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -43,102 +53,6 @@ pub enum NetError {
 }
 
 type Result<T> = std::result::Result<T, NetError>;
-
-/// The programs the networks need, with their Debian packages.
-pub const TOOLS: [(&str, &str); 5] = [
-    ("ip", "iproute2"),
-    ("bridge", "iproute2"),
-    ("nft", "nftables"),
-    ("dnsmasq", "dnsmasq-base"),
-    ("conntrack", "conntrack"),
-];
-
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
-/// Fails, naming the package, when a program the networks run is missing.
-pub fn check_tools() -> Result<()> {
-    for (program, package) in TOOLS {
-        if find_program(program).is_none() {
-            return Err(NetError::Missing { program, package });
-        }
-    }
-    Ok(())
-}
-
-async fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
-    let command = format!("{program} {}", args.join(" "));
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().map_err(|e| NetError::Io { context: format!("starting `{command}`"), source: e })?;
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes())
-            .await
-            .map_err(|e| NetError::Io { context: format!("writing to `{command}`"), source: e })?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| NetError::Io { context: command.clone(), source: e })?;
-    if !out.status.success() {
-        return Err(NetError::Command {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// `ip` in namespace `ns` (`None`: this process's own).
-async fn ip_in(ns: Option<&str>, args: &[&str]) -> Result<String> {
-    let mut a = match ns {
-        Some(ns) => strings(&["-n", ns]),
-        None => Vec::new(),
-    };
-    a.extend(strings(args));
-    run("ip", &a, None).await
-}
-
-/// Another program in namespace `ns`.
-async fn exec_in(ns: Option<&str>, program: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
-    match ns {
-        Some(ns) => {
-            let mut a = strings(&["netns", "exec", ns, program]);
-            a.extend(args.iter().cloned());
-            run("ip", &a, stdin).await
-        }
-        None => run(program, args, stdin).await,
-    }
-}
-
-/// `bridge` (iproute2) in namespace `ns`.
-async fn bridge_in(ns: &str, args: &[&str]) -> Result<String> {
-    let mut a = strings(&["-n", ns]);
-    a.extend(strings(args));
-    run("bridge", &a, None).await
-}
-
-async fn nft_apply(ns: Option<&str>, text: &str) -> Result<()> {
-    exec_in(ns, "nft", &strings(&["-f", "-"]), Some(text)).await.map(|_| ())
-}
-
-async fn link_exists(ns: Option<&str>, dev: &str) -> bool {
-    ip_in(ns, &["link", "show", "dev", dev]).await.is_ok()
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
-    let context = context.into();
-    move |source| NetError::Io { context, source }
-}
 
 /// The namespace that plays the host, and the host-wide settings.
 #[derive(Debug, Clone)]
@@ -356,154 +270,6 @@ impl Network {
             }
         }
         self.dnsmasq(&model).await
-    }
-
-    /// The vxlan port: made in the host's namespace (so its UDP socket on the underlay stays
-    /// there), then moved into the network's namespace and onto the bridge. A port of another
-    /// VNI or underlay address is replaced.
-    async fn create_vxlan(&self, t: Tunnel) -> Result<()> {
-        let n = Some(self.netns());
-        let h = self.host.netns.as_deref();
-        if link_exists(n, VXLAN).await {
-            let details = ip_in(n, &["-d", "link", "show", "dev", VXLAN]).await?;
-            if vxlan_is(&details, t) {
-                return self.vxlan_up().await;
-            }
-            ip_in(n, &["link", "del", VXLAN]).await?;
-        }
-        let hx = self.names.host_vxlan.as_str();
-        if link_exists(h, hx).await {
-            ip_in(h, &["link", "del", hx]).await?;
-        }
-        let (vni, local, port) = (t.vni.to_string(), t.local.to_string(), VXLAN_PORT.to_string());
-        ip_in(h, &["link", "add", hx, "type", "vxlan", "id", &vni, "local", &local, "dstport", &port, "nolearning"])
-            .await?;
-        ip_in(h, &["link", "set", hx, "netns", self.netns()]).await?;
-        ip_in(n, &["link", "set", hx, "name", VXLAN]).await?;
-        self.vxlan_up().await
-    }
-
-    async fn vxlan_up(&self) -> Result<()> {
-        let n = Some(self.netns());
-        ip_in(n, &["link", "set", VXLAN, "mtu", &TUNNEL_MTU.to_string(), "master", BRIDGE]).await?;
-        ip_in(n, &["link", "set", VXLAN, "up"]).await?;
-        Ok(())
-    }
-
-    /// The peers the kernel floods to: the vxlan port's all-zero FDB entries.
-    pub async fn live_peers(&self) -> Result<Vec<Ipv4Addr>> {
-        if self.spec.tunnel.is_none() {
-            return Ok(Vec::new());
-        }
-        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
-        let mut peers: Vec<Ipv4Addr> = fdb
-            .lines()
-            .filter_map(|l| l.strip_prefix("00:00:00:00:00:00 dst "))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect();
-        peers.sort();
-        peers.dedup();
-        Ok(peers)
-    }
-
-    /// Tells the network which other hosts have machines on it (their underlay addresses):
-    /// one flood entry per peer on the vxlan port (broadcast, unknown unicast and ARP go to
-    /// each), entries of hosts no longer listed removed. Converges from whatever the kernel
-    /// has. This host's own address is ignored; a network that does not span hosts refuses.
-    pub async fn set_peers(&self, peers: &[Ipv4Addr]) -> Result<()> {
-        let Some(t) = self.spec.tunnel else {
-            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
-        };
-        if let Some(bad) = peers.iter().find(|p| !valid_underlay(**p)) {
-            return Err(NetError::Invalid(format!("peer {bad} is not a unicast address")));
-        }
-        let mut model = self.model.lock().await;
-        let wanted: BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != t.local).collect();
-        self.converge_peers(&wanted).await?;
-        if let Some(t) = model.tunnel.as_mut() {
-            t.peers = wanted;
-        }
-        Ok(())
-    }
-
-    /// The machines on other hosts the vxlan port sends to one host: its FDB entries with a MAC
-    /// and a destination (entries the bridge learned have no destination).
-    pub async fn live_remotes(&self) -> Result<BTreeMap<Mac, Ipv4Addr>> {
-        if self.spec.tunnel.is_none() {
-            return Ok(BTreeMap::new());
-        }
-        let fdb = bridge_in(self.netns(), &["fdb", "show", "dev", VXLAN]).await?;
-        Ok(fdb
-            .lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                let mac = Mac::parse(w.next()?).filter(|m| m.0 != [0; 6])?;
-                (w.next()? == "dst").then_some(())?;
-                Some((mac, w.next()?.parse().ok()?))
-            })
-            .collect())
-    }
-
-    /// Tells the network on which host each machine of it on another host is (by MAC, from
-    /// the control plane's placements): the vxlan port sends their frames to that host alone
-    /// (`bridge fdb replace MAC dev vx0 dst HOST`), not to every peer. Entries not listed are
-    /// removed; machines not listed are still reached by flooding to every peer. Converges.
-    pub async fn set_remotes(&self, remotes: &[(Mac, Ipv4Addr)]) -> Result<()> {
-        if self.spec.tunnel.is_none() {
-            return Err(NetError::Invalid(format!("network {} does not span hosts (no vni)", self.netns())));
-        }
-        if let Some((mac, bad)) = remotes.iter().find(|(_, h)| !valid_underlay(*h)) {
-            return Err(NetError::Invalid(format!("host {bad} of {mac} is not a unicast address")));
-        }
-        let mut model = self.model.lock().await;
-        let wanted: BTreeMap<Mac, Ipv4Addr> = remotes.iter().copied().collect();
-        self.converge_remotes(&wanted).await?;
-        if let Some(t) = model.tunnel.as_mut() {
-            t.remotes = wanted;
-        }
-        Ok(())
-    }
-
-    /// Brings the per-MAC entries in line with `wanted`; whether anything changed.
-    async fn converge_remotes(&self, wanted: &BTreeMap<Mac, Ipv4Addr>) -> Result<bool> {
-        let live = self.live_remotes().await?;
-        for (mac, host) in live.iter().filter(|(m, h)| wanted.get(m) != Some(h)) {
-            let (mac, host) = (mac.to_string(), host.to_string());
-            bridge_in(self.netns(), &["fdb", "del", &mac, "dev", VXLAN, "dst", &host, "self"]).await?;
-        }
-        for (mac, host) in wanted.iter().filter(|(m, h)| live.get(m) != Some(h)) {
-            let (mac, host) = (mac.to_string(), host.to_string());
-            bridge_in(self.netns(), &["fdb", "replace", &mac, "dev", VXLAN, "dst", &host, "self", "permanent"]).await?;
-        }
-        Ok(live != *wanted)
-    }
-
-    /// Brings the flood entries in line with `wanted`; whether anything changed.
-    async fn converge_peers(&self, wanted: &BTreeSet<Ipv4Addr>) -> Result<bool> {
-        let live: BTreeSet<Ipv4Addr> = self.live_peers().await?.into_iter().collect();
-        let zero = "00:00:00:00:00:00";
-        for p in live.difference(wanted) {
-            bridge_in(self.netns(), &["fdb", "del", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
-        }
-        for p in wanted.difference(&live) {
-            bridge_in(self.netns(), &["fdb", "append", zero, "dev", VXLAN, "dst", &p.to_string()]).await?;
-        }
-        Ok(live != *wanted)
-    }
-
-    /// Puts back a vxlan port that is gone, down, off the bridge or of another VNI, and the
-    /// flood entries the model names; whether anything was repaired.
-    async fn repair_tunnel(&self, t: Tunnel, tm: &TunnelModel) -> Result<bool> {
-        let intact = match ip_in(Some(self.netns()), &["-d", "link", "show", "dev", VXLAN]).await {
-            Ok(d) => vxlan_is(&d, t) && d.contains(&format!(" master {BRIDGE} ")) && link_flags_up(&d),
-            Err(_) => false,
-        };
-        if !intact {
-            self.create_vxlan(t).await?;
-        }
-        let peers = self.converge_peers(&tm.peers).await?;
-        let remotes = self.converge_remotes(&tm.remotes).await?;
-        Ok(peers || remotes || !intact)
     }
 
     /// The network's namespace.
@@ -784,23 +550,6 @@ impl Network {
     }
 }
 
-/// Whether `ip -d link show` text is a vxlan device of `t`'s VNI, underlay address and port.
-fn vxlan_is(details: &str, t: Tunnel) -> bool {
-    [format!("vxlan id {} ", t.vni), format!("local {} ", t.local), format!("dstport {VXLAN_PORT} ")]
-        .iter()
-        .all(|w| details.contains(w.as_str()))
-}
-
-/// Whether `ip link show` text has the UP flag (`<BROADCAST,MULTICAST,UP,LOWER_UP>`).
-fn link_flags_up(details: &str) -> bool {
-    let flags = details.split_once('<').and_then(|(_, r)| r.split_once('>')).map_or("", |(f, _)| f);
-    flags.split(',').any(|f| f == "UP")
-}
-
-fn valid_underlay(a: Ipv4Addr) -> bool {
-    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
-}
-
 fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
     if !valid_ifname(&port.tap) {
         return Err(NetError::Invalid(format!(
@@ -822,140 +571,4 @@ fn check_port(model: &NetworkModel, port: &Port) -> Result<()> {
         return Err(NetError::Invalid(format!("public_ip {p} is already the address of {}", other.port.tap)));
     }
     Ok(())
-}
-
-/// `_IOW('T', 202, int)`: attach this /dev/net/tun descriptor to an interface.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-
-/// Runs `f` in network namespace `ns` (`None`: this process's own) on a short-lived thread:
-/// a descriptor opened there, or a `/proc/sys/net` file written there, belongs to that namespace.
-fn in_netns<T: Send + 'static>(
-    ns: Option<&str>,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let ns_path = ns.map(|n| Path::new("/run/netns").join(n));
-    std::thread::spawn(move || {
-        if let Some(path) = ns_path {
-            let ns = std::fs::File::open(&path)?;
-            // SAFETY: setns on an open namespace file; only this short-lived thread changes namespace.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        f()
-    })
-    .join()
-    .unwrap_or_else(|_| Err(std::io::Error::other("the thread panicked")))
-}
-
-/// Writes `/proc/sys/<key>` in namespace `ns` (no dependency on procps' `sysctl`).
-fn set_sysctls(ns: Option<&str>, values: &[(&'static str, &'static str)]) -> Result<()> {
-    for &(key, value) in values {
-        let path = format!("/proc/sys/{key}");
-        in_netns(ns, {
-            let path = path.clone();
-            move || std::fs::write(&path, value)
-        })
-        .map_err(io(format!("writing {value} to {path} in {}", ns.unwrap_or("the host namespace"))))?;
-    }
-    Ok(())
-}
-
-/// The nftables generation of namespace `ns` (`None`: this process's own): a number the kernel
-/// bumps on every committed transaction, read with one `NFT_MSG_GETGEN` netlink request.
-pub fn generation(ns: Option<&str>) -> Result<u32> {
-    in_netns(ns, get_generation).map_err(io(format!("reading the nftables generation in {}", ns.unwrap_or("the host"))))
-}
-
-fn get_generation() -> std::io::Result<u32> {
-    const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    const NFT_MSG_GETGEN: u16 = 16;
-    const NFTA_GEN_ID: u16 = 1;
-    // SAFETY: socket(2) with constant arguments; the descriptor is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor socket(2) just returned, owned by nothing else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // nlmsghdr (16 bytes) + nfgenmsg (family AF_UNSPEC, version 0, resource id 0).
-    let mut req = [0u8; 20];
-    req[0..4].copy_from_slice(&20u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // SAFETY: sends `req`, a valid buffer of its length, to the kernel (the default address).
-    if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut buf = [0u8; 512];
-    // SAFETY: receives into `buf`, a valid buffer of its length.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let msg = &buf[..n as usize];
-    let bad = || std::io::Error::other("a malformed NFT_MSG_GETGEN answer");
-    let len = u32::from_ne_bytes(msg.get(0..4).ok_or_else(bad)?.try_into().unwrap()) as usize;
-    let kind = u16::from_ne_bytes(msg.get(4..6).ok_or_else(bad)?.try_into().unwrap());
-    if kind == libc::NLMSG_ERROR as u16 {
-        let code = i32::from_ne_bytes(msg.get(16..20).ok_or_else(bad)?.try_into().unwrap());
-        return Err(std::io::Error::from_raw_os_error(-code));
-    }
-    let mut at = 20; // nlmsghdr + nfgenmsg
-    let end = len.min(msg.len());
-    while at + 4 <= end {
-        let alen = u16::from_ne_bytes(msg[at..at + 2].try_into().unwrap()) as usize;
-        let atype = u16::from_ne_bytes(msg[at + 2..at + 4].try_into().unwrap()) & 0x3fff;
-        if alen < 4 || at + alen > end {
-            break;
-        }
-        if atype == NFTA_GEN_ID && alen >= 8 {
-            return Ok(u32::from_be_bytes(msg[at + 4..at + 8].try_into().unwrap()));
-        }
-        at += (alen + 3) & !3;
-    }
-    Err(bad())
-}
-
-fn open_tap_in(netns: &str, tap: &str) -> Result<OwnedFd> {
-    if !valid_ifname(tap) {
-        return Err(NetError::Invalid(format!("tap {tap:?} is not an interface name")));
-    }
-    let name = tap.to_string();
-    let context = format!("opening tap {tap} in {netns}");
-    let opened = in_netns(Some(netns), move || -> std::io::Result<OwnedFd> {
-        // TUNSETIFF would create a new, unbridged tap under a name that does not exist.
-        let cname = std::ffi::CString::new(name.clone()).map_err(std::io::Error::other)?;
-        // SAFETY: a NUL-terminated name.
-        if unsafe { libc::if_nametoindex(cname.as_ptr()) } == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such interface"));
-        }
-        let tun = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
-        // SAFETY: an all-zero ifreq is valid; the name fits (checked above) and stays NUL-terminated.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-        // SAFETY: TUNSETIFF reads and writes an ifreq, which `ifr` is.
-        if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF as _, &mut ifr) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from(tun))
-    });
-    opened.map_err(io(context))
-}
-
-fn dnsmasq_pid(dir: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(dir.join("dnsmasq.pid")).ok()?.trim().parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "dnsmasq").then_some(pid)
-}
-
-fn stop_dnsmasq(dir: &Path) {
-    if let Some(pid) = dnsmasq_pid(dir) {
-        // SAFETY: kill(2) on a pid we checked is our dnsmasq.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
 }

@@ -49,7 +49,7 @@ fn account_wire(state: &AppState, a: AccountRecord) -> Account {
         enabled: a.is_enabled(),
         created_at: state.timestamp(a.created_at),
         quota: crate::quota::of(&a),
-        account_id: a.account_id,
+        account_id: a.account_id.into(),
         name: a.name,
     }
 }
@@ -298,7 +298,7 @@ pub async fn list_ssh_keys(State(state): State<AppState>, Path(name): Path<Strin
     ssh_keys::list_for(&state, &account(&state, &name).await?.account_id, &q).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/accounts/{name}/ssh-keys", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = openwinv_wire::keys::NewSshKey, responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/ssh-keys", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = crate::service::named_text::NewSshKey, responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create_ssh_key(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<SshKey> {
     ssh_keys::create_for(&state, &account(&state, &name).await?.account_id, &body).await
 }
@@ -313,7 +313,7 @@ pub async fn list_scripts(State(state): State<AppState>, Path(name): Path<String
     scripts::list_for(&state, &account(&state, &name).await?.account_id, &q).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/accounts/{name}/scripts", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = openwinv_wire::keys::NewUserScript, responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
+#[utoipa::path(post, path = "/admin/v1/accounts/{name}/scripts", tag = "operator", security(("admin_token" = [])), params(("name" = String, Path)), request_body = crate::service::named_text::NewScript, responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope), (status = 401, body = openwinv_wire::ErrorEnvelope), (status = 404, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create_script(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Reply<UserScript> {
     scripts::create_for(&state, &account(&state, &name).await?.account_id, &body).await
 }

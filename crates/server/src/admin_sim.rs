@@ -213,7 +213,7 @@ pub async fn step(State(state): State<AppState>, Path(operation_id): Path<String
     state.engine.wake();
     let op = state.store.operation(&operation_id).await?.ok_or_else(not_running)?;
     Ok(Json(Envelope::rows(vec![SimStep {
-        operation_id: op.operation_id,
+        operation_id: op.operation_id.into(),
         kind: op.kind,
         resource_id: op.resource_id,
         status: op.status,

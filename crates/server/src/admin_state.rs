@@ -387,7 +387,7 @@ fn numbered(fields: &Map<String, Value>, n: u32) -> Body {
     )
 }
 
-async fn account_id(state: &AppState, entry: &str, name: Option<&str>) -> ApiResult<String> {
+async fn account_id(state: &AppState, entry: &str, name: Option<&str>) -> ApiResult<openwinv_store::ids::AccountId> {
     let name = name.unwrap_or(BOOTSTRAP_ACCOUNT);
     match state.store.account_by_name(name).await? {
         Some(a) => Ok(a.account_id),
@@ -506,12 +506,12 @@ async fn apply(state: &AppState, fixture: Fixture) -> ApiResult<SeedDone> {
 const SEED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The caller a fixture entry acts as: the account, as its API requests would.
-fn caller_of(account_id: String) -> Caller {
+fn caller_of(account_id: openwinv_store::ids::AccountId) -> Caller {
     Caller { account_id, account_name: String::new(), access_key: "seed".to_owned() }
 }
 
 /// Waits until every operation of `ids` is over; a failed one fails the fixture, naming `entry`.
-async fn settle(state: &AppState, entry: &str, ids: &[String]) -> ApiResult<()> {
+async fn settle(state: &AppState, entry: &str, ids: &[openwinv_store::ids::OperationId]) -> ApiResult<()> {
     let deadline = std::time::Instant::now() + SEED_WAIT;
     for id in ids {
         loop {
@@ -553,7 +553,7 @@ async fn seed_machines(
         ));
     }
     // Names of the instances made here, per account, for volumes' `instance`.
-    let mut named: std::collections::HashMap<(String, String), String> = Default::default();
+    let mut named: std::collections::HashMap<(openwinv_store::ids::AccountId, String), String> = Default::default();
     for (i, f) in instances.iter().enumerate() {
         let entry = format!("instances[{i}]");
         let owner = account_id(state, &entry, f.account.as_deref()).await?;

@@ -43,14 +43,14 @@ const RATE_WINDOW_MICROS: u64 = 60_000_000;
 /// The authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub account_id: String,
+    pub account_id: openwinv_store::ids::AccountId,
     pub account_name: String,
     pub access_key: String,
 }
 
 #[derive(Debug, Clone)]
 struct ResolvedKey {
-    account_id: String,
+    account_id: openwinv_store::ids::AccountId,
     account_name: String,
     secret: String,
     usable: bool,

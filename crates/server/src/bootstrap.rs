@@ -55,7 +55,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
     let (access_key, secret_key) = config.bootstrap_key.clone().unwrap_or_else(|| (new_access_key(), new_secret_key()));
     let now = clock.unix();
     let account = AccountRecord {
-        account_id: ids::new_id("ACCOUNT"),
+        account_id: ids::AccountId::generate(),
         name: BOOTSTRAP_ACCOUNT.into(),
         enabled: 1,
         created_at: now,

@@ -4,7 +4,7 @@ use crate::{Result, Store, StoreError, flag, ids};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRecord {
-    pub account_id: String,
+    pub account_id: ids::AccountId,
     pub name: String,
     pub enabled: i64,
     pub created_at: i64,
@@ -24,7 +24,7 @@ const COLUMNS: &str = "account_id, name, enabled, created_at, quota_instances, q
 impl Store {
     pub async fn create_account(&self, name: &str, now: i64) -> Result<AccountRecord> {
         let rec = AccountRecord {
-            account_id: ids::new_id("ACCOUNT"),
+            account_id: ids::AccountId::generate(),
             name: name.to_owned(),
             enabled: 1,
             created_at: now,

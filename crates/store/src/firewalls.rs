@@ -26,7 +26,7 @@ use crate::{PageQuery, Result, Store};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FirewallRecord {
     pub firewall_id: FirewallId,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub title: String,
     /// As given (the API escapes it on output).
     pub content: String,

@@ -94,6 +94,18 @@ macro_rules! id_type {
 
         /// An id as given (a path, a body): its shape is not checked, an unknown one is simply
         /// not found.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 $name(s.to_owned())
@@ -144,6 +156,14 @@ id_type!(
     /// `FIREWALL-…`
     FirewallId, "FIREWALL"
 );
+id_type!(
+    /// `OP-…` (a durable operation)
+    OperationId, "OP"
+);
+id_type!(
+    /// `ACCOUNT-…` (a tenant; every resource row carries one)
+    AccountId, "ACCOUNT"
+);
 
 #[cfg(test)]
 mod tests {
@@ -171,5 +191,17 @@ mod tests {
         let given = super::FirewallId::from("FIREWALL-x");
         assert!(given == *"FIREWALL-x" && given.len() == 10);
         assert_eq!(String::from(given), "FIREWALL-x");
+    }
+
+    #[test]
+    fn operation_and_account_ids_and_lookups_by_text() {
+        let op = super::OperationId::generate();
+        assert!(super::has_shape("OP", &op), "{op}");
+        let account = super::AccountId::generate();
+        assert!(super::has_shape("ACCOUNT", &account), "{account}");
+        // `Borrow<str>`: a set of ids is searched with the text a row or a path carries.
+        let set: std::collections::HashSet<super::OperationId> = [op.clone()].into_iter().collect();
+        assert!(set.contains(op.as_str()));
+        assert!(!set.contains("OP-other"));
     }
 }

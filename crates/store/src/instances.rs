@@ -17,7 +17,7 @@ use crate::{PageQuery, Result, Store, StoreError, contains_pattern};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Deserialize)]
 pub struct InstanceRecord {
     pub instance_id: crate::ids::InstanceId,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub name: String,
     pub description: Option<String>,
     #[sqlx(try_from = "String")]
@@ -40,7 +40,7 @@ pub struct InstanceRecord {
     pub private_ip: Option<String>,
     pub public_ip_num: Option<i64>,
     pub private_ip_num: Option<i64>,
-    pub operation_id: Option<String>,
+    pub operation_id: Option<crate::ids::OperationId>,
     pub error_reason: Option<String>,
     pub generation: i64,
     pub created_at: i64,

@@ -7,7 +7,7 @@ use crate::{Result, Store, StoreError, flag};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRecord {
     pub access_key: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     /// Filled in by joins; the account's name.
     pub account_name: String,
     pub secret_sealed: String,

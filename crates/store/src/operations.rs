@@ -5,8 +5,8 @@ use crate::{Backend, PageQuery, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OperationRecord {
-    pub operation_id: String,
-    pub account_id: String,
+    pub operation_id: crate::ids::OperationId,
+    pub account_id: crate::ids::AccountId,
     pub kind: String,
     pub resource_id: String,
     pub status: String,
@@ -89,7 +89,7 @@ pub async fn insert_operation(conn: &mut sqlx::AnyConnection, op: &NewOperation<
 /// The progress a worker writes after a step.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Progress {
-    pub operation_id: String,
+    pub operation_id: crate::ids::OperationId,
     pub status: String,
     pub step: i64,
     /// 1 while the operation unwinds.

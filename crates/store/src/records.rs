@@ -140,7 +140,7 @@ pub enum Refused {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct VolumeRecord {
     pub block_storage_id: crate::ids::VolumeId,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub name: String,
     pub description: Option<String>,
     #[sqlx(rename = "type")]
@@ -151,8 +151,8 @@ pub struct VolumeRecord {
     pub status: VolumeStatus,
     pub zone_id: String,
     /// The instance it is attached to, or being attached to or detached from.
-    pub instance_id: Option<String>,
-    pub operation_id: Option<String>,
+    pub instance_id: Option<crate::ids::InstanceId>,
+    pub operation_id: Option<crate::ids::OperationId>,
     pub error_reason: Option<String>,
     /// Server clock, ms, when the current attachment began (the order of an instance's volumes).
     pub attached_at: Option<i64>,

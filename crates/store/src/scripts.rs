@@ -2,12 +2,12 @@
 //! (`named_text.rs`).
 
 use crate::named_text::NamedText;
-use crate::{PageQuery, Result, Store};
+use crate::{Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScriptRecord {
     pub user_script_id: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub name: String,
     pub content: String,
     pub created_at: i64,
@@ -28,26 +28,9 @@ impl NamedText for ScriptRecord {
 }
 
 impl Store {
-    pub async fn insert_script(&self, rec: &ScriptRecord) -> Result<()> {
-        self.insert_named(rec).await
-    }
-
-    /// One page of an account's scripts whose name contains `name` (case-insensitive), and the
-    /// total.
-    pub async fn list_scripts(
-        &self,
-        account_id: &str,
-        name: Option<&str>,
-        page: PageQuery,
-    ) -> Result<(Vec<ScriptRecord>, i64)> {
-        self.list_named(account_id, name, page).await
-    }
-
+    /// One of the account's scripts (the other reads and writes are the generic ones of
+    /// `named_text.rs`: `list_named`, `insert_named`, `delete_named`).
     pub async fn script(&self, account_id: &str, id: &str) -> Result<Option<ScriptRecord>> {
         self.get_named(account_id, id).await
-    }
-
-    pub async fn delete_script(&self, account_id: &str, id: &str) -> Result<bool> {
-        self.delete_named::<ScriptRecord>(account_id, id).await
     }
 }

@@ -10,7 +10,7 @@ use crate::{Result, Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     pub user_id: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub login: String,
     pub password_hash: String,
     pub created_at: i64,
@@ -22,7 +22,7 @@ pub struct SessionRecord {
     pub session_hash: String,
     pub user_id: String,
     pub login: String,
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     pub account_name: String,
     pub csrf_token: String,
     pub created_at: i64,

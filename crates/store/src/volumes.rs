@@ -313,7 +313,7 @@ impl Store {
             Ok(v) => v,
             Err(r) => return finish_begin(tx, op, Err(r)).await,
         };
-        let instance_id = v.instance_id.clone().unwrap_or_default();
+        let instance_id = v.instance_id.clone().map(String::from).unwrap_or_default();
         // An attachment whose instance row is gone can always be undone.
         if let Some((s, _)) = lock_instance(&mut tx, account_id, &instance_id).await?
             && !DETACHABLE.contains(&s)

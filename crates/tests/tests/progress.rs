@@ -30,7 +30,7 @@ async fn store_with_operations(n: usize) -> (TestDatabase, Store, Vec<String>) {
 
 fn progress(id: &str, step: i64) -> Progress {
     Progress {
-        operation_id: id.to_owned(),
+        operation_id: id.into(),
         status: RUNNING.to_owned(),
         step,
         undoing: 0,

@@ -13,6 +13,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::{Extension, Json};
+use openwinv_store::ids::AccountId;
 use openwinv_store::{FirewallRecord, FirewallRuleRecord, PageQuery};
 use openwinv_wire::firewalls::*;
 use openwinv_wire::{Envelope, ErrorEnvelope};
@@ -22,7 +23,9 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::input::{Body, Encoding, Path, Query};
 use crate::service::FromBody;
-use crate::service::firewalls::{self as svc, AttachInput, FirewallInput, RuleInput, not_found};
+use crate::service::firewalls::{
+    self as svc, AttachInput, CreateFirewall, EditFirewall, EditRule, RuleInput, not_found,
+};
 
 pub use crate::sagas::firewall::{compiled_for, compiled_text_for};
 pub use crate::service::firewalls::{
@@ -116,7 +119,7 @@ async fn one(state: &AppState, account_id: &str, id: &str) -> ApiResult<Firewall
 // ---------------------------------------------------------------------------------------------
 // Shared by both families and the web console: parse → [`crate::service::firewalls`] → render
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+pub async fn list_for(state: &AppState, account_id: &AccountId, q: &Query) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let page = q.page(PAGE_SIZE)?;
     let (recs, _) = state.store.list_firewalls(account_id, PageQuery::new(page.page_size, page.offset())).await?;
     // No `total` [iwinv live] (spec §3).
@@ -124,33 +127,46 @@ pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> ApiResul
 }
 
 /// Detail: an unknown, deleted or another account's firewall is an empty answer [iwinv].
-pub async fn detail_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+pub async fn detail_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
     let recs: Vec<FirewallRecord> = state.store.firewall(account_id, id).await?.into_iter().collect();
     Ok(Json(Envelope::rows(rows(state, recs).await?)))
 }
 
 /// Creates a firewall; family B (`accepted`) answers 202 with a `firewall.sync` operation.
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body, accepted: bool) -> Answer<Vec<Firewall>> {
-    let (id, operation_id) = svc::create(state, account_id, input(body)?, accepted).await?;
+pub async fn create_for(
+    state: &AppState,
+    account_id: &AccountId,
+    body: &Body,
+    accepted: bool,
+) -> Answer<Vec<Firewall>> {
+    let (id, operation_id) = svc::create(state, account_id, input::<CreateFirewall>(body)?, accepted).await?;
     let row = one(state, account_id, &id).await?;
     let status = if accepted { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(answer(status, operation_id.as_deref(), Envelope::rows(vec![row])))
 }
 
 /// Edits a firewall: omitted fields keep their values; `rules` replaces the rule set.
-pub async fn edit_for(state: &AppState, account_id: &str, id: &str, body: &Body) -> Answer<Vec<Firewall>> {
-    let operation_id = svc::edit(state, account_id, id, input::<FirewallInput>(body)?).await?;
+pub async fn edit_for(state: &AppState, account_id: &AccountId, id: &str, body: &Body) -> Answer<Vec<Firewall>> {
+    let operation_id = svc::edit(state, account_id, id, input::<EditFirewall>(body)?).await?;
     let row = one(state, account_id, id).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![row])))
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Answer<String> {
+pub async fn delete_for(state: &AppState, account_id: &AccountId, id: &str) -> Answer<String> {
     svc::delete(state, account_id, id).await?;
     Ok(ack(None))
 }
 
 /// Ids of the instances a firewall is attached to.
-pub async fn instances_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<String>>>> {
+pub async fn instances_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<String>>>> {
     let fw = one(state, account_id, id).await?;
     Ok(Json(Envelope::rows(fw.instances)))
 }
@@ -158,7 +174,7 @@ pub async fn instances_for(state: &AppState, account_id: &str, id: &str) -> ApiR
 /// Attaches or detaches; 202 with the operation that applies the result.
 pub async fn attachment_for(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     body: &Body,
     attach: bool,
@@ -173,28 +189,37 @@ pub async fn attachment_for(
     Ok(answer(StatusCode::ACCEPTED, Some(&operation_id), Envelope::rows(vec![receipt])))
 }
 
-pub async fn rules_for(state: &AppState, account_id: &str, id: &str) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
+pub async fn rules_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
     let fw = one(state, account_id, id).await?;
     Ok(Json(Envelope::rows(fw.rules)))
 }
 
-pub async fn add_rule_for(state: &AppState, account_id: &str, id: &str, body: &Body) -> Answer<Vec<FirewallRule>> {
+pub async fn add_rule_for(
+    state: &AppState,
+    account_id: &AccountId,
+    id: &str,
+    body: &Body,
+) -> Answer<Vec<FirewallRule>> {
     let (rec, operation_id) = svc::add_rule(state, account_id, id, input::<RuleInput>(body)?).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![rule_to_wire(rec)])))
 }
 
 pub async fn edit_rule_for(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     rule_id: &str,
     body: &Body,
 ) -> Answer<Vec<FirewallRule>> {
-    let (rec, operation_id) = svc::edit_rule(state, account_id, id, rule_id, input::<RuleInput>(body)?).await?;
+    let (rec, operation_id) = svc::edit_rule(state, account_id, id, rule_id, input::<EditRule>(body)?).await?;
     Ok(answer(StatusCode::OK, operation_id.as_deref(), Envelope::rows(vec![rule_to_wire(rec)])))
 }
 
-pub async fn delete_rule_for(state: &AppState, account_id: &str, id: &str, rule_id: &str) -> Answer<String> {
+pub async fn delete_rule_for(state: &AppState, account_id: &AccountId, id: &str, rule_id: &str) -> Answer<String> {
     let operation_id = svc::delete_rule(state, account_id, id, rule_id).await?;
     Ok(ack(operation_id.as_deref()))
 }
@@ -226,7 +251,7 @@ pub async fn sg_detail(
 }
 
 /// Creates a firewall (200 [iwinv live]); inline `rules` are accepted too [ext].
-#[utoipa::path(post, path = "/v1/security-groups", tag = "firewalls", request_body = NewFirewall,
+#[utoipa::path(post, path = "/v1/security-groups", tag = "firewalls", request_body = CreateFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn sg_create(
     State(state): State<AppState>,
@@ -238,7 +263,7 @@ pub async fn sg_create(
 
 /// Edits a firewall; omitted fields keep their values, `rules` replaces the rule set.
 #[utoipa::path(put, path = "/v1/security-groups/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallChanges,
+    request_body = EditFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_edit(
     State(state): State<AppState>,
@@ -273,7 +298,7 @@ pub async fn sg_rules(
 
 /// Adds a rule (at most 100 per firewall; an exact duplicate → `CHECK_PARAM`).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/rules", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = NewFirewallRule,
+    request_body = RuleInput,
     responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_add_rule(
     State(state): State<AppState>,
@@ -286,7 +311,7 @@ pub async fn sg_add_rule(
 
 /// Edits a rule; omitted fields keep their values.
 #[utoipa::path(put, path = "/v1/security-groups/{firewall_id}/rules/{rule_id}", tag = "firewalls",
-    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = FirewallRuleChanges,
+    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = EditRule,
     responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sg_edit_rule(
     State(state): State<AppState>,
@@ -322,7 +347,7 @@ pub async fn sg_instances(
 
 /// Attaches the firewall to an instance (202; at most 5 per instance; repeating is a no-op).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn sg_attach(
     State(state): State<AppState>,
@@ -335,7 +360,7 @@ pub async fn sg_attach(
 
 /// Detaches the firewall from an instance (202; detaching what is not attached is a no-op).
 #[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn sg_detach(
     State(state): State<AppState>,
@@ -373,7 +398,7 @@ pub async fn fw_detail(
 }
 
 /// Creates a firewall with inline `rules` (202 [iwinv doc], with `X-Operation-Id`).
-#[utoipa::path(post, path = "/v1/firewall", tag = "firewalls", request_body = NewFirewall,
+#[utoipa::path(post, path = "/v1/firewall", tag = "firewalls", request_body = CreateFirewall,
     responses((status = 202, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn fw_create(
     State(state): State<AppState>,
@@ -385,7 +410,7 @@ pub async fn fw_create(
 
 /// Edits a firewall; with `rules` the whole rule set is replaced [iwinv].
 #[utoipa::path(put, path = "/v1/firewall/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallChanges,
+    request_body = EditFirewall,
     responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn fw_edit(
     State(state): State<AppState>,
@@ -420,7 +445,7 @@ pub async fn fw_instances(
 
 /// Attaches the firewall to an instance (202).
 #[utoipa::path(post, path = "/v1/firewall/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn fw_attach(
     State(state): State<AppState>,
@@ -433,7 +458,7 @@ pub async fn fw_attach(
 
 /// Detaches the firewall from an instance (202).
 #[utoipa::path(post, path = "/v1/firewall/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = FirewallTarget,
+    request_body = AttachInput,
     responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn fw_detach(
     State(state): State<AppState>,

@@ -27,7 +27,7 @@ pub type Accepted<T> = ApiResult<(StatusCode, HeaderMap, Json<Envelope<Vec<T>>>)
 /// Renders what the service accepted as the 202 answer.
 pub fn accepted<T>(a: crate::service::Accepted<T>) -> (StatusCode, HeaderMap, Json<Envelope<Vec<T>>>) {
     let mut h = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&a.operation_ids.join(",")) {
+    if let Ok(v) = HeaderValue::from_str(&a.operation_ids.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(",")) {
         h.insert(openwinv_wire::headers::OPERATION_ID, v);
     }
     (StatusCode::ACCEPTED, h, Json(Envelope::rows(a.rows)))

@@ -22,7 +22,11 @@ pub trait Shown: NamedResource {
     fn to_wire(state: &AppState, r: Self) -> Self::Wire;
 }
 
-pub async fn list_for<T: Shown>(state: &AppState, account_id: &str, q: &Query) -> Reply<T::Wire> {
+pub async fn list_for<T: Shown>(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    q: &Query,
+) -> Reply<T::Wire> {
     let page = q.page(Page::DEFAULT_SIZE)?;
     let (rows, total) =
         svc::list::<T>(state, account_id, q.str("name"), PageQuery::new(page.page_size, page.offset())).await?;
@@ -35,13 +39,21 @@ pub async fn list_for<T: Shown>(state: &AppState, account_id: &str, q: &Query) -
 }
 
 /// Creates one from a body (the API's, an operator's or a console form's).
-pub async fn create_for<T: Shown>(state: &AppState, account_id: &str, body: &Body) -> Reply<T::Wire> {
+pub async fn create_for<T: Shown>(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    body: &Body,
+) -> Reply<T::Wire> {
     let new = T::New::from_body(body, Encoding::Json)?;
     let rec = svc::create::<T>(state, account_id, new).await?;
     Ok(Json(Envelope::rows(vec![T::to_wire(state, rec)])))
 }
 
-pub async fn delete_for<T: Shown>(state: &AppState, account_id: &str, id: &str) -> Reply<T::Wire> {
+pub async fn delete_for<T: Shown>(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    id: &str,
+) -> Reply<T::Wire> {
     let rec = svc::delete::<T>(state, account_id, id).await?;
     Ok(Json(Envelope::rows(vec![T::to_wire(state, rec)])))
 }

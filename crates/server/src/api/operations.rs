@@ -42,7 +42,7 @@ pub fn to_wire(state: &AppState, r: OperationRecord) -> Operation {
         created_at: state.timestamp(r.created_at),
         finished_at: r.finished_at.map(|t| state.timestamp(t)),
         error,
-        operation_id: r.operation_id,
+        operation_id: r.operation_id.into(),
         kind: r.kind,
         resource_id: r.resource_id,
         status: r.status,

@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::extract::State;
 use openwinv_store::ScriptRecord;
 use openwinv_wire::Envelope;
-use openwinv_wire::keys::{NewUserScript, UserScript};
+use openwinv_wire::keys::UserScript;
 
 use super::Reply;
 use super::named_text::{self as named, Shown};
@@ -28,15 +28,19 @@ impl Shown for ScriptRecord {
     }
 }
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<UserScript> {
+pub async fn list_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, q: &Query) -> Reply<UserScript> {
     named::list_for::<ScriptRecord>(state, account_id, q).await
 }
 
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<UserScript> {
+pub async fn create_for(
+    state: &AppState,
+    account_id: &openwinv_store::ids::AccountId,
+    body: &Body,
+) -> Reply<UserScript> {
     named::create_for::<ScriptRecord>(state, account_id, body).await
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<UserScript> {
+pub async fn delete_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, id: &str) -> Reply<UserScript> {
     named::delete_for::<ScriptRecord>(state, account_id, id).await
 }
 
@@ -49,7 +53,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// Stores a user script [ext].
-#[utoipa::path(post, path = "/v1/instance/script", tag = "user scripts", request_body = NewUserScript,
+#[utoipa::path(post, path = "/v1/instance/script", tag = "user scripts", request_body = crate::service::named_text::NewScript,
     responses((status = 200, body = Envelope<Vec<UserScript>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,

@@ -4,7 +4,7 @@ use axum::Extension;
 use axum::extract::State;
 use openwinv_store::SshKeyRecord;
 use openwinv_wire::Envelope;
-use openwinv_wire::keys::{NewSshKey, SshKey};
+use openwinv_wire::keys::SshKey;
 
 use super::Reply;
 use super::named_text::{self as named, Shown};
@@ -28,15 +28,15 @@ impl Shown for SshKeyRecord {
     }
 }
 
-pub async fn list_for(state: &AppState, account_id: &str, q: &Query) -> Reply<SshKey> {
+pub async fn list_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, q: &Query) -> Reply<SshKey> {
     named::list_for::<SshKeyRecord>(state, account_id, q).await
 }
 
-pub async fn create_for(state: &AppState, account_id: &str, body: &Body) -> Reply<SshKey> {
+pub async fn create_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, body: &Body) -> Reply<SshKey> {
     named::create_for::<SshKeyRecord>(state, account_id, body).await
 }
 
-pub async fn delete_for(state: &AppState, account_id: &str, id: &str) -> Reply<SshKey> {
+pub async fn delete_for(state: &AppState, account_id: &openwinv_store::ids::AccountId, id: &str) -> Reply<SshKey> {
     named::delete_for::<SshKeyRecord>(state, account_id, id).await
 }
 
@@ -49,7 +49,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// Registers an OpenSSH public key [ext].
-#[utoipa::path(post, path = "/v1/auth/ssh_key", tag = "ssh keys", request_body = NewSshKey,
+#[utoipa::path(post, path = "/v1/auth/ssh_key", tag = "ssh keys", request_body = crate::service::named_text::NewSshKey,
     responses((status = 200, body = Envelope<Vec<SshKey>>), (status = 400, body = openwinv_wire::ErrorEnvelope)))]
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Body) -> Reply<SshKey> {
     create_for(&state, &caller.account_id, &body).await

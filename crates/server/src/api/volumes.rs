@@ -27,7 +27,7 @@ pub fn to_wire(state: &AppState, r: VolumeRecord) -> BlockStorage {
         size: u32::try_from(r.size).unwrap_or(u32::MAX),
         status: r.status.to_string(),
         zone_id: r.zone_id,
-        instance_id: r.instance_id,
+        instance_id: r.instance_id.map(String::from),
     }
 }
 

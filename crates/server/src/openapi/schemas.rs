@@ -1,14 +1,15 @@
-//! Schemas that exist only for the OpenAPI document: the request bodies the handlers read field
-//! by field through [`crate::input::Body`], and answers whose shape differs from the generic
-//! envelope. The handlers never build these types; they describe what the handlers accept, so
-//! that a client generator (or a fuzzer such as schemathesis) can build a valid body for every
-//! operation.
+//! Schemas that exist only for the OpenAPI document: the flat form twins of request bodies, and
+//! answers whose shape differs from the generic envelope. The handlers never build these types;
+//! they describe what the handlers accept, so that a client generator (or a fuzzer such as
+//! schemathesis) can build a valid body for every operation.
 //!
 //! Every write accepts JSON, `application/x-www-form-urlencoded` and `multipart/form-data`
-//! (spec §1). JSON bodies are described by the types named `…` here and in `openwinv_wire`; a
-//! form body is flat, so a body with nested lists has a `…Form` twin (indexed keys such as
-//! `block_storage.0.size`, or `rules` as JSON text). [`super::Bodies`] adds the form encodings
-//! to every operation from [`FORM_TWINS`].
+//! (spec §1). JSON bodies are described by the service's typed inputs themselves
+//! (`service::instances::CreateInstance` as `NewInstance`, `service::firewalls::CreateFirewall`
+//! as `NewFirewall`, `service::named_text::NewSshKey`, …: the struct the extractor fills is the
+//! schema); a form body is flat, so a body with nested lists has a `…Form` twin here (indexed
+//! keys such as `block_storage.0.size`, or `rules` as JSON text). [`super::Bodies`] adds the form
+//! encodings to every operation from [`FORM_TWINS`].
 //!
 //! Numbers may also arrive as numeric strings (spec §1); the schemas name the JSON number, the
 //! form of a well-made request.

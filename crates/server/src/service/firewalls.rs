@@ -1,15 +1,18 @@
 //! Firewall writes (spec §9), shared by both path families and the web console: typed inputs read
-//! once ([`FirewallInput`], [`RuleInput`], [`AttachInput`]), validated completely before anything
-//! is written, then one store transaction each. A change that must reach machines writes its
+//! once ([`CreateFirewall`], [`EditFirewall`], [`RuleInput`], [`EditRule`], [`AttachInput`]; they
+//! also give the OpenAPI request schemas), validated completely before anything is written, then
+//! one store transaction each. A change that must reach machines writes its
 //! operation in the same transaction; its id comes back for the `X-Operation-Id` header.
 
 use openwinv_driver::firewall::{Cidr, CidrError, PortRange};
 use openwinv_engine::Operation;
 use openwinv_store::firewalls::{FirewallEdit, NewRule, RuleEdit, SyncOp, first_duplicate};
-use openwinv_store::ids::{self, FirewallId};
+use openwinv_store::ids::{AccountId, FirewallId, OperationId};
 use openwinv_store::{FirewallRecord, FirewallRefused, FirewallRuleRecord, NewOperation};
 use openwinv_wire::ErrorCode;
+use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::FromBody;
 use crate::AppState;
@@ -72,21 +75,61 @@ fn refused(id: &str, r: FirewallRefused, instance_id: &str) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-/// A firewall's fields as a create or an edit gives them (`None`: not given).
-#[derive(Debug, Clone, Default)]
-pub struct FirewallInput {
+// The doc comments of the inputs and their fields are the OpenAPI descriptions (`ToSchema`);
+// the fields a create requires are read as options so that the service refuses a missing one by
+// name, in the order spec §9 sets. `rules` is a JSON array of rule objects (form keys
+// `rules.N.field` arrive as one), or such an array written as a string in a form field.
+
+/// Body of `POST /v1/security-groups` (without `rules`) and `POST /v1/firewall`.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewFirewall)]
+pub struct CreateFirewall {
+    #[schema(value_type = String, required = true)]
     pub title: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub content: Option<String>,
+    /// `Y` (default) or `N`.
     pub icmp: Option<String>,
-    /// `rules`: a JSON array of rule objects (form keys `rules.N.field` arrive as one), or such
-    /// an array written as a string in a form field.
+    /// Family B only: the initial rules.
     pub rules: Option<Vec<RuleInput>>,
 }
 
-/// One rule's fields; `prefix` names them in errors (`rules.2.` for the third inline rule).
-#[derive(Debug, Clone, Default)]
+/// Body of `PUT /v1/security-groups/{id}` and `PUT /v1/firewall/{id}`: omitted fields keep their
+/// values; in family B, `rules` replaces the whole rule set.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = FirewallChanges)]
+pub struct EditFirewall {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub icmp: Option<String>,
+    pub rules: Option<Vec<RuleInput>>,
+}
+
+/// A rule in a request: `POST …/rules`, or an element of `rules` in family B.
+// `prefix` names the fields in errors (`rules.2.` for the third inline rule).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewFirewallRule)]
 pub struct RuleInput {
+    #[serde(skip)]
     pub prefix: String,
+    #[schema(value_type = String, required = true)]
+    pub bound: Option<String>,
+    #[schema(value_type = String, required = true)]
+    pub protocol: Option<String>,
+    #[schema(value_type = String, required = true)]
+    pub port: Option<String>,
+    #[schema(value_type = String, required = true)]
+    pub ip: Option<String>,
+    #[schema(value_type = String, required = true)]
+    pub title: Option<String>,
+    pub content: Option<String>,
+}
+
+/// Changes to a rule (`PUT …/rules/{rule_id}`): omitted fields keep their values; an empty
+/// `content` clears it.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = FirewallRuleChanges)]
+pub struct EditRule {
     pub bound: Option<String>,
     pub protocol: Option<String>,
     pub port: Option<String>,
@@ -94,12 +137,15 @@ pub struct RuleInput {
     pub title: Option<String>,
     pub content: Option<String>,
     /// Whether the body had a `content` key at all (even null or empty).
+    #[serde(skip)]
     pub content_given: bool,
 }
 
-/// The body of an attach or detach.
-#[derive(Debug, Clone, Default)]
+/// Body of `…/attach` and `…/detach`.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = FirewallTarget)]
 pub struct AttachInput {
+    #[schema(value_type = String, required = true)]
     pub instance_id: Option<String>,
 }
 
@@ -123,7 +169,6 @@ impl RuleInput {
             ip: field(obj, prefix, "ip")?,
             title: field(obj, prefix, "title")?,
             content: field(obj, prefix, "content")?,
-            content_given: obj.contains_key("content"),
         })
     }
 }
@@ -134,14 +179,31 @@ impl FromBody for RuleInput {
     }
 }
 
-impl FromBody for FirewallInput {
+impl FromBody for EditRule {
     fn from_body(body: &Body, _: Encoding) -> ApiResult<Self> {
-        Ok(FirewallInput {
-            title: body.str("title")?,
-            content: body.str("content")?,
-            icmp: body.str("icmp")?,
-            rules: rules_field(body)?,
-        })
+        let RuleInput { bound, protocol, port, ip, title, content, .. } = RuleInput::from_object(&body.0, "")?;
+        Ok(EditRule { bound, protocol, port, ip, title, content, content_given: body.0.contains_key("content") })
+    }
+}
+
+/// A firewall's four fields as a create or an edit gives them (`None`: not given).
+type FirewallFields = (Option<String>, Option<String>, Option<String>, Option<Vec<RuleInput>>);
+
+fn firewall_fields(body: &Body) -> ApiResult<FirewallFields> {
+    Ok((body.str("title")?, body.str("content")?, body.str("icmp")?, rules_field(body)?))
+}
+
+impl FromBody for CreateFirewall {
+    fn from_body(body: &Body, _: Encoding) -> ApiResult<Self> {
+        let (title, content, icmp, rules) = firewall_fields(body)?;
+        Ok(CreateFirewall { title, content, icmp, rules })
+    }
+}
+
+impl FromBody for EditFirewall {
+    fn from_body(body: &Body, _: Encoding) -> ApiResult<Self> {
+        let (title, content, icmp, rules) = firewall_fields(body)?;
+        Ok(EditFirewall { title, content, icmp, rules })
     }
 }
 
@@ -246,7 +308,9 @@ impl RuleInput {
         };
         Ok(NewRule { bound, protocol, port, ip, title, content })
     }
+}
 
+impl EditRule {
     /// The changes of a rule edit, and whether the body gave anything at all.
     fn edit(self) -> ApiResult<(RuleEdit, bool)> {
         let changes = RuleEdit {
@@ -298,13 +362,13 @@ fn icmp(v: String) -> ApiResult<String> {
 // Writes
 
 /// What a write did: the operation it started to bring machines along, if one was due.
-pub type Synced = Option<String>;
+pub type Synced = Option<OperationId>;
 
 fn sync_op<'a>(operation_id: &'a str, state: &AppState) -> SyncOp<'a> {
     SyncOp { operation_id, kind: Kind::Sync.name(), now_ms: state.clock.unix_ms() }
 }
 
-fn finish(state: &AppState, operation_id: String, synced: bool) -> Synced {
+fn finish(state: &AppState, operation_id: OperationId, synced: bool) -> Synced {
     if synced {
         state.engine.wake();
         Some(operation_id)
@@ -317,8 +381,8 @@ fn finish(state: &AppState, operation_id: String, synced: bool) -> Synced {
 /// that its 202 carries an operation id. Returns the firewall's id and that operation's.
 pub async fn create(
     state: &AppState,
-    account_id: &str,
-    input: FirewallInput,
+    account_id: &AccountId,
+    input: CreateFirewall,
     with_operation: bool,
 ) -> ApiResult<(FirewallId, Synced)> {
     let title = title(&input.title.ok_or_else(|| ApiError::missing_body("title"))?)?;
@@ -327,14 +391,14 @@ pub async fn create(
     let rules = new_rules(input.rules.unwrap_or_default())?;
     let rec = FirewallRecord {
         firewall_id: FirewallId::generate(),
-        account_id: account_id.to_owned(),
+        account_id: account_id.clone(),
         title,
         content,
         icmp,
         next_rule_id: 1,
         created_at: state.clock.unix(),
     };
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = NewOperation {
         operation_id: &operation_id,
         account_id,
@@ -348,7 +412,7 @@ pub async fn create(
 }
 
 /// Edits a firewall: omitted fields keep their values; `rules` replaces the rule set.
-pub async fn edit(state: &AppState, account_id: &str, id: &str, input: FirewallInput) -> ApiResult<Synced> {
+pub async fn edit(state: &AppState, account_id: &AccountId, id: &str, input: EditFirewall) -> ApiResult<Synced> {
     let changes = FirewallEdit {
         title: input.title.map(|v| title(&v)).transpose()?,
         content: input.content.map(|v| content(&v)).transpose()?,
@@ -361,24 +425,24 @@ pub async fn edit(state: &AppState, account_id: &str, id: &str, input: FirewallI
             "Give at least one of the body fields `title`, `content`, `icmp` or `rules`.",
         ));
     }
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = (changes.icmp.is_some() || changes.rules.is_some()).then(|| sync_op(&operation_id, state));
     let synced = state.store.edit_firewall(account_id, id, &changes, sync).await?.map_err(|r| refused(id, r, ""))?;
     Ok(finish(state, operation_id, synced))
 }
 
-pub async fn delete(state: &AppState, account_id: &str, id: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, account_id: &AccountId, id: &str) -> ApiResult<()> {
     state.store.delete_firewall(account_id, id).await?.map_err(|r| refused(id, r, ""))
 }
 
 /// Attaches or detaches; returns the instance's id and the operation that applies the result.
 pub async fn attachment(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     input: AttachInput,
     attach: bool,
-) -> ApiResult<(String, String)> {
+) -> ApiResult<(String, OperationId)> {
     let instance_id = input.instance_id.ok_or_else(|| ApiError::missing_body("instance_id"))?.trim().to_owned();
     if instance_id.is_empty() {
         return Err(ApiError::missing_body("instance_id"));
@@ -388,7 +452,7 @@ pub async fn attachment(
         capabilities::require(state, Feature::Firewalls, "Attaching a firewall to the body field `instance_id`")?;
     }
     let kind = if attach { Kind::Attach } else { Kind::Detach };
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = SyncOp { operation_id: &operation_id, kind: kind.name(), now_ms: state.clock.unix_ms() };
     // The saga's params: which instance, and whether the request changed the pair (the store
     // knows that only inside its transaction).
@@ -408,12 +472,12 @@ fn parse_rule_id(id: &str, rule_id: &str) -> ApiResult<i64> {
 
 pub async fn add_rule(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     input: RuleInput,
 ) -> ApiResult<(FirewallRuleRecord, Synced)> {
     let rule = input.new_rule()?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let (rec, synced) = state
         .store
@@ -425,10 +489,10 @@ pub async fn add_rule(
 
 pub async fn edit_rule(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     id: &str,
     rule_id: &str,
-    input: RuleInput,
+    input: EditRule,
 ) -> ApiResult<(FirewallRuleRecord, Synced)> {
     let rule_no = parse_rule_id(id, rule_id)?;
     let (changes, given) = input.edit()?;
@@ -438,7 +502,7 @@ pub async fn edit_rule(
             "Give at least one of the body fields `bound`, `protocol`, `port`, `ip`, `title` or `content`.",
         ));
     }
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let (rec, synced) =
         state.store.edit_firewall_rule(account_id, id, rule_no, &changes, Some(sync)).await?.map_err(|r| match r {
@@ -448,9 +512,9 @@ pub async fn edit_rule(
     Ok((rec, finish(state, operation_id, synced)))
 }
 
-pub async fn delete_rule(state: &AppState, account_id: &str, id: &str, rule_id: &str) -> ApiResult<Synced> {
+pub async fn delete_rule(state: &AppState, account_id: &AccountId, id: &str, rule_id: &str) -> ApiResult<Synced> {
     let rule_no = parse_rule_id(id, rule_id)?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let sync = sync_op(&operation_id, state);
     let synced = state.store.delete_firewall_rule(account_id, id, rule_no, Some(sync)).await?.map_err(|r| match r {
         FirewallRefused::RuleNotFound => rule_not_found(id, rule_id),
@@ -474,7 +538,7 @@ mod tests {
             .unwrap()
             .clone(),
         );
-        let rules = FirewallInput::from_body(&body, Encoding::Json).unwrap().rules.unwrap();
+        let rules = CreateFirewall::from_body(&body, Encoding::Json).unwrap().rules.unwrap();
         let e = new_rules(rules).unwrap_err();
         assert_eq!(e.code, ErrorCode::CheckParamEnum);
         assert!(e.message.contains("rules.1.bound"), "{}", e.message);
@@ -483,9 +547,9 @@ mod tests {
     #[test]
     fn a_rule_edit_with_only_an_empty_content_is_given() {
         let body = Body(serde_json::json!({"content": ""}).as_object().unwrap().clone());
-        let (changes, given) = RuleInput::from_body(&body, Encoding::Json).unwrap().edit().unwrap();
+        let (changes, given) = EditRule::from_body(&body, Encoding::Json).unwrap().edit().unwrap();
         assert!(given && changes.content.is_none());
-        let (_, given) = RuleInput::default().edit().unwrap();
+        let (_, given) = EditRule::default().edit().unwrap();
         assert!(!given);
     }
 }

@@ -5,7 +5,7 @@
 
 use openwinv_engine::{NoParams, Operation};
 use openwinv_store::hosts::Resized;
-use openwinv_store::ids::{InstanceId, VolumeId};
+use openwinv_store::ids::{InstanceId, OperationId, VolumeId};
 use openwinv_store::instances::{InstanceKey, InstanceStatus, Power};
 use openwinv_store::{Created, InstanceRecord, NewInstances, NewOperation, Refused, VolumeRecord, ids};
 use openwinv_wire::ErrorCode;
@@ -241,7 +241,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
     for n in 1..=count {
         let password = new_password();
         let instance_id = InstanceId::generate();
-        let operation_id = ids::new_id("OP");
+        let operation_id = OperationId::generate();
         rows.push(InstanceRecord {
             instance_id,
             account_id: caller.account_id.clone(),
@@ -288,7 +288,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInstance) ->
                 size: v.size,
                 status: openwinv_store::volumes::VolumeStatus::Creating,
                 zone_id: zone_id.clone(),
-                instance_id: Some(r.instance_id.to_string()),
+                instance_id: Some(r.instance_id.clone()),
                 operation_id: Some(op.clone()),
                 error_reason: None,
                 attached_at: Some(now_ms),
@@ -421,9 +421,9 @@ async fn host_reachable(state: &AppState, caller: &Caller, id: &str) -> ApiResul
 }
 
 /// Starts an operation of `kind` on an instance.
-async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: String) -> ApiResult<String> {
+async fn begin(state: &AppState, caller: &Caller, id: &str, kind: Kind, params: String) -> ApiResult<OperationId> {
     host_reachable(state, caller, id).await?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = NewOperation {
         operation_id: &operation_id,
         account_id: &caller.account_id,
@@ -464,7 +464,7 @@ fn refusal(id: &str, kind: Kind, r: Refused) -> ApiError {
     }
 }
 
-fn work(id: &str, operation_id: String) -> Accepted<ActionReceipt> {
+fn work(id: &str, operation_id: OperationId) -> Accepted<ActionReceipt> {
     Accepted::one(
         operation_id,
         ActionReceipt { instance_id: id.to_owned(), status: "work".into(), block_storage: None },
@@ -474,7 +474,7 @@ fn work(id: &str, operation_id: String) -> Accepted<ActionReceipt> {
 /// Deletes an instance; its volumes are detached and kept (the receipt names them).
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Accepted<ActionReceipt>> {
     host_reachable(state, caller, id).await?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = NewOperation {
         operation_id: &operation_id,
         account_id: &caller.account_id,

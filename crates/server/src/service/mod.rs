@@ -19,6 +19,7 @@ pub mod named_text;
 pub mod volumes;
 
 use axum::extract::{FromRequest, Request};
+use openwinv_store::ids::OperationId;
 
 use crate::error::ApiError;
 use crate::input::{Body, Encoding};
@@ -46,12 +47,12 @@ impl<S: Send + Sync, T: FromBody> FromRequest<S> for Input<T> {
 /// A write the engine finishes: the operations it started and the rows of the 202 answer.
 #[derive(Debug, Clone)]
 pub struct Accepted<T> {
-    pub operation_ids: Vec<String>,
+    pub operation_ids: Vec<OperationId>,
     pub rows: Vec<T>,
 }
 
 impl<T> Accepted<T> {
-    pub fn one(operation_id: String, row: T) -> Accepted<T> {
+    pub fn one(operation_id: OperationId, row: T) -> Accepted<T> {
         Accepted { operation_ids: vec![operation_id], rows: vec![row] }
     }
 }

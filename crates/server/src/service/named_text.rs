@@ -2,11 +2,14 @@
 //! name, some text), listed by a name substring, created and deleted. One implementation of the
 //! three calls here; each kind says how its input becomes a record ([`NamedResource::make`]).
 
+use openwinv_store::ids::{self, AccountId};
 use openwinv_store::named_text::NamedText;
-use openwinv_store::{PageQuery, ScriptRecord, SshKeyRecord, ids};
+use openwinv_store::{PageQuery, ScriptRecord, SshKeyRecord};
 use openwinv_wire::ErrorCode;
+use serde::Serialize;
 use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey};
+use utoipa::ToSchema;
 
 use super::FromBody;
 use crate::AppState;
@@ -30,13 +33,20 @@ pub trait NamedResource: NamedText + Sized {
     const PREFIX: &'static str;
 
     /// Validates a create's input and makes the record.
-    fn make(new: Self::New, id: String, account_id: &str, now: i64) -> ApiResult<Self>;
+    fn make(new: Self::New, id: String, account_id: &AccountId, now: i64) -> ApiResult<Self>;
 }
 
-/// The input of `POST /v1/auth/ssh_key` (schema: `openwinv_wire::keys::NewSshKey`).
-#[derive(Debug, Clone, Default)]
+/// Body of `POST /v1/auth/ssh_key` [ext].
+// The doc comments are the OpenAPI descriptions; required fields are read as options so that a
+// missing one is refused by name.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewSshKey)]
 pub struct NewSshKey {
+    /// 1–64 characters.
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    /// An OpenSSH public key: ed25519, ecdsa, or rsa of at least 2048 bits.
+    #[schema(value_type = String, required = true)]
     pub public_key: Option<String>,
 }
 
@@ -46,10 +56,15 @@ impl FromBody for NewSshKey {
     }
 }
 
-/// The input of `POST /v1/instance/script` (schema: `openwinv_wire::keys::NewUserScript`).
-#[derive(Debug, Clone, Default)]
+/// Body of `POST /v1/instance/script` [ext].
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = NewUserScript)]
 pub struct NewScript {
+    /// 1–64 characters.
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    /// At most 32 KiB.
+    #[schema(value_type = String, required = true)]
     pub content: Option<String>,
 }
 
@@ -68,13 +83,13 @@ impl NamedResource for SshKeyRecord {
     const WHAT: &'static str = "The SSH key";
     const PREFIX: &'static str = "SSHKEY";
 
-    fn make(new: NewSshKey, id: String, account_id: &str, now: i64) -> ApiResult<Self> {
+    fn make(new: NewSshKey, id: String, account_id: &AccountId, now: i64) -> ApiResult<Self> {
         let name = name(new.name)?;
         let text = new.public_key.ok_or_else(|| ApiError::missing_body("public_key"))?;
         let (public_key, fingerprint) = parse_public_key(&text)?;
         Ok(SshKeyRecord {
             ssh_key_id: id,
-            account_id: account_id.to_owned(),
+            account_id: account_id.clone(),
             name,
             public_key,
             fingerprint,
@@ -88,7 +103,7 @@ impl NamedResource for ScriptRecord {
     const WHAT: &'static str = "The user script";
     const PREFIX: &'static str = "SCRIPT";
 
-    fn make(new: NewScript, id: String, account_id: &str, now: i64) -> ApiResult<Self> {
+    fn make(new: NewScript, id: String, account_id: &AccountId, now: i64) -> ApiResult<Self> {
         let name = name(new.name)?;
         let content = new.content.ok_or_else(|| ApiError::missing_body("content"))?;
         if content.trim().is_empty() {
@@ -100,7 +115,7 @@ impl NamedResource for ScriptRecord {
                 format!("The field `content` must be at most {CONTENT_MAX_BYTES} bytes long, not {}.", content.len()),
             ));
         }
-        Ok(ScriptRecord { user_script_id: id, account_id: account_id.to_owned(), name, content, created_at: now })
+        Ok(ScriptRecord { user_script_id: id, account_id: account_id.clone(), name, content, created_at: now })
     }
 }
 
@@ -147,7 +162,7 @@ pub fn not_found<T: NamedResource>(id: &str) -> ApiError {
 /// One page of the account's resources whose name contains `name`, and the total.
 pub async fn list<T: NamedResource>(
     state: &AppState,
-    account_id: &str,
+    account_id: &AccountId,
     name: Option<&str>,
     page: PageQuery,
 ) -> ApiResult<(Vec<T>, i64)> {
@@ -155,14 +170,14 @@ pub async fn list<T: NamedResource>(
 }
 
 /// Validates and stores a new one.
-pub async fn create<T: NamedResource>(state: &AppState, account_id: &str, new: T::New) -> ApiResult<T> {
+pub async fn create<T: NamedResource>(state: &AppState, account_id: &AccountId, new: T::New) -> ApiResult<T> {
     let rec = T::make(new, ids::new_id(T::PREFIX), account_id, state.clock.unix())?;
     state.store.insert_named(&rec).await?;
     Ok(rec)
 }
 
 /// Deletes one and returns it as it was.
-pub async fn delete<T: NamedResource>(state: &AppState, account_id: &str, id: &str) -> ApiResult<T> {
+pub async fn delete<T: NamedResource>(state: &AppState, account_id: &AccountId, id: &str) -> ApiResult<T> {
     let rec: T = state.store.get_named(account_id, id).await?.ok_or_else(|| not_found::<T>(id))?;
     if !state.store.delete_named::<T>(account_id, id).await? {
         return Err(not_found::<T>(id));
@@ -193,12 +208,12 @@ mod tests {
 
     #[test]
     fn make_checks_fields_in_the_order_of_the_body() {
-        let no_name = SshKeyRecord::make(NewSshKey::default(), "SSHKEY-x".into(), "a", 0).unwrap_err();
+        let no_name = SshKeyRecord::make(NewSshKey::default(), "SSHKEY-x".into(), &"a".into(), 0).unwrap_err();
         assert!(no_name.message.contains("`name`"), "{}", no_name.message);
         let blank = NewScript { name: Some("s".into()), content: Some(" \n".into()) };
-        let e = ScriptRecord::make(blank, "SCRIPT-x".into(), "a", 0).unwrap_err();
+        let e = ScriptRecord::make(blank, "SCRIPT-x".into(), &"a".into(), 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::CheckLength);
         let ok = NewScript { name: Some(" s ".into()), content: Some("#!/bin/sh".into()) };
-        assert_eq!(ScriptRecord::make(ok, "SCRIPT-x".into(), "a", 7).unwrap().name, "s");
+        assert_eq!(ScriptRecord::make(ok, "SCRIPT-x".into(), &"a".into(), 7).unwrap().name, "s");
     }
 }

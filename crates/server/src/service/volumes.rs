@@ -6,7 +6,7 @@
 //! limit and the account's storage quota).
 
 use axum::http::StatusCode;
-use openwinv_store::ids::VolumeId;
+use openwinv_store::ids::{InstanceId, OperationId, VolumeId};
 use openwinv_store::volumes::VolumeStatus;
 use openwinv_store::{NewOperation, VolumeRecord, VolumeRefused, ids};
 use openwinv_wire::ErrorCode;
@@ -224,7 +224,7 @@ pub async fn create(
     check_size("size", size, t)?;
     let quota_gb = storage_quota(state, caller).await?;
     let volume_id = VolumeId::generate();
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = new_operation(state, caller, &operation_id, Kind::Create, &volume_id);
     let rec = VolumeRecord {
         block_storage_id: volume_id.clone(),
@@ -235,7 +235,7 @@ pub async fn create(
         size,
         status: VolumeStatus::Creating,
         zone_id: instance.zone_id.clone(),
-        instance_id: Some(instance_id.clone()),
+        instance_id: Some(InstanceId::from(instance_id.as_str())),
         operation_id: Some(operation_id.clone()),
         error_reason: None,
         attached_at: Some(op.now_ms),
@@ -259,7 +259,7 @@ pub async fn create(
 
 /// Deletes a detached volume.
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Accepted<BlockStorageReceipt>> {
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = new_operation(state, caller, &operation_id, Kind::Delete, id);
     state.store.begin_volume_delete(&caller.account_id, id, &op).await?.map_err(|r| refused(r, id, "", false, 0))?;
     state.engine.wake();
@@ -281,7 +281,7 @@ pub async fn attach(
     instance_id: &str,
 ) -> ApiResult<Accepted<BlockStorageReceipt>> {
     capabilities::require(state, Feature::BlockStorage, "Attaching a block-storage volume")?;
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = new_operation(state, caller, &operation_id, Kind::Attach, id);
     state
         .store
@@ -301,7 +301,7 @@ pub async fn attach(
 
 /// Detaches an attached volume; it is kept, `available`.
 pub async fn detach(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Accepted<BlockStorageReceipt>> {
-    let operation_id = ids::new_id("OP");
+    let operation_id = OperationId::generate();
     let op = new_operation(state, caller, &operation_id, Kind::Detach, id);
     let instance_id = match state.store.begin_volume_detach(&caller.account_id, id, &op).await? {
         Ok(i) => i,

@@ -31,7 +31,7 @@ fn wire(state: &AppState, account: &str, u: UserRecord, password: Option<String>
     }
 }
 
-async fn account_id(state: &AppState, name: &str) -> Result<String, ApiError> {
+async fn account_id(state: &AppState, name: &str) -> Result<openwinv_store::ids::AccountId, ApiError> {
     Ok(state
         .store
         .account_by_name(name)

@@ -42,7 +42,7 @@ pub const PASSWORD_MIN: usize = 12;
 #[derive(Debug, Clone)]
 pub struct Signed {
     pub login: String,
-    pub account_id: String,
+    pub account_id: openwinv_store::ids::AccountId,
     pub account_name: String,
     pub csrf: String,
     pub session_hash: String,

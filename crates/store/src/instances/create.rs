@@ -111,10 +111,11 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The accounts are locked in one order (two processes' batches cannot deadlock), then
         // each request is checked against its account's usage so far.
-        let mut ids: Vec<&String> = batch.iter().filter_map(|r| r.rows.first()).map(|r| &r.account_id).collect();
+        let mut ids: Vec<&crate::ids::AccountId> =
+            batch.iter().filter_map(|r| r.rows.first()).map(|r| &r.account_id).collect();
         ids.sort();
         ids.dedup();
-        let mut accounts: HashMap<String, (Usage, QuotaOverrides)> = HashMap::new();
+        let mut accounts: HashMap<crate::ids::AccountId, (Usage, QuotaOverrides)> = HashMap::new();
         for account_id in ids {
             lock_account(self.backend(), &mut tx, account_id).await?;
             accounts.insert(account_id.clone(), account_usage(&mut tx, account_id).await?);

@@ -121,7 +121,7 @@ pub(super) async fn spec(deps: &Deps, inst: &InstanceRecord, changes: Changes<'_
         network: inst.private_ip.as_deref().and_then(|ip| ip.parse().ok()).map(|ip| {
             let net = addresses::private_net();
             MachineNetwork {
-                account_id: inst.account_id.clone(),
+                account_id: inst.account_id.to_string(),
                 zone_id: inst.zone_id.clone(),
                 ip,
                 prefix: net.prefix_len(),

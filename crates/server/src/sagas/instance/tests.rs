@@ -38,7 +38,7 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
         content: script.into(),
         created_at: 0,
     };
-    store.insert_script(&record).await.unwrap();
+    store.insert_named(&record).await.unwrap();
     let sealer = Sealer::from_hex(&Sealer::generate_hex()).unwrap();
     let deps = Arc::new(Deps {
         store: store.clone(),
@@ -96,7 +96,7 @@ async fn spec_carries_the_image_files_as_absolute_paths_and_the_user_script() {
     assert_eq!((rebuilt.image_id.as_str(), rebuilt.boot), (without_boot.as_str(), None));
 
     // A script deleted since: none runs.
-    store.delete_script(&account.account_id, &record.user_script_id).await.unwrap();
+    store.delete_named::<ScriptRecord>(&account.account_id, &record.user_script_id).await.unwrap();
     assert_eq!(spec(&deps, &inst, rebuild).await.unwrap().user_script, None);
     let no_script = InstanceRecord { user_script_id: None, ..inst };
     assert_eq!(spec(&deps, &no_script, rebuild).await.unwrap().user_script, None);
