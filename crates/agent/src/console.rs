@@ -1,8 +1,10 @@
 //! Consoles through the control plane (`docs/hosts.md`, "Consoles"). The control plane cannot
 //! dial an agent, so a browser opening a console of a machine on this host makes it hand the
-//! agent a `console` work item: `{session, channel: serial|vnc, sim_log}`. The agent dials back
-//! `GET /internal/v1/hosts/console/{session}` with its host token (a websocket over its own HTTP
-//! client's connection, so the same `--ca-file` trust) and splices that socket to the machine's
+//! agent a `console` work item: `{session, channel: serial|vnc, sim_log, connect}`. The agent
+//! dials back `{connect}/internal/v1/hosts/console/{session}` (`connect`: the address of the
+//! control-plane process holding the browser's socket; without it, from an older control plane,
+//! its own `--control-plane` URL) with its host token (a websocket over its own HTTP client's
+//! connection, so the same `--ca-file` trust) and splices that socket to the machine's
 //! local console: the QEMU driver's serial or VNC Unix socket, or on a simulated host the same
 //! simulated serial console the embedded driver plays (the boot log the control plane rendered,
 //! then what is typed, echoed). Closing either side closes the other.
@@ -69,7 +71,10 @@ pub(crate) async fn serve(
     let dialed = if session.is_empty() || !matches!(channel.as_str(), "serial" | "vnc") {
         Err("the console item names no session or channel".to_owned())
     } else {
-        dial(&control, &session).await
+        match dial_base(&control.base, &item.payload["connect"]) {
+            Ok(base) => dial(&control, &base, &session).await,
+            Err(e) => Err(e),
+        }
     };
     // The item is answered either way; a session is never dialed twice.
     let result = match &dialed {
@@ -114,11 +119,34 @@ pub(crate) async fn serve(
 
 type Socket = WebSocketStream<reqwest::Upgraded>;
 
-/// `GET /internal/v1/hosts/console/{session}` as a websocket, over the agent's HTTP client.
-async fn dial(control: &Control, session: &str) -> Result<Socket, String> {
+/// Where to dial back: the item's `connect` (the process holding the session), checked to be an
+/// http(s) URL with a host and nothing else, or the agent's own control-plane URL without one.
+fn dial_base(own: &str, connect: &Value) -> Result<String, String> {
+    let url = match connect {
+        Value::Null => return Ok(own.to_owned()),
+        Value::String(u) => u.trim_end_matches('/'),
+        other => return Err(format!("the console item's connect is not a URL: {other}")),
+    };
+    match reqwest::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(format!("the console item's connect `{url}` is not an http:// or https:// URL; not dialed")),
+    }
+}
+
+/// `GET {base}/internal/v1/hosts/console/{session}` as a websocket, over the agent's HTTP client.
+async fn dial(control: &Control, base: &str, session: &str) -> Result<Socket, String> {
     use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
     let key = generate_key();
-    let url = format!("{}/internal/v1/hosts/console/{session}", control.base);
+    let url = format!("{base}/internal/v1/hosts/console/{session}");
     let sent = control
         .http
         .get(&url)
@@ -336,6 +364,32 @@ async fn serial(consoles: &Consoles, instance_id: &str, endpoints: &ConsoleEndpo
                 Some(None) => {}
                 None => return,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dial_base;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn the_dial_back_goes_to_the_items_http_address_or_the_agents_own() {
+        let own = "https://cp.example:8443";
+        assert_eq!(dial_base(own, &Value::Null).as_deref(), Ok(own));
+        assert_eq!(dial_base(own, &json!("http://10.0.0.6:8080/")).as_deref(), Ok("http://10.0.0.6:8080"));
+        assert_eq!(dial_base(own, &json!("https://cp-2.internal:8443")).as_deref(), Ok("https://cp-2.internal:8443"));
+        for bad in [
+            json!("ftp://10.0.0.6:21"),
+            json!("unix:/run/x.sock"),
+            json!("file:///etc/passwd"),
+            json!("10.0.0.6:8080"),
+            json!("http://user:pw@10.0.0.6"),
+            json!("http://10.0.0.6/?x=1"),
+            json!(7),
+        ] {
+            let e = dial_base(own, &bad).unwrap_err();
+            assert!(e.contains("connect"), "{bad}: {e}");
         }
     }
 }

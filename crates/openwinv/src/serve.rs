@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// run by their `openwinv agent`; see docs/hosts.md) [default: embedded]
     #[arg(long, env = "OPENWINV_PLACEMENT", value_name = "MODE", value_parser = ["embedded", "hosts"])]
     placement: Option<String>,
+    /// The address agents reach this process at, for their console dial-backs when several
+    /// processes share a database (http:// or https://) [default: derived from the listen
+    /// address, https when HTTPS is served (on --tls-listen when given); none for a wildcard
+    /// address such as 0.0.0.0, and agents then dial their own --control-plane]
+    #[arg(long, env = "OPENWINV_INTERNAL_URL", value_name = "URL")]
+    internal_url: Option<String>,
     /// Operation workers in this process [default: 4]
     #[arg(long, env = "OPENWINV_WORKERS", value_name = "N")]
     workers: Option<usize>,
@@ -188,6 +194,7 @@ impl ServeArgs {
             network: self.network,
             uplink: self.uplink,
             placement: self.placement,
+            internal_url: self.internal_url,
         };
         Ok(flags.over(file))
     }

@@ -119,6 +119,10 @@ pub struct Settings {
     /// Where machines run: `embedded` (this process's driver; the default) or `hosts` (each
     /// new instance is placed on a host and its driver steps run on that host's agent).
     pub placement: Option<String>,
+    /// The address agents reach this process at (an http(s) URL), handed to an agent with each
+    /// console session so that its dial-back reaches the process holding the browser's socket.
+    /// Default: derived from the bound listen address (`docs/hosts.md`, "Consoles").
+    pub internal_url: Option<String>,
 }
 
 impl Settings {
@@ -154,6 +158,7 @@ impl Settings {
             network: self.network.or(lower.network),
             uplink: self.uplink.or(lower.uplink),
             placement: self.placement.or(lower.placement),
+            internal_url: self.internal_url.or(lower.internal_url),
         }
     }
 }
@@ -200,6 +205,10 @@ pub struct Config {
     pub uplink: Option<String>,
     /// Where machines run.
     pub placement: Placement,
+    /// Where agents reach this process (no trailing `/`): set, or derived once the listeners
+    /// are bound ([`Config::derive_internal_url`]); `None` when it cannot be derived (a
+    /// wildcard listen address), and agents then dial back their own control-plane URL.
+    pub internal_url: Option<String>,
 }
 
 /// Where machines run (`docs/hosts.md`).
@@ -325,7 +334,9 @@ impl Config {
             (None, Driver::Sim) => 0,
             (None, Driver::Qemu) => DEFAULT_RATE_LIMIT,
         };
+        let internal_url = s.internal_url.as_deref().map(resolve_internal_url).transpose()?;
         Ok(Config {
+            internal_url,
             max_connections: s.max_connections,
             header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout),
             tls,
@@ -369,6 +380,43 @@ impl Config {
             .map(|l| usize::try_from(l.saturating_sub(RESERVED_FILE_DESCRIPTORS)).unwrap_or(usize::MAX))
             .unwrap_or(DEFAULT_MAX_CONNECTIONS);
         DEFAULT_MAX_CONNECTIONS.min(room).max(MIN_DERIVED_CONNECTIONS)
+    }
+}
+
+/// Checks `internal_url`: an absolute http(s) URL with a host, kept without a trailing `/`.
+fn resolve_internal_url(u: &str) -> anyhow::Result<String> {
+    let trimmed = u.trim().trim_end_matches('/');
+    let parsed: axum::http::Uri =
+        trimmed.parse().with_context(|| format!("internal_url: `{u}` is not a URL such as http://10.0.0.5:8080"))?;
+    let authority = parsed.authority().map_or("", |a| a.as_str());
+    if !matches!(parsed.scheme_str(), Some("http" | "https"))
+        || parsed.host().is_none_or(str::is_empty)
+        || authority.contains('@')
+    {
+        bail!("internal_url must be an http:// or https:// URL with a host, not `{u}`");
+    }
+    if parsed.query().is_some() {
+        bail!("internal_url must have no query, not `{u}`");
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl Config {
+    /// Fills in `internal_url` from the bound addresses when it was not set: HTTPS on
+    /// `tls_listen` when it is served beside HTTP, else the listen address with the scheme it
+    /// serves. A wildcard address (0.0.0.0, ::) names no reachable host: left unset.
+    pub fn derive_internal_url(&mut self, listen: SocketAddr, tls_beside: Option<SocketAddr>) {
+        if self.internal_url.is_some() {
+            return;
+        }
+        let (scheme, addr) = match (&self.tls, tls_beside) {
+            (Some(_), Some(beside)) => ("https", beside),
+            (Some(_), None) => ("https", listen),
+            (None, _) => ("http", listen),
+        };
+        if !addr.ip().is_unspecified() {
+            self.internal_url = Some(format!("{scheme}://{addr}"));
+        }
     }
 }
 
@@ -473,5 +521,35 @@ mod tests {
         assert_eq!(qemu.bootstrap_rate_limit, DEFAULT_RATE_LIMIT);
         let set = Config::resolve(Settings { default_rate_limit: Some(7), ..Default::default() }).unwrap();
         assert_eq!((set.bootstrap_rate_limit, set.default_rate_limit), (7, 7));
+    }
+
+    #[test]
+    fn the_internal_url_is_checked_or_derived_from_what_is_served() {
+        let set = |u: &str| Config::resolve(Settings { internal_url: Some(u.into()), ..Default::default() });
+        assert_eq!(
+            set("https://cp-2.internal:8443/").unwrap().internal_url.as_deref(),
+            Some("https://cp-2.internal:8443")
+        );
+        for bad in ["ftp://cp-2:21", "cp-2:8080", "http://cp-2:8080/?a=1", "file:///etc/passwd"] {
+            let e = set(bad).unwrap_err().to_string();
+            assert!(e.contains("internal_url"), "{bad}: {e}");
+        }
+        let listen: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+        let mut plain = Config::resolve(Settings::default()).unwrap();
+        plain.derive_internal_url(listen, None);
+        assert_eq!(plain.internal_url.as_deref(), Some("http://10.0.0.5:8080"));
+        let mut tls = Config::resolve(Settings { tls: Some(true), ..Default::default() }).unwrap();
+        tls.derive_internal_url(listen, None);
+        assert_eq!(tls.internal_url.as_deref(), Some("https://10.0.0.5:8080"));
+        let mut beside =
+            Config::resolve(Settings { tls_listen: Some("10.0.0.5:8443".into()), ..Default::default() }).unwrap();
+        beside.derive_internal_url(listen, Some("10.0.0.5:8443".parse().unwrap()));
+        assert_eq!(beside.internal_url.as_deref(), Some("https://10.0.0.5:8443"));
+        let mut wildcard = Config::resolve(Settings::default()).unwrap();
+        wildcard.derive_internal_url("0.0.0.0:8080".parse().unwrap(), None);
+        assert_eq!(wildcard.internal_url, None);
+        let mut kept = set("http://cp-2:9000").unwrap();
+        kept.derive_internal_url(listen, None);
+        assert_eq!(kept.internal_url.as_deref(), Some("http://cp-2:9000"));
     }
 }

@@ -165,7 +165,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 }
 
 /// Runs `openwinv serve` until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let open_files = listener::raise_open_file_limit();
     let limits = listener::Limits {
         max_connections: config.max_connections(open_files),
@@ -186,6 +186,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let local = listener.local_addr()?;
+    config.derive_internal_url(local, beside.as_ref().map(|b| b.local_addr()).transpose()?);
     let state = bootstrap::start(config, local).await?;
     let https = match &state.config.tls {
         Some(t) => Some(tls::server_config(&state.config.data_dir, &t.names)?),

@@ -192,6 +192,8 @@ async fn a_session_is_claimed_once_by_its_own_host_or_the_browser_is_told() {
         .clone();
     assert_eq!(item["instance_id"], id.as_str());
     assert_eq!(item["payload"]["channel"], "serial");
+    // The process holding the browser's socket names itself (derived from its listen address).
+    assert_eq!(item["payload"]["connect"], s.endpoint.as_str(), "{item}");
     assert!(item["payload"]["sim_log"].as_str().unwrap().contains("hostname console-played"), "{item}");
     let session = item["payload"]["session"].as_str().unwrap().to_owned();
     let claim_url = internal(&format!("console/{session}"));
@@ -254,29 +256,77 @@ async fn claim(url: &str, token: &str) -> Result<openwinv_tests::console::Ws, u1
     }
 }
 
-/// Two control-plane processes on one database, the agent dialing the first: a console opened
-/// through the second is handed to the agent (through the database) but its dial-back reaches the
-/// first process, which holds no such session and says so; the browser gets the claim timeout's
-/// error, not a hang. Through the first process the same console works.
+/// Two control-plane processes on one database, the agent registered against the first: a
+/// console opened through the second is handed to the agent through the database with the
+/// second's own address (derived from its listen address), the agent dials that process back,
+/// and the console works both ways there; through the first process it works too.
 #[tokio::test]
-async fn a_dial_back_reaching_another_process_fails_clearly() {
+async fn a_console_opened_through_another_process_reaches_its_agent() {
     let s = hosts_mode().await;
     let second = Server::start_sharing(&s, &["--placement", "hosts", "--default-rate-limit", "0"]).await;
     let agent = Agent::start(&s, "h1").await;
     let id = create(&s, "console-two-processes").await;
 
     let mut ws = open(&second, &id, "serial").await;
+    let read = read_until(&mut ws, b"login:", READ).await;
+    assert!(read.closed.is_none(), "the console closed: {read:?}\nagent log:\n{}", agent.log());
+    assert!(read.text().contains("hostname console-two-processes"), "{read:?}");
+    send(&mut ws, b"typed-via-the-second\r").await;
+    let read = read_until(&mut ws, b"typed-via-the-second\r\n", READ).await;
+    assert!(read.text().contains("typed-via-the-second\r\n"), "the echo came back: {read:?}");
+    ws.close(None).await.unwrap();
+
+    let mut ws = open(&s, &id, "serial").await;
+    let read = read_until(&mut ws, b"login:", READ).await;
+    assert!(read.text().contains("hostname console-two-processes"), "{read:?}");
+}
+
+/// A process whose internal URL is wrong: one naming a closed port makes the agent's dial-back
+/// fail (it says so and answers the item), one naming the other process reaches a process that
+/// holds no such session (404 naming this); either way the browser gets the claim timeout's
+/// error naming the host, not a hang. A `serve --internal-url` that is not http(s) is refused
+/// at start.
+#[tokio::test]
+async fn a_dial_back_to_a_wrong_internal_url_fails_clearly() {
+    let s = hosts_mode().await;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = format!("http://127.0.0.1:{closed_port}");
+    let unreachable =
+        Server::start_sharing(&s, &["--placement", "hosts", "--default-rate-limit", "0", "--internal-url", &closed])
+            .await;
+    let agent = Agent::start(&s, "h1").await;
+    let id = create(&s, "console-wrong-url").await;
+
+    let mut ws = open(&unreachable, &id, "serial").await;
     let read = read_to_close(&mut ws, READ).await;
     let (code, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
     assert_eq!(code, 1011, "{read:?}");
     assert!(reason.contains("h1's agent did not connect within 5 s"), "{reason}");
     let log = agent.log();
-    assert!(
-        log.contains("console session not opened") && log.contains("not waiting in this control-plane process"),
-        "{log}"
-    );
+    assert!(log.contains("console session not opened") && log.contains("cannot dial back"), "{log}");
 
-    let mut ws = open(&s, &id, "serial").await;
-    let read = read_until(&mut ws, b"login:", READ).await;
-    assert!(read.text().contains("hostname console-two-processes"), "{read:?}");
+    // An internal URL naming the first process: the session is not there.
+    let other = Server::start_sharing(
+        &s,
+        &["--placement", "hosts", "--default-rate-limit", "0", "--internal-url", &s.endpoint],
+    )
+    .await;
+    let mut ws = open(&other, &id, "serial").await;
+    let read = read_to_close(&mut ws, READ).await;
+    let (_, reason) = read.closed.clone().unwrap_or_else(|| panic!("no close: {read:?}"));
+    assert!(reason.contains("h1's agent did not connect within 5 s"), "{reason}");
+    let log = agent.log();
+    assert!(log.contains("not waiting in this control-plane process"), "{log}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--internal-url", "ftp://127.0.0.1:21", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("internal_url must be an http:// or https:// URL"), "{stderr}");
 }

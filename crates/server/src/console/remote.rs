@@ -7,9 +7,13 @@
 //! websocket, host token). The two websockets are then spliced, frame for frame; a close on either
 //! side closes the other with the same code and reason.
 //!
-//! Sessions live in the memory of the process holding the browser's socket: the dial-back must
-//! reach that process. One reaching another process is answered 404 naming this, and the browser
-//! gets the claim timeout's error, never a hang.
+//! Sessions live in the memory of the process holding the browser's socket, so the item names
+//! that process's own address (`connect`: `--internal-url`, or derived from the listen address)
+//! and the agent dials it, whichever process it polls: several processes on one database each
+//! serve their own consoles. A dial-back reaching another process anyway (a wrong internal URL,
+//! no `connect` because a wildcard address named none) is answered 404 naming this; one that
+//! reaches nothing fails at the agent; the browser then gets the claim timeout's error, never a
+//! hang.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -126,7 +130,11 @@ pub(super) async fn proxy(state: &AppState, host: InstanceHost, channel: Channel
     let (tx, rx) = oneshot::channel();
     sessions().insert(session.clone(), Pending { host_id: host.host_id.clone(), socket: tx });
     let key = format!("console/{session}");
-    let payload = json!({ "session": session, "channel": channel.wire(), "sim_log": sim_log }).to_string();
+    let mut payload = json!({ "session": session, "channel": channel.wire(), "sim_log": sim_log });
+    if let Some(url) = &state.config.internal_url {
+        payload["connect"] = json!(url);
+    }
+    let payload = payload.to_string();
     let queued = state
         .store
         .queue_work(&NewWork {
