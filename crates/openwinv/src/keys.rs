@@ -178,68 +178,59 @@ impl ScriptsArgs {
 }
 
 /// SSH keys and user scripts as the CLI handles them: the owner's calls of one kind; list,
-/// create and delete are written once over them ([`run`]).
-trait Named: Tabular + Sized {
+/// create and delete ([`run`]) and the lookup by name ([`resolve::named`]) are written once over
+/// them.
+pub(crate) trait Named: Tabular + Sized {
+    /// The kind, as a sentence names it.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
     async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>>;
     async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self>;
     async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self>;
-    /// The id of the one given by id or name.
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String>;
 }
 
-impl Named for SshKey {
-    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
-        match owner {
-            Owner::Own(c) => c.ssh_keys(name, page).await,
-            Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
-        }
-    }
+/// [`Named`] for a kind whose calls are alike on both clients (the admin ones first take the
+/// account): the kind, its name in a sentence, its id field, and its list, create and delete calls.
+macro_rules! named {
+    ($kind:ty, $what:literal, $id:ident, $page:ident, $create:ident, $delete:ident) => {
+        impl Named for $kind {
+            const KIND: &'static str = $what;
 
-    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.create_ssh_key(name, text).await,
-            Owner::Account(a, account) => a.create_ssh_key(account, name, text).await,
-        }
-    }
+            fn id(&self) -> &str {
+                &self.$id
+            }
 
-    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.delete_ssh_key(id).await,
-            Owner::Account(a, account) => a.delete_ssh_key(account, id).await,
-        }
-    }
+            fn name(&self) -> &str {
+                &self.name
+            }
 
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
-        resolve::ssh_key(owner, given).await
-    }
+            async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
+                match owner {
+                    Owner::Own(c) => c.$page(name, page).await,
+                    Owner::Account(a, account) => a.$page(account, name, page).await,
+                }
+            }
+
+            async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
+                match owner {
+                    Owner::Own(c) => c.$create(name, text).await,
+                    Owner::Account(a, account) => a.$create(account, name, text).await,
+                }
+            }
+
+            async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
+                match owner {
+                    Owner::Own(c) => c.$delete(id).await,
+                    Owner::Account(a, account) => a.$delete(account, id).await,
+                }
+            }
+        }
+    };
 }
 
-impl Named for UserScript {
-    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
-        match owner {
-            Owner::Own(c) => c.scripts(name, page).await,
-            Owner::Account(a, account) => a.scripts(account, name, page).await,
-        }
-    }
-
-    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.create_script(name, text).await,
-            Owner::Account(a, account) => a.create_script(account, name, text).await,
-        }
-    }
-
-    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.delete_script(id).await,
-            Owner::Account(a, account) => a.delete_script(account, id).await,
-        }
-    }
-
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
-        resolve::script(owner, given).await
-    }
-}
+named!(SshKey, "SSH key", ssh_key_id, ssh_keys, create_ssh_key, delete_ssh_key);
+named!(UserScript, "user script", user_script_id, scripts, create_script, delete_script);
 
 /// An action of either kind, without its scope: its text comes inline or from a file.
 enum Act<'a> {
@@ -263,7 +254,7 @@ async fn run<K: Named>(owner: Owner<'_>, act: Act<'_>, out: Output) -> anyhow::R
             out.record(&K::create(owner, name, &text).await?)
         }
         Act::Delete(given) => {
-            let id = K::resolve(owner, given).await?;
+            let id = resolve::named::<K>(owner, given).await?;
             out.record(&K::delete(owner, &id).await?)
         }
     }
