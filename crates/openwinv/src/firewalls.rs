@@ -10,7 +10,6 @@ use openwinv_sdk::wire::firewalls::{
 use openwinv_sdk::{Accepted, Client};
 use serde::Serialize;
 
-use crate::instances::fail_if_any_failed;
 use crate::operations::{self, Started, WaitArgs};
 use crate::output::{Column, Output, Tabular, emit, joined, long, number, or_dash, text};
 use crate::paging::{self, Paging};
@@ -303,13 +302,8 @@ async fn attached(
     wait: &WaitArgs,
     out: Output,
 ) -> anyhow::Result<()> {
-    if !wait.wait {
-        return operations::record_started(&accepted, out);
-    }
-    let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
-    out.forget_answers();
-    out.record(&existing(client, &accepted.rows.firewall_id).await?)?;
-    fail_if_any_failed(&ended)
+    let show = async { out.record(&existing(client, &accepted.rows.firewall_id).await?) };
+    operations::follow_up(client, &accepted, wait, None, show, out).await
 }
 
 /// An instance id, as `firewalls instances` lists them.

@@ -6,14 +6,14 @@ use clap::{Args, Subcommand};
 use openwinv_sdk::wire::ErrorCode;
 use openwinv_sdk::wire::catalog::instance_fields;
 use openwinv_sdk::wire::instances::{ActionReceipt, CreateReceipt, Instance, RemoteConsole};
-use openwinv_sdk::wire::operations::Operation;
+use openwinv_sdk::wire::keys::{SshKey, UserScript};
 use openwinv_sdk::{Accepted, Client, InstanceQuery, NewInstance};
 use serde::Serialize;
 
 use crate::catalog::{SizeFilters, csv};
 use crate::keys::Owner;
-use crate::operations::{self, OperationFailed, Started, WaitArgs, follow_note, replay_note};
-use crate::output::{Column, Output, Tabular, emit, joined, long, or_dash, text};
+use crate::operations::{self, Started, WaitArgs, fail_if_any_failed, follow_note, replay_note};
+use crate::output::{Column, Output, Tabular, joined, long, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
 
@@ -255,10 +255,10 @@ async fn list(client: &Client, filters: InstanceFilters, out: Output) -> anyhow:
 async fn create(client: &Client, args: CreateArgs, out: Output) -> anyhow::Result<()> {
     let mut ssh_key_ids = Vec::new();
     for key in &args.ssh_keys {
-        ssh_key_ids.push(resolve::ssh_key(Owner::Own(client), key).await?);
+        ssh_key_ids.push(resolve::named::<SshKey>(Owner::Own(client), key).await?);
     }
     let user_script_id = match &args.script {
-        Some(script) => Some(resolve::script(Owner::Own(client), script).await?),
+        Some(script) => Some(resolve::named::<UserScript>(Owner::Own(client), script).await?),
         None => None,
     };
     let (zone, image, flavor) = (
@@ -312,25 +312,10 @@ const DEFAULT_ACCOUNT: u64 = 128;
 /// After an action or a delete: the receipt and its operation, or with `--wait` the instance
 /// as the operation left it ("deleted" for a delete).
 async fn acted(client: &Client, accepted: Accepted<ActionReceipt>, wait: &WaitArgs, out: Output) -> anyhow::Result<()> {
-    if !wait.wait {
-        return operations::record_started(&accepted, out);
-    }
-    let id = accepted.rows.instance_id.clone();
-    let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
-    out.forget_answers();
-    let deleted = accepted.rows.status == DELETING && OperationFailed::first(&ended).is_none();
-    if !deleted {
-        show_instances(client, &[id], None, true, out).await?;
-    } else if out.machine() {
-        let mut ops = Vec::new();
-        for op in &ended {
-            ops.push(client.operation(&op.operation_id).await?);
-        }
-        out.list(&ops)?;
-    } else {
-        emit(&format!("{id} deleted\n"))?;
-    }
-    fail_if_any_failed(&ended)
+    let id = &accepted.rows.instance_id;
+    let deleting = (accepted.rows.status == DELETING).then_some(id.as_str());
+    let show = show_instances(client, std::slice::from_ref(id), None, true, out);
+    operations::follow_up(client, &accepted, wait, deleting, show, out).await
 }
 
 /// Prints the instances as they are now, leaving out those that no longer exist: one as a
@@ -353,13 +338,6 @@ async fn show_instances(
     match rows.as_slice() {
         [row] if single => out.record(row),
         _ => out.list(&rows),
-    }
-}
-
-pub fn fail_if_any_failed(ended: &[Operation]) -> anyhow::Result<()> {
-    match OperationFailed::first(ended) {
-        Some(failed) => Err(failed.into()),
-        None => Ok(()),
     }
 }
 

@@ -32,65 +32,48 @@ pub enum Owner<'a> {
     Account(&'a AdminClient, &'a str),
 }
 
+/// `ssh-keys` or `scripts` for the caller's own account: an action, or the list's arguments.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct SshKeysArgs {
+pub struct KindArgs<I: Input> {
     #[command(subcommand)]
-    action: Option<SshKeyAction<Own>>,
+    action: Option<Action<Own, I>>,
     #[command(flatten)]
     list: ListArgs,
 }
 
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct ScriptsArgs {
-    #[command(subcommand)]
-    action: Option<ScriptAction<Own>>,
-    #[command(flatten)]
-    list: ListArgs,
+pub type SshKeysArgs = KindArgs<SshKeyInput>;
+pub type ScriptsArgs = KindArgs<ScriptInput>;
+pub type SshKeyAction<A> = Action<A, SshKeyInput>;
+pub type ScriptAction<A> = Action<A, ScriptInput>;
+
+/// What `create` of a kind takes: the name and the text (inline or from a file), and the
+/// help lines of the kind's actions.
+pub trait Input: Args + FromArgMatches {
+    type Kind: Named;
+    const LIST: &'static str;
+    const CREATE: &'static str;
+    const DELETE: &'static str;
+    fn parts(&self) -> (&str, &Option<String>, &Option<PathBuf>);
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SshKeyAction<A: Args + FromArgMatches> {
-    /// List SSH keys (the default)
+pub enum Action<A: Args + FromArgMatches, I: Input> {
+    #[command(about = I::LIST)]
     List {
         #[command(flatten)]
         scope: A,
         #[command(flatten)]
         list: ListArgs,
     },
-    /// Register an OpenSSH public key (ed25519, ecdsa, or rsa of at least 2048 bits)
+    #[command(about = I::CREATE)]
     Create {
         #[command(flatten)]
         scope: A,
         #[command(flatten)]
-        input: SshKeyInput,
+        input: I,
     },
-    /// Delete an SSH key (by id or name)
-    Delete {
-        #[command(flatten)]
-        scope: A,
-        id: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ScriptAction<A: Args + FromArgMatches> {
-    /// List user scripts (the default)
-    List {
-        #[command(flatten)]
-        scope: A,
-        #[command(flatten)]
-        list: ListArgs,
-    },
-    /// Store a user script (at most 32 KiB)
-    Create {
-        #[command(flatten)]
-        scope: A,
-        #[command(flatten)]
-        input: ScriptInput,
-    },
-    /// Delete a user script (by id or name)
+    #[command(about = I::DELETE)]
     Delete {
         #[command(flatten)]
         scope: A,
@@ -147,7 +130,29 @@ struct ScriptSource {
     file: Option<PathBuf>,
 }
 
-impl<A: Args + FromArgMatches> SshKeyAction<A> {
+impl Input for SshKeyInput {
+    type Kind = SshKey;
+    const LIST: &'static str = "List SSH keys (the default)";
+    const CREATE: &'static str = "Register an OpenSSH public key (ed25519, ecdsa, or rsa of at least 2048 bits)";
+    const DELETE: &'static str = "Delete an SSH key (by id or name)";
+
+    fn parts(&self) -> (&str, &Option<String>, &Option<PathBuf>) {
+        (&self.name, &self.source.public_key, &self.source.public_key_file)
+    }
+}
+
+impl Input for ScriptInput {
+    type Kind = UserScript;
+    const LIST: &'static str = "List user scripts (the default)";
+    const CREATE: &'static str = "Store a user script (at most 32 KiB)";
+    const DELETE: &'static str = "Delete a user script (by id or name)";
+
+    fn parts(&self) -> (&str, &Option<String>, &Option<PathBuf>) {
+        (&self.name, &self.source.content, &self.source.file)
+    }
+}
+
+impl<A: Args + FromArgMatches, I: Input> Action<A, I> {
     pub fn scope(&self) -> &A {
         match self {
             Self::List { scope, .. } | Self::Create { scope, .. } | Self::Delete { scope, .. } => scope,
@@ -155,148 +160,93 @@ impl<A: Args + FromArgMatches> SshKeyAction<A> {
     }
 }
 
-impl<A: Args + FromArgMatches> ScriptAction<A> {
-    pub fn scope(&self) -> &A {
-        match self {
-            Self::List { scope, .. } | Self::Create { scope, .. } | Self::Delete { scope, .. } => scope,
-        }
-    }
-}
-
-impl SshKeysArgs {
+impl<I: Input> KindArgs<I> {
     /// The action, `list` when none was given.
-    pub fn action(self) -> SshKeyAction<Own> {
-        self.action.unwrap_or(SshKeyAction::List { scope: Own {}, list: self.list })
-    }
-}
-
-impl ScriptsArgs {
-    /// The action, `list` when none was given.
-    pub fn action(self) -> ScriptAction<Own> {
-        self.action.unwrap_or(ScriptAction::List { scope: Own {}, list: self.list })
+    pub fn action(self) -> Action<Own, I> {
+        self.action.unwrap_or(Action::List { scope: Own {}, list: self.list })
     }
 }
 
 /// SSH keys and user scripts as the CLI handles them: the owner's calls of one kind; list,
-/// create and delete are written once over them ([`run`]).
-trait Named: Tabular + Sized {
+/// create and delete ([`run`], through the kind's [`Input`]) and the lookup by name ([`resolve::named`]) are written once over
+/// them.
+pub(crate) trait Named: Tabular + Sized {
+    /// The kind, as a sentence names it.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
     async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>>;
     async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self>;
     async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self>;
-    /// The id of the one given by id or name.
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String>;
 }
 
-impl Named for SshKey {
-    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
-        match owner {
-            Owner::Own(c) => c.ssh_keys(name, page).await,
-            Owner::Account(a, account) => a.ssh_keys(account, name, page).await,
-        }
-    }
+/// [`Named`] for a kind whose calls are alike on both clients (the admin ones first take the
+/// account): the kind, its name in a sentence, its id field, and its list, create and delete calls.
+macro_rules! named {
+    ($kind:ty, $what:literal, $id:ident, $page:ident, $create:ident, $delete:ident) => {
+        impl Named for $kind {
+            const KIND: &'static str = $what;
 
-    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.create_ssh_key(name, text).await,
-            Owner::Account(a, account) => a.create_ssh_key(account, name, text).await,
-        }
-    }
+            fn id(&self) -> &str {
+                &self.$id
+            }
 
-    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.delete_ssh_key(id).await,
-            Owner::Account(a, account) => a.delete_ssh_key(account, id).await,
-        }
-    }
+            fn name(&self) -> &str {
+                &self.name
+            }
 
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
-        resolve::ssh_key(owner, given).await
-    }
+            async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
+                match owner {
+                    Owner::Own(c) => c.$page(name, page).await,
+                    Owner::Account(a, account) => a.$page(account, name, page).await,
+                }
+            }
+
+            async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
+                match owner {
+                    Owner::Own(c) => c.$create(name, text).await,
+                    Owner::Account(a, account) => a.$create(account, name, text).await,
+                }
+            }
+
+            async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
+                match owner {
+                    Owner::Own(c) => c.$delete(id).await,
+                    Owner::Account(a, account) => a.$delete(account, id).await,
+                }
+            }
+        }
+    };
 }
 
-impl Named for UserScript {
-    async fn page(owner: Owner<'_>, name: Option<&str>, page: PageRequest) -> openwinv_sdk::Result<Page<Self>> {
-        match owner {
-            Owner::Own(c) => c.scripts(name, page).await,
-            Owner::Account(a, account) => a.scripts(account, name, page).await,
-        }
-    }
+named!(SshKey, "SSH key", ssh_key_id, ssh_keys, create_ssh_key, delete_ssh_key);
+named!(UserScript, "user script", user_script_id, scripts, create_script, delete_script);
 
-    async fn create(owner: Owner<'_>, name: &str, text: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.create_script(name, text).await,
-            Owner::Account(a, account) => a.create_script(account, name, text).await,
-        }
-    }
-
-    async fn delete(owner: Owner<'_>, id: &str) -> openwinv_sdk::Result<Self> {
-        match owner {
-            Owner::Own(c) => c.delete_script(id).await,
-            Owner::Account(a, account) => a.delete_script(account, id).await,
-        }
-    }
-
-    async fn resolve(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
-        resolve::script(owner, given).await
-    }
-}
-
-/// An action of either kind, without its scope: its text comes inline or from a file.
-enum Act<'a> {
-    List(&'a ListArgs),
-    Create { name: &'a str, text: &'a Option<String>, file: &'a Option<PathBuf> },
-    Delete(&'a str),
-}
-
-async fn run<K: Named>(owner: Owner<'_>, act: Act<'_>, out: Output) -> anyhow::Result<()> {
-    match act {
-        Act::List(list) => {
+/// List, create or delete keys or scripts of the owner.
+pub async fn run<A: Args + FromArgMatches, I: Input>(
+    owner: Owner<'_>,
+    action: &Action<A, I>,
+    out: Output,
+) -> anyhow::Result<()> {
+    match action {
+        Action::List { list, .. } => {
             let name = list.name.as_deref();
-            paging::show(&list.paging, |page| K::page(owner, name, page), out).await
+            paging::show(&list.paging, |page| I::Kind::page(owner, name, page), out).await
         }
-        Act::Create { name, text, file } => {
+        Action::Create { input, .. } => {
+            let (name, text, file) = input.parts();
             let text = match (text, file) {
                 (Some(text), _) => text.clone(),
                 (None, Some(path)) => read_text(path)?,
                 (None, None) => unreachable!("clap requires one of the two"),
             };
-            out.record(&K::create(owner, name, &text).await?)
+            out.record(&I::Kind::create(owner, name, &text).await?)
         }
-        Act::Delete(given) => {
-            let id = K::resolve(owner, given).await?;
-            out.record(&K::delete(owner, &id).await?)
+        Action::Delete { id: given, .. } => {
+            let id = resolve::named::<I::Kind>(owner, given).await?;
+            out.record(&I::Kind::delete(owner, &id).await?)
         }
     }
-}
-
-pub async fn ssh_keys<A: Args + FromArgMatches>(
-    owner: Owner<'_>,
-    action: &SshKeyAction<A>,
-    out: Output,
-) -> anyhow::Result<()> {
-    let act = match action {
-        SshKeyAction::List { list, .. } => Act::List(list),
-        SshKeyAction::Create { input, .. } => {
-            Act::Create { name: &input.name, text: &input.source.public_key, file: &input.source.public_key_file }
-        }
-        SshKeyAction::Delete { id, .. } => Act::Delete(id),
-    };
-    run::<SshKey>(owner, act, out).await
-}
-
-pub async fn scripts<A: Args + FromArgMatches>(
-    owner: Owner<'_>,
-    action: &ScriptAction<A>,
-    out: Output,
-) -> anyhow::Result<()> {
-    let act = match action {
-        ScriptAction::List { list, .. } => Act::List(list),
-        ScriptAction::Create { input, .. } => {
-            Act::Create { name: &input.name, text: &input.source.content, file: &input.source.file }
-        }
-        ScriptAction::Delete { id, .. } => Act::Delete(id),
-    };
-    run::<UserScript>(owner, act, out).await
 }
 
 impl Tabular for SshKey {

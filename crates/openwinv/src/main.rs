@@ -166,11 +166,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::VolumeTypes(args) => catalog::volume_types(&client()?, args, out).await,
         Command::SshKeys(args) => {
             let client = client()?;
-            keys::ssh_keys(Owner::Own(&client), &args.action(), out).await
+            keys::run(Owner::Own(&client), &args.action(), out).await
         }
         Command::Scripts(args) => {
             let client = client()?;
-            keys::scripts(Owner::Own(&client), &args.action(), out).await
+            keys::run(Owner::Own(&client), &args.action(), out).await
         }
         Command::Instances(args) => instances::run(&client()?, args, out).await,
         Command::Volumes(args) => volumes::run(&client()?, args, out).await,

@@ -2,6 +2,7 @@
 //! end with a spinner on stderr (a final line only when stderr is not a terminal).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use openwinv_sdk::wire::operations::Operation;
 use openwinv_sdk::{Accepted, Client, OperationQuery, PageRequest, operation_status};
 use serde::Serialize;
 
-use crate::output::{Column, Output, Tabular, long, or_dash, text};
+use crate::output::{Column, Output, Tabular, emit, long, or_dash, text};
 use crate::paging::{self, Paging};
 
 /// How often a waiting command asks about the operation.
@@ -271,6 +272,48 @@ where
         replay_note(accepted);
     }
     follow_note(accepted, out)
+}
+
+/// After an accepted request that changes one resource: without `--wait` the receipt and its
+/// operation ([`record_started`]); with `--wait` the resource as the operation left it (`show`,
+/// never polled otherwise), or, for a delete that succeeded (`deleting` names the resource),
+/// "ID deleted" (the ended operations with `--json`). Fails when an operation failed.
+pub async fn follow_up<R: Clone>(
+    client: &Client,
+    accepted: &Accepted<R>,
+    wait: &WaitArgs,
+    deleting: Option<&str>,
+    show: impl Future<Output = anyhow::Result<()>>,
+    out: Output,
+) -> anyhow::Result<()>
+where
+    Started<R>: Tabular,
+{
+    if !wait.wait {
+        return record_started(accepted, out);
+    }
+    let ended = self::wait(client, &accepted.operation_ids, wait.timeout()).await?;
+    out.forget_answers();
+    match deleting.filter(|_| OperationFailed::first(&ended).is_none()) {
+        None => show.await?,
+        Some(_) if out.machine() => {
+            let mut ops = Vec::new();
+            for op in &ended {
+                ops.push(client.operation(&op.operation_id).await?);
+            }
+            out.list(&ops)?;
+        }
+        Some(id) => emit(&format!("{id} deleted\n"))?,
+    }
+    fail_if_any_failed(&ended)
+}
+
+/// The command's result once its operations ended: the first failure, if any.
+pub fn fail_if_any_failed(ended: &[Operation]) -> anyhow::Result<()> {
+    match OperationFailed::first(ended) {
+        Some(failed) => Err(failed.into()),
+        None => Ok(()),
+    }
 }
 
 /// On stderr, how to follow the operations of a command run without `--wait`; a server that

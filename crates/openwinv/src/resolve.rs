@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use anyhow::bail;
 use openwinv_sdk::{Client, FlavorQuery, ImageQuery, InstanceQuery, PageRequest, VolumeQuery, collect_pages};
 
-use crate::keys::Owner;
+use crate::keys::{Named, Owner};
 
 /// A suggestion is made when the nearest candidate is at least this similar (Jaro-Winkler).
 const SIMILAR: f64 = 0.8;
@@ -96,28 +96,11 @@ pub async fn firewall(client: &Client, given: &str) -> anyhow::Result<String> {
     pick("firewall", given, &pairs(&rows, |f| f.firewall_id.clone(), |f| f.title.clone()))
 }
 
-pub async fn ssh_key(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
+/// An SSH key or user script of the owner, by id or name.
+pub async fn named<K: Named>(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
     let size = openwinv_sdk::MAX_PAGE_SIZE;
-    let rows = collect_pages(|no| async move {
-        match owner {
-            Owner::Own(c) => c.ssh_keys(None, PageRequest::new(no, size)).await,
-            Owner::Account(a, account) => a.ssh_keys(account, None, PageRequest::new(no, size)).await,
-        }
-    })
-    .await?;
-    pick("SSH key", given, &pairs(&rows, |k| k.ssh_key_id.clone(), |k| k.name.clone()))
-}
-
-pub async fn script(owner: Owner<'_>, given: &str) -> anyhow::Result<String> {
-    let size = openwinv_sdk::MAX_PAGE_SIZE;
-    let rows = collect_pages(|no| async move {
-        match owner {
-            Owner::Own(c) => c.scripts(None, PageRequest::new(no, size)).await,
-            Owner::Account(a, account) => a.scripts(account, None, PageRequest::new(no, size)).await,
-        }
-    })
-    .await?;
-    pick("user script", given, &pairs(&rows, |s| s.user_script_id.clone(), |s| s.name.clone()))
+    let rows = collect_pages(|no| K::page(owner, None, PageRequest::new(no, size))).await?;
+    pick(K::KIND, given, &pairs(&rows, |k| k.id().to_owned(), |k| k.name().to_owned()))
 }
 
 /// A zone by id or name.

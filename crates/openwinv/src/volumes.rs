@@ -6,9 +6,8 @@ use clap::{Args, Subcommand};
 use openwinv_sdk::wire::volumes::{BlockStorage, BlockStorageReceipt};
 use openwinv_sdk::{Accepted, Client, NewVolume, VolumeQuery};
 
-use crate::instances::fail_if_any_failed;
-use crate::operations::{self, OperationFailed, Started, WaitArgs};
-use crate::output::{Column, Output, Tabular, emit, long, number, or_dash, text};
+use crate::operations::{self, Started, WaitArgs};
+use crate::output::{Column, Output, Tabular, long, number, or_dash, text};
 use crate::paging::Paging;
 use crate::resolve;
 
@@ -142,25 +141,10 @@ async fn changed(
     wait: &WaitArgs,
     out: Output,
 ) -> anyhow::Result<()> {
-    if !wait.wait {
-        return operations::record_started(&accepted, out);
-    }
-    let id = accepted.rows.block_storage_id.clone();
-    let ended = operations::wait(client, &accepted.operation_ids, wait.timeout()).await?;
-    out.forget_answers();
-    let deleted = accepted.rows.status == DELETING && OperationFailed::first(&ended).is_none();
-    if !deleted {
-        out.record(&client.volume(&id).await?)?;
-    } else if out.machine() {
-        let mut ops = Vec::new();
-        for op in &ended {
-            ops.push(client.operation(&op.operation_id).await?);
-        }
-        out.list(&ops)?;
-    } else {
-        emit(&format!("{id} deleted\n"))?;
-    }
-    fail_if_any_failed(&ended)
+    let id = &accepted.rows.block_storage_id;
+    let deleting = (accepted.rows.status == DELETING).then_some(id.as_str());
+    let show = async { out.record(&client.volume(id).await?) };
+    operations::follow_up(client, &accepted, wait, deleting, show, out).await
 }
 
 impl Tabular for Started<BlockStorageReceipt> {

@@ -90,11 +90,11 @@ pub async fn run(admin: &AdminClient, command: AdminCommand, out: Output) -> any
         AdminCommand::Images(action) => images::run(admin, action, out).await,
         AdminCommand::SshKeys(action) => {
             let owner = Owner::Account(admin, &action.scope().account);
-            keys::ssh_keys(owner, &action, out).await
+            keys::run(owner, &action, out).await
         }
         AdminCommand::Scripts(action) => {
             let owner = Owner::Account(admin, &action.scope().account);
-            keys::scripts(owner, &action, out).await
+            keys::run(owner, &action, out).await
         }
         AdminCommand::Bills(action) => bills::run(admin, action, out).await,
         AdminCommand::Clock(action) => clock::run(admin, action, out).await,
