@@ -87,7 +87,13 @@ pub fn live_qemu(vm: &Path) -> Option<i32> {
 /// Kills every QEMU of a server's data directory: they are daemons of their own, which outlive
 /// the server by design. For a test's `Drop`.
 pub fn kill_qemus(s: &Server) {
-    let Ok(vms) = std::fs::read_dir(s.data_path("vms")) else { return };
+    kill_qemus_in(&s.data_path("vms"));
+}
+
+/// Kills every QEMU whose machine directory is in `vms` (a server's or an agent's `vms`
+/// directory). For a test's `Drop`.
+pub fn kill_qemus_in(vms: &Path) {
+    let Ok(vms) = std::fs::read_dir(vms) else { return };
     for vm in vms.flatten() {
         if let Some(pid) = live_qemu(&vm.path()) {
             // SAFETY: kill(2) on a QEMU of this test's data directory (checked by live_qemu).

@@ -29,6 +29,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub mod browser;
 pub mod console;
 pub mod guest;
+pub mod hosts;
 pub mod lifecycle;
 pub mod web;
 

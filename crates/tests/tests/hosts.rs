@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use openwinv_tests::hosts::{ZONE, add_host_row, spawn_agent};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const ZONE: &str = "KR1-Z01";
 /// How long a poll for a state the control plane must reach may take (a loaded host is slow).
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -62,29 +61,8 @@ impl Agent {
 
     async fn spawn(&mut self) {
         self.starts += 1;
-        let mut cmd = self.command();
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(self.log()).unwrap());
-        let mut child = cmd.spawn().expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(WAIT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match registered {
-            Ok(Some(line)) => assert!(line.contains(&format!("host {} (HOST-", self.name)), "{line}"),
-            _ => panic!(
-                "agent {} did not register; its log:\n{}",
-                self.name,
-                std::fs::read_to_string(self.log()).unwrap()
-            ),
-        }
-        // Keep reading stdout so the agent never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, line) = spawn_agent(self.command(), &self.name, &self.log(), WAIT).await;
+        assert!(line.contains(&format!("host {} (HOST-", self.name)), "{line}");
         self.child = Some(child);
     }
 
@@ -97,8 +75,7 @@ impl Agent {
 
 /// Adds a host through the CLI and returns its token.
 async fn add_host(s: &Server, name: &str) -> String {
-    let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-    let row = &run.rows()[0];
+    let row = add_host_row(s, name).await;
     assert_eq!(row["name"], name);
     let token = row["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("owh_") && token.len() == 47, "{token}");

@@ -10,17 +10,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, console_mjs, require_browser_tools};
 use openwinv_tests::console::{open, read_to_close, read_until, send};
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-const ZONE: &str = "KR1-Z01";
 /// A bound on every read, so that a test fails instead of hanging; not a timing assertion.
 const READ: Duration = Duration::from_secs(30);
 
@@ -35,31 +34,13 @@ impl Agent {
     async fn start(s: &Server, name: &str) -> Agent {
         let token = add_host(s, name).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary())
-            .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
+        let mut cmd = Command::new(binary());
+        cmd.args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
             .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
             .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(READ, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        let a = Agent { token, dir, child: Some(child) };
-        assert!(registered == Ok(true), "agent {name} did not register; its log:\n{}", a.log());
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        a
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, name, &dir.path().join("agent.log"), READ).await;
+        Agent { token, dir, child: Some(child) }
     }
 
     fn log(&self) -> String {
@@ -71,17 +52,6 @@ impl Agent {
             c.kill().await.unwrap();
         }
     }
-}
-
-async fn add_host(s: &Server, name: &str) -> String {
-    let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-    run.rows()[0]["token"].as_str().unwrap().to_owned()
-}
-
-async fn hosts_mode() -> Server {
-    let s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
-    s
 }
 
 async fn create(s: &Server, name: &str) -> String {
@@ -100,7 +70,7 @@ async fn create(s: &Server, name: &str) -> String {
 /// socket ends the agent's session.
 #[tokio::test]
 async fn a_sim_agents_serial_console_through_the_control_plane() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&["--default-rate-limit", "0"]).await;
     let agent = Agent::start(&s, "h1").await;
     let id = create(&s, "console-on-h1").await;
 
@@ -163,7 +133,7 @@ async fn a_sim_agents_serial_console_through_the_control_plane() {
 /// offline is refused at once.
 #[tokio::test]
 async fn a_session_is_claimed_once_by_its_own_host_or_the_browser_is_told() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&["--default-rate-limit", "0"]).await;
     let mut agent = Agent::start(&s, "h1").await;
     let other = add_host(&s, "h2").await;
     let id = create(&s, "console-played").await;
@@ -262,7 +232,7 @@ async fn claim(url: &str, token: &str) -> Result<openwinv_tests::console::Ws, u1
 /// and the console works both ways there; through the first process it works too.
 #[tokio::test]
 async fn a_console_opened_through_another_process_reaches_its_agent() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&["--default-rate-limit", "0"]).await;
     let second = Server::start_sharing(&s, &["--placement", "hosts", "--default-rate-limit", "0"]).await;
     let agent = Agent::start(&s, "h1").await;
     let id = create(&s, "console-two-processes").await;
@@ -288,7 +258,7 @@ async fn a_console_opened_through_another_process_reaches_its_agent() {
 /// at start.
 #[tokio::test]
 async fn a_dial_back_to_a_wrong_internal_url_fails_clearly() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&["--default-rate-limit", "0"]).await;
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let closed = format!("http://127.0.0.1:{closed_port}");
     let unreachable =

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -20,7 +21,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
-const ZONE: &str = "KR1-Z01";
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
@@ -41,8 +41,7 @@ impl Agent {
 
     /// An agent of `s` that reaches it at `endpoint` (a proxy, or another control plane).
     async fn start_via(s: &Server, endpoint: &str, name: &str, extra: &[&str]) -> Agent {
-        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let token = add_host(s, name).await;
         let mut a = Agent {
             name: name.into(),
             token,
@@ -67,29 +66,8 @@ impl Agent {
             .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.log()).unwrap())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(WAIT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            registered == Ok(true),
-            "agent {} did not register; its log:\n{}",
-            self.name,
-            std::fs::read_to_string(self.log()).unwrap()
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, &self.name, &self.log(), WAIT).await;
         self.child = Some(child);
     }
 
@@ -137,12 +115,6 @@ impl Agent {
     fn did(&self, call: &str, id: &str) -> usize {
         self.done().iter().filter(|(c, i)| c == call && i == id).count()
     }
-}
-
-async fn hosts_mode() -> Server {
-    let s = Server::start_with(&["--placement", "hosts"], &[]).await;
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
-    s
 }
 
 async fn create(s: &Server, name: &str) -> (String, String) {
@@ -215,7 +187,7 @@ async fn wait_host_status(s: &Server, id: &str, want: &str) -> Value {
 /// evacuation leaves A with nothing.
 #[tokio::test]
 async fn evacuate_moves_stopped_machines_to_other_hosts() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let a = Agent::start(&s, "a", &[]).await;
     let ids = [created(&s, "one").await, created(&s, "two").await, created(&s, "three").await];
     let b = Agent::start(&s, "b", &[]).await;
@@ -288,7 +260,7 @@ async fn evacuate_moves_stopped_machines_to_other_hosts() {
 /// it had there is intact and nothing is left on the agent; refused outside hosts mode.
 #[tokio::test]
 async fn evacuate_without_room_elsewhere_leaves_the_machine_where_it_was() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let a = Agent::start(&s, "a", &[]).await;
     let id = created(&s, "one").await;
     act(&s, &id, "shutdown").await;
@@ -317,7 +289,7 @@ async fn evacuate_without_room_elsewhere_leaves_the_machine_where_it_was() {
 /// next evacuation moves it.
 #[tokio::test]
 async fn a_failed_move_unwinds_to_the_source() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let a = Agent::start(&s, "a", &[]).await;
     let id = created(&s, "one").await;
     let b = Agent::start(&s, "b", &[]).await;
@@ -350,7 +322,7 @@ async fn a_failed_move_unwinds_to_the_source() {
 /// line), left alone until the operator destroys it.
 #[tokio::test]
 async fn a_full_report_errors_missing_machines_and_reports_strays() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let mut a = Agent::start(&s, "h1", &[]).await;
     let kept = created(&s, "kept").await;
     let lost = created(&s, "lost").await;
@@ -485,7 +457,7 @@ async fn pipe(
 /// partition ends the host is alive again, the instances `up`, and actions work.
 #[tokio::test]
 async fn a_partitioned_agent_is_offline_then_reconciled() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let proxy = Partition::start(&s.endpoint).await;
     let a = Agent::start_via(&s, &proxy.endpoint, "h1", &[]).await;
     let id = created(&s, "vm").await;
@@ -528,7 +500,7 @@ async fn a_partitioned_agent_is_offline_then_reconciled() {
 /// waits on an agent, leaves it to the first, which completes it, the call run once.
 #[tokio::test]
 async fn two_control_planes_share_the_agents_and_finish_each_others_operations() {
-    let s1 = hosts_mode().await;
+    let s1 = hosts_mode(&[]).await;
     let mut s2 = Server::start_sharing(&s1, &["--placement", "hosts"]).await;
     let a = Agent::start(&s1, "h1", &["--sim-delay", "2"]).await;
     let b = Agent::start(&s1, "h2", &["--sim-delay", "2"]).await;

@@ -16,17 +16,16 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, live_qemu, require_qemu, serial_log};
+use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, require_qemu, serial_log};
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-const ZONE: &str = "KR1-Z01";
 /// Where the agents keep dnsmasq's files (the default); each network's directory is named after
 /// its namespace, which carries its agent's prefix.
 const RUN_DIR: &str = "/run/openwinv/networks";
@@ -69,41 +68,19 @@ struct Agent {
 
 impl Agent {
     async fn start(s: &Server, name: &str, host: &str, prefix: &str, underlay: Ipv4Addr) -> Agent {
-        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let token = add_host(s, name).await;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("agent.log");
         let underlay = underlay.to_string();
-        let mut child = tokio::process::Command::new(binary())
-            .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--zone", ZONE])
+        let mut cmd = tokio::process::Command::new(binary());
+        cmd.args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--zone", ZONE])
             .args(["--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--driver", "qemu"])
             .args(["--accel", &accel(), "--network", "namespaces", "--underlay", &underlay, "--data-dir"])
             .arg(dir.path().join("data"))
             .env("OPENWINV_NETWORK_HOST_NETNS", host)
             .env("OPENWINV_NETWORK_PREFIX", prefix)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(BOOT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            registered == Ok(true),
-            "agent {name} did not register; its log:\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, name, &log, BOOT).await;
         Agent { name: name.into(), prefix: prefix.into(), dir, _child: child }
     }
 
@@ -146,14 +123,7 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         // QEMU runs detached from the agent by design: kill this agent's.
-        if let Ok(vms) = std::fs::read_dir(self.dir.path().join("data").join("vms")) {
-            for vm in vms.flatten() {
-                if let Some(pid) = live_qemu(&vm.path()) {
-                    // SAFETY: kill(2) on a QEMU of this agent's data directory (checked by live_qemu).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
+        kill_qemus_in(&self.dir.path().join("data").join("vms"));
         if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
             for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
                 if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
@@ -274,9 +244,8 @@ async fn guests_of_one_account_on_two_hosts_share_their_network() {
     let tag = format!("owtest-{:x}-hn", std::process::id());
     let _namespaces = Namespaces(tag.clone());
     let hosts = underlay_net(&tag);
-    let mut s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    let mut s = hosts_mode(&["--default-rate-limit", "0"]).await;
     s.set_wait_timeout(BOOT);
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
     import_test_image(&s, &["IMG-ubuntu-2404"]).await;
     let mut agents = Vec::new();
     for (i, host) in hosts.iter().enumerate() {

@@ -6,48 +6,26 @@
 //! agent's `--underlay` must be an IPv4 address.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
+use openwinv_tests::hosts::{ZONE, add_host, spawn_agent};
 use openwinv_tests::{Body, Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const ZONE: &str = "KR1-Z01";
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A running `openwinv agent --driver sim --underlay IP`.
 async fn agent(s: &Server, name: &str, underlay: &str, dir: &std::path::Path) -> Child {
-    let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-    let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
-    let log = dir.join(format!("{name}.log"));
-    let mut child = Command::new(binary())
-        .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
+    let token = add_host(s, name).await;
+    let mut cmd = Command::new(binary());
+    cmd.args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
         .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--underlay", underlay])
         .arg("--data-dir")
         .arg(dir.join(name))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start openwinv agent");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let registered = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("registered with") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(registered == Ok(true), "agent {name} did not register: {}", std::fs::read_to_string(&log).unwrap());
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+        .env("RUST_LOG", "info");
+    spawn_agent(cmd, name, &dir.join(format!("{name}.log")), WAIT).await.0
 }
 
 async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
@@ -141,10 +119,7 @@ async fn hosts_of_a_network_are_told_their_peers() {
     }
 
     // A bad underlay is refused, naming the field.
-    let token = s.cli_run(&["admin", "hosts", "add", "hx", "--zone", ZONE, "-o", "json"]).await.ok().rows()[0]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = add_host(&s, "hx").await;
     let headers = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
     let body = json!({"zone": ZONE, "address": "192.0.2.9", "vcpus": 2, "memory_mb": 2048, "disk_gb": 50,
         "driver": "sim", "capabilities": ["sim"], "agent_version": "t", "underlay": "cp.example"});

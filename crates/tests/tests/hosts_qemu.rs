@@ -14,20 +14,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use openwinv_tests::guest::{
-    BOOT, accel, eventually, image_dir, import_test_image, live_qemu, require_qemu, serial_log,
+    BOOT, accel, eventually, image_dir, import_test_image, kill_qemus_in, live_qemu, require_qemu, serial_log,
 };
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary, console};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const ZONE: &str = "KR1-Z01";
 /// Short, so that the test sees unused copies go (a sweep every second).
 const TTL_SECS: u64 = 2;
 
@@ -41,50 +39,22 @@ struct Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let Ok(vms) = std::fs::read_dir(self.data().join("vms")) else { return };
-        for vm in vms.flatten() {
-            if let Some(pid) = live_qemu(&vm.path()) {
-                // SAFETY: kill(2) on a QEMU of this agent's data directory (checked by live_qemu).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        kill_qemus_in(&self.data().join("vms"));
     }
 }
 
 impl Agent {
     async fn start(s: &Server, name: &str, args: &[&str]) -> Agent {
-        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let token = add_host(s, name).await;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("agent.log");
-        let mut child = Command::new(binary())
-            .args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--zone", ZONE])
+        let mut cmd = Command::new(binary());
+        cmd.args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--zone", ZONE])
             .args(["--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(BOOT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            registered == Ok(true),
-            "agent {name} did not register; its log:\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, name, &log, BOOT).await;
         Agent { name: name.into(), dir, _child: child }
     }
 
@@ -181,9 +151,8 @@ async fn placed_on(s: &Server, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qemu_agent_boots_machines_from_images_fetched_by_content() {
     require_qemu();
-    let mut s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    let mut s = hosts_mode(&["--default-rate-limit", "0"]).await;
     s.set_wait_timeout(BOOT);
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
     // Two catalog images with the same files: the same digests.
     import_test_image(&s, &["IMG-ubuntu-2404", "IMG-debian-12"]).await;
     let digests: BTreeMap<String, &str> =

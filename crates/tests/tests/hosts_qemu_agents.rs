@@ -9,18 +9,17 @@
 //! tests, one at a time; `scripts/test` only in its SQLite pass.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use openwinv_tests::guest::{BOOT, accel, eventually, import_test_image, live_qemu, require_qemu, serial_log};
+use openwinv_tests::guest::{
+    BOOT, accel, eventually, import_test_image, kill_qemus_in, live_qemu, require_qemu, serial_log,
+};
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary, console};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Digest;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-const ZONE: &str = "KR1-Z01";
 
 /// A `openwinv agent --driver qemu` that can be killed and started again on its data directory.
 /// Dropping it kills the QEMUs it started: they are daemons of their own, which outlive the
@@ -36,20 +35,13 @@ struct Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let Ok(vms) = std::fs::read_dir(self.data().join("vms")) else { return };
-        for vm in vms.flatten() {
-            if let Some(pid) = live_qemu(&vm.path()) {
-                // SAFETY: kill(2) on a QEMU of this agent's data directory (checked by live_qemu).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
+        kill_qemus_in(&self.data().join("vms"));
     }
 }
 
 impl Agent {
     async fn start(s: &Server, name: &str) -> Agent {
-        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let token = add_host(s, name).await;
         let mut a = Agent {
             name: name.into(),
             token,
@@ -72,30 +64,13 @@ impl Agent {
 
     async fn spawn(&mut self) {
         self.starts += 1;
-        let mut child = Command::new(binary())
-            .args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--zone", ZONE])
+        let mut cmd = Command::new(binary());
+        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--zone", ZONE])
             .args(["--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--driver", "qemu"])
             .args(["--accel", &accel(), "--data-dir"])
             .arg(self.data())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.log_path()).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(BOOT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(registered == Ok(true), "agent {} did not register; its log:\n{}", self.name, self.log());
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, &self.name, &self.log_path(), BOOT).await;
         self.child = Some(child);
     }
 
@@ -132,9 +107,8 @@ impl Agent {
 
 async fn hosts_server() -> Server {
     require_qemu();
-    let mut s = Server::start_with(&["--placement", "hosts", "--default-rate-limit", "0"], &[]).await;
+    let mut s = hosts_mode(&["--default-rate-limit", "0"]).await;
     s.set_wait_timeout(BOOT);
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
     import_test_image(&s, &["IMG-ubuntu-2404"]).await;
     s
 }

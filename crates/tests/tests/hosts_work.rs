@@ -8,16 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const ZONE: &str = "KR1-Z01";
 const WAIT: Duration = Duration::from_secs(90);
 
 /// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
@@ -33,8 +31,7 @@ struct Agent {
 
 impl Agent {
     async fn start(s: &Server, name: &str, extra: &[&str]) -> Agent {
-        let run = s.cli_run(&["admin", "hosts", "add", name, "--zone", ZONE, "-o", "json"]).await.ok();
-        let token = run.rows()[0]["token"].as_str().unwrap().to_owned();
+        let token = add_host(s, name).await;
         let mut a = Agent {
             name: name.into(),
             token,
@@ -59,29 +56,8 @@ impl Agent {
             .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(&self.extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.log()).unwrap())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("start openwinv agent");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let registered = tokio::time::timeout(WAIT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("registered with") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            registered == Ok(true),
-            "agent {} did not register; its log:\n{}",
-            self.name,
-            std::fs::read_to_string(self.log()).unwrap()
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("RUST_LOG", "info");
+        let (child, _) = spawn_agent(cmd, &self.name, &self.log(), WAIT).await;
         self.child = Some(child);
     }
 
@@ -108,12 +84,6 @@ impl Agent {
             .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
             .collect()
     }
-}
-
-async fn hosts_mode() -> Server {
-    let s = Server::start_with(&["--placement", "hosts"], &[]).await;
-    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 100, "vcpu": 100}))).await.ok_rows();
-    s
 }
 
 async fn create(s: &Server, name: &str) -> (String, String) {
@@ -176,7 +146,7 @@ async fn wait_host(s: &Server, name: &str, status: &str) {
 /// the instance's host and nowhere else, each call once; runtime reports follow.
 #[tokio::test]
 async fn sagas_run_on_the_agent_of_the_instances_host() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let agents =
         [Agent::start(&s, "h1", &[]).await, Agent::start(&s, "h2", &[]).await, Agent::start(&s, "h3", &[]).await];
     // One after another, so that each placement sees the ones before (docs/hosts.md: concurrent
@@ -255,7 +225,7 @@ async fn sagas_run_on_the_agent_of_the_instances_host() {
 /// again, the operation completes, and the call ran to completion once.
 #[tokio::test]
 async fn a_step_interrupted_by_kill_9_completes_once_after_the_restart() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let mut agent = Agent::start(&s, "slow", &["--sim-delay", "2"]).await;
     let (id, op) = create(&s, "vm").await;
     let deadline = std::time::Instant::now() + WAIT;
@@ -283,7 +253,7 @@ async fn a_step_interrupted_by_kill_9_completes_once_after_the_restart() {
 /// it, and everything works again when the agent returns.
 #[tokio::test]
 async fn an_unreachable_host_marks_its_instances_and_refuses_actions_until_it_returns() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let mut a1 = Agent::start(&s, "h1", &[]).await;
     let _a2 = Agent::start(&s, "h2", &[]).await;
     let (x, op_x) = create(&s, "x").await;
@@ -338,7 +308,7 @@ async fn an_unreachable_host_marks_its_instances_and_refuses_actions_until_it_re
 /// they can be deleted.
 #[tokio::test]
 async fn declare_dead_unwinds_errors_and_releases() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     let mut a1 = Agent::start(&s, "h1", &[]).await;
     let (x, op_x) = create(&s, "x").await;
     let (y, op_y) = create(&s, "y").await;
@@ -404,7 +374,7 @@ async fn resize(s: &Server, id: &str, flavor: &str) -> openwinv_tests::Resp {
 /// the reservation unchanged; a resize that fails after reserving puts the reservation back.
 #[tokio::test]
 async fn resize_reserves_on_the_instances_host_or_is_refused() {
-    let s = hosts_mode().await;
+    let s = hosts_mode(&[]).await;
     // 8 vCPU, 8192 MB, 400 GB; vCPU overcommitted 4 times, memory and disk not.
     let a1 = Agent::start(&s, "h1", &[]).await;
     let (x, op_x) = create(&s, "x").await;
