@@ -1,0 +1,67 @@
+//! Export and import of a stopped machine's root disk, for moves between hosts.
+
+use super::*;
+
+impl QemuDriver {
+    // ---- evacuation ----------------------------------------------------------------------
+
+    /// Writes the stopped machine's root disk to `out` as one qcow2 file, its backing image
+    /// merged in (`qemu-img convert`), so that another host needs nothing else to boot it.
+    /// Refused for good while the machine runs: only a stopped machine is moved.
+    pub async fn export_disk(&self, id: &str, out: &Path) -> Result<(), DriverError> {
+        let paths = self.vm(id)?;
+        let _guard = self.lock(id).await;
+        self.require(id, &paths)?;
+        if self.is_running(&paths).await {
+            return Err(perm(format!("instance {id} runs: only a stopped machine is exported")));
+        }
+        let tmp = out.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.qemu_img(&[
+            "convert".into(),
+            "-q".into(),
+            "-O".into(),
+            "qcow2".into(),
+            paths.root_disk().into_os_string(),
+            tmp.clone().into_os_string(),
+        ])
+        .await?;
+        std::fs::rename(&tmp, out).map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))?;
+        tracing::info!(instance = %id, to = %out.display(), "machine disk exported");
+        Ok(())
+    }
+
+    /// Creates the machine of `spec`, stopped, with `disk` (a qcow2 file another host exported)
+    /// as its root disk instead of a fresh overlay; the file is moved into the machine's
+    /// directory. A machine already here is left as it is (a repeated call).
+    pub async fn import_disk(&self, spec: &MachineSpec, disk: &Path) -> Result<MachineState, DriverError> {
+        let paths = self.vm(&spec.instance_id)?;
+        let _guard = self.lock(&spec.instance_id).await;
+        if let Some(rec) = self.load(&spec.instance_id, &paths)? {
+            return Ok(rec.state());
+        }
+        if spec.boot.is_none() {
+            return Err(no_boot(spec));
+        }
+        let (format, _) = self.image_info(disk).await?;
+        if format != "qcow2" {
+            return Err(perm(format!("the imported disk {} is {format}, not qcow2", disk.display())));
+        }
+        create_private_dir(&paths.dir)?;
+        std::fs::rename(disk, paths.root_disk())
+            .or_else(|_| std::fs::copy(disk, paths.root_disk()).map(|_| ()))
+            .map_err(|e| trans(format!("cannot move {} into {}: {e}", disk.display(), paths.dir.display())))?;
+        let seed = self.write_seed(&paths, spec)?;
+        let rec = VmRecord {
+            spec: spec.clone(),
+            ssh_port: self.pick_port()?,
+            seed_instance_id: seed.instance_id,
+            generation: 1,
+            power: Power::Stopped,
+            rules: None,
+        };
+        self.save(&paths, &rec)?;
+        tracing::info!(instance = %spec.instance_id, ssh_port = rec.ssh_port, "machine imported");
+        Ok(rec.state())
+    }
+}
