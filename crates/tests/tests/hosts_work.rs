@@ -430,3 +430,34 @@ async fn resize_reserves_on_the_instances_host_or_is_refused() {
     assert_eq!(reserved(&s, &x).await, json!([4, 8192, 100]));
     assert!(flavor_is(&s, &x, "ss1.c4m8").await);
 }
+
+/// Billing and quotas do not depend on where a machine runs (issue 18): in hosts mode the
+/// account's quota refuses the create past it as in one process, and the live bill has a line
+/// for each instance, whichever host runs it.
+#[tokio::test]
+async fn quotas_and_the_live_bill_are_unchanged_by_the_host() {
+    let mut s = hosts_mode(&[]).await;
+    let _agents = [Agent::start(&s, "h1", &[]).await, Agent::start(&s, "h2", &[]).await];
+    s.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 2}))).await.ok_rows();
+    let mut ids = Vec::new();
+    for name in ["b1", "b2"] {
+        let (id, op) = create(&s, name).await;
+        assert_eq!(s.wait_operation(&op).await["status"], "succeeded");
+        ids.push(id);
+    }
+    let hosts: BTreeSet<String> = placements(&s).await.into_values().collect();
+    assert_eq!(hosts.len(), 2, "one instance on each host: {hosts:?}");
+    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": "b3"});
+    s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await.assert_error(403, "LIMIT_EXCEEDED");
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "2h"}))).await.ok_rows();
+    s.sync_clock().await;
+    let bill = s.get("/v1/bill/live?explain=1").await;
+    let row = &bill.ok_rows()[0];
+    let items = row["items"].as_array().unwrap();
+    for id in &ids {
+        let line = items.iter().find(|i| i["id"] == id.as_str()).unwrap_or_else(|| panic!("no line for {id}: {row}"));
+        assert!(line["amount"].as_i64().unwrap() > 0, "{line}");
+    }
+    let sum: i64 = items.iter().map(|i| i["amount"].as_i64().unwrap()).sum();
+    assert_eq!(row["price"].as_i64().unwrap(), sum, "{row}");
+}
