@@ -8,8 +8,9 @@
 // The pages: the sign-in form, then signed in the dashboard and every entry of the header's
 // navigation (so pages added later are checked without editing this list), an instance's page and
 // the wizard's three steps, the API tester with an answer shown, then the operator's sign-in and
-// every entry of the operator's navigation, and an account's keys. The account should have an
-// instance, a volume and an access key for those pages to show rows.
+// every entry of the operator's navigation, a host's page (if there is a host), and an account's
+// keys. The account should have an instance, a volume and an access key for those pages to show
+// rows.
 //
 // axe-core is a devDependency (node_modules/axe-core); its source is evaluated in the page by the
 // test, never served by openwinv. Chromium: /usr/bin/chromium or $CHROMIUM.
@@ -144,6 +145,15 @@ async function run(browser) {
   for (const path of await navEntries(adminLabel)) {
     if (path === '/admin/') continue;
     await visit(nameOf(path, 'admin-'), path);
+  }
+  // A host's page, if there is a host.
+  await page.goto('/admin/hosts');
+  const host = page.locator('tr[data-host] a').first();
+  if ((await host.count()) > 0) {
+    await Promise.all([page.waitForURL(/\/admin\/hosts\/[^/]+$/), host.click()]);
+    await check('admin-host');
+  } else {
+    log.push('no host: the host page is not checked');
   }
   await page.goto('/admin/');
   await Promise.all([page.waitForURL(/\/keys$/), page.locator('tr[data-account] a').last().click()]);

@@ -2,7 +2,7 @@
 // The API tester and the operator's pages in headless Chromium, against a running openwinv on the
 // simulated driver. Exits 0 when every step passed, 1 with the failing step and the page's text.
 //
-//   node web_admin.mjs <endpoint> <login> <password> <admin token>
+//   node web_admin.mjs <endpoint> <login> <password> <admin token> [--hosts HOST]
 //
 // The person (whose account has an access key): sends GET /v1/zones from the API tester and sees
 // the 200 answer, the signature inputs and the curl text; sends GET /v1/flavors with a bad
@@ -11,24 +11,44 @@
 // its instances quota to 7, advances the clock by 2 hours, signs out. Any Content-Security-Policy
 // violation fails the run.
 //
+// With --hosts HOST (a control plane in hosts mode where the registered agent of HOST holds an
+// instance), the operator also, before moving the clock: sees HOST alive in the hosts list, adds
+// the host `rack-2` and sees its token once (not in the URL, not after a reload), opens HOST's
+// page and sees its placement, drains it and enables it again, and is refused removing it with
+// the IN_USE code and message. axe-core checks those pages (no serious or critical violation).
+//
 // Chromium: /usr/bin/chromium or $CHROMIUM. Dependencies: `npm ci` in this directory.
 
 import { existsSync } from 'node:fs';
 
-const USAGE = 'usage: node web_admin.mjs <endpoint> <login> <password> <admin token>';
+const USAGE = 'usage: node web_admin.mjs <endpoint> <login> <password> <admin token> [--hosts HOST]';
 function fail(message) {
   console.error(`web_admin.mjs: ${message}`);
   process.exit(1);
 }
-const [endpoint, login, password, adminToken] = process.argv.slice(2);
+const args = process.argv.slice(2);
+let hostName = null;
+const at = args.indexOf('--hosts');
+if (at >= 0) {
+  hostName = args[at + 1];
+  if (!hostName) fail(USAGE);
+  args.splice(at, 2);
+}
+const [endpoint, login, password, adminToken] = args;
 if (!adminToken) fail(USAGE);
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 if (!existsSync(executablePath)) fail(`${executablePath} is missing: apt-get install -y chromium (or set CHROMIUM)`);
 let chromium;
+let axeSource = null;
 try {
   ({ chromium } = await import('playwright-core'));
+  if (hostName) {
+    const { readFileSync } = await import('node:fs');
+    const { createRequire } = await import('node:module');
+    axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  }
 } catch (e) {
-  fail(`playwright-core is not installed: run \`npm ci\` in tests/browser (${e.message})`);
+  fail(`playwright-core or axe-core is not installed: run \`npm ci\` in tests/browser (${e.message})`);
 }
 
 const STEP_TIMEOUT = 60_000;
@@ -54,6 +74,71 @@ async function newPage(browser) {
   p.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
   p.on('pageerror', (e) => log.push(`page error: ${e.message}`));
   return p;
+}
+
+const axeFound = [];
+
+// Runs axe-core on the page as it is; serious and critical violations fail the run at its end.
+async function axe(name) {
+  await page.waitForLoadState('load');
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }),
+  );
+  log.push(`axe ${name}: ${result.passes.length} rules pass`);
+  for (const v of result.violations) {
+    if (v.impact !== 'serious' && v.impact !== 'critical') continue;
+    const where = v.nodes.slice(0, 3).map((n) => n.target.join(' '));
+    axeFound.push(`${name} ${page.url()}: [${v.impact}] ${v.id}: ${v.help} at ${where.join(', ')}`);
+  }
+}
+
+function postTo(path) {
+  return page.waitForResponse((r) => new URL(r.url()).pathname === path && r.request().method() === 'POST');
+}
+
+async function hostsJourney() {
+  say(`hosts: the list shows ${hostName} alive`);
+  await page.click('header nav a[href="/admin/hosts"]');
+  await page.locator(`tr[data-host="${hostName}"] [data-field="status"] [data-status="alive"]`).waitFor();
+  await expectText(`tr[data-host="${hostName}"] [data-field="instances"]`, '1');
+  await axe('admin-hosts');
+
+  say('hosts: adds a host and sees its token once');
+  await page.fill('#h-name', 'rack-2');
+  const added = postTo('/admin/hosts');
+  await page.click('#host-add');
+  if ((await added).status() !== 200) throw new Error(`adding a host answered ${(await added).status()}`);
+  await page.locator('#issued-host-token').waitFor();
+  const token = (await page.locator('#issued-host-token').textContent()).trim();
+  if (!/^owh_[0-9A-Za-z]{43}$/.test(token)) throw new Error(`the token shown is ${JSON.stringify(token)}`);
+  if (page.url().includes(token)) throw new Error(`the token is in the URL ${page.url()}`);
+  await expectText('#issued-host-command', `--host-token ${token}`);
+  await page.locator('tr[data-host="rack-2"] [data-status="new"]').waitFor();
+  await axe('admin-host-added');
+  await page.goto('/admin/hosts');
+  if ((await page.content()).includes(token)) throw new Error('the token is shown again after a reload');
+
+  say(`hosts: ${hostName}'s page shows its placement`);
+  await Promise.all([page.waitForURL((u) => u.pathname === `/admin/hosts/${hostName}`), page.click(`tr[data-host="${hostName}"] a`)]);
+  await expectText('tr[data-placement] [data-field="status"]', 'active');
+  await expectText('#host-status', 'alive');
+  await axe('admin-host');
+
+  say(`hosts: drains ${hostName}, then enables it`);
+  await Promise.all([page.waitForURL(/done=host_drain/), page.click('#host-drain')]);
+  await expectText('#host-state', 'draining');
+  await expectText('.notice', 'Host draining.');
+  await Promise.all([page.waitForURL(/done=host_enable/), page.click('#host-enable')]);
+  await expectText('#host-state', 'enabled');
+
+  say(`hosts: removing ${hostName}, which holds an instance, is refused`);
+  const removed = postTo(`/admin/hosts/${hostName}/remove`);
+  await page.click('#host-remove');
+  if ((await removed).status() !== 409) throw new Error(`removing a host in use answered ${(await removed).status()}, not 409`);
+  await expectText('.error strong', 'IN_USE');
+  await expectText('.error-message', `The host \`${hostName}\` holds 1 instance(s)`);
+  await axe('admin-host-refused');
 }
 
 async function send() {
@@ -127,6 +212,8 @@ async function journey(browser) {
   await Promise.all([page.waitForURL(/done=quota/), page.click('#quota-submit')]);
   await expectText('tr[data-account="team"] [data-quota="instances"]', '7');
 
+  if (hostName) await hostsJourney();
+
   say('advances the clock');
   await page.click('header nav a[href="/admin/clock"]');
   const before = Number(await page.locator('#clock-unix').textContent());
@@ -161,6 +248,7 @@ try {
 }
 const violations = log.filter((l) => /Content Security Policy|Refused to/.test(l));
 if (!error && violations.length) error = `Content-Security-Policy violations:\n${violations.join('\n')}`;
+if (!error && axeFound.length) error = `accessibility violations (serious or critical):\n${axeFound.join('\n')}`;
 if (error) {
   console.error(`web_admin.mjs: step "${step}" failed: ${error}\n--- log ---\n${log.join('\n')}`);
   process.exit(1);

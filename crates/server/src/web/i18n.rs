@@ -150,6 +150,7 @@ mod tests {
             include_str!("admin/accounts.rs"),
             include_str!("admin/catalog.rs"),
             include_str!("admin/sim.rs"),
+            include_str!("admin/hosts.rs"),
             include_str!("firewalls.rs"),
             include_str!("billing.rs"),
             include_str!("api_keys.rs"),
@@ -193,7 +194,16 @@ mod tests {
         for k in ["tester.path_params", "tester.query_params", "admin.enable", "admin.wrong_token"] {
             keys.push(k.to_owned());
         }
-        for n in ["accounts", "catalog", "clock", "faults", "label"] {
+        for n in ["enabled", "disabled", "draining", "dead", "alive", "offline", "new"] {
+            keys.push(format!("admin.host_{n}"));
+        }
+        for d in ["host_added", "host_enable", "host_disable", "host_drain", "host_evacuate", "host_dead"] {
+            keys.push(format!("admin.done_{d}"));
+        }
+        for d in ["host_removed", "stray_destroyed", "overcommit"] {
+            keys.push(format!("admin.done_{d}"));
+        }
+        for n in ["accounts", "catalog", "clock", "faults", "hosts", "label"] {
             keys.push(format!("admin.nav_{n}"));
         }
         for k in ["nav.firewalls", "nav.billing", "nav.api_keys", "billing.others", "billing.kind_server"] {

@@ -19,6 +19,7 @@
 
 mod accounts;
 mod catalog;
+mod hosts;
 mod sim;
 
 use std::net::SocketAddr;
@@ -64,6 +65,11 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/faults", get(sim::faults).post(sim::add_fault))
         .route("/admin/faults/clear", post(sim::clear_faults))
         .route("/admin/faults/{fault_id}/delete", post(sim::delete_fault))
+        .route("/admin/hosts", get(hosts::list).post(hosts::add))
+        .route("/admin/hosts/{name}", get(hosts::show))
+        .route("/admin/hosts/{name}/strays/destroy", post(hosts::destroy_stray))
+        .route("/admin/hosts/{name}/{action}", post(hosts::act))
+        .route("/admin/placements/overcommit", post(hosts::overcommit))
 }
 
 fn host_now() -> i64 {
@@ -163,6 +169,7 @@ pub fn nav(lang: Lang, active: &str, csrf_token: &str) -> Markup {
         ("catalog", "/admin/catalog", "admin.nav_catalog"),
         ("clock", "/admin/clock", "admin.nav_clock"),
         ("faults", "/admin/faults", "admin.nav_faults"),
+        ("hosts", "/admin/hosts", "admin.nav_hosts"),
     ];
     html! {
         nav aria-label=(lang.t("admin.nav_label")) {
