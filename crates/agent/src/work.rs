@@ -407,6 +407,57 @@ impl Runner {
                 let v = item.payload["volume_id"].as_str().unwrap_or_default();
                 d.detach_volume(id, v).await.map(|()| Value::Null)
             }
+            // A volume's storage lives on the host of the instance it was last attached to
+            // (docs/hosts.md "Volumes"): made here at its first attach, moved here from another
+            // host (export there, import here by content), deleted here with the volume.
+            "create_volume" => {
+                let v: VolumeSpec = serde_json::from_value(item.payload["volume"].clone()).map_err(bad)?;
+                d.create_volume(&v).await.map(|()| Value::Null)
+            }
+            "delete_volume" => {
+                let v = item.payload["volume_id"].as_str().unwrap_or_default();
+                d.delete_volume(v).await.map(|()| Value::Null)
+            }
+            "export_volume" => {
+                let v = item.payload["volume_id"].as_str().unwrap_or_default();
+                let (Some(qemu), Some(images)) = (&self.qemu, &self.images) else {
+                    return Ok(json!({"format": "sim", "volume_id": v}));
+                };
+                let out = self.dir.join(format!("export-{v}.qcow2"));
+                qemu.export_volume(v, &out).await?;
+                let uploaded = images.upload_disk(&out).await;
+                let _ = std::fs::remove_file(&out);
+                let (sha256, size) = uploaded?;
+                Ok(json!({"format": "qcow2", "volume_id": v,
+                    "files": [{"role": "volume", "sha256": sha256, "size": size}]}))
+            }
+            "import_volume" => {
+                let v: VolumeSpec = serde_json::from_value(item.payload["volume"].clone()).map_err(bad)?;
+                let export = &item.payload["export"];
+                let format = export["format"].as_str().unwrap_or_default();
+                match (format, &self.qemu, &self.images) {
+                    // A simulated volume holds no data: it arrives as fresh storage; a
+                    // simulated host keeps none.
+                    ("sim", _, _) | (_, None, _) => d.create_volume(&v).await.map(|()| Value::Null),
+                    ("qcow2", Some(qemu), Some(images)) => {
+                        let file = export["files"]
+                            .as_array()
+                            .and_then(|f| f.iter().find(|f| f["role"] == "volume"))
+                            .ok_or_else(|| DriverError::Permanent("the export names no volume file".into()))?;
+                        let sha256 = file["sha256"].as_str().unwrap_or_default();
+                        let size = file["size"].as_u64().unwrap_or_default();
+                        let disk = self.dir.join(format!("import-{}.qcow2", v.volume_id));
+                        images.fetch_disk(sha256, size, &disk).await?;
+                        let made = qemu.import_volume(&v, &disk).await;
+                        let _ = std::fs::remove_file(&disk);
+                        made.map(|()| Value::Null)
+                    }
+                    _ => Err(DriverError::Permanent(format!(
+                        "this {} host cannot import a volume exported as `{format}`",
+                        d.name()
+                    ))),
+                }
+            }
             "set_peers" => {
                 let p: SetPeers = serde_json::from_value(item.payload.clone()).map_err(bad)?;
                 // The simulator and user-mode networking keep no network to span hosts.

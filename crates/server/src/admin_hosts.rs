@@ -258,6 +258,17 @@ pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -
             }));
             continue;
         }
+        // A volume's storage stays on its host until the volume is next attached (docs/hosts.md
+        // "Volumes"): a machine moves without its volumes, so one with volumes stays.
+        let volumes = state.store.volumes_of_instance(&inst.instance_id).await?;
+        if !volumes.is_empty() {
+            let ids: Vec<&str> = volumes.iter().map(|v| v.block_storage_id.as_str()).collect();
+            left.push(leave(format!(
+                "block storage attached ({}): detach it first; a detached volume moves to the host of the instance it is next attached to",
+                ids.join(", ")
+            )));
+            continue;
+        }
         let operation_id = ids::new_id("OP");
         let op = NewOperation {
             operation_id: &operation_id,
@@ -309,8 +320,12 @@ pub async fn destroy_stray(
         )
         .with_status(StatusCode::CONFLICT));
     }
-    let remote =
-        crate::remote_driver::RemoteDriver::new(state.store.clone(), state.clock.clone(), state.driver.clone());
+    let remote = crate::remote_driver::RemoteDriver::new(
+        state.store.clone(),
+        state.clock.clone(),
+        state.driver.clone(),
+        state.images.disks_dir(),
+    );
     match remote.call_on(&h.host_id, &h.name, &instance_id, "destroy", serde_json::json!({})).await {
         Ok(_) => {}
         Err(e) => {

@@ -194,7 +194,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
     let hosts_mode = config.placement == crate::config::Placement::Hosts;
     let driver: Arc<dyn ComputeDriver> = if hosts_mode {
         spawn_work_pruning(store.clone());
-        Arc::new(crate::remote_driver::RemoteDriver::new(store.clone(), clock.clone(), driver))
+        Arc::new(crate::remote_driver::RemoteDriver::new(store.clone(), clock.clone(), driver, images.disks_dir()))
     } else {
         driver
     };

@@ -67,19 +67,32 @@ pub fn queue_of(host_id: &str) -> Arc<Notify> {
 pub struct RemoteDriver {
     store: Store,
     clock: Arc<Clock>,
-    /// Calls that name no instance (a volume's storage on its own) run here: until volumes have
-    /// hosts of their own, the control plane's driver keeps them.
+    /// Deletes the storage of volumes no host keeps (made by this process's own driver before
+    /// volumes had hosts).
     local: Arc<dyn ComputeDriver>,
+    /// `<data>/disks`: where a volume moving between hosts passes (removed once it moved).
+    disks: std::path::PathBuf,
     wait: Duration,
 }
 
 impl RemoteDriver {
-    pub fn new(store: Store, clock: Arc<Clock>, local: Arc<dyn ComputeDriver>) -> RemoteDriver {
-        RemoteDriver { store, clock, local, wait: WAIT }
+    pub fn new(
+        store: Store,
+        clock: Arc<Clock>,
+        local: Arc<dyn ComputeDriver>,
+        disks: std::path::PathBuf,
+    ) -> RemoteDriver {
+        RemoteDriver { store, clock, local, disks, wait: WAIT }
     }
 
     /// Runs `call` on the host of `instance_id` and answers the driver's result.
     async fn call(&self, instance_id: &str, call: &str, payload: Value) -> Result<Value, DriverError> {
+        let key = call_key();
+        self.keyed(instance_id, call, &key, payload).await
+    }
+
+    /// [`RemoteDriver::call`] under a key the caller chose.
+    async fn keyed(&self, instance_id: &str, call: &str, key: &str, payload: Value) -> Result<Value, DriverError> {
         let scope = StepScope::current();
         let undo = scope.as_ref().is_some_and(|s| s.undo);
         let host = self.store.host_of_instance(instance_id).await.map_err(store_error)?;
@@ -96,7 +109,21 @@ impl RemoteDriver {
         if host.host_state == DEAD {
             return nothing_there(format!("the host {} of instance {instance_id} was declared dead", host.host_name));
         }
-        self.call_on(&host.host_id, &host.host_name, instance_id, call, payload).await
+        let target = Target { host_id: &host.host_id, host_name: &host.host_name, instance_id: Some(instance_id) };
+        run_on_host(&self.store, &self.clock, self.wait, &target, call, key, payload).await
+    }
+
+    /// Runs `call` about no instance (a volume's storage) on the host `host_id`, keyed `key`.
+    async fn on_host(
+        &self,
+        host_id: &str,
+        host_name: &str,
+        call: &str,
+        key: &str,
+        payload: Value,
+    ) -> Result<Value, DriverError> {
+        let target = Target { host_id, host_name, instance_id: None };
+        run_on_host(&self.store, &self.clock, self.wait, &target, call, key, payload).await
     }
 
     /// Runs `call` about `instance_id` on the host `host_id`, wherever the instance is placed
@@ -110,11 +137,7 @@ impl RemoteDriver {
         call: &str,
         payload: Value,
     ) -> Result<Value, DriverError> {
-        let scope = StepScope::current();
-        let key = match &scope {
-            Some(s) => s.next_call_key(),
-            None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
-        };
+        let key = call_key();
         let target = Target { host_id, host_name, instance_id: Some(instance_id) };
         run_on_host(&self.store, &self.clock, self.wait, &target, call, &key, payload).await
     }
@@ -240,10 +263,7 @@ pub async fn tell_peers(
             (h.host_id.clone(), ip)
         })
         .collect();
-    let base = match StepScope::current() {
-        Some(s) => s.next_call_key(),
-        None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
-    };
+    let base = call_key();
     let calls = hosts.iter().map(|h| {
         let peers: Vec<String> = underlays
             .iter()
@@ -261,6 +281,15 @@ pub async fn tell_peers(
         r?;
     }
     Ok(())
+}
+
+/// The key of the next driver call of the current step run (see the module's doc), or an ad-hoc
+/// key outside a step.
+fn call_key() -> String {
+    match StepScope::current() {
+        Some(s) => s.next_call_key(),
+        None => format!("adhoc/{}", openwinv_store::ids::new_id("W")),
+    }
 }
 
 fn host_ms() -> i64 {
@@ -357,16 +386,67 @@ impl ComputeDriver for RemoteDriver {
         self.call(instance_id, "apply_firewall", json!({ "rules": rules })).await.map(drop)
     }
 
-    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), DriverError> {
-        self.local.create_volume(spec).await
+    /// Nothing yet: a volume's storage is made on the host of the instance it is first
+    /// attached to ([`RemoteDriver::attach_volume`]), which a volume not yet attached has not.
+    async fn create_volume(&self, _spec: &VolumeSpec) -> Result<(), DriverError> {
+        Ok(())
     }
 
+    /// On the host that keeps the volume's storage; a volume no host keeps was never attached
+    /// in hosts mode (or was made by this process's own driver before volumes had hosts).
     async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
-        self.local.delete_volume(volume_id).await
+        match self.store.volume_host(volume_id).await.map_err(store_error)? {
+            // Its host was declared dead: the storage went with it.
+            Some(h) if h.host_state == DEAD => Ok(()),
+            Some(h) => {
+                let key = format!("{}/delete", call_key());
+                let payload = json!({ "volume_id": volume_id });
+                self.on_host(&h.host_id, &h.host_name, "delete_volume", &key, payload).await.map(drop)
+            }
+            None => self.local.delete_volume(volume_id).await,
+        }
     }
 
+    /// Makes sure the instance's host keeps the volume's storage, then attaches it there. The
+    /// storage is made there at the volume's first attach; a volume kept on another host moves
+    /// (exported there by content, imported here, deleted there) before it is attached. Each of
+    /// these calls has a key of its own under the step's first key, so a retried step finds the
+    /// answered ones whichever of them it needs.
     async fn attach_volume(&self, instance_id: &str, spec: &VolumeSpec) -> Result<(), DriverError> {
-        self.call(instance_id, "attach_volume", json!({ "volume": spec })).await.map(drop)
+        let base = call_key();
+        if let Some(to) = self.store.host_of_instance(instance_id).await.map_err(store_error)? {
+            let volume = json!({ "volume": spec });
+            match self.store.volume_host(&spec.volume_id).await.map_err(store_error)? {
+                Some(from) if from.host_id == to.host_id => {}
+                Some(from) if from.host_state == DEAD => {
+                    return Err(DriverError::Permanent(format!(
+                        "the storage of volume {} was kept on the host {}, which was declared dead: its data is lost",
+                        spec.volume_id, from.host_name
+                    )));
+                }
+                Some(from) => {
+                    let id = json!({ "volume_id": spec.volume_id });
+                    let export = self
+                        .on_host(&from.host_id, &from.host_name, "export_volume", &format!("{base}/export"), id.clone())
+                        .await?;
+                    let payload = json!({ "volume": spec, "export": export });
+                    self.on_host(&to.host_id, &to.host_name, "import_volume", &format!("{base}/import"), payload)
+                        .await?;
+                    crate::internal::disks::remove_exported(&self.disks, &export);
+                    self.store.set_volume_host(&spec.volume_id, &to.host_id).await.map_err(store_error)?;
+                    self.on_host(&from.host_id, &from.host_name, "delete_volume", &format!("{base}/drop"), id).await?;
+                    tracing::info!(volume = %spec.volume_id, from = %from.host_name, to = %to.host_name,
+                        "volume storage moved between hosts");
+                }
+                None => {
+                    self.on_host(&to.host_id, &to.host_name, "create_volume", &format!("{base}/create"), volume)
+                        .await?;
+                    self.store.set_volume_host(&spec.volume_id, &to.host_id).await.map_err(store_error)?;
+                }
+            }
+        }
+        let key = format!("{base}/attach");
+        self.keyed(instance_id, "attach_volume", &key, json!({ "volume": spec })).await.map(drop)
     }
 
     async fn detach_volume(&self, instance_id: &str, volume_id: &str) -> Result<(), DriverError> {

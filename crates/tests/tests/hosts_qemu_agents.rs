@@ -282,3 +282,59 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     assert_eq!(log.value("marker").await, "moved-with-its-disk", "the marker written on A, read on B");
     assert_eq!(b.did("start", &id), 1);
 }
+
+/// A volume's storage follows the instance it is attached to (docs/hosts.md "Volumes"): made on
+/// the QEMU host of its first instance and hot-plugged there; written by that guest; detached and
+/// attached to an instance on the other QEMU host, it moves there (export, import by content,
+/// delete on the first host) and the second guest reads what the first one wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_moves_to_the_host_of_its_next_instance_with_its_data() {
+    let s = hosts_server().await;
+    let a = Agent::start(&s, "qa").await;
+    let b = Agent::start(&s, "qb").await;
+    s.admin(Method::POST, "/admin/v1/hosts/qb/disable", None).await.ok_rows();
+    let x = create(&s, "x").await;
+    s.admin(Method::POST, "/admin/v1/hosts/qb/enable", None).await.ok_rows();
+    s.admin(Method::POST, "/admin/v1/hosts/qa/disable", None).await.ok_rows();
+    let y = create(&s, "y").await;
+    assert_eq!((placed_on(&s, &x).await, placed_on(&s, &y).await), ("qa".to_owned(), "qb".to_owned()));
+
+    // Each guest up (its hot-plug watcher running) before a disk is plugged into it.
+    let mut log_x = serial_log(a.vm(&x).join("serial.log"));
+    log_x.boot("x").await;
+    let mut log_y = serial_log(b.vm(&y).join("serial.log"));
+    log_y.boot("y").await;
+    let body = json!({"instance_id": x, "type": "ssd", "size": 10, "name": "data"});
+    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "volume create: {op}\nA:\n{}", a.log());
+    assert_eq!(log_x.value("disk-added").await, format!("vdb {}", 10u64 << 30));
+    let on_a = a.data().join("volumes").join(format!("{v}.qcow2"));
+    assert!(on_a.is_file(), "the storage is made on the instance's host");
+    assert!(!b.data().join("volumes").join(format!("{v}.qcow2")).exists());
+    type_on_console(&s, &x, "echo volume-data-$((40+2)) > /dev/vdb && sync && echo written-$((40+2))", "written-42")
+        .await;
+
+    let r = s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(s.wait_operation(r.header("x-operation-id").unwrap()).await["status"], "succeeded");
+    assert_eq!(log_x.value("disk-removed").await, "vdb");
+    let r = s.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{y}"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "attach on the other host: {op}\nA:\n{}\nB:\n{}", a.log(), b.log());
+    assert_eq!(log_y.value("disk-added").await, format!("vdb {}", 10u64 << 30));
+    assert!(!on_a.exists(), "the storage left the first host");
+    assert!(b.data().join("volumes").join(format!("{v}.qcow2")).is_file(), "the storage is on the second host");
+    type_on_console(&s, &y, "head -c 15 /dev/vdb; echo", "volume-data-42").await;
+    // Passed through the control plane, and gone from it once moved.
+    let disks: Vec<_> = std::fs::read_dir(s.data_path("disks"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(disks.is_empty(), "a moved volume left on the control plane: {disks:?}");
+    let calls = |g: &Agent| g.done().into_iter().map(|(c, _)| c).filter(|c| c.ends_with("_volume")).collect::<Vec<_>>();
+    assert_eq!(calls(&a), ["create_volume", "attach_volume", "detach_volume", "export_volume", "delete_volume"]);
+    assert_eq!(calls(&b), ["import_volume", "attach_volume"]);
+}

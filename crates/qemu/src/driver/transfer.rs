@@ -1,4 +1,5 @@
-//! Export and import of a stopped machine's root disk, for moves between hosts.
+//! Export and import of a stopped machine's root disk, and of a detached volume, for moves
+//! between hosts.
 
 use super::*;
 
@@ -63,5 +64,56 @@ impl QemuDriver {
         self.save(&paths, &rec)?;
         tracing::info!(instance = %spec.instance_id, ssh_port = rec.ssh_port, "machine imported");
         Ok(rec.state())
+    }
+
+    // ---- volumes moving between hosts ------------------------------------------------------
+
+    /// Writes a detached volume to `out` as one qcow2 file (`qemu-img convert`, a consistent
+    /// copy). Refused for good while a machine of this host has it attached, and when this host
+    /// keeps no storage for it.
+    pub async fn export_volume(&self, volume_id: &str, out: &Path) -> Result<(), DriverError> {
+        let path = self.check_volume(volume_id)?;
+        let _guard = self.attachments.lock().await;
+        if let Some(m) = self.attachment_of(volume_id)? {
+            return Err(perm(format!("volume {volume_id} is attached to instance {m}: only a detached volume moves")));
+        }
+        if !path.is_file() {
+            return Err(perm(format!("volume {volume_id} has no storage on this host to move")));
+        }
+        let tmp = out.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.qemu_img(&[
+            "convert".into(),
+            "-q".into(),
+            "-O".into(),
+            "qcow2".into(),
+            path.into_os_string(),
+            tmp.clone().into_os_string(),
+        ])
+        .await?;
+        std::fs::rename(&tmp, out).map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))?;
+        tracing::info!(volume = %volume_id, to = %out.display(), "volume exported");
+        Ok(())
+    }
+
+    /// Makes `disk` (a qcow2 file another host exported) the storage of the volume of `spec`;
+    /// the file is moved into place. Storage already here is kept (a repeated call).
+    pub async fn import_volume(&self, spec: &VolumeSpec, disk: &Path) -> Result<(), DriverError> {
+        let path = self.check_volume(&spec.volume_id)?;
+        let _guard = self.attachments.lock().await;
+        if path.is_file() {
+            return Ok(());
+        }
+        let (format, _) = self.image_info(disk).await?;
+        if format != "qcow2" {
+            return Err(perm(format!("the imported volume {} is {format}, not qcow2", disk.display())));
+        }
+        std::fs::create_dir_all(self.data.volumes())
+            .map_err(|e| trans(format!("cannot create {}: {e}", self.data.volumes().display())))?;
+        std::fs::rename(disk, &path)
+            .or_else(|_| std::fs::copy(disk, &path).map(|_| ()))
+            .map_err(|e| trans(format!("cannot move {} into {}: {e}", disk.display(), path.display())))?;
+        tracing::info!(volume = %spec.volume_id, "volume imported");
+        Ok(())
     }
 }

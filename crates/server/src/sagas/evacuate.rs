@@ -70,7 +70,7 @@ pub struct Evacuate(pub Arc<Deps>);
 impl Evacuate {
     fn remote(&self) -> RemoteDriver {
         let d = &self.0;
-        RemoteDriver::new(d.store.clone(), d.clock.clone(), d.driver.clone())
+        RemoteDriver::new(d.store.clone(), d.clock.clone(), d.driver.clone(), d.images.disks_dir())
     }
 
     async fn reserve(&self, op: &Op<Params>) -> Result<(), StepError> {

@@ -22,12 +22,14 @@
 mod moves;
 mod placement;
 mod runtime;
+mod volumes;
 
 use crate::{Backend, Result, Store, StoreError};
 
 pub use moves::{MoveFrom, MoveRecord};
 pub use placement::{Overcommit, Placed, PlacementRecord, PlacementRequest, Resized};
 pub use runtime::{HostInstance, ReportOutcome, RuntimeRecord, StrayRecord};
+pub use volumes::VolumeHost;
 
 /// The operator's states of a host.
 pub const ENABLED: &str = "enabled";
