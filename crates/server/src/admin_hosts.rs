@@ -125,6 +125,13 @@ pub async fn list_hosts(State(state): State<AppState>) -> Reply<Host> {
 pub async fn add_host(State(state): State<AppState>, body: Body) -> Reply<IssuedHost> {
     let name = body.required_str("name")?;
     check_token("name", &name, 1, 63)?;
+    // A host is addressed by name in paths (`/admin/v1/hosts/{name}`), where `.` and `..` are
+    // path steps that clients resolve away before sending.
+    if name.bytes().all(|b| b == b'.') {
+        return Err(ApiError::param(format!(
+            "The field `name` must not be made of dots only (`{name}`): a host's name is a path segment."
+        )));
+    }
     let zone = body.required_str("zone")?;
     if !state.catalog.get().zones.iter().any(|z| z.id == zone) {
         return Err(ApiError::new(

@@ -228,6 +228,12 @@ async fn agent_protocol_checks_and_runtime_generations() {
     assert!(r.json["message"].as_str().unwrap().contains("`name`"), "{}", r.text);
     let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "bad name!", "zone": ZONE}))).await;
     r.assert_error(400, "CHECK_PARAM");
+    // `.` and `..` would be path steps in `/admin/v1/hosts/{name}`, which clients resolve away.
+    for dots in [".", ".."] {
+        let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": dots, "zone": ZONE}))).await;
+        r.assert_error(400, "CHECK_PARAM");
+        assert!(r.text.contains("`name`"), "{}", r.text);
+    }
     let r = s.admin(Method::POST, "/admin/v1/hosts", Some(json!({"name": "p9", "zone": "KR9-Z99"}))).await;
     r.assert_error(400, "ID_INVALID");
     assert!(r.json["message"].as_str().unwrap().contains("`zone`"), "{}", r.text);
