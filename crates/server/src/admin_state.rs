@@ -505,6 +505,9 @@ async fn apply(state: &AppState, fixture: Fixture) -> ApiResult<SeedDone> {
 /// `--sim-delay` seconds of server-clock time each).
 const SEED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How many copies of a fixture entry are made before their operations are waited for.
+const SEED_BATCH: usize = 50;
+
 /// The caller a fixture entry acts as: the account, as its API requests would.
 fn caller_of(account_id: openwinv_store::ids::AccountId) -> Caller {
     Caller { account_id, account_name: String::new(), access_key: "seed".to_owned() }
@@ -572,19 +575,32 @@ async fn seed_machines(
                 "{entry}: `count` is the fixture's number of copies here; each copy is one instance."
             )));
         }
-        for n in 1..=copies(&entry, f.count)? {
-            let caller = caller_of(owner.clone());
-            let input =
-                CreateInstance::from_body(&numbered(&f.fields, n), Encoding::Json).map_err(at(entry.clone()))?;
-            let receipt = service::instances::create(state, &caller, input).await.map_err(at(entry.clone()))?;
-            settle(state, &entry, &receipt.operation_ids).await?;
-            for r in receipt.rows {
-                if shut {
+        let caller = caller_of(owner.clone());
+        // The copies are made in order (their creation times keep the fixture's order) and run
+        // together: each batch's operations are waited for at once, not one after another.
+        let copies: Vec<u32> = (1..=copies(&entry, f.count)?).collect();
+        for batch in copies.chunks(SEED_BATCH) {
+            let mut made = Vec::new();
+            let mut ops = Vec::new();
+            for &n in batch {
+                let input =
+                    CreateInstance::from_body(&numbered(&f.fields, n), Encoding::Json).map_err(at(entry.clone()))?;
+                let receipt = service::instances::create(state, &caller, input).await.map_err(at(entry.clone()))?;
+                ops.extend(receipt.operation_ids);
+                made.extend(receipt.rows);
+            }
+            settle(state, &entry, &ops).await?;
+            if shut {
+                let mut ops = Vec::new();
+                for r in &made {
                     let done = service::instances::shutdown(state, &caller, &r.instance_id)
                         .await
                         .map_err(at(entry.clone()))?;
-                    settle(state, &entry, &done.operation_ids).await?;
+                    ops.extend(done.operation_ids);
                 }
+                settle(state, &entry, &ops).await?;
+            }
+            for r in made {
                 named.insert((owner.clone(), r.name.clone()), r.instance_id.clone());
                 done.instances += 1;
             }
@@ -594,29 +610,38 @@ async fn seed_machines(
         let entry = format!("block_storages[{i}]");
         let owner = account_id(state, &entry, v.account.as_deref()).await?;
         let caller = caller_of(owner.clone());
-        for n in 1..=copies(&entry, v.count)? {
-            let mut body = numbered(&v.fields, n);
-            if let Some(name) = &v.instance {
-                let name = name.replace("{n}", &n.to_string());
-                let id = named.get(&(owner.clone(), name.clone())).ok_or_else(|| {
-                    ApiError::param(format!(
-                        "{entry}: the field `instance` names no instance of this fixture: `{name}`."
-                    ))
-                })?;
-                body.0.insert("instance_id".to_owned(), Value::String(id.clone()));
+        let copies: Vec<u32> = (1..=copies(&entry, v.count)?).collect();
+        for batch in copies.chunks(SEED_BATCH) {
+            let mut made = Vec::new();
+            let mut ops = Vec::new();
+            for &n in batch {
+                let mut body = numbered(&v.fields, n);
+                if let Some(name) = &v.instance {
+                    let name = name.replace("{n}", &n.to_string());
+                    let id = named.get(&(owner.clone(), name.clone())).ok_or_else(|| {
+                        ApiError::param(format!(
+                            "{entry}: the field `instance` names no instance of this fixture: `{name}`."
+                        ))
+                    })?;
+                    body.0.insert("instance_id".to_owned(), Value::String(id.clone()));
+                }
+                let input = CreateVolume::from_body(&body, Encoding::Json).map_err(at(entry.clone()))?;
+                let receipt = service::volumes::create(state, &caller, input).await.map_err(at(entry.clone()))?;
+                ops.extend(receipt.operation_ids);
+                made.extend(receipt.rows);
             }
-            let input = CreateVolume::from_body(&body, Encoding::Json).map_err(at(entry.clone()))?;
-            let receipt = service::volumes::create(state, &caller, input).await.map_err(at(entry.clone()))?;
-            settle(state, &entry, &receipt.operation_ids).await?;
+            settle(state, &entry, &ops).await?;
             if v.detached {
-                for r in &receipt.rows {
+                let mut ops = Vec::new();
+                for r in &made {
                     let done = service::volumes::detach(state, &caller, &r.block_storage_id)
                         .await
                         .map_err(at(entry.clone()))?;
-                    settle(state, &entry, &done.operation_ids).await?;
+                    ops.extend(done.operation_ids);
                 }
+                settle(state, &entry, &ops).await?;
             }
-            done.block_storages += receipt.rows.len();
+            done.block_storages += made.len();
         }
     }
     Ok(())
