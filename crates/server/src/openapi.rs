@@ -55,7 +55,7 @@ use crate::{admin, admin_hosts, admin_sim, admin_state, images, internal, refere
         admin_sim::add_fault, admin_sim::list_faults, admin_sim::clear_faults, admin_sim::delete_fault, admin_sim::step,
         images::list_files, images::upload_files,
         admin_state::reset, admin_state::save_snapshot, admin_state::list_snapshots, admin_state::restore_snapshot,
-        admin_state::delete_snapshot, admin_state::seed,
+        admin_state::delete_snapshot, admin_state::seed::seed,
         admin_hosts::list_hosts, admin_hosts::add_host, admin_hosts::show_host, admin_hosts::enable_host,
         admin_hosts::disable_host, admin_hosts::drain_host, admin_hosts::remove_host,
         admin_hosts::list_placements, admin_hosts::place, admin_hosts::show_placement, admin_hosts::release,
