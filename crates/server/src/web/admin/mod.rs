@@ -19,6 +19,7 @@
 
 mod accounts;
 mod catalog;
+mod forms;
 mod sim;
 
 use std::net::SocketAddr;
