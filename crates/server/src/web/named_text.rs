@@ -11,9 +11,9 @@ use crate::input::Body;
 
 /// A named text resource's page: the rows, then a notice or an error, and the form as sent to
 /// fill again.
-pub(super) trait ListPage: AsyncFn(&AppState, &Signed, Option<String>, Option<Shown>, &Form) -> Response {}
+pub(super) trait PageFn: AsyncFn(&AppState, &Signed, Option<String>, Option<Shown>, &Form) -> Response {}
 
-impl<F: AsyncFn(&AppState, &Signed, Option<String>, Option<Shown>, &Form) -> Response> ListPage for F {}
+impl<F: AsyncFn(&AppState, &Signed, Option<String>, Option<Shown>, &Form) -> Response> PageFn for F {}
 
 /// Creates one from `body`, made of `form`'s fields, once the form's CSRF token is checked; then
 /// the list at `path`, or `page` again with the error.
@@ -21,7 +21,7 @@ pub(super) async fn create<T: OnWire>(
     (state, s, form): (&AppState, &Signed, &Form),
     body: serde_json::Map<String, serde_json::Value>,
     path: &str,
-    page: impl ListPage,
+    page: impl PageFn,
 ) -> Response {
     if let Some(r) = csrf::check(s, form.get(csrf::FIELD)) {
         return r;
@@ -38,7 +38,7 @@ pub(super) async fn delete<T: OnWire>(
     (state, s, form): (&AppState, &Signed, &Form),
     id: &str,
     path: &str,
-    page: impl ListPage,
+    page: impl PageFn,
 ) -> Response {
     if let Some(r) = csrf::check(s, form.get(csrf::FIELD)) {
         return r;
