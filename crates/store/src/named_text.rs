@@ -74,3 +74,25 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 }
+
+/// Implements [`NamedText`] for a record whose fields are its table's columns: `$id`,
+/// `account_id`, `name`, the kind's own text columns (`$text`), then `created_at`.
+macro_rules! named_text {
+    ($rec:ident, table = $table:literal, id = $id:ident, texts = [$($text:ident),*]) => {
+        impl $crate::named_text::NamedText for $rec {
+            const TABLE: &'static str = $table;
+            const ID: &'static str = stringify!($id);
+            const COLUMNS: &'static str =
+                concat!(stringify!($id), ", account_id, name", $(", ", stringify!($text),)* ", created_at");
+
+            fn texts(&self) -> Vec<&str> {
+                vec![&self.$id, &self.account_id, &self.name $(, &self.$text)*]
+            }
+
+            fn created_at(&self) -> i64 {
+                self.created_at
+            }
+        }
+    };
+}
+pub(crate) use named_text;

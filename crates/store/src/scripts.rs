@@ -1,7 +1,7 @@
 //! User scripts of an account, run by the guest at first boot: a named text resource
 //! (`named_text.rs`).
 
-use crate::named_text::NamedText;
+use crate::named_text::named_text;
 use crate::{Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -13,19 +13,7 @@ pub struct ScriptRecord {
     pub created_at: i64,
 }
 
-impl NamedText for ScriptRecord {
-    const TABLE: &'static str = "user_scripts";
-    const ID: &'static str = "user_script_id";
-    const COLUMNS: &'static str = "user_script_id, account_id, name, content, created_at";
-
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.user_script_id, &self.account_id, &self.name, &self.content]
-    }
-
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
-}
+named_text!(ScriptRecord, table = "user_scripts", id = user_script_id, texts = [content]);
 
 impl Store {
     /// One of the account's scripts (the other reads and writes are the generic ones of

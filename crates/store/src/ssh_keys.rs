@@ -1,6 +1,6 @@
 //! SSH public keys of an account: a named text resource (`named_text.rs`).
 
-use crate::named_text::NamedText;
+use crate::named_text::named_text;
 use crate::{Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -13,19 +13,7 @@ pub struct SshKeyRecord {
     pub created_at: i64,
 }
 
-impl NamedText for SshKeyRecord {
-    const TABLE: &'static str = "ssh_keys";
-    const ID: &'static str = "ssh_key_id";
-    const COLUMNS: &'static str = "ssh_key_id, account_id, name, public_key, fingerprint, created_at";
-
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.ssh_key_id, &self.account_id, &self.name, &self.public_key, &self.fingerprint]
-    }
-
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
-}
+named_text!(SshKeyRecord, table = "ssh_keys", id = ssh_key_id, texts = [public_key, fingerprint]);
 
 impl Store {
     /// One of the account's keys (the other reads and writes are the generic ones of

@@ -225,249 +225,179 @@ pub async fn delete_rule_for(state: &AppState, account_id: &AccountId, id: &str,
 }
 
 // ---------------------------------------------------------------------------------------------
+// The two families: one wrapper per route and family, over the `*_for` functions above
+
+/// Emits one route's handler, `$name`, with its OpenAPI operation at `$path`: the operation's kind
+/// fixes the extractors, the shared function called, the parameters and the request body; the line
+/// gives the path, the description (`$doc`), the success status and the error statuses documented.
+macro_rules! route {
+    (list $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(get, path = $path, tag = "firewalls",
+            params(("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 50")),
+            responses((status = $ok, body = Envelope<Vec<Firewall>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            q: Query,
+        ) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+            list_for(&state, &caller.account_id, &q).await
+        }
+    };
+    (detail $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(get, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            responses((status = $ok, body = Envelope<Vec<Firewall>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+        ) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
+            detail_for(&state, &caller.account_id, &id).await
+        }
+    };
+    (create $name:ident $path:tt $doc:tt accepted = $accepted:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "firewalls", request_body = CreateFirewall,
+            responses((status = $ok, body = Envelope<Vec<Firewall>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            body: Body,
+        ) -> Answer<Vec<Firewall>> {
+            create_for(&state, &caller.account_id, &body, $accepted).await
+        }
+    };
+    (edit $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(put, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            request_body = EditFirewall,
+            responses((status = $ok, body = Envelope<Vec<Firewall>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+            body: Body,
+        ) -> Answer<Vec<Firewall>> {
+            edit_for(&state, &caller.account_id, &id, &body).await
+        }
+    };
+    (delete $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(delete, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            responses((status = $ok, body = Envelope<String>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+        ) -> Answer<String> {
+            delete_for(&state, &caller.account_id, &id).await
+        }
+    };
+    (rules $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(get, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            responses((status = $ok, body = Envelope<Vec<FirewallRule>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+        ) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
+            rules_for(&state, &caller.account_id, &id).await
+        }
+    };
+    (add_rule $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            request_body = RuleInput,
+            responses((status = $ok, body = Envelope<Vec<FirewallRule>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+            body: Body,
+        ) -> Answer<Vec<FirewallRule>> {
+            add_rule_for(&state, &caller.account_id, &id, &body).await
+        }
+    };
+    (edit_rule $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(put, path = $path, tag = "firewalls",
+            params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = EditRule,
+            responses((status = $ok, body = Envelope<Vec<FirewallRule>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path((id, rule_id)): Path<(String, String)>,
+            body: Body,
+        ) -> Answer<Vec<FirewallRule>> {
+            edit_rule_for(&state, &caller.account_id, &id, &rule_id, &body).await
+        }
+    };
+    (delete_rule $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(delete, path = $path, tag = "firewalls",
+            params(("firewall_id" = String, Path), ("rule_id" = i64, Path)),
+            responses((status = $ok, body = Envelope<String>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path((id, rule_id)): Path<(String, String)>,
+        ) -> Answer<String> {
+            delete_rule_for(&state, &caller.account_id, &id, &rule_id).await
+        }
+    };
+    (instances $name:ident $path:tt $doc:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(get, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            responses((status = $ok, body = Envelope<Vec<String>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+        ) -> ApiResult<Json<Envelope<Vec<String>>>> {
+            instances_for(&state, &caller.account_id, &id).await
+        }
+    };
+    (attachment $name:ident $path:tt $doc:tt attach = $attach:tt [$ok:tt $(, $err:tt)*]) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "firewalls", params(("firewall_id" = String, Path)),
+            request_body = AttachInput,
+            responses((status = $ok, body = Envelope<Vec<AttachmentReceipt>>) $(, (status = $err, body = ErrorEnvelope))*))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Extension(caller): Extension<Caller>,
+            Path(id): Path<String>,
+            body: Body,
+        ) -> Answer<Vec<AttachmentReceipt>> {
+            attachment_for(&state, &caller.account_id, &id, &body, $attach).await
+        }
+    };
+}
+
 // Family A: /v1/security-groups
+route!(list sg_list "/v1/security-groups" "The account's firewalls (default page size 50 [iwinv])." [200, 400]);
+route!(detail sg_detail "/v1/security-groups/{firewall_id}" "One firewall; an unknown or deleted id answers 200 with no rows [iwinv]." [200]);
+route!(create sg_create "/v1/security-groups" "Creates a firewall (200 [iwinv live]); inline `rules` are accepted too [ext]." accepted = false [200, 400, 403]);
+route!(edit sg_edit "/v1/security-groups/{firewall_id}" "Edits a firewall; omitted fields keep their values, `rules` replaces the rule set." [200, 400, 404]);
+route!(delete sg_delete "/v1/security-groups/{firewall_id}" "Deletes a firewall (`result: \"success\"`); refused while attached (409 `IN_USE`)." [200, 404, 409]);
+route!(rules sg_rules "/v1/security-groups/{firewall_id}/rules" "The firewall's rules (not paginated [iwinv])." [200, 404]);
+route!(add_rule sg_add_rule "/v1/security-groups/{firewall_id}/rules" "Adds a rule (at most 100 per firewall; an exact duplicate → `CHECK_PARAM`)." [200, 400, 403, 404]);
+route!(edit_rule sg_edit_rule "/v1/security-groups/{firewall_id}/rules/{rule_id}" "Edits a rule; omitted fields keep their values." [200, 400, 404]);
+route!(delete_rule sg_delete_rule "/v1/security-groups/{firewall_id}/rules/{rule_id}" "Deletes a rule (`result: \"success\"`)." [200, 404]);
+route!(instances sg_instances "/v1/security-groups/{firewall_id}/instances" "Ids of the instances the firewall is attached to." [200, 404]);
+route!(attachment sg_attach "/v1/security-groups/{firewall_id}/attach" "Attaches the firewall to an instance (202; at most 5 per instance; repeating is a no-op)." attach = true [202, 400, 403, 404, 409]);
+route!(attachment sg_detach "/v1/security-groups/{firewall_id}/detach" "Detaches the firewall from an instance (202; detaching what is not attached is a no-op)." attach = false [202, 400, 404, 409]);
 
-/// The account's firewalls (default page size 50 [iwinv]).
-#[utoipa::path(get, path = "/v1/security-groups", tag = "firewalls",
-    params(("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 50")),
-    responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope)))]
-pub async fn sg_list(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    q: Query,
-) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
-    list_for(&state, &caller.account_id, &q).await
-}
-
-/// One firewall; an unknown or deleted id answers 200 with no rows [iwinv].
-#[utoipa::path(get, path = "/v1/security-groups/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<Vec<Firewall>>)))]
-pub async fn sg_detail(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
-    detail_for(&state, &caller.account_id, &id).await
-}
-
-/// Creates a firewall (200 [iwinv live]); inline `rules` are accepted too [ext].
-#[utoipa::path(post, path = "/v1/security-groups", tag = "firewalls", request_body = CreateFirewall,
-    responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn sg_create(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Body,
-) -> Answer<Vec<Firewall>> {
-    create_for(&state, &caller.account_id, &body, false).await
-}
-
-/// Edits a firewall; omitted fields keep their values, `rules` replaces the rule set.
-#[utoipa::path(put, path = "/v1/security-groups/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = EditFirewall,
-    responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_edit(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<Firewall>> {
-    edit_for(&state, &caller.account_id, &id, &body).await
-}
-
-/// Deletes a firewall (`result: "success"`); refused while attached (409 `IN_USE`).
-#[utoipa::path(delete, path = "/v1/security-groups/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<String>), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn sg_delete(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Answer<String> {
-    delete_for(&state, &caller.account_id, &id).await
-}
-
-/// The firewall's rules (not paginated [iwinv]).
-#[utoipa::path(get, path = "/v1/security-groups/{firewall_id}/rules", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_rules(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope<Vec<FirewallRule>>>> {
-    rules_for(&state, &caller.account_id, &id).await
-}
-
-/// Adds a rule (at most 100 per firewall; an exact duplicate → `CHECK_PARAM`).
-#[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/rules", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = RuleInput,
-    responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_add_rule(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<FirewallRule>> {
-    add_rule_for(&state, &caller.account_id, &id, &body).await
-}
-
-/// Edits a rule; omitted fields keep their values.
-#[utoipa::path(put, path = "/v1/security-groups/{firewall_id}/rules/{rule_id}", tag = "firewalls",
-    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)), request_body = EditRule,
-    responses((status = 200, body = Envelope<Vec<FirewallRule>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_edit_rule(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path((id, rule_id)): Path<(String, String)>,
-    body: Body,
-) -> Answer<Vec<FirewallRule>> {
-    edit_rule_for(&state, &caller.account_id, &id, &rule_id, &body).await
-}
-
-/// Deletes a rule (`result: "success"`).
-#[utoipa::path(delete, path = "/v1/security-groups/{firewall_id}/rules/{rule_id}", tag = "firewalls",
-    params(("firewall_id" = String, Path), ("rule_id" = i64, Path)),
-    responses((status = 200, body = Envelope<String>), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_delete_rule(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path((id, rule_id)): Path<(String, String)>,
-) -> Answer<String> {
-    delete_rule_for(&state, &caller.account_id, &id, &rule_id).await
-}
-
-/// Ids of the instances the firewall is attached to.
-#[utoipa::path(get, path = "/v1/security-groups/{firewall_id}/instances", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<Vec<String>>), (status = 404, body = ErrorEnvelope)))]
-pub async fn sg_instances(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope<Vec<String>>>> {
-    instances_for(&state, &caller.account_id, &id).await
-}
-
-/// Attaches the firewall to an instance (202; at most 5 per instance; repeating is a no-op).
-#[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = AttachInput,
-    responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn sg_attach(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<AttachmentReceipt>> {
-    attachment_for(&state, &caller.account_id, &id, &body, true).await
-}
-
-/// Detaches the firewall from an instance (202; detaching what is not attached is a no-op).
-#[utoipa::path(post, path = "/v1/security-groups/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = AttachInput,
-    responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn sg_detach(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<AttachmentReceipt>> {
-    attachment_for(&state, &caller.account_id, &id, &body, false).await
-}
-
-// ---------------------------------------------------------------------------------------------
 // Family B: /v1/firewall
-
-/// The account's firewalls (default page size 50 [iwinv]).
-#[utoipa::path(get, path = "/v1/firewall", tag = "firewalls",
-    params(("page_no" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "default 50")),
-    responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope)))]
-pub async fn fw_list(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    q: Query,
-) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
-    list_for(&state, &caller.account_id, &q).await
-}
-
-/// One firewall; an unknown or deleted id answers 200 with no rows [iwinv].
-#[utoipa::path(get, path = "/v1/firewall/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<Vec<Firewall>>)))]
-pub async fn fw_detail(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope<Vec<Firewall>>>> {
-    detail_for(&state, &caller.account_id, &id).await
-}
-
-/// Creates a firewall with inline `rules` (202 [iwinv doc], with `X-Operation-Id`).
-#[utoipa::path(post, path = "/v1/firewall", tag = "firewalls", request_body = CreateFirewall,
-    responses((status = 202, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
-pub async fn fw_create(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Body,
-) -> Answer<Vec<Firewall>> {
-    create_for(&state, &caller.account_id, &body, true).await
-}
-
-/// Edits a firewall; with `rules` the whole rule set is replaced [iwinv].
-#[utoipa::path(put, path = "/v1/firewall/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = EditFirewall,
-    responses((status = 200, body = Envelope<Vec<Firewall>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn fw_edit(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<Firewall>> {
-    edit_for(&state, &caller.account_id, &id, &body).await
-}
-
-/// Deletes a firewall (`result: "success"`); refused while attached (409 `IN_USE`).
-#[utoipa::path(delete, path = "/v1/firewall/{firewall_id}", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<String>), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn fw_delete(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Answer<String> {
-    delete_for(&state, &caller.account_id, &id).await
-}
-
-/// Ids of the instances the firewall is attached to [ext].
-#[utoipa::path(get, path = "/v1/firewall/{firewall_id}/instances", tag = "firewalls", params(("firewall_id" = String, Path)),
-    responses((status = 200, body = Envelope<Vec<String>>), (status = 404, body = ErrorEnvelope)))]
-pub async fn fw_instances(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Envelope<Vec<String>>>> {
-    instances_for(&state, &caller.account_id, &id).await
-}
-
-/// Attaches the firewall to an instance (202).
-#[utoipa::path(post, path = "/v1/firewall/{firewall_id}/attach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = AttachInput,
-    responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn fw_attach(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<AttachmentReceipt>> {
-    attachment_for(&state, &caller.account_id, &id, &body, true).await
-}
-
-/// Detaches the firewall from an instance (202).
-#[utoipa::path(post, path = "/v1/firewall/{firewall_id}/detach", tag = "firewalls", params(("firewall_id" = String, Path)),
-    request_body = AttachInput,
-    responses((status = 202, body = Envelope<Vec<AttachmentReceipt>>), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
-pub async fn fw_detach(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Answer<Vec<AttachmentReceipt>> {
-    attachment_for(&state, &caller.account_id, &id, &body, false).await
-}
+route!(list fw_list "/v1/firewall" "The account's firewalls (default page size 50 [iwinv])." [200, 400]);
+route!(detail fw_detail "/v1/firewall/{firewall_id}" "One firewall; an unknown or deleted id answers 200 with no rows [iwinv]." [200]);
+route!(create fw_create "/v1/firewall" "Creates a firewall with inline `rules` (202 [iwinv doc], with `X-Operation-Id`)." accepted = true [202, 400, 403]);
+route!(edit fw_edit "/v1/firewall/{firewall_id}" "Edits a firewall; with `rules` the whole rule set is replaced [iwinv]." [200, 400, 403, 404]);
+route!(delete fw_delete "/v1/firewall/{firewall_id}" "Deletes a firewall (`result: \"success\"`); refused while attached (409 `IN_USE`)." [200, 404, 409]);
+route!(instances fw_instances "/v1/firewall/{firewall_id}/instances" "Ids of the instances the firewall is attached to [ext]." [200, 404]);
+route!(attachment fw_attach "/v1/firewall/{firewall_id}/attach" "Attaches the firewall to an instance (202)." attach = true [202, 400, 403, 404, 409]);
+route!(attachment fw_detach "/v1/firewall/{firewall_id}/detach" "Detaches the firewall from an instance (202)." attach = false [202, 400, 404, 409]);
 
 /// Both families' routes (merged into `/v1` by `api::routes`).
 pub fn routes() -> axum::Router<AppState> {

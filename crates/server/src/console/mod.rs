@@ -55,8 +55,8 @@ pub(super) const NOT_FOUND_PAGE: &str =
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/{token}", get(open_page))
-        .route("/console/{token}/serial", get(serial_socket))
-        .route("/console/{token}/vnc", get(vnc_socket))
+        .route("/console/{token}/serial", get(socket::<Serial>))
+        .route("/console/{token}/vnc", get(socket::<Screen>))
         .route("/console-assets/{version}/{*path}", get(crate::assets::serve_console))
         .layer(Extension(Arc::new(Hub::default())))
 }

@@ -18,21 +18,48 @@ use crate::input::Path;
 
 use super::*;
 
-/// The part both sockets share: the token and origin checked, a slot of `channel` taken for the
-/// instance, the upgrade; `serve` then has the socket and the instance id.
-pub(super) async fn open_socket<F, Fut>(
+/// A websocket route's channel, as a type, so that one handler serves both routes.
+pub(super) trait ChannelRoute {
+    const CHANNEL: Channel;
+}
+
+/// `GET /console/{token}/serial`: the serial console, raw bytes both ways as binary frames.
+pub(super) struct Serial;
+
+/// `GET /console/{token}/vnc`: the screen, RFB bytes both ways as binary frames (noVNC speaks RFB
+/// over the websocket itself).
+pub(super) struct Screen;
+
+impl ChannelRoute for Serial {
+    const CHANNEL: Channel = Channel::Serial;
+}
+
+impl ChannelRoute for Screen {
+    const CHANNEL: Channel = Channel::Screen;
+}
+
+/// The handler of both websocket routes (`socket::<Serial>`, `socket::<Screen>`).
+pub(super) async fn socket<C: ChannelRoute>(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<Hub>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    open_socket(state, hub, &token, &headers, ws, C::CHANNEL).await
+}
+
+/// Both sockets: the token and origin checked, a slot of `channel` taken for the instance, the
+/// upgrade; then the channel's bytes, through the instance's host in hosts mode, else from this
+/// process's console broker.
+pub(super) async fn open_socket(
     state: AppState,
     hub: Arc<Hub>,
     token: &str,
     headers: &HeaderMap,
     ws: WebSocketUpgrade,
-    (channel, busy): (Channel, &'static str),
-    serve: F,
-) -> Response
-where
-    F: FnOnce(AppState, Arc<Hub>, String, WebSocket) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    channel: Channel,
+) -> Response {
     let instance_id = match authorize(&state, &hub, token, headers).await {
         Ok(id) => id,
         Err(refusal) => return refusal,
@@ -40,84 +67,38 @@ where
     let slot = hub.take_slot(&instance_id, channel);
     ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| async move {
         let Some(_slot) = slot else {
+            let busy = match channel {
+                Channel::Serial => "too many open consoles for this instance",
+                Channel::Screen => "too many open screens for this instance",
+            };
             return close(socket, 1013, busy).await;
         };
-        serve(state, hub, instance_id, socket).await
-    })
-}
-
-/// `GET /console/{token}/serial`: the serial console, raw bytes both ways as binary frames.
-pub(super) async fn serial_socket(
-    State(state): State<AppState>,
-    Extension(hub): Extension<Arc<Hub>>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let busy = "too many open consoles for this instance";
-    open_socket(
-        state,
-        hub,
-        &token,
-        &headers,
-        ws,
-        (Channel::Serial, busy),
-        |state, hub, instance_id, socket| async move {
-            match placed_on(&state, &instance_id).await {
-                Where::Here => {}
-                Where::Host(host) => return remote::proxy(&state, host, Channel::Serial, socket).await,
-                Where::Nowhere(why) => return close(socket, 1011, why).await,
-            }
-            match state.consoles.console(&instance_id).await {
+        match placed_on(&state, &instance_id).await {
+            Where::Here => {}
+            Where::Host(host) => return remote::proxy(&state, host, channel, socket).await,
+            Where::Nowhere(why) => return close(socket, 1011, why).await,
+        }
+        let access = state.consoles.console(&instance_id).await;
+        match channel {
+            Channel::Serial => match access {
                 Some(ConsoleAccess::Sockets(endpoints)) => serial_proxy(&hub, &instance_id, &endpoints, socket).await,
                 Some(ConsoleAccess::Simulated(sim)) => simulated_serial(&state, sim, &instance_id, socket).await,
                 None => close(socket, 1011, "the machine has no console now (is it running?)").await,
-            }
-        },
-    )
-    .await
-}
-
-/// `GET /console/{token}/vnc`: the screen, RFB bytes both ways as binary frames (noVNC speaks RFB
-/// over the websocket itself).
-pub(super) async fn vnc_socket(
-    State(state): State<AppState>,
-    Extension(hub): Extension<Arc<Hub>>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let busy = "too many open screens for this instance";
-    open_socket(
-        state,
-        hub,
-        &token,
-        &headers,
-        ws,
-        (Channel::Screen, busy),
-        |state, _hub, instance_id, socket| async move {
-            match placed_on(&state, &instance_id).await {
-                Where::Here => {}
-                Where::Host(host) => return remote::proxy(&state, host, Channel::Screen, socket).await,
-                Where::Nowhere(why) => return close(socket, 1011, why).await,
-            }
-            let screen = match state.consoles.console(&instance_id).await {
-                Some(ConsoleAccess::Sockets(e)) => e.vnc,
-                Some(ConsoleAccess::Simulated(_)) | None => None,
-            };
-            match screen {
-                Some(path) => match connect(&path).await {
+            },
+            Channel::Screen => match access {
+                Some(ConsoleAccess::Sockets(ConsoleEndpoints { vnc: Some(path), .. })) => match connect(&path).await {
                     Ok(stream) => pipe(stream, socket).await,
                     Err(e) => {
                         tracing::warn!(instance_id, error = %e, "cannot reach the screen");
                         close(socket, 1011, "the screen is not reachable").await
                     }
                 },
-                None => close(socket, 1011, "this machine has no screen").await,
-            }
-        },
-    )
-    .await
+                Some(ConsoleAccess::Sockets(_) | ConsoleAccess::Simulated(_)) | None => {
+                    close(socket, 1011, "this machine has no screen").await
+                }
+            },
+        }
+    })
 }
 
 /// Where an instance's consoles are.

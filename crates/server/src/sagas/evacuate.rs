@@ -30,12 +30,13 @@ use std::sync::Arc;
 use openwinv_driver::DriverError;
 use openwinv_engine::{Op, Operation, StepError, Steps};
 use openwinv_store::Settle;
-use openwinv_store::hosts::{MoveFrom, Placed, PlacementRequest};
+use openwinv_store::hosts::{MoveFrom, Placed};
 use openwinv_store::instances::InstanceStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Deps;
+use super::instance::create::Need;
 use super::instance::{Changes, require, settle, spec};
 use crate::remote_driver::RemoteDriver;
 
@@ -75,32 +76,20 @@ impl Evacuate {
 
     async fn reserve(&self, op: &Op<Params>) -> Result<(), StepError> {
         let deps = &self.0;
-        let inst = require(deps, &op.resource_id).await?;
-        let catalog = deps.catalog.get();
-        let flavor =
-            catalog.flavors.iter().find(|f| f.id == inst.flavor_id).ok_or_else(|| {
-                StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id))
-            })?;
-        let capabilities: Vec<String> = if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
-        let req = PlacementRequest {
-            instance_id: &inst.instance_id,
-            zone_id: &inst.zone_id,
-            vcpus: i64::from(flavor.vcpu),
-            memory_mb: i64::from(flavor.memory) * 1024,
-            disk_gb: i64::from(flavor.disk),
-            capabilities: &capabilities,
-        };
+        let need = Need::of(deps, &op.resource_id).await?;
+        let req = need.request();
         let from = MoveFrom { source_host_id: &op.params.source_host_id, operation_id: &op.operation_id };
         match deps.store.reserve_move(&req, &from, deps.clock.unix()).await? {
             Placed::New(p) | Placed::Existing(p) => {
-                tracing::info!(instance = %inst.instance_id, from = %op.params.source_host, to = %p.host_name,
+                tracing::info!(instance = %req.instance_id, from = %op.params.source_host, to = %p.host_name,
                     "evacuation: room reserved");
                 Ok(())
             }
             Placed::NoHost { hosts, usable } => Err(StepError::Permanent(format!(
-                "no other host of zone {} has room for {} ({} vCPU, {} MB, {} GB): {hosts} host(s), {usable} usable \
-                 besides {}",
-                inst.zone_id, inst.instance_id, req.vcpus, req.memory_mb, req.disk_gb, op.params.source_host
+                "no other host of zone {} has room for {}: {hosts} host(s), {usable} usable besides {}",
+                req.zone_id,
+                need.describe(),
+                op.params.source_host
             ))),
         }
     }

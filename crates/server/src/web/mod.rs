@@ -24,6 +24,7 @@ mod form;
 pub mod i18n;
 mod instances;
 mod layout;
+mod named_text;
 mod scripts;
 pub mod session;
 mod signin;

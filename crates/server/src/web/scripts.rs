@@ -3,14 +3,16 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::html;
+use openwinv_store::ScriptRecord;
 use serde_json::{Map, Value};
 
 use super::form::Form;
 use super::layout::{Page, csrf_field};
-use super::{Shown, Signed, csrf, reply, see_other, text};
+use super::named_text as named;
+use super::{Shown, Signed, reply, text};
 use crate::AppState;
 use crate::api::scripts;
-use crate::input::{Body, Path, Query};
+use crate::input::{Path, Query};
 
 async fn page(state: &AppState, s: &Signed, notice: Option<String>, error: Option<Shown>, sent: &Form) -> Response {
     let lang = s.lang;
@@ -52,27 +54,15 @@ pub async fn list(State(state): State<AppState>, s: Signed, q: Query) -> Respons
 }
 
 pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
-        return r;
-    }
     let mut body = Map::new();
     for f in ["name", "content"] {
         if let Some((_, v)) = form.0.iter().find(|(k, _)| k == f) {
             body.insert(f.into(), Value::String(v.clone()));
         }
     }
-    match reply(scripts::create_for(&state, &s.account_id, &Body(body)).await) {
-        Ok(_) => see_other("/scripts?done=created"),
-        Err(e) => page(&state, &s, None, Some(e.into()), &form).await,
-    }
+    named::create::<ScriptRecord>((&state, &s, &form), body, "/scripts", page).await
 }
 
 pub async fn delete(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
-        return r;
-    }
-    match reply(scripts::delete_for(&state, &s.account_id, &id).await) {
-        Ok(_) => see_other("/scripts?done=deleted"),
-        Err(e) => page(&state, &s, None, Some(e.into()), &Form::default()).await,
-    }
+    named::delete::<ScriptRecord>((&state, &s, &form), &id, "/scripts", page).await
 }

@@ -1,9 +1,8 @@
 //! Sign-in, sign-out and the language switch.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::Extension;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +17,58 @@ use crate::AppState;
 
 /// Longest login a form may send (longer ones cannot exist: `admin users create` refuses them).
 const LOGIN_MAX: usize = 64;
+
+/// A posted sign-in form, the console's or the operator's: its pre-session CSRF token checked
+/// (a refusal is the answer), and the client's address, by which failures are also throttled.
+pub(super) struct SignInPost {
+    pub headers: HeaderMap,
+    pub lang: Lang,
+    pub form: Form,
+    address: IpAddr,
+}
+
+impl FromRequest<AppState> for SignInPost {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<SignInPost, Response> {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
+        let headers = req.headers().clone();
+        let lang = Lang::of(&headers);
+        let form = Form::from_request(req, state).await?;
+        if let Some(r) = csrf::check_pre(&headers, lang, form.get(csrf::FIELD)) {
+            return Err(r);
+        }
+        let address = session::client_address(state, peer.as_ref(), &headers);
+        Ok(SignInPost { headers, lang, form, address })
+    }
+}
+
+impl SignInPost {
+    /// Whether a sign-in as `name` from this address is turned away before its secret is looked
+    /// at: the status and message key of the refusal.
+    pub(super) async fn turned_away(&self, state: &AppState, name: &str) -> Option<(StatusCode, &'static str)> {
+        match session::throttled(state, name, self.address).await {
+            Ok(false) => None,
+            Ok(true) => Some((StatusCode::TOO_MANY_REQUESTS, "signin.throttled")),
+            Err(e) => {
+                tracing::error!(error = %e, "reading sign-in failures");
+                Some((StatusCode::INTERNAL_SERVER_ERROR, "error.internal"))
+            }
+        }
+    }
+
+    /// Counts a failed sign-in as `name` from this address.
+    pub(super) async fn failed(&self, state: &AppState, name: &str) {
+        if let Err(e) = session::record_failure(state, name, self.address).await {
+            tracing::error!(error = %e, "counting a failed sign-in");
+        }
+    }
+
+    /// Forgets the failures of `name` and of this address after a sign-in.
+    pub(super) async fn succeeded(&self, state: &AppState, name: &str) {
+        let _ = state.store.clear_signin_failures(&session::throttle_keys(name, self.address).0).await;
+    }
+}
 
 fn form_page(state: &AppState, headers: &HeaderMap, lang: Lang, login: &str, error: Option<&str>) -> Page {
     let (token, new) = csrf::pre_token(headers);
@@ -48,30 +99,17 @@ pub async fn form(State(state): State<AppState>, headers: HeaderMap, lang: Lang,
     form_page(&state, &headers, lang, "", None).render()
 }
 
-pub async fn submit(
-    State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    lang: Lang,
-    form: Form,
-) -> Response {
-    if let Some(r) = csrf::check_pre(&headers, lang, form.get(csrf::FIELD)) {
-        return r;
-    }
+pub async fn submit(State(state): State<AppState>, post: SignInPost) -> Response {
+    let SignInPost { headers, lang, form, .. } = &post;
+    let lang = *lang;
     let login = form.get("login").unwrap_or("").trim().to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let shown_login: String = login.chars().take(LOGIN_MAX).collect();
-    let address = session::client_address(&state, peer.as_ref().map(|Extension(c)| c), &headers);
     let fail = |status: StatusCode, key: &str| {
-        form_page(&state, &headers, lang, &shown_login, Some(lang.t(key))).status(status).render()
+        form_page(&state, headers, lang, &shown_login, Some(lang.t(key))).status(status).render()
     };
-    match session::throttled(&state, &login, address).await {
-        Ok(false) => {}
-        Ok(true) => return fail(StatusCode::TOO_MANY_REQUESTS, "signin.throttled"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading sign-in failures");
-            return fail(StatusCode::INTERNAL_SERVER_ERROR, "error.internal");
-        }
+    if let Some((status, key)) = post.turned_away(&state, &login).await {
+        return fail(status, key);
     }
     let user = if login.is_empty() || login.len() > LOGIN_MAX {
         None
@@ -86,9 +124,7 @@ pub async fn submit(
     };
     let ok = session::verify_password(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let Some(user) = user.filter(|_| ok) else {
-        if let Err(e) = session::record_failure(&state, &login, address).await {
-            tracing::error!(error = %e, "counting a failed sign-in");
-        }
+        post.failed(&state, &login).await;
         return fail(StatusCode::UNAUTHORIZED, "signin.wrong");
     };
     let token = match session::start(&state, &user.user_id).await {
@@ -98,7 +134,7 @@ pub async fn submit(
             return fail(StatusCode::INTERNAL_SERVER_ERROR, "error.internal");
         }
     };
-    let _ = state.store.clear_signin_failures(&session::throttle_keys(&login, address).0).await;
+    post.succeeded(&state, &login).await;
     let mut r = see_other("/");
     r.headers_mut().append(SET_COOKIE, session::set_cookie(&state, SESSION_COOKIE, &token, None));
     r

@@ -3,14 +3,16 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::html;
+use openwinv_store::SshKeyRecord;
 use serde_json::{Map, Value};
 
 use super::form::Form;
 use super::layout::{Page, csrf_field};
-use super::{Shown, Signed, csrf, reply, see_other, text};
+use super::named_text as named;
+use super::{Shown, Signed, reply, text};
 use crate::AppState;
 use crate::api::ssh_keys;
-use crate::input::{Body, Path, Query};
+use crate::input::{Path, Query};
 
 async fn page(state: &AppState, s: &Signed, notice: Option<String>, error: Option<Shown>, sent: &Form) -> Response {
     let lang = s.lang;
@@ -62,9 +64,6 @@ pub async fn list(State(state): State<AppState>, s: Signed, q: Query) -> Respons
 }
 
 pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Response {
-    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
-        return r;
-    }
     let mut body = Map::new();
     if let Some(n) = form.get("name") {
         body.insert("name".into(), Value::String(n.to_owned()));
@@ -73,18 +72,9 @@ pub async fn create(State(state): State<AppState>, s: Signed, form: Form) -> Res
     if let Some(k) = form.get("public_key_file").or(form.get("public_key")) {
         body.insert("public_key".into(), Value::String(k.trim().to_owned()));
     }
-    match reply(ssh_keys::create_for(&state, &s.account_id, &Body(body)).await) {
-        Ok(_) => see_other("/ssh-keys?done=created"),
-        Err(e) => page(&state, &s, None, Some(e.into()), &form).await,
-    }
+    named::create::<SshKeyRecord>((&state, &s, &form), body, "/ssh-keys", page).await
 }
 
 pub async fn delete(State(state): State<AppState>, s: Signed, Path(id): Path<String>, form: Form) -> Response {
-    if let Some(r) = csrf::check(&s, form.get(csrf::FIELD)) {
-        return r;
-    }
-    match reply(ssh_keys::delete_for(&state, &s.account_id, &id).await) {
-        Ok(_) => see_other("/ssh-keys?done=deleted"),
-        Err(e) => page(&state, &s, None, Some(e.into()), &Form::default()).await,
-    }
+    named::delete::<SshKeyRecord>((&state, &s, &form), &id, "/ssh-keys", page).await
 }

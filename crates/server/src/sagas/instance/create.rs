@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use openwinv_engine::{Op, Operation, StepError, Steps};
-use openwinv_store::Settle;
 use openwinv_store::hosts::{Placed, PlacementRequest};
 use openwinv_store::instances::{InstanceStatus, Power};
+use openwinv_store::{InstanceRecord, Settle};
 use serde::{Deserialize, Serialize};
 
 use super::{Changes, fail, instance, require, settle, spec};
@@ -70,6 +70,51 @@ impl Steps for Step {
     }
 }
 
+/// What placing an instance asks of a host: the instance, and its flavor's size and
+/// capabilities from the catalog. Create's `place` and evacuate's `reserve` both place with it.
+pub(crate) struct Need {
+    inst: InstanceRecord,
+    vcpus: i64,
+    memory_mb: i64,
+    disk_gb: i64,
+    capabilities: Vec<String>,
+}
+
+impl Need {
+    pub(crate) async fn of(deps: &Deps, instance_id: &str) -> Result<Need, StepError> {
+        let inst = require(deps, instance_id).await?;
+        let catalog = deps.catalog.get();
+        let flavor =
+            catalog.flavors.iter().find(|f| f.id == inst.flavor_id).ok_or_else(|| {
+                StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id))
+            })?;
+        let capabilities: Vec<String> = if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
+        Ok(Need {
+            vcpus: i64::from(flavor.vcpu),
+            memory_mb: i64::from(flavor.memory) * 1024,
+            disk_gb: i64::from(flavor.disk),
+            capabilities,
+            inst,
+        })
+    }
+
+    pub(crate) fn request(&self) -> PlacementRequest<'_> {
+        PlacementRequest {
+            instance_id: &self.inst.instance_id,
+            zone_id: &self.inst.zone_id,
+            vcpus: self.vcpus,
+            memory_mb: self.memory_mb,
+            disk_gb: self.disk_gb,
+            capabilities: &self.capabilities,
+        }
+    }
+
+    /// `i-… (2 vCPU, 4096 MB, 50 GB)`, for the message when no host has room.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} ({} vCPU, {} MB, {} GB)", self.inst.instance_id, self.vcpus, self.memory_mb, self.disk_gb)
+    }
+}
+
 pub struct Create(pub Arc<Deps>);
 
 fn volumes(op: &Op<Params>) -> Volumes<'_> {
@@ -82,29 +127,17 @@ impl Create {
     /// run out; then the create unwinds with the placement's reason.
     async fn place(&self, op: &Op<Params>) -> Result<(), StepError> {
         let deps = &self.0;
-        let inst = require(deps, &op.resource_id).await?;
-        let catalog = deps.catalog.get();
-        let flavor =
-            catalog.flavors.iter().find(|f| f.id == inst.flavor_id).ok_or_else(|| {
-                StepError::Permanent(format!("flavor {} is no longer in the catalog", inst.flavor_id))
-            })?;
-        let capabilities: Vec<String> = if flavor.gpu.unwrap_or(0) > 0 { vec!["gpu".to_owned()] } else { Vec::new() };
-        let req = PlacementRequest {
-            instance_id: &inst.instance_id,
-            zone_id: &inst.zone_id,
-            vcpus: i64::from(flavor.vcpu),
-            memory_mb: i64::from(flavor.memory) * 1024,
-            disk_gb: i64::from(flavor.disk),
-            capabilities: &capabilities,
-        };
+        let need = Need::of(deps, &op.resource_id).await?;
+        let req = need.request();
         match deps.store.place(&req, deps.clock.unix()).await? {
             Placed::New(p) | Placed::Existing(p) => {
-                tracing::info!(instance = %inst.instance_id, host = %p.host_name, "instance placed");
+                tracing::info!(instance = %req.instance_id, host = %p.host_name, "instance placed");
                 Ok(())
             }
             Placed::NoHost { hosts, usable } => Err(StepError::Transient(format!(
-                "no host of zone {} has room for {} ({} vCPU, {} MB, {} GB): {hosts} host(s), {usable} usable",
-                inst.zone_id, inst.instance_id, req.vcpus, req.memory_mb, req.disk_gb
+                "no host of zone {} has room for {}: {hosts} host(s), {usable} usable",
+                req.zone_id,
+                need.describe()
             ))),
         }
     }

@@ -4,34 +4,19 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::html;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Operator, done_notice};
+use super::Operator;
+use super::forms::{Outcome, body_of};
 use crate::AppState;
 use crate::admin;
-use crate::input::{Body, Path, Query};
+use crate::input::{Path, Query};
 use crate::web::form::Form;
 use crate::web::layout::{badge, csrf_field};
-use crate::web::{Shown, reply, see_other, text};
+use crate::web::{reply, see_other, text};
 
-fn body_of(form: &Form, fields: &[&str]) -> Body {
-    let mut map = Map::new();
-    for f in fields {
-        if let Some(v) = form.get(f) {
-            map.insert((*f).to_owned(), Value::String(v.trim().to_owned()));
-        }
-    }
-    Body(map)
-}
-
-async fn accounts_page(
-    state: &AppState,
-    op: &Operator,
-    notice: Option<String>,
-    error: Option<Shown>,
-    sent: &Form,
-) -> Response {
-    let lang = op.lang;
+async fn accounts_page(state: &AppState, op: &Operator, outcome: Outcome<'_>) -> Response {
+    let (lang, sent) = (op.lang, outcome.sent);
     let (rows, list_error) = match reply(admin::list_accounts(State(state.clone())).await) {
         Ok(r) => (r.rows, None),
         Err(e) => (Vec::new(), Some(e.into())),
@@ -97,14 +82,14 @@ async fn accounts_page(
         }
     };
     op.page(state, "accounts", lang.t("admin.accounts_title"))
-        .notice(notice)
-        .error(error.or(list_error))
+        .notice(outcome.notice)
+        .error(outcome.error.or(list_error))
         .body(body)
         .render()
 }
 
 pub async fn list(State(state): State<AppState>, op: Operator, q: Query) -> Response {
-    accounts_page(&state, &op, done_notice(op.lang, &q), None, &Form::default()).await
+    accounts_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
 pub async fn create(State(state): State<AppState>, op: Operator, form: Form) -> Response {
@@ -113,7 +98,7 @@ pub async fn create(State(state): State<AppState>, op: Operator, form: Form) -> 
     }
     match reply(admin::create_account(State(state.clone()), body_of(&form, &["name"])).await) {
         Ok(_) => see_other("/admin/?done=account_created"),
-        Err(e) => accounts_page(&state, &op, None, Some(e.into()), &form).await,
+        Err(e) => accounts_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
@@ -125,7 +110,7 @@ pub async fn quota(State(state): State<AppState>, op: Operator, form: Form) -> R
     let body = body_of(&form, &["instances", "vcpu", "block_storage_gb"]);
     match reply(admin::set_quota(State(state.clone()), Path(name), body).await) {
         Ok(_) => see_other("/admin/?done=quota"),
-        Err(e) => accounts_page(&state, &op, None, Some(e.into()), &form).await,
+        Err(e) => accounts_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
@@ -145,7 +130,7 @@ pub async fn set_enabled(
     };
     match reply(r) {
         Ok(_) => see_other(&format!("/admin/?done={done}")),
-        Err(e) => accounts_page(&state, &op, None, Some(e.into()), &Form::default()).await,
+        Err(e) => accounts_page(&state, &op, Outcome::failed(e)).await,
     }
 }
 
@@ -159,8 +144,7 @@ async fn keys_page(
     state: &AppState,
     op: &Operator,
     account: &str,
-    notice: Option<String>,
-    error: Option<Shown>,
+    outcome: Outcome<'_>,
     issued: Option<Issued>,
 ) -> Response {
     let lang = op.lang;
@@ -223,11 +207,11 @@ async fn keys_page(
         }
     };
     let title = format!("{} · {account}", lang.t("admin.keys_title"));
-    op.page(state, "accounts", &title).notice(notice).error(error.or(list_error)).body(body).render()
+    op.page(state, "accounts", &title).notice(outcome.notice).error(outcome.error.or(list_error)).body(body).render()
 }
 
 pub async fn keys(State(state): State<AppState>, op: Operator, Path(name): Path<String>, q: Query) -> Response {
-    keys_page(&state, &op, &name, done_notice(op.lang, &q), None, None).await
+    keys_page(&state, &op, &name, Outcome::shown(op.lang, &q), None).await
 }
 
 pub async fn create_key(State(state): State<AppState>, op: Operator, Path(name): Path<String>, form: Form) -> Response {
@@ -242,9 +226,10 @@ pub async fn create_key(State(state): State<AppState>, op: Operator, Path(name):
                 access_key: text(&row, "access_key").to_owned(),
                 secret_key: text(&row, "secret_key").to_owned(),
             };
-            keys_page(&state, &op, &name, Some(op.lang.t_owned("admin.done_key_created")), None, Some(issued)).await
+            let done = Outcome::done(op.lang.t_owned("admin.done_key_created"));
+            keys_page(&state, &op, &name, done, Some(issued)).await
         }
-        Err(e) => keys_page(&state, &op, &name, None, Some(e.into()), None).await,
+        Err(e) => keys_page(&state, &op, &name, Outcome::failed(e), None).await,
     }
 }
 
@@ -263,6 +248,6 @@ pub async fn disable_key(
             let owner = r.rows.first().map(|k| text(k, "account").to_owned()).unwrap_or(account);
             see_other(&format!("/admin/accounts/{owner}/keys?done=key_disabled"))
         }
-        Err(e) => keys_page(&state, &op, &account, None, Some(e.into()), None).await,
+        Err(e) => keys_page(&state, &op, &account, Outcome::failed(e), None).await,
     }
 }

@@ -19,19 +19,19 @@
 
 mod accounts;
 mod catalog;
+mod forms;
 mod hosts;
 mod sim;
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 use hmac::{Hmac, Mac};
 use maud::{Markup, html};
 use sha2::Sha256;
@@ -40,6 +40,7 @@ use subtle::ConstantTimeEq;
 use super::form::Form;
 use super::i18n::{Lang, cookie};
 use super::layout::{Page, csrf_field};
+use super::signin::SignInPost;
 use super::{csrf, see_other, session};
 use crate::AppState;
 
@@ -215,34 +216,18 @@ pub async fn signin_form(State(state): State<AppState>, headers: HeaderMap, lang
     signin_page(&state, &headers, lang, None).render()
 }
 
-pub async fn signin(
-    State(state): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    lang: Lang,
-    form: Form,
-) -> Response {
-    if let Some(r) = csrf::check_pre(&headers, lang, form.get(csrf::FIELD)) {
-        return r;
-    }
-    let address = session::client_address(&state, peer.as_ref().map(|Extension(c)| c), &headers);
+pub async fn signin(State(state): State<AppState>, post: SignInPost) -> Response {
+    let (headers, lang) = (&post.headers, post.lang);
     let fail =
-        |status: StatusCode, key: &str| signin_page(&state, &headers, lang, Some(lang.t(key))).status(status).render();
-    match session::throttled(&state, THROTTLE_NAME, address).await {
-        Ok(false) => {}
-        Ok(true) => return fail(StatusCode::TOO_MANY_REQUESTS, "signin.throttled"),
-        Err(e) => {
-            tracing::error!(error = %e, "reading sign-in failures");
-            return fail(StatusCode::INTERNAL_SERVER_ERROR, "error.internal");
-        }
+        |status: StatusCode, key: &str| signin_page(&state, headers, lang, Some(lang.t(key))).status(status).render();
+    if let Some((status, key)) = post.turned_away(&state, THROTTLE_NAME).await {
+        return fail(status, key);
     }
-    if !same(&state.admin_token, form.get("token").unwrap_or("").trim()) {
-        if let Err(e) = session::record_failure(&state, THROTTLE_NAME, address).await {
-            tracing::error!(error = %e, "counting a failed sign-in");
-        }
+    if !same(&state.admin_token, post.form.get("token").unwrap_or("").trim()) {
+        post.failed(&state, THROTTLE_NAME).await;
         return fail(StatusCode::UNAUTHORIZED, "admin.wrong_token");
     }
-    let _ = state.store.clear_signin_failures(&session::throttle_keys(THROTTLE_NAME, address).0).await;
+    post.succeeded(&state, THROTTLE_NAME).await;
     let op = Operator::new(&state, openwinv_store::ids::random_base62(32), lang);
     let mut r = see_other("/admin/");
     r.headers_mut().append(SET_COOKIE, op.cookie(&state));

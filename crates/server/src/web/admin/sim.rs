@@ -5,34 +5,19 @@
 use axum::extract::State;
 use axum::response::Response;
 use maud::html;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Operator, done_notice};
+use super::Operator;
+use super::forms::{Outcome, body_of};
 use crate::AppState;
-use crate::input::{Body, Path, Query};
+use crate::input::{Path, Query};
 use crate::web::form::Form;
 use crate::web::layout::csrf_field;
-use crate::web::{Shown, reply, see_other, text};
+use crate::web::{reply, see_other, text};
 use crate::{admin, admin_sim};
 
-fn body_of(form: &Form, fields: &[&str]) -> Body {
-    let mut map = Map::new();
-    for f in fields {
-        if let Some(v) = form.get(f) {
-            map.insert((*f).to_owned(), Value::String(v.trim().to_owned()));
-        }
-    }
-    Body(map)
-}
-
-async fn clock_page(
-    state: &AppState,
-    op: &Operator,
-    notice: Option<String>,
-    error: Option<Shown>,
-    sent: &Form,
-) -> Response {
-    let lang = op.lang;
+async fn clock_page(state: &AppState, op: &Operator, outcome: Outcome<'_>) -> Response {
+    let (lang, sent) = (op.lang, outcome.sent);
     let (row, show_error) = match reply(admin::show_clock(State(state.clone())).await) {
         Ok(r) => (r.rows.into_iter().next().unwrap_or(Value::Null), None),
         Err(e) => (Value::Null, Some(e.into())),
@@ -62,11 +47,15 @@ async fn clock_page(
             p { button type="submit" id="set-clock-submit" class="secondary" { (lang.t("admin.clock_set")) } }
         }
     };
-    op.page(state, "clock", lang.t("admin.clock_title")).notice(notice).error(error.or(show_error)).body(body).render()
+    op.page(state, "clock", lang.t("admin.clock_title"))
+        .notice(outcome.notice)
+        .error(outcome.error.or(show_error))
+        .body(body)
+        .render()
 }
 
 pub async fn clock(State(state): State<AppState>, op: Operator, q: Query) -> Response {
-    clock_page(&state, &op, done_notice(op.lang, &q), None, &Form::default()).await
+    clock_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
 pub async fn move_clock(State(state): State<AppState>, op: Operator, form: Form) -> Response {
@@ -80,20 +69,14 @@ pub async fn move_clock(State(state): State<AppState>, op: Operator, form: Form)
     };
     match reply(r) {
         Ok(_) => see_other("/admin/clock?done=clock"),
-        Err(e) => clock_page(&state, &op, None, Some(e.into()), &form).await,
+        Err(e) => clock_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
 const FAULT_FIELDS: [&str; 7] = ["kind", "step", "mode", "count", "probability", "effect", "seed"];
 
-async fn faults_page(
-    state: &AppState,
-    op: &Operator,
-    notice: Option<String>,
-    error: Option<Shown>,
-    sent: &Form,
-) -> Response {
-    let lang = op.lang;
+async fn faults_page(state: &AppState, op: &Operator, outcome: Outcome<'_>) -> Response {
+    let (lang, sent) = (op.lang, outcome.sent);
     let (rows, list_error) = match reply(admin_sim::list_faults(State(state.clone())).await) {
         Ok(r) => (r.rows, None),
         Err(e) => (Vec::new(), Some(e.into())),
@@ -158,14 +141,14 @@ async fn faults_page(
         }
     };
     op.page(state, "faults", lang.t("admin.faults_title"))
-        .notice(notice)
-        .error(error.or(list_error))
+        .notice(outcome.notice)
+        .error(outcome.error.or(list_error))
         .body(body)
         .render()
 }
 
 pub async fn faults(State(state): State<AppState>, op: Operator, q: Query) -> Response {
-    faults_page(&state, &op, done_notice(op.lang, &q), None, &Form::default()).await
+    faults_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
 pub async fn add_fault(State(state): State<AppState>, op: Operator, form: Form) -> Response {
@@ -174,7 +157,7 @@ pub async fn add_fault(State(state): State<AppState>, op: Operator, form: Form) 
     }
     match reply(admin_sim::add_fault(State(state.clone()), body_of(&form, &FAULT_FIELDS)).await) {
         Ok(_) => see_other("/admin/faults?done=fault_added"),
-        Err(e) => faults_page(&state, &op, None, Some(e.into()), &form).await,
+        Err(e) => faults_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
@@ -184,7 +167,7 @@ pub async fn clear_faults(State(state): State<AppState>, op: Operator, form: For
     }
     match reply(admin_sim::clear_faults(State(state.clone())).await) {
         Ok(_) => see_other("/admin/faults?done=faults_cleared"),
-        Err(e) => faults_page(&state, &op, None, Some(e.into()), &Form::default()).await,
+        Err(e) => faults_page(&state, &op, Outcome::failed(e)).await,
     }
 }
 
@@ -199,6 +182,6 @@ pub async fn delete_fault(
     }
     match reply(admin_sim::delete_fault(State(state.clone()), Path(fault_id)).await) {
         Ok(_) => see_other("/admin/faults?done=faults_cleared"),
-        Err(e) => faults_page(&state, &op, None, Some(e.into()), &Form::default()).await,
+        Err(e) => faults_page(&state, &op, Outcome::failed(e)).await,
     }
 }
