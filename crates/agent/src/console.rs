@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::{Control, error_chain};
+use crate::control::{Control, error_chain};
 
 /// How long the dial-back (connect, upgrade) and connecting to a machine's socket may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

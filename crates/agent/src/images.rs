@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::Control;
+use crate::control::Control;
 
 /// Downloads of one file before the call gives up (transiently).
 pub const FETCH_ATTEMPTS: u32 = 3;
