@@ -92,7 +92,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                 (qemu.clone(), qemu)
             }
         };
-    let consoles = (broker, Arc::new(console::Consoles::default()));
+    let consoles = (broker, Arc::new(openwinv_driver::SerialHub::default()));
     let mut runner = work::Runner::open(driver, &config.data_dir, config.sim_delay)?;
     if let Some(nets) = networks {
         runner = runner.with_networks(nets);

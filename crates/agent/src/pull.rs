@@ -13,7 +13,7 @@ use crate::reports::report;
 use crate::{console, work};
 
 /// The console broker of the host's driver and the machines' shared serial connections.
-pub(crate) type ConsoleParts = (Arc<dyn openwinv_driver::ConsoleBroker>, Arc<console::Consoles>);
+pub(crate) type ConsoleParts = (Arc<dyn openwinv_driver::ConsoleBroker>, Arc<openwinv_driver::SerialHub>);
 
 /// How long the control plane may hold a work pull open.
 const PULL_WAIT_MS: u64 = 20_000;
