@@ -24,10 +24,10 @@ use openwinv_driver::{ConsoleAccess, ConsoleBroker, ConsoleEndpoints};
 use openwinv_wire::hosts::{WorkAck, WorkItem, WorkResult};
 use serde_json::{Value, json};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::control::{Control, error_chain};
 
@@ -118,7 +118,6 @@ impl ConsoleSocket for Socket {
         let _ = tokio::time::timeout(DIAL_TIMEOUT, async { while let Some(Ok(_)) = self.0.next().await {} }).await;
     }
 }
-
 
 /// Where to dial back: the item's `connect` (the process holding the session), checked to be an
 /// http(s) URL with a host and nothing else, or the agent's own control-plane URL without one.

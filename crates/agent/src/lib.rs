@@ -37,6 +37,7 @@
 pub mod config;
 pub mod console;
 mod control;
+mod files;
 pub mod images;
 mod networks;
 mod pull;
