@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, require_qemu, serial_log};
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
+use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, serial_log};
+use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, require_network_tools, run, spawn_agent};
 use openwinv_tests::{Body, Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -34,28 +34,6 @@ const DROPPED: Duration = Duration::from_secs(3);
 
 fn underlay(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 1 + i as u8)
-}
-
-fn require_tools() {
-    // SAFETY: getuid(2) has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "real networks need root (namespaces, nftables, taps)");
-    for (tool, arg, package) in [
-        ("ip", "-V", "iproute2"),
-        ("bridge", "-V", "iproute2"),
-        ("nft", "--version", "nftables"),
-        ("dnsmasq", "--version", "dnsmasq-base"),
-        ("conntrack", "--version", "conntrack"),
-    ] {
-        let ok = Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is missing: apt-get install -y {package}");
-    }
-    require_qemu();
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One `openwinv agent --driver qemu --network namespaces`, its host played by namespace `host`.
@@ -240,7 +218,7 @@ async fn vni_of(s: &Server, instance_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guests_of_one_account_on_two_hosts_share_their_network() {
-    require_tools();
+    require_network_tools(&[("bridge", "-V", "iproute2")]);
     let tag = format!("owtest-{:x}-hn", std::process::id());
     let _namespaces = Namespaces(tag.clone());
     let hosts = underlay_net(&tag);

@@ -18,9 +18,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openwinv_tests::guest::{
-    BOOT, Console, accel, import_test_image, kill_qemus, require_qemu, serial_log, tcp_from, tcp_server_in,
-};
+use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus, serial_log, tcp_from, tcp_server_in};
+use openwinv_tests::hosts::{require_network_tools, run};
 use openwinv_tests::{Body, Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -35,27 +34,6 @@ const HOST_UPLINK: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const POOL: &str = "198.18.0.0/16";
 /// How long a connection the firewall drops is given before it counts as refused.
 const DROPPED: Duration = Duration::from_secs(3);
-
-fn require_tools() {
-    // SAFETY: getuid(2) has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "real networks need root (namespaces, nftables, taps)");
-    for (tool, arg, package) in [
-        ("ip", "-V", "iproute2"),
-        ("nft", "--version", "nftables"),
-        ("dnsmasq", "--version", "dnsmasq-base"),
-        ("conntrack", "--version", "conntrack"),
-    ] {
-        let ok = Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is missing: apt-get install -y {package}");
-    }
-    require_qemu();
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The namespaces of one test (the host's stand-in, upstream and every network's), removed when
 /// it ends, with the QEMUs of its data directory and the networks' dnsmasqs.
@@ -93,7 +71,7 @@ impl Drop for Net {
 }
 
 async fn start() -> Net {
-    require_tools();
+    require_network_tools(&[]);
     let tag = format!("{:x}", std::process::id());
     let (host, up, prefix) = (format!("owtest-h{tag}"), format!("owtest-u{tag}"), format!("owt{tag}-"));
     for ns in [&host, &up] {
