@@ -14,7 +14,8 @@ pub mod firewall;
 pub mod sim;
 
 pub use console::{
-    ConsoleAccess, ConsoleBroker, ConsoleEndpoints, ConsoleSocket, MachineFacts, MachineInfo, SerialHub, SimulatedSerial,
+    ConsoleAccess, ConsoleBroker, ConsoleEndpoints, ConsoleSocket, MachineFacts, MachineInfo, SerialHub,
+    SimulatedSerial,
 };
 pub use contract::{
     BootImage, Capabilities, ComputeDriver, DriverError, MachineNetwork, MachineSpec, MachineState, Pacing, Power,

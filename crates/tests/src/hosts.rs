@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{Body, Server, binary};
+use crate::{Body, Resp, Server, binary};
 
 /// The zone every host test places its hosts in.
 pub const ZONE: &str = "KR1-Z01";
@@ -203,13 +203,53 @@ pub fn done(data: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Asks for an instance of `ss1.c1m1` named `name`; its id and the create's operation id.
+/// Asks for an instance of `ss1.c1m1` named `name` from Ubuntu 24.04; its id and the create's
+/// operation id.
 pub async fn create(s: &Server, name: &str) -> (String, String) {
-    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
+    create_from(s, name, "IMG-ubuntu-2404").await
+}
+
+/// Asks for an instance of `ss1.c1m1` named `name` from `image`; its id and the create's
+/// operation id.
+pub async fn create_from(s: &Server, name: &str, image: &str) -> (String, String) {
+    let body = json!({"zone_id": ZONE, "image_id": image, "flavor_id": "ss1.c1m1", "name": name});
     let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
     (id, r.header("x-operation-id").unwrap().to_owned())
+}
+
+/// Creates an instance from `image` and waits for its create to succeed; its id.
+pub async fn create_succeeded(s: &Server, name: &str, image: &str) -> String {
+    let (id, op) = create_from(s, name, image).await;
+    let op = s.wait_operation(&op).await;
+    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    id
+}
+
+/// Calls as the bootstrap account (`None`) or another account's key.
+pub async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let body = body.map(Body::Json);
+    match who {
+        None => s.call(method, path, body).await,
+        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
+    }
+}
+
+/// Waits up to `timeout` for the operation the answer `r` names, as the account that started it
+/// (`who`, as for [`call`]); it must succeed. Its row.
+pub async fn operation_succeeded(s: &Server, who: Option<&(String, String)>, r: &Resp, timeout: Duration) -> Value {
+    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
+        if row["status"] != "running" {
+            assert_eq!(row["status"], "succeeded", "{row}");
+            return row;
+        }
+        assert!(std::time::Instant::now() < deadline, "operation {op} still running: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Starts an action and waits for its operation to succeed.
@@ -286,4 +326,32 @@ pub fn run(program: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops the dnsmasq of each real network whose run directory under `run_dir` starts with
+/// `prefix` (the networks of one test) and removes the directory.
+pub fn remove_networks(run_dir: &str, prefix: &str) {
+    let Ok(dirs) = std::fs::read_dir(run_dir) else { return };
+    for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(prefix)) {
+        if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
+            let pid: i32 = pid.trim().parse().unwrap_or(0);
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if pid > 0 && comm.trim() == "dnsmasq" {
+                // SAFETY: kill(2) on the dnsmasq of this test's network.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+}
+
+/// Deletes the network namespaces `doomed` picks by name.
+pub fn remove_namespaces(doomed: impl Fn(&str) -> bool) {
+    let list = std::process::Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    for line in String::from_utf8_lossy(&list).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if doomed(name) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
 }

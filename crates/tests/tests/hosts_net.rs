@@ -17,11 +17,14 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, serial_log};
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, require_network_tools, run, spawn_agent};
-use openwinv_tests::{Body, Resp, Server, binary};
+use openwinv_tests::hosts::{
+    ZONE, add_host, call, hosts_mode, operation_succeeded, remove_namespaces, remove_networks, require_network_tools,
+    run, spawn_agent,
+};
+use openwinv_tests::{Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::Child;
@@ -102,19 +105,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         // QEMU runs detached from the agent by design: kill this agent's.
         kill_qemus_in(&self.dir.path().join("data").join("vms"));
-        if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
-            for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
-                    let pid: i32 = pid.trim().parse().unwrap_or(0);
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    if pid > 0 && comm.trim() == "dnsmasq" {
-                        // SAFETY: kill(2) on the dnsmasq of this agent's network.
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
-                    }
-                }
-                let _ = std::fs::remove_dir_all(d.path());
-            }
-        }
+        remove_networks(RUN_DIR, &self.prefix);
     }
 }
 
@@ -124,13 +115,7 @@ struct Namespaces(String);
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
-        for line in String::from_utf8_lossy(&list).lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            if name.starts_with(&self.0) {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
+        remove_namespaces(|name| name.starts_with(&self.0));
     }
 }
 
@@ -156,29 +141,10 @@ fn underlay_net(tag: &str) -> Vec<String> {
     hosts
 }
 
-/// Calls as the bootstrap account (`None`) or another account's key.
-async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let body = body.map(Body::Json);
-    match who {
-        None => s.call(method, path, body).await,
-        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
-    }
-}
-
 /// Waits for the operation an answer names, as the account that started it; it must succeed.
 async fn done(s: &Server, who: Option<&(String, String)>, r: Resp) -> Value {
     assert_eq!(r.status, 202, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    let deadline = Instant::now() + BOOT;
-    loop {
-        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
-        if row["status"] != "running" {
-            assert_eq!(row["status"], "succeeded", "{row}");
-            return row;
-        }
-        assert!(Instant::now() < deadline, "operation {op} still running: {row}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    operation_succeeded(s, who, &r, BOOT).await
 }
 
 struct Guest {

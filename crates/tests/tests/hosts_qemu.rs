@@ -109,12 +109,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 async fn create(s: &Server, name: &str, image: &str) -> String {
-    let body = json!({"zone_id": ZONE, "image_id": image, "flavor_id": "ss1.c1m1", "name": name});
-    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    let id = hosts::create_succeeded(s, name, image).await;
     s.wait_status(&id, "active").await;
     id
 }

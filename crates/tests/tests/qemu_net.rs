@@ -19,8 +19,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus, serial_log, tcp_from, tcp_server_in};
-use openwinv_tests::hosts::{require_network_tools, run};
-use openwinv_tests::{Body, Resp, Server};
+use openwinv_tests::hosts::{
+    call, operation_succeeded, remove_namespaces, remove_networks, require_network_tools, run,
+};
+use openwinv_tests::{Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -47,26 +49,8 @@ struct Net {
 impl Drop for Net {
     fn drop(&mut self) {
         kill_qemus(&self.s);
-        if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
-            for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
-                    let pid: i32 = pid.trim().parse().unwrap_or(0);
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    if pid > 0 && comm.trim() == "dnsmasq" {
-                        // SAFETY: kill(2) on the dnsmasq of this test's network.
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
-                    }
-                }
-                let _ = std::fs::remove_dir_all(d.path());
-            }
-        }
-        let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
-        for line in String::from_utf8_lossy(&list).lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            if name.starts_with(&self.prefix) || name == self.host || name == self.up {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
+        remove_networks(RUN_DIR, &self.prefix);
+        remove_namespaces(|name| name.starts_with(&self.prefix) || name == self.host || name == self.up);
     }
 }
 
@@ -110,30 +94,11 @@ async fn start() -> Net {
     net
 }
 
-/// Calls as the bootstrap account (`None`) or another account's key.
-async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let body = body.map(Body::Json);
-    match who {
-        None => s.call(method, path, body).await,
-        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
-    }
-}
-
 /// Waits for the operation an answer names (202, or 200 for the synchronous rule changes), as the
 /// account that started it.
 async fn done(s: &Server, who: Option<&(String, String)>, r: Resp) -> Value {
     assert!(r.status == 202 || r.status == 200, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    let deadline = Instant::now() + BOOT;
-    loop {
-        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
-        if row["status"] != "running" {
-            assert_eq!(row["status"], "succeeded", "{row}");
-            return row;
-        }
-        assert!(Instant::now() < deadline, "operation {op} still running: {row}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    operation_succeeded(s, who, &r, BOOT).await
 }
 
 async fn metric(s: &Server, name: &str) -> f64 {
