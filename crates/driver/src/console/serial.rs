@@ -251,3 +251,85 @@ async fn pump(
     ended.store(true, Ordering::Release);
     let _ = output.send(SerialOut::Closed(reason));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    /// A viewer played by the test: frames it was sent arrive on `out`, what it types is sent on
+    /// the sender `recv` reads from.
+    struct Viewer {
+        out: mpsc::UnboundedSender<Bytes>,
+        typed: mpsc::UnboundedReceiver<Bytes>,
+    }
+
+    #[async_trait::async_trait]
+    impl ConsoleSocket for Viewer {
+        async fn send(&mut self, bytes: Bytes) -> bool {
+            self.out.send(bytes).is_ok()
+        }
+        async fn recv(&mut self) -> Option<Option<Bytes>> {
+            self.typed.recv().await.map(Some)
+        }
+        async fn close(self, _: u16, _: &str) {}
+    }
+
+    fn viewer() -> (Viewer, mpsc::UnboundedReceiver<Bytes>, mpsc::UnboundedSender<Bytes>) {
+        let (out, seen) = mpsc::unbounded_channel();
+        let (typing, typed) = mpsc::unbounded_channel();
+        (Viewer { out, typed }, seen, typing)
+    }
+
+    /// The next frame a viewer was sent (failing, not hanging, when none comes).
+    async fn next(seen: &mut mpsc::UnboundedReceiver<Bytes>) -> Bytes {
+        tokio::time::timeout(Duration::from_secs(30), seen.recv()).await.expect("a frame").expect("the session is open")
+    }
+
+    #[tokio::test]
+    async fn two_viewers_share_one_connection_see_the_log_first_and_both_see_the_answer_to_either() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("serial.log"), "booted\nlogin: ").unwrap();
+        let listener = UnixListener::bind(dir.path().join("serial.sock")).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        // The machine: answers each chunk typed with `got:` and the chunk.
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        let answer = [b"got:", &buf[..n]].concat();
+                        if stream.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let endpoints = ConsoleEndpoints {
+            serial: Some(dir.path().join("serial.sock")),
+            serial_log: Some(dir.path().join("serial.log")),
+            vnc: None,
+        };
+        let hub = Arc::new(SerialHub::default());
+        let (a, mut seen_a, typing_a) = viewer();
+        let (b, mut seen_b, typing_b) = viewer();
+        for v in [a, b] {
+            let (hub, endpoints) = (hub.clone(), endpoints.clone());
+            tokio::spawn(async move { hub.session("INSTANCE-1", &endpoints, v, "viewer").await });
+        }
+        assert_eq!(&next(&mut seen_a).await[..], b"booted\nlogin: ");
+        assert_eq!(&next(&mut seen_b).await[..], b"booted\nlogin: ");
+        typing_b.send(Bytes::from_static(b"ls\r")).unwrap();
+        assert_eq!(&next(&mut seen_a).await[..], b"got:ls\r");
+        assert_eq!(&next(&mut seen_b).await[..], b"got:ls\r");
+        typing_a.send(Bytes::from_static(b"pwd\r")).unwrap();
+        assert_eq!(&next(&mut seen_b).await[..], b"got:pwd\r");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection to the serial socket");
+    }
+}
