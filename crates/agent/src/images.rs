@@ -21,7 +21,6 @@
 //! `corrupt` (a download or copy refused) and `removed` (swept), one JSON object a line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,7 +31,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::Control;
+use crate::control::Control;
+use crate::files::{EventLog, write_atomically};
 
 /// Downloads of one file before the call gives up (transiently).
 pub const FETCH_ATTEMPTS: u32 = 3;
@@ -55,7 +55,8 @@ pub struct ImageCache {
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// instance → digests its machine boots; persisted in `uses.json`.
     uses: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
-    log_lock: std::sync::Mutex<()>,
+    /// `images/events.jsonl`.
+    log: EventLog,
 }
 
 fn trans(m: String) -> DriverError {
@@ -79,7 +80,7 @@ impl ImageCache {
             ttl,
             locks: Default::default(),
             uses: tokio::sync::Mutex::new(uses),
-            log_lock: Default::default(),
+            log: EventLog::new(data_dir.join("images").join("events.jsonl"), "the image cache's log"),
         })
     }
 
@@ -89,20 +90,7 @@ impl ImageCache {
     }
 
     fn log(&self, event: &str, sha256: &str, extra: Value) {
-        let mut line = json!({"event": event, "sha256": sha256});
-        if let (Some(o), Value::Object(e)) = (line.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        let line = format!("{line}\n");
-        let _one = self.log_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("events.jsonl"))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot append to the image cache's log");
-        }
+        self.log.append(event, json!({ "sha256": sha256 }), extra);
     }
 
     fn cached(&self, sha256: &str) -> PathBuf {
@@ -177,7 +165,7 @@ impl ImageCache {
             None => uses.remove(instance_id),
         };
         let bytes = serde_json::to_vec_pretty(&*uses).expect("uses serialize");
-        if let Err(e) = crate::work::write_atomically(&self.dir.join("uses.json"), &bytes) {
+        if let Err(e) = write_atomically(&self.dir.join("uses.json"), &bytes) {
             tracing::warn!(error = %e, "cannot write the image cache's record");
         }
     }
@@ -202,46 +190,45 @@ impl ImageCache {
                 Err(e) => return Err(trans(format!("cannot read the cached image file {}: {e}", path.display()))),
             }
         }
+        self.fetch_verified("images", f, &path).await?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.log("fetched", &f.sha256, json!({"bytes": f.size}));
+        tracing::info!(sha256 = %f.sha256, bytes = f.size, "image file fetched and verified");
+        Ok(path)
+    }
+
+    /// Fetches `f` from `GET /internal/v1/{kind}/{sha256}` (`images`: a boot file; `disks`: a
+    /// machine disk in transit) to `dest`, verified: each attempt streams to a temporary beside
+    /// the cache while hashing it and a wrong size or digest is refused and fetched again, up to
+    /// [`FETCH_ATTEMPTS`] times; a permanent error ends it at once.
+    async fn fetch_verified(&self, kind: &str, f: &BootFile, dest: &Path) -> Result<(), DriverError> {
+        let (what, tag) = if kind == "disks" { ("machine disk", "disk-") } else { ("image file", "") };
         let mut last = String::new();
         for attempt in 1..=FETCH_ATTEMPTS {
-            match self.fetch(f, &path).await {
-                Ok(()) => return Ok(path),
-                Err(DriverError::Permanent(m)) => return Err(DriverError::Permanent(m)),
-                Err(DriverError::Transient(m)) => {
-                    tracing::warn!(sha256 = %f.sha256, attempt, error = %m, "image file fetch failed");
-                    last = m;
-                }
-            }
-        }
-        Err(trans(format!("image file {} not fetched after {FETCH_ATTEMPTS} attempts: {last}", f.sha256)))
-    }
-
-    /// Downloads `f` to a temporary, checking size and digest as it streams, then renames it
-    /// to `path`.
-    async fn fetch(&self, f: &BootFile, path: &Path) -> Result<(), DriverError> {
-        let tmp = self.dir.join(format!("{TEMP_PREFIX}{}-{}", f.sha256, rand::random::<u64>()));
-        let result = self.download(f, &tmp).await;
-        match result {
-            Ok(()) => {
-                tokio::fs::rename(&tmp, path)
+            let tmp = self.dir.join(format!("{TEMP_PREFIX}{tag}{}-{}", f.sha256, rand::random::<u64>()));
+            let fetched = match self.download_from(kind, f, &tmp).await {
+                Ok(()) => tokio::fs::rename(&tmp, dest)
                     .await
-                    .map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))?;
-                if let Ok(d) = std::fs::File::open(&self.dir) {
-                    let _ = d.sync_all();
+                    .map_err(|e| trans(format!("cannot move {} to {}: {e}", tmp.display(), dest.display()))),
+                Err(e) => Err(e),
+            };
+            match fetched {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    match e {
+                        DriverError::Permanent(m) => return Err(DriverError::Permanent(m)),
+                        DriverError::Transient(m) => {
+                            tracing::warn!(sha256 = %f.sha256, attempt, error = %m, "{what} fetch failed");
+                            last = m;
+                        }
+                    }
                 }
-                self.log("fetched", &f.sha256, json!({"bytes": f.size}));
-                tracing::info!(sha256 = %f.sha256, bytes = f.size, "image file fetched and verified");
-                Ok(())
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
             }
         }
-    }
-
-    async fn download(&self, f: &BootFile, tmp: &Path) -> Result<(), DriverError> {
-        self.download_from("images", f, tmp).await
+        Err(trans(format!("{what} {} not fetched after {FETCH_ATTEMPTS} attempts: {last}", f.sha256)))
     }
 
     /// Downloads `GET /internal/v1/{kind}/{sha256}` to `tmp`, refusing a wrong size or digest.
@@ -282,30 +269,9 @@ impl ImageCache {
             return Err(DriverError::Permanent(format!("the export names a disk without a SHA-256: `{sha256}`")));
         }
         let f = BootFile { path: dest.to_owned(), sha256: sha256.to_owned(), size };
-        let mut last = String::new();
-        for attempt in 1..=FETCH_ATTEMPTS {
-            let tmp = self.dir.join(format!("{TEMP_PREFIX}disk-{sha256}-{}", rand::random::<u64>()));
-            match self.download_from("disks", &f, &tmp).await {
-                Ok(()) => {
-                    tokio::fs::rename(&tmp, dest)
-                        .await
-                        .map_err(|e| trans(format!("cannot move {} to {}: {e}", tmp.display(), dest.display())))?;
-                    self.log("fetched", sha256, json!({"bytes": size, "kind": "disk"}));
-                    return Ok(());
-                }
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&tmp).await;
-                    match e {
-                        DriverError::Permanent(m) => return Err(DriverError::Permanent(m)),
-                        DriverError::Transient(m) => {
-                            tracing::warn!(%sha256, attempt, error = %m, "machine disk fetch failed");
-                            last = m;
-                        }
-                    }
-                }
-            }
-        }
-        Err(trans(format!("machine disk {sha256} not fetched after {FETCH_ATTEMPTS} attempts: {last}")))
+        self.fetch_verified("disks", &f, dest).await?;
+        self.log("fetched", sha256, json!({"bytes": size, "kind": "disk"}));
+        Ok(())
     }
 
     /// Evacuation's source: hands the file at `path` to the control plane under its SHA-256
@@ -377,171 +343,4 @@ async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use openwinv_driver::BootImage;
-    use tokio::io::AsyncReadExt;
-
-    use super::*;
-
-    /// A control plane that answers the n-th request with `bodies[n]` (the last one after that)
-    /// and counts requests.
-    async fn serving(bodies: Vec<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let served = Arc::new(AtomicUsize::new(0));
-        let count = served.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                let body = bodies[n.min(bodies.len() - 1)];
-                let mut buf = vec![0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body).await;
-            }
-        });
-        (base, served)
-    }
-
-    fn cache(dir: &Path, base: String, ttl: Duration) -> ImageCache {
-        let config = crate::Config {
-            control_plane: base,
-            host_token: "owh_test".into(),
-            driver: crate::Driver::Qemu,
-            zone: "KR1-Z01".into(),
-            data_dir: dir.to_owned(),
-            ca_file: None,
-            address: None,
-            vcpus: None,
-            memory_mb: None,
-            disk_gb: None,
-            sim_delay: Duration::ZERO,
-            accel: openwinv_qemu::Accel::Tcg,
-            image_cache_ttl: ttl,
-            underlay: None,
-            network: Default::default(),
-            uplink: None,
-        };
-        ImageCache::open(dir, Arc::new(Control::new(&config).unwrap()), ttl).unwrap()
-    }
-
-    fn spec(id: &str) -> MachineSpec {
-        MachineSpec {
-            instance_id: id.into(),
-            hostname: "h".into(),
-            vcpu: 1,
-            memory: 1,
-            disk: 10,
-            image_id: "IMG-x".into(),
-            username: "root".into(),
-            password: "pw".into(),
-            ssh_keys: vec![],
-            user_script: None,
-            boot: Some(BootImage::Kernel {
-                kernel: "/cp/images/IMG-x/vmlinuz".into(),
-                initrd: None,
-                cmdline: "console=ttyS0".into(),
-                root_disk: None,
-            }),
-            network: None,
-        }
-    }
-
-    fn payload(content: &[u8]) -> Value {
-        let sha256 = hex::encode(Sha256::digest(content));
-        json!({"boot_files": [{"path": "/cp/images/IMG-x/vmlinuz", "sha256": sha256, "size": content.len()}]})
-    }
-
-    fn events(dir: &Path, event: &str) -> usize {
-        let text = std::fs::read_to_string(dir.join("images/events.jsonl")).unwrap_or_default();
-        text.lines().filter(|l| serde_json::from_str::<Value>(l).unwrap()["event"] == event).count()
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_download_is_refused_and_fetched_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (base, served) = serving(vec![b"evil!", b"good!"]).await;
-        let c = cache(dir.path(), base, Duration::from_secs(60));
-        let sha256 = hex::encode(Sha256::digest(b"good!"));
-        let got = c.prepare(spec("INSTANCE-a"), &payload(b"good!")).await.unwrap();
-        let copy = dir.path().join("images").join(&sha256);
-        let Some(BootImage::Kernel { kernel, .. }) = &got.boot else { panic!("{got:?}") };
-        assert_eq!(kernel, &copy, "the spec names the host's copy");
-        assert_eq!(std::fs::read(&copy).unwrap(), b"good!");
-        assert_eq!(
-            (served.load(Ordering::SeqCst), events(dir.path(), "corrupt"), events(dir.path(), "fetched")),
-            (2, 1, 1)
-        );
-        // A second machine uses the copy: verified, not fetched.
-        c.prepare(spec("INSTANCE-b"), &payload(b"good!")).await.unwrap();
-        assert_eq!((served.load(Ordering::SeqCst), events(dir.path(), "verified")), (2, 1));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_calls_share_one_fetch_per_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        let (base, served) = serving(vec![b"good!"]).await;
-        let c = Arc::new(cache(dir.path(), base, Duration::from_secs(60)));
-        let calls = (0..4).map(|i| {
-            let c = c.clone();
-            tokio::spawn(async move { c.prepare(spec(&format!("INSTANCE-{i}")), &payload(b"good!")).await })
-        });
-        for call in calls.collect::<Vec<_>>() {
-            call.await.unwrap().unwrap();
-        }
-        assert_eq!(served.load(Ordering::SeqCst), 1, "one download for four machines");
-        assert_eq!((events(dir.path(), "fetched"), events(dir.path(), "verified")), (1, 3));
-    }
-
-    #[tokio::test]
-    async fn a_download_that_never_verifies_is_never_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let (base, served) = serving(vec![b"evil!"]).await;
-        let c = cache(dir.path(), base, Duration::from_secs(60));
-        let err = c.prepare(spec("INSTANCE-a"), &payload(b"good!")).await.unwrap_err();
-        assert!(matches!(&err, DriverError::Transient(m) if m.contains("not fetched after 3 attempts")), "{err:?}");
-        assert_eq!(served.load(Ordering::SeqCst), FETCH_ATTEMPTS as usize);
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("images"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "uses.json" && n != "events.jsonl")
-            .collect();
-        assert!(left.is_empty(), "nothing cached, no temporary left: {left:?}");
-        // A spec whose files the item does not name by content is refused for good.
-        let err = c.prepare(spec("INSTANCE-a"), &json!({})).await.unwrap_err();
-        assert!(matches!(&err, DriverError::Permanent(m) if m.contains("names no content")), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn the_sweep_removes_only_copies_no_machine_uses_after_the_ttl() {
-        let dir = tempfile::tempdir().unwrap();
-        let (base, _) = serving(vec![b"one", b"two"]).await;
-        let c = cache(dir.path(), base, Duration::from_secs(60));
-        let a = c.prepare(spec("INSTANCE-a"), &payload(b"one")).await.unwrap();
-        c.settle(&a).await;
-        let b = c.prepare(spec("INSTANCE-b"), &payload(b"two")).await.unwrap();
-        c.settle(&b).await;
-        let copy = |s: &MachineSpec| s.boot.as_ref().unwrap().files()[0].to_owned();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        for s in [&a, &b] {
-            std::fs::File::open(copy(s)).unwrap().set_modified(old).unwrap();
-        }
-        c.release("INSTANCE-b").await;
-        c.sweep().await;
-        assert!(copy(&a).exists(), "used by a machine");
-        assert!(!copy(&b).exists(), "unused for longer than the ttl");
-        // Unused but recent: kept.
-        c.release("INSTANCE-a").await;
-        std::fs::File::open(copy(&a)).unwrap().set_modified(SystemTime::now()).unwrap();
-        c.sweep().await;
-        assert!(copy(&a).exists(), "unused for less than the ttl");
-        assert_eq!(events(dir.path(), "removed"), 1);
-    }
-}
+mod tests;

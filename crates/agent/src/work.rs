@@ -16,7 +16,6 @@
 //! (`runtime`) after every change and in full when it registers.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,8 @@ use openwinv_driver::{ComputeDriver, DriverError, MachineSpec, MachineState, Pow
 use openwinv_wire::hosts::{MachineReport, WorkItem, WorkResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::files::{EventLog, write_atomically};
 
 /// Records older than this are removed when the agent starts.
 const KEEP_RECORDS: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -63,7 +64,8 @@ pub struct Runner {
     machines: tokio::sync::Mutex<Machines>,
     /// How long each machine call takes on a simulated host (`--sim-delay`).
     delay: Duration,
-    log_lock: std::sync::Mutex<()>,
+    /// `work/runs.jsonl`.
+    log: EventLog,
     /// Boot files by content, for drivers that boot real images (`None`: the simulator).
     images: Option<Arc<crate::images::ImageCache>>,
     /// The QEMU driver's real networks (`--network namespaces`), told their peers by
@@ -102,7 +104,7 @@ impl Runner {
             machines_file,
             machines: tokio::sync::Mutex::new(machines),
             delay,
-            log_lock: Default::default(),
+            log: EventLog::new(data_dir.join("work").join("runs.jsonl"), "the run log"),
             images: None,
             networks: None,
             activity: Default::default(),
@@ -158,21 +160,8 @@ impl Runner {
     }
 
     fn log(&self, event: &str, item: &WorkItem, extra: Value) {
-        let mut line = json!({"event": event, "key": item.key, "call": item.call, "instance_id": item.instance_id});
-        if let (Some(o), Value::Object(e)) = (line.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        // Items run concurrently: one whole line per write, one writer at a time.
-        let line = format!("{line}\n");
-        let _one = self.log_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("runs.jsonl"))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot append to the run log");
-        }
+        let fields = json!({"key": item.key, "call": item.call, "instance_id": item.instance_id});
+        self.log.append(event, fields, extra);
     }
 
     /// Every machine's state, for a full report.
@@ -505,192 +494,5 @@ fn spec(item: &WorkItem) -> Result<MachineSpec, serde_json::Error> {
     serde_json::from_value(item.payload.clone())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader (or a restart
-/// after a crash) sees the whole file or none.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
-mod tests {
-    use openwinv_driver::{Pacing, SimDriver};
-
-    use super::*;
-
-    fn item(key: &str, call: &str) -> WorkItem {
-        WorkItem {
-            key: key.into(),
-            call: call.into(),
-            instance_id: Some("INSTANCE-a".into()),
-            payload: json!({}),
-            deliveries: 1,
-        }
-    }
-
-    fn runs(dir: &Path) -> Vec<Value> {
-        std::fs::read_to_string(dir.join("work/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn a_duplicate_delivery_is_answered_from_the_record_even_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim: Arc<dyn ComputeDriver> = Arc::new(SimDriver::new(Pacing::Immediate));
-        let runner = Runner::open(sim.clone(), dir.path(), Duration::ZERO).unwrap();
-        let (first, report) = runner.process(&item("OP-1/5/run/0", "start")).await;
-        assert_eq!(first.outcome, "ok");
-        let report = report.expect("a start changes the machine");
-        assert_eq!((report.state.as_str(), report.generation), ("running", 1));
-        let (again, none) = runner.process(&item("OP-1/5/run/0", "start")).await;
-        assert_eq!((again, none), (first.clone(), None));
-        // A new runner on the same directory (the agent restarted) still knows the key.
-        let runner = Runner::open(sim, dir.path(), Duration::ZERO).unwrap();
-        assert_eq!(runner.process(&item("OP-1/5/run/0", "start")).await.0, first);
-        let events: Vec<String> = runs(dir.path()).iter().map(|r| r["event"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(events, ["start", "done", "replayed", "replayed"]);
-        // The next call on the machine gets a higher generation; a repeated state none.
-        let (_, r) = runner.process(&item("OP-2/0/run/0", "stop")).await;
-        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("stopped".into(), 2)));
-        let (_, r) = runner.process(&item("OP-3/0/run/0", "stop")).await;
-        assert_eq!(r, None);
-    }
-
-    #[tokio::test]
-    async fn transient_errors_are_not_recorded_and_unknown_calls_are_permanent() {
-        let dir = tempfile::tempdir().unwrap();
-        let runner = Runner::open(Arc::new(SimDriver::new(Pacing::Immediate)), dir.path(), Duration::ZERO).unwrap();
-        let (r, _) = runner.process(&item("OP-1/0/run/0", "teleport")).await;
-        assert_eq!(r.outcome, "permanent");
-        assert!(r.error.unwrap().contains("teleport"));
-        let (r, _) = runner.process(&item("OP-1/0/run/1", "create")).await;
-        assert_eq!(r.outcome, "permanent", "a create without a spec: {r:?}");
-        struct Flaky;
-        #[async_trait::async_trait]
-        impl ComputeDriver for Flaky {
-            fn name(&self) -> &'static str {
-                "flaky"
-            }
-            fn pacing(&self) -> openwinv_driver::Pacing {
-                Pacing::Immediate
-            }
-            async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-            async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
-                Err(DriverError::Transient("busy".into()))
-            }
-            async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-            async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-            async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-            async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-            async fn destroy(&self, _: &str) -> Result<(), DriverError> {
-                unreachable!()
-            }
-            async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
-                unreachable!()
-            }
-        }
-        let flaky = Runner::open(Arc::new(Flaky), dir.path(), Duration::ZERO).unwrap();
-        for _ in 0..2 {
-            assert_eq!(flaky.process(&item("OP-9/0/run/0", "start")).await.0.outcome, "transient");
-        }
-        let starts = runs(dir.path()).iter().filter(|r| r["key"] == "OP-9/0/run/0" && r["event"] == "start").count();
-        assert_eq!(starts, 2, "a transient error runs again");
-    }
-
-    /// A hypervisor whose machine changes behind the agent's back: `state` answers what the
-    /// test set, `start` what it was asked, and a `start` can be held half way.
-    struct Outside {
-        power: std::sync::Mutex<Power>,
-        hold: tokio::sync::Mutex<()>,
-    }
-
-    #[async_trait::async_trait]
-    impl ComputeDriver for Outside {
-        fn name(&self) -> &'static str {
-            "outside"
-        }
-        fn pacing(&self) -> openwinv_driver::Pacing {
-            Pacing::Immediate
-        }
-        async fn create(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-            unreachable!()
-        }
-        async fn start(&self, _: &str) -> Result<MachineState, DriverError> {
-            let _held = self.hold.lock().await;
-            *self.power.lock().unwrap() = Power::Running;
-            Ok(MachineState { power: Power::Running, generation: 0 })
-        }
-        async fn stop(&self, _: &str) -> Result<MachineState, DriverError> {
-            unreachable!()
-        }
-        async fn reboot(&self, _: &str, _: bool) -> Result<MachineState, DriverError> {
-            unreachable!()
-        }
-        async fn rebuild(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-            unreachable!()
-        }
-        async fn resize(&self, _: &MachineSpec) -> Result<MachineState, DriverError> {
-            unreachable!()
-        }
-        async fn destroy(&self, _: &str) -> Result<(), DriverError> {
-            unreachable!()
-        }
-        async fn state(&self, _: &str) -> Result<MachineState, DriverError> {
-            Ok(MachineState { power: *self.power.lock().unwrap(), generation: 0 })
-        }
-    }
-
-    #[tokio::test]
-    async fn a_poll_reports_a_machine_that_changed_on_its_own_once_and_never_one_an_item_is_changing() {
-        let dir = tempfile::tempdir().unwrap();
-        let hv = Arc::new(Outside { power: std::sync::Mutex::new(Power::Stopped), hold: Default::default() });
-        let runner = Arc::new(Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap());
-        let (_, r) = runner.process(&item("OP-1/0/run/0", "start")).await;
-        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 1)));
-        assert_eq!(runner.poll().await, vec![], "nothing changed");
-        // The guest powered itself off: reported once, with the next generation, and recorded.
-        *hv.power.lock().unwrap() = Power::Stopped;
-        let polled = runner.poll().await;
-        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("stopped", 2)]);
-        assert_eq!(runner.poll().await, vec![], "reported once");
-        let again = Runner::open(hv.clone(), dir.path(), Duration::ZERO).unwrap();
-        assert_eq!(again.full_report().await.0[0].state, "stopped", "persisted in machines.json");
-        // A start held half way: the poll sees the machine running already but leaves it to the
-        // item, whose own report carries the change.
-        let held = hv.hold.lock().await;
-        let r2 = runner.clone();
-        let start = tokio::spawn(async move { r2.process(&item("OP-2/0/run/0", "start")).await });
-        while runner.idle_epoch("INSTANCE-a").is_some() {
-            tokio::task::yield_now().await;
-        }
-        *hv.power.lock().unwrap() = Power::Running;
-        assert_eq!(runner.poll().await, vec![], "a machine an item is changing is not polled");
-        drop(held);
-        let (_, r) = start.await.unwrap();
-        assert_eq!(r.map(|r| (r.state, r.generation)), Some(("running".into(), 3)));
-        assert_eq!(runner.poll().await, vec![]);
-        // Gone from the hypervisor: reported absent and forgotten.
-        *hv.power.lock().unwrap() = Power::Absent;
-        let polled = runner.poll().await;
-        assert_eq!(polled.iter().map(|r| (r.state.as_str(), r.generation)).collect::<Vec<_>>(), [("absent", 4)]);
-        assert!(runner.full_report().await.0.is_empty());
-    }
-}
+mod tests;

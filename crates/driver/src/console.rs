@@ -6,8 +6,16 @@
 //! A real machine's consoles are Unix sockets the server proxies ([`ConsoleAccess::Sockets`]). A
 //! simulated machine has none: its serial console is played by [`SimulatedSerial`] from the facts
 //! the control plane records of the instance ([`MachineFacts`]), so the same page works everywhere.
+//!
+//! [`serial`] proxies them to a viewer, the same for the server's browser console and the agent's
+//! console sessions: one shared serial connection per machine ([`SerialHub`]), the screen's byte
+//! pipe and the simulated console played.
 
 use serde::{Deserialize, Serialize};
+
+pub mod serial;
+
+pub use serial::{ConsoleSocket, SerialHub};
 
 /// Where a machine's consoles are, for the server's browser console to proxy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,10 @@ pub mod contract;
 pub mod firewall;
 pub mod sim;
 
-pub use console::{ConsoleAccess, ConsoleBroker, ConsoleEndpoints, MachineFacts, MachineInfo, SimulatedSerial};
+pub use console::{
+    ConsoleAccess, ConsoleBroker, ConsoleEndpoints, ConsoleSocket, MachineFacts, MachineInfo, SerialHub,
+    SimulatedSerial,
+};
 pub use contract::{
     BootImage, Capabilities, ComputeDriver, DriverError, MachineNetwork, MachineSpec, MachineState, Pacing, Power,
     VolumeSpec,

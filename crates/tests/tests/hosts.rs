@@ -3,73 +3,48 @@
 //! liveness by the server clock, refused tokens, the agent protocol's checks, runtime reports with
 //! generations, and placement through the operator API (docs/hosts.md).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use openwinv_tests::hosts::{ZONE, add_host_row, spawn_agent};
+use openwinv_tests::hosts::{SimAgent, WAIT, ZONE, add_host_row};
 use openwinv_tests::{Body, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// How long a poll for a state the control plane must reach may take (a loaded host is slow).
-const WAIT: Duration = Duration::from_secs(90);
+/// A `SimAgent` with 2 vCPUs, 4 GiB and 100 GiB, logging warnings, that checks it registered as
+/// itself.
+struct Agent(SimAgent);
 
-/// A running `openwinv agent --driver sim`.
-struct Agent {
-    name: String,
-    token: String,
-    endpoint: String,
-    extra: Vec<String>,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
+impl std::ops::Deref for Agent {
+    type Target = SimAgent;
+    fn deref(&self) -> &SimAgent {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut SimAgent {
+        &mut self.0
+    }
 }
 
 impl Agent {
-    /// Starts an agent with 2 vCPUs, 4 GiB and 100 GiB and waits until it has registered.
+    /// Not started yet.
+    fn new(s: &Server, name: &str, token: &str, extra: &[&str]) -> Agent {
+        let a = SimAgent::new(&s.endpoint, name, token, extra);
+        Agent(SimAgent { capacity: ["2", "4096", "100"], rust_log: "warn", ..a })
+    }
+
+    /// Starts an agent and waits until it has registered.
     async fn start(s: &Server, name: &str, token: &str, extra: &[&str]) -> Agent {
-        let mut a = Agent {
-            name: name.into(),
-            token: token.into(),
-            endpoint: s.endpoint.clone(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            starts: 0,
-        };
+        let mut a = Agent::new(s, name, token, extra);
         a.spawn().await;
         a
     }
 
-    fn log(&self) -> PathBuf {
-        self.dir.path().join(format!("agent-{}.log", self.starts))
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--driver", "sim"])
-            .args(["--zone", ZONE, "--vcpus", "2", "--memory-mb", "4096", "--disk-gb", "100", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(&self.extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
     async fn spawn(&mut self) {
-        self.starts += 1;
-        let (child, line) = spawn_agent(self.command(), &self.name, &self.log(), WAIT).await;
+        let line = self.0.spawn().await;
         assert!(line.contains(&format!("host {} (HOST-", self.name)), "{line}");
-        self.child = Some(child);
-    }
-
-    async fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
     }
 }
 
@@ -185,15 +160,7 @@ async fn agents_register_go_offline_and_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_tokens_are_refused() {
     let s = Server::start().await;
-    let agent = Agent {
-        name: "x".into(),
-        token: "owh_not-a-token".into(),
-        endpoint: s.endpoint.clone(),
-        extra: vec![],
-        dir: tempfile::tempdir().unwrap(),
-        child: None,
-        starts: 1,
-    };
+    let agent = Agent::new(&s, "x", "owh_not-a-token", &[]);
     let out = tokio::time::timeout(WAIT, agent.command().output()).await.expect("the agent exits").unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -474,15 +441,8 @@ async fn an_agent_that_cannot_verify_the_certificate_exits() {
         (vec![], vec!["without --ca-file", "openwinv tls ca"]),
         (vec!["--ca-file".to_owned(), other_ca.clone()], vec![other_ca.as_str(), "does not vouch for it"]),
     ] {
-        let agent = Agent {
-            name: "tls2".into(),
-            token: token.clone(),
-            endpoint: s.endpoint.clone(),
-            extra,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            starts: 1,
-        };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let agent = Agent::new(&s, "tls2", &token, &extra);
         // An agent that retried would never exit: the bound only turns that into a failure.
         let out = tokio::time::timeout(Duration::from_secs(30), agent.command().output())
             .await

@@ -10,9 +10,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, console_mjs, require_browser_tools};
 use openwinv_tests::console::{open, read_to_close, read_until, send};
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
-use openwinv_tests::{Body, Server, binary};
-use reqwest::Method;
+use openwinv_tests::hosts::{ZONE, add_host, create_succeeded, hosts_mode, spawn_agent};
+use openwinv_tests::{Server, binary};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -55,13 +54,7 @@ impl Agent {
 }
 
 async fn create(s: &Server, name: &str) -> String {
-    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
-    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
-    id
+    create_succeeded(s, name, "IMG-ubuntu-2404").await
 }
 
 /// The sim agent plays the machine's serial console: the boot log the control plane rendered

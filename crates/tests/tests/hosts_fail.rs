@@ -6,124 +6,22 @@
 //! behaves like a stopped one and is reconciled when the partition ends; two control planes on
 //! one database share the agents, and one killed mid-operation leaves it to the other.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
-use openwinv_tests::{Body, Server, binary};
+use openwinv_tests::hosts::SimAgent as Agent;
+use openwinv_tests::hosts::{
+    WAIT, ZONE, act, create, host, hosts_mode, instance, placements, wait_host, wait_host_status,
+};
+use openwinv_tests::{Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
-struct Agent {
-    name: String,
-    token: String,
-    endpoint: String,
-    extra: Vec<String>,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Agent {
-    async fn start(s: &Server, name: &str, extra: &[&str]) -> Agent {
-        Agent::start_via(s, &s.endpoint, name, extra).await
-    }
-
-    /// An agent of `s` that reaches it at `endpoint` (a proxy, or another control plane).
-    async fn start_via(s: &Server, endpoint: &str, name: &str, extra: &[&str]) -> Agent {
-        let token = add_host(s, name).await;
-        let mut a = Agent {
-            name: name.into(),
-            token,
-            endpoint: endpoint.to_owned(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            starts: 0,
-        };
-        a.spawn().await;
-        a
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join(format!("agent-{}.log", self.starts))
-    }
-
-    async fn spawn(&mut self) {
-        self.starts += 1;
-        let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--driver", "sim"])
-            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(&self.extra)
-            .env("RUST_LOG", "info");
-        let (child, _) = spawn_agent(cmd, &self.name, &self.log(), WAIT).await;
-        self.child = Some(child);
-    }
-
-    async fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
-    }
-
-    fn machines_file(&self) -> PathBuf {
-        self.dir.path().join("data/machines.json")
-    }
-
-    /// instance id → state, as the agent keeps them.
-    fn machines(&self) -> BTreeMap<String, String> {
-        let v: Value = std::fs::read(self.machines_file())
-            .ok()
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap_or(json!({"machines": {}}));
-        v["machines"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, m)| (k.clone(), m["state"].as_str().unwrap().to_owned()))
-            .collect()
-    }
-
-    fn runs(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("data/work/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// (call, instance) of every run this agent finished with `ok`.
-    fn done(&self) -> Vec<(String, String)> {
-        self.runs()
-            .iter()
-            .filter(|r| r["event"] == "done" && r["outcome"] == "ok")
-            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
-            .collect()
-    }
-
-    fn did(&self, call: &str, id: &str) -> usize {
-        self.done().iter().filter(|(c, i)| c == call && i == id).count()
-    }
-}
-
-async fn create(s: &Server, name: &str) -> (String, String) {
-    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
-    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-    (id, r.header("x-operation-id").unwrap().to_owned())
-}
 
 /// Creates an instance and waits for it to be active.
 async fn created(s: &Server, name: &str) -> String {
@@ -131,53 +29,6 @@ async fn created(s: &Server, name: &str) -> String {
     let row = s.wait_operation(&op).await;
     assert_eq!(row["status"], "succeeded", "{row}");
     id
-}
-
-async fn act(s: &Server, id: &str, what: &str) {
-    let r = s.call(Method::POST, &format!("/v1/instances/{id}/{what}"), None).await;
-    assert_eq!(r.status, 202, "{what} {id}: {}", r.text);
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "{what} {id}: {op}");
-}
-
-/// instance id → host name.
-async fn placements(s: &Server) -> BTreeMap<String, String> {
-    let rows = s.admin(Method::GET, "/admin/v1/placements", None).await.ok_rows().clone();
-    rows.iter()
-        .map(|p| (p["instance_id"].as_str().unwrap().to_owned(), p["host"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-async fn instance(s: &Server, id: &str) -> Value {
-    s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone()
-}
-
-async fn host(s: &Server, name: &str) -> Value {
-    s.admin(Method::GET, &format!("/admin/v1/hosts/{name}"), None).await.ok_rows()[0].clone()
-}
-
-async fn wait_host(s: &Server, name: &str, status: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let h = host(s, name).await;
-        if h["status"] == status {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "host {name} never {status}: {h}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_host_status(s: &Server, id: &str, want: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = instance(s, id).await;
-        if row["host_status"] == want {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "{id} never had host_status {want}: {row}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Three sim agents; three instances on A (B and C join after), two of them stopped. `evacuate

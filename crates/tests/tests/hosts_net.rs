@@ -17,11 +17,14 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, require_qemu, serial_log};
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
-use openwinv_tests::{Body, Resp, Server, binary};
+use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus_in, serial_log};
+use openwinv_tests::hosts::{
+    ZONE, add_host, call, hosts_mode, operation_succeeded, remove_namespaces, remove_networks, require_network_tools,
+    run, spawn_agent,
+};
+use openwinv_tests::{Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::Child;
@@ -34,28 +37,6 @@ const DROPPED: Duration = Duration::from_secs(3);
 
 fn underlay(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(192, 0, 2, 1 + i as u8)
-}
-
-fn require_tools() {
-    // SAFETY: getuid(2) has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "real networks need root (namespaces, nftables, taps)");
-    for (tool, arg, package) in [
-        ("ip", "-V", "iproute2"),
-        ("bridge", "-V", "iproute2"),
-        ("nft", "--version", "nftables"),
-        ("dnsmasq", "--version", "dnsmasq-base"),
-        ("conntrack", "--version", "conntrack"),
-    ] {
-        let ok = Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is missing: apt-get install -y {package}");
-    }
-    require_qemu();
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One `openwinv agent --driver qemu --network namespaces`, its host played by namespace `host`.
@@ -124,19 +105,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         // QEMU runs detached from the agent by design: kill this agent's.
         kill_qemus_in(&self.dir.path().join("data").join("vms"));
-        if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
-            for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
-                    let pid: i32 = pid.trim().parse().unwrap_or(0);
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    if pid > 0 && comm.trim() == "dnsmasq" {
-                        // SAFETY: kill(2) on the dnsmasq of this agent's network.
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
-                    }
-                }
-                let _ = std::fs::remove_dir_all(d.path());
-            }
-        }
+        remove_networks(RUN_DIR, &self.prefix);
     }
 }
 
@@ -146,13 +115,7 @@ struct Namespaces(String);
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
-        for line in String::from_utf8_lossy(&list).lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            if name.starts_with(&self.0) {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
+        remove_namespaces(|name| name.starts_with(&self.0));
     }
 }
 
@@ -178,29 +141,10 @@ fn underlay_net(tag: &str) -> Vec<String> {
     hosts
 }
 
-/// Calls as the bootstrap account (`None`) or another account's key.
-async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let body = body.map(Body::Json);
-    match who {
-        None => s.call(method, path, body).await,
-        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
-    }
-}
-
 /// Waits for the operation an answer names, as the account that started it; it must succeed.
 async fn done(s: &Server, who: Option<&(String, String)>, r: Resp) -> Value {
     assert_eq!(r.status, 202, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    let deadline = Instant::now() + BOOT;
-    loop {
-        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
-        if row["status"] != "running" {
-            assert_eq!(row["status"], "succeeded", "{row}");
-            return row;
-        }
-        assert!(Instant::now() < deadline, "operation {op} still running: {row}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    operation_succeeded(s, who, &r, BOOT).await
 }
 
 struct Guest {
@@ -240,7 +184,7 @@ async fn vni_of(s: &Server, instance_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guests_of_one_account_on_two_hosts_share_their_network() {
-    require_tools();
+    require_network_tools(&[("bridge", "-V", "iproute2")]);
     let tag = format!("owtest-{:x}-hn", std::process::id());
     let _namespaces = Namespaces(tag.clone());
     let hosts = underlay_net(&tag);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use openwinv_tests::hosts::{ZONE, add_host, spawn_agent};
+use openwinv_tests::hosts::{ZONE, add_host, call, operation_succeeded, spawn_agent};
 use openwinv_tests::{Body, Resp, Server, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -28,28 +28,10 @@ async fn agent(s: &Server, name: &str, underlay: &str, dir: &std::path::Path) ->
     spawn_agent(cmd, name, &dir.join(format!("{name}.log")), WAIT).await.0
 }
 
-async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let body = body.map(Body::Json);
-    match who {
-        None => s.call(method, path, body).await,
-        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
-    }
-}
-
 /// Waits for the operation an answer names, as the account that started it; it must succeed.
 async fn done(s: &Server, who: Option<&(String, String)>, r: Resp) {
     assert_eq!(r.status, 202, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
-        if row["status"] != "running" {
-            assert_eq!(row["status"], "succeeded", "{row}");
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "operation {op} still running: {row}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    operation_succeeded(s, who, &r, WAIT).await;
 }
 
 async fn create(s: &Server, who: Option<&(String, String)>, name: &str) -> String {

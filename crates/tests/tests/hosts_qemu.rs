@@ -19,7 +19,7 @@ use std::time::Duration;
 use openwinv_tests::guest::{
     BOOT, accel, eventually, image_dir, import_test_image, kill_qemus_in, live_qemu, require_qemu, serial_log,
 };
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
+use openwinv_tests::hosts::{self, ZONE, add_host, hosts_mode, spawn_agent};
 use openwinv_tests::{Body, Server, binary, console};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -100,13 +100,7 @@ impl Agent {
 
     /// (call, instance) of every run this agent finished.
     fn done(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string(self.data().join("work/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|r| r["event"] == "done")
-            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
-            .collect()
+        hosts::done(&self.data())
     }
 }
 
@@ -115,12 +109,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 async fn create(s: &Server, name: &str, image: &str) -> String {
-    let body = json!({"zone_id": ZONE, "image_id": image, "flavor_id": "ss1.c1m1", "name": name});
-    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "create {name}: {op}");
+    let id = hosts::create_succeeded(s, name, image).await;
     s.wait_status(&id, "active").await;
     id
 }

@@ -7,139 +7,16 @@
 //! `declare-dead` unwinds and errors what was there (docs/hosts.md).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
-use openwinv_tests::{Body, Server, binary};
+use openwinv_tests::hosts::SimAgent as Agent;
+use openwinv_tests::hosts::{WAIT, ZONE, act, create, hosts_mode, instance, placements, wait_host, wait_host_status};
+use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
-struct Agent {
-    name: String,
-    token: String,
-    endpoint: String,
-    extra: Vec<String>,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Agent {
-    async fn start(s: &Server, name: &str, extra: &[&str]) -> Agent {
-        let token = add_host(s, name).await;
-        let mut a = Agent {
-            name: name.into(),
-            token,
-            endpoint: s.endpoint.clone(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            starts: 0,
-        };
-        a.spawn().await;
-        a
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join(format!("agent-{}.log", self.starts))
-    }
-
-    async fn spawn(&mut self) {
-        self.starts += 1;
-        let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--driver", "sim"])
-            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(&self.extra)
-            .env("RUST_LOG", "info");
-        let (child, _) = spawn_agent(cmd, &self.name, &self.log(), WAIT).await;
-        self.child = Some(child);
-    }
-
-    async fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
-    }
-
-    /// The agent's run log: one object per run start, run end and answer from its record.
-    fn runs(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("data/work/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// (call, instance) of every run this agent finished.
-    fn done(&self) -> Vec<(String, String)> {
-        self.runs()
-            .iter()
-            .filter(|r| r["event"] == "done")
-            .map(|r| (r["call"].as_str().unwrap().to_owned(), r["instance_id"].as_str().unwrap_or("").to_owned()))
-            .collect()
-    }
-}
-
-async fn create(s: &Server, name: &str) -> (String, String) {
-    let body = json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
-    let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-    (id, r.header("x-operation-id").unwrap().to_owned())
-}
 
 async fn action(s: &Server, id: &str, what: &str) -> openwinv_tests::Resp {
     s.call(Method::POST, &format!("/v1/instances/{id}/{what}"), None).await
-}
-
-/// Starts an action and waits for its operation to succeed.
-async fn act(s: &Server, id: &str, what: &str) {
-    let r = action(s, id, what).await;
-    assert_eq!(r.status, 202, "{what} {id}: {}", r.text);
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "{what} {id}: {op}");
-}
-
-/// instance id → host name.
-async fn placements(s: &Server) -> BTreeMap<String, String> {
-    let rows = s.admin(Method::GET, "/admin/v1/placements", None).await.ok_rows().clone();
-    rows.iter()
-        .map(|p| (p["instance_id"].as_str().unwrap().to_owned(), p["host"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-async fn instance(s: &Server, id: &str) -> Value {
-    s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0].clone()
-}
-
-async fn wait_host_status(s: &Server, id: &str, want: &str) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = instance(s, id).await;
-        if row["host_status"] == want {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "{id} never had host_status {want}: {row}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_host(s: &Server, name: &str, status: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let h = s.admin(Method::GET, &format!("/admin/v1/hosts/{name}"), None).await.ok_rows()[0].clone();
-        if h["status"] == status {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "host {name} never {status}: {h}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Twelve creates spread four to a host; every lifecycle step and delete runs on the agent of

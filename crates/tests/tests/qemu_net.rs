@@ -18,10 +18,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use openwinv_tests::guest::{
-    BOOT, Console, accel, import_test_image, kill_qemus, require_qemu, serial_log, tcp_from, tcp_server_in,
+use openwinv_tests::guest::{BOOT, Console, accel, import_test_image, kill_qemus, serial_log, tcp_from, tcp_server_in};
+use openwinv_tests::hosts::{
+    call, operation_succeeded, remove_namespaces, remove_networks, require_network_tools, run,
 };
-use openwinv_tests::{Body, Resp, Server};
+use openwinv_tests::{Resp, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -36,27 +37,6 @@ const POOL: &str = "198.18.0.0/16";
 /// How long a connection the firewall drops is given before it counts as refused.
 const DROPPED: Duration = Duration::from_secs(3);
 
-fn require_tools() {
-    // SAFETY: getuid(2) has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "real networks need root (namespaces, nftables, taps)");
-    for (tool, arg, package) in [
-        ("ip", "-V", "iproute2"),
-        ("nft", "--version", "nftables"),
-        ("dnsmasq", "--version", "dnsmasq-base"),
-        ("conntrack", "--version", "conntrack"),
-    ] {
-        let ok = Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is missing: apt-get install -y {package}");
-    }
-    require_qemu();
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The namespaces of one test (the host's stand-in, upstream and every network's), removed when
 /// it ends, with the QEMUs of its data directory and the networks' dnsmasqs.
 struct Net {
@@ -69,31 +49,13 @@ struct Net {
 impl Drop for Net {
     fn drop(&mut self) {
         kill_qemus(&self.s);
-        if let Ok(dirs) = std::fs::read_dir(RUN_DIR) {
-            for d in dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with(&self.prefix)) {
-                if let Ok(pid) = std::fs::read_to_string(d.path().join("dnsmasq.pid")) {
-                    let pid: i32 = pid.trim().parse().unwrap_or(0);
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    if pid > 0 && comm.trim() == "dnsmasq" {
-                        // SAFETY: kill(2) on the dnsmasq of this test's network.
-                        unsafe { libc::kill(pid, libc::SIGTERM) };
-                    }
-                }
-                let _ = std::fs::remove_dir_all(d.path());
-            }
-        }
-        let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
-        for line in String::from_utf8_lossy(&list).lines() {
-            let name = line.split_whitespace().next().unwrap_or("");
-            if name.starts_with(&self.prefix) || name == self.host || name == self.up {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
+        remove_networks(RUN_DIR, &self.prefix);
+        remove_namespaces(|name| name.starts_with(&self.prefix) || name == self.host || name == self.up);
     }
 }
 
 async fn start() -> Net {
-    require_tools();
+    require_network_tools(&[]);
     let tag = format!("{:x}", std::process::id());
     let (host, up, prefix) = (format!("owtest-h{tag}"), format!("owtest-u{tag}"), format!("owt{tag}-"));
     for ns in [&host, &up] {
@@ -132,30 +94,11 @@ async fn start() -> Net {
     net
 }
 
-/// Calls as the bootstrap account (`None`) or another account's key.
-async fn call(s: &Server, who: Option<&(String, String)>, method: Method, path: &str, body: Option<Value>) -> Resp {
-    let body = body.map(Body::Json);
-    match who {
-        None => s.call(method, path, body).await,
-        Some((key, secret)) => s.call_as(key, secret, method, path, body).await,
-    }
-}
-
 /// Waits for the operation an answer names (202, or 200 for the synchronous rule changes), as the
 /// account that started it.
 async fn done(s: &Server, who: Option<&(String, String)>, r: Resp) -> Value {
     assert!(r.status == 202 || r.status == 200, "{}", r.text);
-    let op = r.header("x-operation-id").expect("X-Operation-Id").to_owned();
-    let deadline = Instant::now() + BOOT;
-    loop {
-        let row = call(s, who, Method::GET, &format!("/v1/operations/{op}"), None).await.ok_rows()[0].clone();
-        if row["status"] != "running" {
-            assert_eq!(row["status"], "succeeded", "{row}");
-            return row;
-        }
-        assert!(Instant::now() < deadline, "operation {op} still running: {row}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    operation_succeeded(s, who, &r, BOOT).await
 }
 
 async fn metric(s: &Server, name: &str) -> f64 {

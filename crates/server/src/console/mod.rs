@@ -14,7 +14,7 @@
 //! instance and echoes what is typed, so the same page works everywhere.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -45,8 +45,6 @@ pub const LOG_TAIL_BYTES: u64 = 64 * 1024;
 pub(super) const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// How long connecting to a driver's Unix socket may take before the socket gives up.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Serial output chunks a slow browser may fall behind before it skips some.
-pub(super) const SERIAL_BACKLOG: usize = 1024;
 pub(super) const COOKIE_NAME: &str = "openwinv_console";
 pub(super) const NOT_FOUND_PAGE: &str =
     "<!doctype html><title>Console</title><p>This console link is unknown, expired or already used.</p>";
@@ -69,7 +67,7 @@ pub struct Hub {
     sockets: Mutex<HashMap<(String, Channel), usize>>,
     /// One connection to each machine's serial socket, shared by its browser sockets: a QEMU
     /// serial socket serves one client at a time, and every viewer should see the same stream.
-    serial: tokio::sync::Mutex<HashMap<String, Weak<SerialShare>>>,
+    serial: openwinv_driver::SerialHub,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

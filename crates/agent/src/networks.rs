@@ -1,0 +1,54 @@
+//! A QEMU host's real networks (`--network namespaces`): made at start from the underlay address,
+//! and rewritten where they drifted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::Config;
+
+/// The QEMU host's real networks (`--network namespaces`), as `serve --network namespaces`
+/// makes them, with the underlay address: a network whose machines name a VNI spans hosts.
+/// Tests play the host in a namespace of their own (`OPENWINV_NETWORK_HOST_NETNS`,
+/// `OPENWINV_NETWORK_PREFIX`, `OPENWINV_NETWORK_RUN_DIR`, as for `serve`).
+pub(crate) async fn real_networks(
+    config: &Config,
+    underlay: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<openwinv_qemu::Networks> {
+    let Some(underlay) = underlay else {
+        bail!(
+            "--network namespaces needs the host's IPv4 address on the underlay between hosts: \
+             pass --underlay (the announced address is not an IPv4 address)"
+        )
+    };
+    let host = openwinv_net::Host {
+        netns: std::env::var("OPENWINV_NETWORK_HOST_NETNS").ok().filter(|n| !n.is_empty()),
+        prefix: std::env::var("OPENWINV_NETWORK_PREFIX").unwrap_or_else(|_| "owv-".into()),
+        uplink: config.uplink.clone(),
+        run_dir: std::env::var_os("OPENWINV_NETWORK_RUN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/run/openwinv/networks".into()),
+    };
+    let nets = openwinv_qemu::Networks::new(host, config.data_dir.join("networks.json")).with_underlay(underlay);
+    nets.prepare().await.map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
+    Ok(nets)
+}
+
+/// Rewrites the networks that drifted, every `OPENWINV_NETWORK_RECONCILE_SECS` (default 30).
+pub(crate) fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
+    let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(30.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(secs));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            nets.reconcile().await;
+        }
+    });
+}
