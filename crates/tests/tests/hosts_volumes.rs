@@ -5,52 +5,19 @@
 //! another host, and is deleted on the host that keeps it. Evacuation leaves a machine with
 //! volumes attached where it is, saying why.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use openwinv_tests::hosts::{ZONE, add_host, hosts_mode, spawn_agent};
-use openwinv_tests::{Body, Server, binary};
+use openwinv_tests::hosts::{SimAgent, act, create_succeeded, hosts_mode, placements};
+use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A running sim agent and its data directory.
-struct Agent {
-    name: String,
-    dir: tempfile::TempDir,
-    _child: Child,
+/// How many runs of `call` the agent finished.
+fn count(agent: &SimAgent, call: &str) -> usize {
+    agent.done().iter().filter(|(c, _)| c == call).count()
 }
 
-impl Agent {
-    async fn start(s: &Server, name: &str) -> Agent {
-        let token = add_host(s, name).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--control-plane", &s.endpoint, "--host-token", &token, "--driver", "sim"])
-            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "info");
-        let (child, _) = spawn_agent(cmd, name, &dir.path().join("agent.log"), WAIT).await;
-        Agent { name: name.into(), dir, _child: child }
-    }
-
-    /// The calls this agent finished, in order.
-    fn done(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("data/work/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|r| r["event"] == "done")
-            .map(|r| r["call"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// How many runs of `call` this agent finished.
-    fn count(&self, call: &str) -> usize {
-        self.done().iter().filter(|c| *c == call).count()
-    }
+/// The calls the agent finished, in order.
+fn calls(agent: &SimAgent) -> Vec<String> {
+    agent.done().into_iter().map(|(c, _)| c).collect()
 }
 
 /// Waits for the operation of an accepted request; its final row.
@@ -85,26 +52,14 @@ async fn kept_on(s: &Server, volume: &str) -> Option<String> {
 #[tokio::test]
 async fn a_volume_is_kept_on_its_instances_host_and_moves_with_its_next_attach() {
     let s = hosts_mode(&[]).await;
-    let agents = [Agent::start(&s, "h1").await, Agent::start(&s, "h2").await];
+    let agents = [SimAgent::start(&s, "h1", &[]).await, SimAgent::start(&s, "h2", &[]).await];
     // Two instances, one after another: equal hosts fill evenly, one each.
-    let mut ids = Vec::new();
-    for i in 0..2 {
-        let body =
-            json!({"zone_id": ZONE, "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": format!("vm{i}")});
-        let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
-        let id = r.result()[0]["instance_id"].as_str().unwrap().to_owned();
-        succeeded(&s, r).await;
-        ids.push(id);
-    }
-    let rows = s.admin(Method::GET, "/admin/v1/placements", None).await.ok_rows().clone();
-    let placed: BTreeMap<String, String> = rows
-        .iter()
-        .map(|p| (p["instance_id"].as_str().unwrap().to_owned(), p["host"].as_str().unwrap().to_owned()))
-        .collect();
-    let (a, b) = (&ids[0], &ids[1]);
-    assert_ne!(placed[a], placed[b], "{placed:?}");
+    let a = create_succeeded(&s, "vm0", "IMG-ubuntu-2404").await;
+    let b = create_succeeded(&s, "vm1", "IMG-ubuntu-2404").await;
+    let placed = placements(&s).await;
+    assert_ne!(placed[&a], placed[&b], "{placed:?}");
     let agent = |host: &str| agents.iter().find(|g| g.name == host).unwrap();
-    let (host_a, host_b) = (agent(&placed[a]), agent(&placed[b]));
+    let (host_a, host_b) = (agent(&placed[&a]), agent(&placed[&b]));
 
     // Made with the instance: the storage is made on the instance's host, and kept there.
     let body = json!({"instance_id": a, "type": "ssd", "size": 10, "name": "data"});
@@ -112,31 +67,31 @@ async fn a_volume_is_kept_on_its_instances_host_and_moves_with_its_next_attach()
     let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
     succeeded(&s, r).await;
     assert_eq!(kept_on(&s, &v).await.as_deref(), Some(host_a.name.as_str()));
-    assert_eq!((host_a.count("create_volume"), host_a.count("attach_volume")), (1, 1), "{:?}", host_a.done());
-    assert_eq!(host_b.count("create_volume") + host_b.count("attach_volume"), 0, "{:?}", host_b.done());
+    assert_eq!((count(host_a, "create_volume"), count(host_a, "attach_volume")), (1, 1), "{:?}", calls(host_a));
+    assert_eq!(count(host_b, "create_volume") + count(host_b, "attach_volume"), 0, "{:?}", calls(host_b));
 
     // Detached, it stays where it is; attached to the same instance again, nothing moves.
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await).await;
     assert_eq!(kept_on(&s, &v).await.as_deref(), Some(host_a.name.as_str()));
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{a}"), None).await).await;
-    assert_eq!(host_a.count("export_volume"), 0, "{:?}", host_a.done());
-    assert_eq!(host_a.count("create_volume"), 1, "made once: {:?}", host_a.done());
+    assert_eq!(count(host_a, "export_volume"), 0, "{:?}", calls(host_a));
+    assert_eq!(count(host_a, "create_volume"), 1, "made once: {:?}", calls(host_a));
 
     // Attached to an instance on the other host, it moves there first: exported on its host,
     // imported on the new one, deleted on the old one, then attached.
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await).await;
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/attach/{b}"), None).await).await;
     assert_eq!(kept_on(&s, &v).await.as_deref(), Some(host_b.name.as_str()));
-    assert_eq!((host_a.count("export_volume"), host_a.count("delete_volume")), (1, 1), "{:?}", host_a.done());
-    let on_b = host_b.done();
+    assert_eq!((count(host_a, "export_volume"), count(host_a, "delete_volume")), (1, 1), "{:?}", calls(host_a));
+    let on_b = calls(host_b);
     let at = |call: &str| on_b.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call} on b: {on_b:?}"));
     assert!(at("import_volume") < at("attach_volume"), "{on_b:?}");
-    assert_eq!(host_b.count("create_volume"), 0, "{on_b:?}");
+    assert_eq!(count(host_b, "create_volume"), 0, "{on_b:?}");
     let shown = s.get(&format!("/v1/block-storages/{v}")).await.ok_rows()[0].clone();
     assert_eq!(shown["instance_id"], json!(b), "{shown}");
 
     // Evacuating the host of an instance with a volume attached leaves it there, saying why.
-    succeeded(&s, s.call(Method::POST, &format!("/v1/instances/{b}/shutdown"), None).await).await;
+    act(&s, &b, "shutdown").await;
     let ev = s.admin(Method::POST, &format!("/admin/v1/hosts/{}/evacuate", host_b.name), None).await;
     let ev = ev.ok_rows()[0].clone();
     assert_eq!(ev["moving"], json!([]), "{ev}");
@@ -147,6 +102,6 @@ async fn a_volume_is_kept_on_its_instances_host_and_moves_with_its_next_attach()
     // Deleted: on the host that keeps it, and nowhere else.
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await).await;
     succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{v}"), None).await).await;
-    assert_eq!(host_b.count("delete_volume"), 1, "{:?}", host_b.done());
-    assert_eq!(host_a.count("delete_volume"), 1, "only the move's: {:?}", host_a.done());
+    assert_eq!(count(host_b, "delete_volume"), 1, "{:?}", calls(host_b));
+    assert_eq!(count(host_a, "delete_volume"), 1, "only the move's: {:?}", calls(host_a));
 }
