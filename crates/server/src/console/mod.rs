@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -39,12 +38,8 @@ use sockets::*;
 /// Websockets one server process keeps open per instance and channel (serial, screen): a few
 /// browser tabs, not an unbounded number of proxied connections.
 pub const MAX_SOCKETS_PER_INSTANCE: usize = 4;
-/// How much of the serial log a new serial socket replays: enough for a boot, not the whole history.
-pub const LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// Largest websocket message accepted from the browser (a paste into the terminal, a clipboard).
 pub(super) const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-/// How long connecting to a driver's Unix socket may take before the socket gives up.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const COOKIE_NAME: &str = "openwinv_console";
 pub(super) const NOT_FOUND_PAGE: &str =
     "<!doctype html><title>Console</title><p>This console link is unknown, expired or already used.</p>";

@@ -74,9 +74,10 @@ pub async fn page(state: &AppState, hub: &Hub, token: &str) -> Response {
     };
     // What the serial socket will replay first; the page shows it to browsers without JavaScript.
     let history = match &access {
-        Some(ConsoleAccess::Sockets(e)) => {
-            log_tail(e).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-        }
+        Some(ConsoleAccess::Sockets(e)) => openwinv_driver::console::serial::log_tail(e)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default(),
         Some(ConsoleAccess::Simulated(sim)) => sim.log(&machine_facts(state, &r).await),
         None => String::new(),
     };

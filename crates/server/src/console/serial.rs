@@ -11,7 +11,7 @@ use crate::AppState;
 use super::*;
 
 /// A browser's websocket as the viewer of a console session.
-struct Browser(WebSocket);
+pub(super) struct Browser(pub(super) WebSocket);
 
 #[async_trait::async_trait]
 impl ConsoleSocket for Browser {

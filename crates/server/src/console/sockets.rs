@@ -3,19 +3,18 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use openwinv_driver::console::serial::{connect, pipe};
 use openwinv_driver::{ConsoleAccess, ConsoleEndpoints};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 use crate::AppState;
 use crate::input::Path;
 
+use super::serial::Browser;
 use super::*;
 
 /// A websocket route's channel, as a type, so that one handler serves both routes.
@@ -87,7 +86,7 @@ pub(super) async fn open_socket(
             },
             Channel::Screen => match access {
                 Some(ConsoleAccess::Sockets(ConsoleEndpoints { vnc: Some(path), .. })) => match connect(&path).await {
-                    Ok(stream) => pipe(stream, socket).await,
+                    Ok(stream) => pipe(stream, Browser(socket), "the screen closed").await,
                     Err(e) => {
                         tracing::warn!(instance_id, error = %e, "cannot reach the screen");
                         close(socket, 1011, "the screen is not reachable").await
@@ -172,59 +171,4 @@ pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
 
 pub(super) async fn close(mut socket: WebSocket, code: u16, reason: &str) {
     let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-}
-
-pub(super) async fn connect(path: &std::path::Path) -> std::io::Result<UnixStream> {
-    tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
-}
-
-/// The last [`LOG_TAIL_BYTES`] of the serial log, from a line start when it had to cut.
-pub(super) async fn log_tail(endpoints: &ConsoleEndpoints) -> Option<Vec<u8>> {
-    let mut file = tokio::fs::File::open(endpoints.serial_log.as_ref()?).await.ok()?;
-    let len = file.metadata().await.ok()?.len();
-    let start = len.saturating_sub(LOG_TAIL_BYTES);
-    file.seek(std::io::SeekFrom::Start(start)).await.ok()?;
-    let mut buf = Vec::with_capacity((len - start) as usize);
-    // The log may grow while it is read; what comes after `len` arrives live.
-    file.take(len - start).read_to_end(&mut buf).await.ok()?;
-    if start > 0
-        && let Some(nl) = buf.iter().position(|b| *b == b'\n')
-    {
-        buf.drain(..=nl);
-    }
-    Some(buf)
-}
-
-/// RFB (or any byte stream) between a Unix socket and a websocket until either side closes.
-pub(super) async fn pipe(stream: UnixStream, mut socket: WebSocket) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        tokio::select! {
-            n = rd.read(&mut buf) => match n {
-                Ok(0) | Err(_) => return close(socket, 1000, "the screen closed").await,
-                Ok(n) => {
-                    if socket.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
-                        return;
-                    }
-                }
-            },
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    if wr.write_all(&b).await.is_err() {
-                        return close(socket, 1011, "the screen closed").await;
-                    }
-                }
-                Some(Ok(Message::Text(t))) => {
-                    if wr.write_all(t.as_bytes()).await.is_err() {
-                        return close(socket, 1011, "the screen closed").await;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-            },
-        }
-    }
 }

@@ -1,5 +1,7 @@
 //! The console against a real server.
 
+use std::time::Duration;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
