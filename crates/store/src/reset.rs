@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys::NewKeyRecord;
-use crate::snapshot::{quoted, tables};
+use crate::snapshot::{bump_view_epoch, quoted, tables};
 use crate::{Result, Store};
 
 /// Tables the reset does not empty wholesale.
@@ -153,6 +153,7 @@ impl Store {
         .rows_affected();
         let (accounts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&mut *tx).await?;
         let (access_keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_keys").fetch_one(&mut *tx).await?;
+        bump_view_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(ResetReport { removed_rows: removed, cancelled_operations: running as u64, accounts, access_keys })
     }

@@ -1,0 +1,115 @@
+//! Serialized instance lists and details, kept by the account's view version (migration 0025).
+//!
+//! An answer is kept under everything that shapes it: the account, its view version and the
+//! epoch (read from the store before the answer is built: one small statement), the version of
+//! the catalog this process holds (zone, flavor and image names come from it), the path and the
+//! decoded query pairs in order. Any write to a row an instance view shows gives the account a
+//! new version in the same transaction, whichever process made it, so a kept answer is never
+//! served after such a change; a reset or a restore moves the epoch on. Old versions are never
+//! asked for again and leave as the cache fills.
+//!
+//! Not kept: answers that differ between two reads of the same rows: those asking for the
+//! console link (a new one-time token each time, bit 16384 of `fields`), any answer when machines
+//! run on hosts (`host_status` depends on the clock) or on the QEMU driver (the SSH forward of
+//! `ip` is this process's, not the store's), and anything but a 200.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use openwinv_store::ViewVersion;
+
+use super::view::fields_mask;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::config::{Driver, Placement};
+use crate::error::ApiError;
+use crate::input::Query;
+
+/// Bit of `fields` asking for the console link.
+const VNC: u64 = 16384;
+
+/// Bytes of kept answers at most (their bodies and keys), per process.
+pub const PAGE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    account_id: String,
+    version: ViewVersion,
+    catalog: i64,
+    path: String,
+    query: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<PageKey, Bytes> for Weigh {
+    fn weight(&self, key: &PageKey, body: &Bytes) -> u64 {
+        let query: usize = key.query.iter().map(|(k, v)| k.len() + v.len()).sum();
+        (body.len() + key.account_id.len() + key.path.len() + query + 64) as u64
+    }
+}
+
+/// The kept answers of one process, bounded by [`PAGE_CACHE_BYTES`].
+pub struct PageCache(quick_cache::sync::Cache<PageKey, Bytes, Weigh>);
+
+impl Default for PageCache {
+    fn default() -> Self {
+        PageCache(quick_cache::sync::Cache::with_weighter(16 * 1024, PAGE_CACHE_BYTES, Weigh))
+    }
+}
+
+/// The key of the request's answer without the view version, or `None` when the answer is not
+/// kept (see the module documentation).
+fn unversioned_key(state: &AppState, req: &Request) -> Option<PageKey> {
+    if state.config.driver != Driver::Sim || state.config.placement == Placement::Hosts {
+        return None;
+    }
+    let caller = req.extensions().get::<Caller>()?.clone();
+    let raw = req.uri().query().unwrap_or("");
+    let pairs = crate::input::url_pairs(raw.as_bytes(), "query parameter").ok()?;
+    let q = Query(pairs.iter().cloned().collect());
+    let mask = fields_mask(&q).ok()?;
+    if mask & VNC != 0 {
+        return None;
+    }
+    // The pairs the handler reads: the last of each name (as `Query` keeps them), in name order.
+    let mut query: Vec<(String, String)> = q.0.into_iter().collect();
+    query.sort_unstable();
+    Some(PageKey {
+        account_id: caller.account_id.to_string(),
+        version: ViewVersion { account: 0, epoch: 0 },
+        catalog: state.catalog.version(),
+        path: req.uri().path().to_owned(),
+        query,
+    })
+}
+
+/// Answers an instance list or detail from the kept answers when the account's view version
+/// still matches, and keeps the 200 answers it had to build.
+pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(mut key) = unversioned_key(&state, &req) else { return next.run(req).await };
+    // Read before the answer is built: the rows it reads are at least this version's.
+    key.version = match state.store.view_version(&key.account_id).await {
+        Ok(v) => v,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    if let Some(body) = state.pages.0.get(&key) {
+        return (json(), body).into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            state.pages.0.insert(key, bytes.clone());
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
