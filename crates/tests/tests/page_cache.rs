@@ -236,3 +236,50 @@ async fn a_write_by_another_process_is_seen_on_the_next_read() {
     succeeds(&b, b.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await, "delete on B").await;
     assert!(page(&a).await.is_empty());
 }
+
+/// Whatever writes a row an instance view shows (an API path, an operation step, another
+/// process, or SQL from outside), the next read shows it: the versions are kept by the database
+/// itself, table by table.
+#[tokio::test]
+async fn a_write_to_any_table_a_page_shows_is_seen_on_the_next_read() {
+    let s = Server::start_with(FAST, &[]).await;
+    let id = create(&s, "direct").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/block-storages",
+            Some(Body::Json(json!({"instance_id": id, "type": "ssd", "size": 10}))),
+        )
+        .await;
+    let v = r.result()[0]["block_storage_id"].as_str().expect("a volume id").to_owned();
+    succeeds(&s, r, "create the volume").await;
+    let r = s
+        .call(Method::POST, "/v1/security-groups", Some(Body::Json(json!({"title": "web-tier", "content": "x"}))))
+        .await;
+    let fw = r.ok_rows()[0]["firewall_id"].as_str().expect("a firewall id").to_owned();
+    let path = format!("/v1/security-groups/{fw}/attach");
+    let attach = s.call(Method::POST, &path, Some(Body::Json(json!({"instance_id": id})))).await;
+    succeeds(&s, attach, "attach the firewall").await;
+    let (row, _) = views(&s, &id).await;
+    assert_eq!((volume_ids(&row), &row["firewall"]), (vec![format!("\"{v}\"")], &json!([fw])), "{row}");
+
+    let db = s.db().await;
+    let write = async |sql: &str, bind: &str| {
+        sqlx::query(sql).bind(bind.to_owned()).execute(&db).await.expect(sql);
+    };
+    write("UPDATE instances SET name = 'by-sql' WHERE instance_id = $1", &id).await;
+    assert_eq!(views(&s, &id).await.0["name"], "by-sql");
+    write("UPDATE volumes SET name = 'disk-by-sql' WHERE block_storage_id = $1", &v).await;
+    let (row, one) = views(&s, &id).await;
+    assert_eq!(
+        (&row["block_storage"][0]["name"], &one["block_storage"][0]["name"]),
+        (&json!("disk-by-sql"), &json!("disk-by-sql"))
+    );
+    write("DELETE FROM firewall_attachments WHERE firewall_id = $1", &fw).await;
+    let (row, one) = views(&s, &id).await;
+    assert_eq!((&row["firewall"], &one["firewall"]), (&json!([]), &json!([])), "{row}");
+    write("UPDATE volumes SET instance_id = NULL, status = 'available' WHERE block_storage_id = $1", &v).await;
+    let (row, one) = views(&s, &id).await;
+    assert!(volume_ids(&row).is_empty() && volume_ids(&one).is_empty(), "{row}");
+    db.close().await;
+}
