@@ -5,7 +5,8 @@
 //! account with its first key (as the first start wrote it) and its first console user or, with
 //! `keep_accounts`, every account, key and console user as they are. Everything else — resources, operations, usage, bills, fault
 //! rules, idempotency records, the clock offset — is deleted. The tables are discovered as the
-//! snapshot discovers them, so a table a later migration adds is emptied too.
+//! snapshot discovers them, so a table a later migration adds is emptied too. The instance view
+//! versions are outside the state (they only grow): the reset moves their epoch on instead.
 
 use serde::{Deserialize, Serialize};
 

@@ -30,7 +30,9 @@ use crate::input::Query;
 /// Bit of `fields` asking for the console link.
 const VNC: u64 = 16384;
 
-/// Bytes of kept answers at most (their bodies and keys), per process.
+/// Bytes of kept answers at most (their bodies and keys), per process, unless
+/// `OPENWINV_PAGE_CACHE_MB` sets another bound (0 turns the cache off: every read builds its
+/// answer, as before the cache; `scripts/bench` compares the two).
 pub const PAGE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,12 +54,22 @@ impl quick_cache::Weighter<PageKey, Bytes> for Weigh {
     }
 }
 
-/// The kept answers of one process, bounded by [`PAGE_CACHE_BYTES`].
-pub struct PageCache(quick_cache::sync::Cache<PageKey, Bytes, Weigh>);
+/// The kept answers of one process, bounded by [`PAGE_CACHE_BYTES`]; `None` when turned off.
+pub struct PageCache(Option<quick_cache::sync::Cache<PageKey, Bytes, Weigh>>);
 
 impl Default for PageCache {
     fn default() -> Self {
-        PageCache(quick_cache::sync::Cache::with_weighter(16 * 1024, PAGE_CACHE_BYTES, Weigh))
+        let bytes = match std::env::var("OPENWINV_PAGE_CACHE_MB") {
+            Ok(mb) => match mb.trim().parse::<u64>() {
+                Ok(mb) => mb.saturating_mul(1024 * 1024),
+                Err(_) => {
+                    tracing::warn!("OPENWINV_PAGE_CACHE_MB={mb:?} is not a number of MiB; keeping the default");
+                    PAGE_CACHE_BYTES
+                }
+            },
+            Err(_) => PAGE_CACHE_BYTES,
+        };
+        PageCache((bytes > 0).then(|| quick_cache::sync::Cache::with_weighter(16 * 1024, bytes, Weigh)))
     }
 }
 
@@ -90,6 +102,7 @@ fn unversioned_key(state: &AppState, req: &Request) -> Option<PageKey> {
 /// Answers an instance list or detail from the kept answers when the account's view version
 /// still matches, and keeps the 200 answers it had to build.
 pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(pages) = &state.pages.0 else { return next.run(req).await };
     let Some(mut key) = unversioned_key(&state, &req) else { return next.run(req).await };
     // Read before the answer is built: the rows it reads are at least this version's.
     key.version = match state.store.view_version(&key.account_id).await {
@@ -97,7 +110,7 @@ pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> 
         Err(e) => return ApiError::from(e).into_response(),
     };
     let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-    if let Some(body) = state.pages.0.get(&key) {
+    if let Some(body) = pages.get(&key) {
         return (json(), body).into_response();
     }
     let resp = next.run(req).await;
@@ -107,7 +120,7 @@ pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> 
     let (parts, body) = resp.into_parts();
     match axum::body::to_bytes(body, usize::MAX).await {
         Ok(bytes) => {
-            state.pages.0.insert(key, bytes.clone());
+            pages.insert(key, bytes.clone());
             Response::from_parts(parts, axum::body::Body::from(bytes))
         }
         Err(e) => ApiError::internal(e).into_response(),
