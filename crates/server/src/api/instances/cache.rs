@@ -1,7 +1,8 @@
 //! Serialized instance lists and details, kept by the account's view version (migration 0025).
 //!
 //! An answer is kept under everything that shapes it: the account, its view version and the
-//! epoch (read from the store before the answer is built: one small statement), the version of
+//! epoch (read from the store before the answer is built: one small statement, shared by the
+//! requests for one account that arrive while the previous one runs), the version of
 //! the catalog this process holds (zone, flavor and image names come from it), the path and the
 //! decoded query pairs in order. Any write to a row an instance view shows gives the account a
 //! new version in the same transaction, whichever process made it, so a kept answer is never
@@ -12,6 +13,8 @@
 //! console link (a new one-time token each time, bit 16384 of `fields`), any answer when machines
 //! run on hosts (`host_status` depends on the clock) or on the QEMU driver (the SSH forward of
 //! `ip` is this process's, not the store's), and anything but a 200.
+
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -54,8 +57,61 @@ impl quick_cache::Weighter<PageKey, Bytes> for Weigh {
     }
 }
 
-/// The kept answers of one process, bounded by [`PAGE_CACHE_BYTES`]; `None` when turned off.
-pub struct PageCache(Option<quick_cache::sync::Cache<PageKey, Bytes, Weigh>>);
+/// The kept answers of one process, bounded by [`PAGE_CACHE_BYTES`] (`None` when turned off),
+/// and the version reads under way.
+pub struct PageCache(Option<quick_cache::sync::Cache<PageKey, Bytes, Weigh>>, VersionReads);
+
+/// Shards of the one-statement-at-a-time rule of [`VersionReads`]: accounts that share a shard
+/// only take turns.
+const SENDERS: usize = 64;
+
+/// Concurrent reads of one account's view version share one statement. A request joins the
+/// batch that has not been sent yet (or opens one); a batch is sent once the account's previous
+/// statement has answered, and closed to newcomers just before, so its statement starts after
+/// every request in it arrived: each sees every write that finished before it came. Under load
+/// (many requests for one account) a statement answers many requests; alone, a request sends its
+/// own at once.
+struct VersionReads {
+    pending: std::sync::Mutex<std::collections::HashMap<String, Arc<Batch>>>,
+    senders: Vec<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct Batch(tokio::sync::OnceCell<Option<ViewVersion>>);
+
+impl Default for VersionReads {
+    fn default() -> Self {
+        VersionReads { pending: Default::default(), senders: (0..SENDERS).map(|_| Default::default()).collect() }
+    }
+}
+
+impl VersionReads {
+    /// The account's view version, read after this call began; `None` when the read failed.
+    async fn read(&self, store: &openwinv_store::Store, account_id: &str) -> Option<ViewVersion> {
+        let batch = {
+            let mut pending = self.pending.lock().expect("pending version reads");
+            pending.entry(account_id.to_owned()).or_default().clone()
+        };
+        let shard = {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(account_id) as usize
+                % SENDERS
+        };
+        *batch
+            .0
+            .get_or_init(|| async {
+                let _turn = self.senders[shard].lock().await;
+                {
+                    let mut pending = self.pending.lock().expect("pending version reads");
+                    if pending.get(account_id).is_some_and(|b| Arc::ptr_eq(b, &batch)) {
+                        pending.remove(account_id);
+                    }
+                }
+                store.view_version(account_id).await.ok()
+            })
+            .await
+    }
+}
 
 impl Default for PageCache {
     fn default() -> Self {
@@ -69,7 +125,10 @@ impl Default for PageCache {
             },
             Err(_) => PAGE_CACHE_BYTES,
         };
-        PageCache((bytes > 0).then(|| quick_cache::sync::Cache::with_weighter(16 * 1024, bytes, Weigh)))
+        PageCache(
+            (bytes > 0).then(|| quick_cache::sync::Cache::with_weighter(16 * 1024, bytes, Weigh)),
+            VersionReads::default(),
+        )
     }
 }
 
@@ -105,10 +164,9 @@ pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> 
     let Some(pages) = &state.pages.0 else { return next.run(req).await };
     let Some(mut key) = unversioned_key(&state, &req) else { return next.run(req).await };
     // Read before the answer is built: the rows it reads are at least this version's.
-    key.version = match state.store.view_version(&key.account_id).await {
-        Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    // (A failed read answers as the uncached path does: that one reads the store too.)
+    let Some(version) = state.pages.1.read(&state.store, &key.account_id).await else { return next.run(req).await };
+    key.version = version;
     let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     if let Some(body) = pages.get(&key) {
         return (json(), body).into_response();
