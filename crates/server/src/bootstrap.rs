@@ -236,6 +236,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
         networks,
         admin_token,
         live_bills: Default::default(),
+        pages: Default::default(),
     }))
 }
 

@@ -525,6 +525,11 @@ impl CatalogCache {
         self.current.read().expect("catalog lock").1.clone()
     }
 
+    /// The version of the catalog [`CatalogCache::get`] answers.
+    pub fn version(&self) -> i64 {
+        self.current.read().expect("catalog lock").0
+    }
+
     /// The kept answers of the current version.
     pub fn answers(&self) -> Arc<Answers> {
         self.current.read().expect("catalog lock").2.clone()

@@ -63,7 +63,7 @@ pub fn url_decode(raw: &[u8]) -> Option<String> {
 
 /// `a=1&b=2` decoded strictly; `what` is `query parameter` or `form field`. A NUL byte in a name
 /// or value is refused like a bad escape.
-fn url_pairs(raw: &[u8], what: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn url_pairs(raw: &[u8], what: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut pairs = Vec::new();
     for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|b| *b == b'=') {

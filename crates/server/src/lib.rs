@@ -89,6 +89,8 @@ pub struct Inner {
     pub admin_token: String,
     /// Accounts' usage of the current month, for the live bill.
     pub live_bills: billing::LiveCache,
+    /// Serialized instance lists and details by account view version.
+    pub pages: api::instances::PageCache,
 }
 
 impl Deref for AppState {

@@ -65,6 +65,13 @@ pub struct InstanceFilter {
     pub ip_ranges: Option<Vec<(i64, i64)>>,
 }
 
+/// See [`Store::view_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewVersion {
+    pub account: i64,
+    pub epoch: i64,
+}
+
 /// Which related rows an instance read brings along (see [`Store::instance_page`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Related {
@@ -215,6 +222,21 @@ impl Store {
         };
         let rows = self.instances_as_json(&columns, &filter, Some(total), page).await?;
         Ok((rows, total))
+    }
+
+    /// The version of what the account's instance views show, and the epoch of every account's
+    /// (migration 0025), in one statement: a change to any row an instance list or detail shows
+    /// gives the account a new version, in the same transaction, whichever process made it; a
+    /// reset or a restore moves the epoch on. Neither ever goes back.
+    pub async fn view_version(&self, account_id: &str) -> Result<ViewVersion> {
+        let (account, epoch): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT v FROM view_versions WHERE account_id = $1), 0), \
+             COALESCE((SELECT v FROM view_versions WHERE account_id = '*'), 0)",
+        )
+        .bind(account_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(ViewVersion { account, epoch })
     }
 
     /// The account's instance count (migration 0003's kept count).

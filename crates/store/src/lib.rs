@@ -49,7 +49,7 @@ pub use firewalls::{FirewallRecord, FirewallRefused, FirewallRuleRecord};
 pub use idempotency::{Claim, IdempotencyRecord};
 pub use instances::{
     AttachedVolume, Created, InstanceFilter, InstanceRecord, InstanceWithRelated, NewInstances, QuotaOverrides,
-    Refused, Related, Reprice, Settle, Usage,
+    Refused, Related, Reprice, Settle, Usage, ViewVersion,
 };
 pub use keys::{Bootstrap, KeyRecord, NewKeyRecord};
 pub use operations::{NewOperation, OperationRecord, Progress};

@@ -5,12 +5,13 @@
 //! account with its first key (as the first start wrote it) and its first console user or, with
 //! `keep_accounts`, every account, key and console user as they are. Everything else — resources, operations, usage, bills, fault
 //! rules, idempotency records, the clock offset — is deleted. The tables are discovered as the
-//! snapshot discovers them, so a table a later migration adds is emptied too.
+//! snapshot discovers them, so a table a later migration adds is emptied too. The instance view
+//! versions are outside the state (they only grow): the reset moves their epoch on instead.
 
 use serde::{Deserialize, Serialize};
 
 use crate::keys::NewKeyRecord;
-use crate::snapshot::{quoted, tables};
+use crate::snapshot::{bump_view_epoch, quoted, tables};
 use crate::{Result, Store};
 
 /// Tables the reset does not empty wholesale.
@@ -153,6 +154,7 @@ impl Store {
         .rows_affected();
         let (accounts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(&mut *tx).await?;
         let (access_keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_keys").fetch_one(&mut *tx).await?;
+        bump_view_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(ResetReport { removed_rows: removed, cancelled_operations: running as u64, accounts, access_keys })
     }

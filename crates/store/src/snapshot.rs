@@ -54,6 +54,10 @@ pub(crate) const TABLE_ORDER: &[&str] = &[
 /// The table of saved snapshots: outside the state (never saved, restored or reset).
 pub(crate) const SAVED: &str = "saved_snapshots";
 
+/// The versions of accounts' instance views (migration 0025): outside the state too, so that
+/// they only grow; a reset or a restore moves their epoch on ([`bump_view_epoch`]).
+pub(crate) const VIEW_VERSIONS: &str = "view_versions";
+
 /// Rows of one multi-row INSERT: at most this many parameters per statement.
 const PARAMS_PER_INSERT: usize = 900;
 
@@ -113,7 +117,7 @@ pub(crate) async fn tables(conn: &mut sqlx::AnyConnection, backend: Backend) -> 
             .await?
         }
     };
-    let mut names: Vec<String> = names.into_iter().map(|(n,)| n).filter(|n| n != SAVED).collect();
+    let mut names: Vec<String> = names.into_iter().map(|(n,)| n).filter(|n| n != SAVED && n != VIEW_VERSIONS).collect();
     let rank = |n: &str| TABLE_ORDER.iter().position(|t| *t == n).unwrap_or(TABLE_ORDER.len());
     names.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     let mut tables = Vec::with_capacity(names.len());
@@ -247,6 +251,7 @@ impl Store {
         .bind((before.max(restored) + 1).to_string())
         .execute(&mut *tx)
         .await?;
+        bump_view_epoch(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -344,6 +349,13 @@ pub(crate) async fn catalog_version(conn: &mut sqlx::AnyConnection) -> Result<i6
     let v: Option<(String,)> =
         sqlx::query_as("SELECT value FROM meta WHERE key = 'catalog_version'").fetch_optional(&mut *conn).await?;
     Ok(v.and_then(|(v,)| v.parse().ok()).unwrap_or(0))
+}
+
+/// Moves the epoch of every account's instance views on: no page a server kept before the
+/// change that calls this (a reset, a restore) is answered after it.
+pub(crate) async fn bump_view_epoch(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    sqlx::query(&format!("UPDATE {VIEW_VERSIONS} SET v = v + 1 WHERE account_id = '*'")).execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Inserts `rows` into `table` with multi-row INSERTs, binding each value by its column's type.

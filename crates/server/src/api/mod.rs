@@ -10,6 +10,7 @@ pub mod scripts;
 pub mod ssh_keys;
 pub mod volumes;
 
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -41,7 +42,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/images", get(catalog::images))
         .route("/v1/images/{image_id}", get(catalog::image))
         .route("/v1/block-storages/types", get(catalog::block_storage_types))
-        .route_layer(axum::middleware::from_fn_with_state(state, catalog::cached));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), catalog::cached));
+    // Instance lists and details are answered from serialized answers while the account's view
+    // version holds (`instances::cached`).
+    let kept = |state: &AppState| axum::middleware::from_fn_with_state(state.clone(), instances::cached);
     Router::new()
         .merge(catalog)
         .route("/v1/block-storages", get(volumes::list).post(volumes::create))
@@ -52,8 +56,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/auth/ssh_key/{ssh_key_id}", delete(ssh_keys::delete))
         .route("/v1/instance/script", get(scripts::list).post(scripts::create))
         .route("/v1/instance/script/{user_script_id}", delete(scripts::delete))
-        .route("/v1/instances", get(instances::list).post(instances::create))
-        .route("/v1/instances/{instance_id}", get(instances::detail).put(instances::edit).delete(instances::delete))
+        .route("/v1/instances", get(instances::list.layer(kept(&state))).post(instances::create))
+        .route(
+            "/v1/instances/{instance_id}",
+            get(instances::detail.layer(kept(&state))).put(instances::edit).delete(instances::delete),
+        )
         .route("/v1/instances/{instance_id}/start", post(instances::start))
         .route("/v1/instances/{instance_id}/shutdown", post(instances::shutdown))
         .route("/v1/instances/{instance_id}/reboot", post(instances::reboot))

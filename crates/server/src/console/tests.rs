@@ -98,6 +98,7 @@ impl Harness {
                 networks: None,
                 admin_token: base.admin_token.clone(),
                 live_bills: Default::default(),
+                pages: Default::default(),
             }),
         };
         state.engine.spawn();

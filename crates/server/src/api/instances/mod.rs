@@ -5,10 +5,12 @@
 //! its operation in one transaction; the handler answers 202 with `X-Operation-Id`.
 
 mod actions;
+mod cache;
 mod create;
 mod view;
 
 pub use actions::*;
+pub use cache::{PAGE_CACHE_BYTES, PageCache, cached};
 pub use create::*;
 pub use view::*;
 
