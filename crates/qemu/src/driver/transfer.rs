@@ -16,18 +16,7 @@ impl QemuDriver {
         if self.is_running(&paths).await {
             return Err(perm(format!("instance {id} runs: only a stopped machine is exported")));
         }
-        let tmp = out.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        self.qemu_img(&[
-            "convert".into(),
-            "-q".into(),
-            "-O".into(),
-            "qcow2".into(),
-            paths.root_disk().into_os_string(),
-            tmp.clone().into_os_string(),
-        ])
-        .await?;
-        std::fs::rename(&tmp, out).map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))?;
+        self.convert(&paths.root_disk(), out).await?;
         tracing::info!(instance = %id, to = %out.display(), "machine disk exported");
         Ok(())
     }
@@ -80,18 +69,7 @@ impl QemuDriver {
         if !path.is_file() {
             return Err(perm(format!("volume {volume_id} has no storage on this host to move")));
         }
-        let tmp = out.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        self.qemu_img(&[
-            "convert".into(),
-            "-q".into(),
-            "-O".into(),
-            "qcow2".into(),
-            path.into_os_string(),
-            tmp.clone().into_os_string(),
-        ])
-        .await?;
-        std::fs::rename(&tmp, out).map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))?;
+        self.convert(&path, out).await?;
         tracing::info!(volume = %volume_id, to = %out.display(), "volume exported");
         Ok(())
     }
@@ -115,5 +93,22 @@ impl QemuDriver {
             .map_err(|e| trans(format!("cannot move {} into {}: {e}", disk.display(), path.display())))?;
         tracing::info!(volume = %spec.volume_id, "volume imported");
         Ok(())
+    }
+
+    /// Writes `disk` to `out` as one standalone qcow2 file (`qemu-img convert`, any backing
+    /// image merged in), through a temporary file, so `out` is whole or absent.
+    async fn convert(&self, disk: &Path, out: &Path) -> Result<(), DriverError> {
+        let tmp = out.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        self.qemu_img(&[
+            "convert".into(),
+            "-q".into(),
+            "-O".into(),
+            "qcow2".into(),
+            disk.as_os_str().to_owned(),
+            tmp.clone().into_os_string(),
+        ])
+        .await?;
+        std::fs::rename(&tmp, out).map_err(|e| trans(format!("cannot move {} into place: {e}", tmp.display())))
     }
 }
