@@ -6,17 +6,16 @@
 //! over a control plane in hosts mode with a registered sim agent, with axe-core over the hosts
 //! pages. Both stores.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, browser_dir, require_browser_tools};
-use openwinv_tests::hosts::{ZONE, hosts_mode, spawn_agent};
+use openwinv_tests::hosts::{SimAgent, ZONE, hosts_mode};
 use openwinv_tests::web::{Page, Visitor};
-use openwinv_tests::{Body, Server, binary};
+use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -211,51 +210,11 @@ async fn hosts_pages_need_the_operator_and_csrf_and_do_what_the_operator_api_doe
     shows_error(&r, 404, "NOT_FOUND", "The host `h1` was not found.");
 }
 
-/// A running `openwinv agent --driver sim` with room for 8 instances of `ss1.c1m1`.
-struct Agent {
-    name: String,
-    token: String,
-    endpoint: String,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Agent {
-    async fn start(s: &Server, name: &str, token: &str) -> Agent {
-        let mut a = Agent {
-            name: name.into(),
-            token: token.into(),
-            endpoint: s.endpoint.clone(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            starts: 0,
-        };
-        a.spawn().await;
-        a
-    }
-
-    async fn spawn(&mut self) {
-        self.starts += 1;
-        let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--control-plane", &self.endpoint, "--host-token", &self.token, "--driver", "sim"])
-            .args(["--zone", ZONE, "--vcpus", "8", "--memory-mb", "8192", "--disk-gb", "400", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .env("RUST_LOG", "info");
-        let log = self.dir.path().join(format!("agent-{}.log", self.starts));
-        let (child, _) = spawn_agent(cmd, &self.name, &log, WAIT).await;
-        self.child = Some(child);
-    }
-
-    async fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().await.unwrap();
-        }
-    }
-
-    fn machines_file(&self) -> PathBuf {
-        self.dir.path().join("data/machines.json")
-    }
+/// Starts a sim agent of host `name` with the token the page issued.
+async fn start_agent(s: &Server, name: &str, token: &str) -> SimAgent {
+    let mut a = SimAgent::new(&s.endpoint, name, token, &[]);
+    a.spawn().await;
+    a
 }
 
 async fn create(s: &Server, name: &str) -> String {
@@ -294,7 +253,7 @@ async fn a_host_page_shows_placements_evacuation_and_strays_of_a_registered_agen
     let (mut op, csrf) = operator(&s).await;
     let made = op.post("/admin/hosts", &[("csrf", &csrf), ("name", "h1"), ("zone", ZONE)]).await;
     assert_eq!(made.status, 200, "{}", made.body);
-    let mut agent = Agent::start(&s, "h1", &issued_token(&made)).await;
+    let mut agent = start_agent(&s, "h1", &issued_token(&made)).await;
     let running = create(&s, "running").await;
     let stopped = create(&s, "stopped").await;
     shut_down(&s, &stopped).await;
@@ -362,7 +321,7 @@ async fn the_hosts_pages_in_chromium() {
     require_browser_tools();
     let s = hosts_mode(&["--sim-delay", "0"]).await;
     let token = openwinv_tests::hosts::add_host(&s, "rack-1").await;
-    let _agent = Agent::start(&s, "rack-1", &token).await;
+    let _agent = start_agent(&s, "rack-1", &token).await;
     let id = create(&s, "web-1").await;
     let r = s.admin(Method::POST, "/admin/v1/accounts/dev/users", Some(json!({"login": "kim"}))).await;
     let password = r.ok_rows()[0]["password"].as_str().unwrap().to_owned();
