@@ -82,10 +82,9 @@ pub async fn live_by_day(
 ///
 /// One statement reads the version and, for a held copy, which resources changed since; only
 /// those are read again. A whole read (no copy, or one too far behind) is done by one request at
-/// a time per account, and the requests that waited meanwhile take its result when it was read
-/// after they began: after a restart, or after the account grew by thousands, 32 concurrent
-/// live bills of an account with 10,000 resources each read all of them, and waited seconds
-/// for each other.
+/// a time per account; the requests that waited for it then bring its copy up to date like any
+/// other: after a restart, or after the account grew by thousands, 32 concurrent live bills of
+/// an account with 10,000 resources each read all of them, and waited seconds for each other.
 async fn month_intervals(
     store: &Store,
     cache: &LiveCache,
@@ -93,40 +92,49 @@ async fn month_intervals(
     month: Month,
     period: &Period,
 ) -> openwinv_store::Result<Arc<Cached>> {
-    let began = cache.tick();
-    if let Some(c) = cache.get(account_id).filter(|c| c.month == month) {
-        // The version is read before the intervals: a write in between only makes the copy
-        // newer than its version, and the next read reloads what it changed again.
-        let (version, changed) = store.usage_changed_since(account_id, c.version).await?;
-        if c.version == version {
-            return Ok(c);
-        }
-        // Below the copy's version, the store went back (a snapshot restored by another
-        // process): read whole.
-        if let Some(changed) = changed.filter(|_| c.version < version) {
-            let fresh = store.resource_intervals(account_id, &changed, period.start, period.end).await?;
-            let changed: HashSet<&str> = changed.iter().map(String::as_str).collect();
-            let mut intervals: Vec<Interval> =
-                c.intervals.iter().filter(|iv| !changed.contains(iv.resource_id.as_str())).cloned().collect();
-            intervals.extend(fresh);
-            // The store's order (by resource, then start); mostly sorted already.
-            intervals.sort_by(|a, b| (a.resource_id.as_str(), a.start).cmp(&(b.resource_id.as_str(), b.start)));
-            let c = Arc::new(Cached { version, month, intervals, read_from: began });
-            cache.put(account_id, c.clone());
-            return Ok(c);
-        }
-    }
-    let _turn = cache.loading(account_id).lock().await;
-    if let Some(c) = cache.get(account_id).filter(|c| c.month == month && c.read_from > began) {
-        // Read from the store after this request began: as new as what it would read.
+    if let Some(c) = up_to_date(store, cache, account_id, month, period).await? {
         return Ok(c);
     }
-    let read_from = cache.tick();
+    let _turn = cache.loading(account_id).lock().await;
+    // Another request may have read the month whole meanwhile.
+    if let Some(c) = up_to_date(store, cache, account_id, month, period).await? {
+        return Ok(c);
+    }
+    // The version is read before the intervals: a write in between only makes the copy newer
+    // than its version, and the next read reloads what it changed again.
     let version = store.usage_version(account_id).await?;
     let intervals = store.account_intervals(account_id, period.start, period.end).await?;
-    let c = Arc::new(Cached { version, month, intervals, read_from });
+    let c = Arc::new(Cached { version, month, intervals });
     cache.put(account_id, c.clone());
     Ok(c)
+}
+
+/// The held copy brought up to the store's version by reading only the resources changed since,
+/// or None when there is no copy or it is too far behind (or ahead: a snapshot restored by
+/// another process took the store back).
+async fn up_to_date(
+    store: &Store,
+    cache: &LiveCache,
+    account_id: &str,
+    month: Month,
+    period: &Period,
+) -> openwinv_store::Result<Option<Arc<Cached>>> {
+    let Some(c) = cache.get(account_id).filter(|c| c.month == month) else { return Ok(None) };
+    let (version, changed) = store.usage_changed_since(account_id, c.version).await?;
+    if c.version == version {
+        return Ok(Some(c));
+    }
+    let Some(changed) = changed.filter(|_| c.version < version) else { return Ok(None) };
+    let fresh = store.resource_intervals(account_id, &changed, period.start, period.end).await?;
+    let changed: HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let mut intervals: Vec<Interval> =
+        c.intervals.iter().filter(|iv| !changed.contains(iv.resource_id.as_str())).cloned().collect();
+    intervals.extend(fresh);
+    // The store's order (by resource, then start); mostly sorted already.
+    intervals.sort_by(|a, b| (a.resource_id.as_str(), a.start).cmp(&(b.resource_id.as_str(), b.start)));
+    let c = Arc::new(Cached { version, month, intervals });
+    cache.put(account_id, c.clone());
+    Ok(Some(c))
 }
 
 /// Accounts' intervals of the current month, at a usage version (see [`live`]).
@@ -154,8 +162,6 @@ struct Cached {
     version: i64,
     month: Month,
     intervals: Vec<Interval>,
-    /// The cache's tick before its version was read from the store (see [`month_intervals`]).
-    read_from: u64,
 }
 
 /// Accounts kept; the least recently used goes first.
@@ -165,11 +171,6 @@ impl LiveCache {
     /// Forgets every account (after a reset or restore replaced the store's usage).
     pub fn clear(&self) {
         self.entries.lock().expect("live bill cache").clear();
-    }
-
-    /// The next tick of the cache's clock (also its least-recently-used order).
-    fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The lock held while an account's copy is brought up to date.
