@@ -3,40 +3,39 @@
 use crate::{Result, Store, StoreError};
 
 impl Store {
-    /// Records `address` for `instance_id` in `scope` unless taken; true when it is now this
-    /// instance's. Unique per scope, so two concurrent allocations cannot get the same address.
-    pub async fn claim_address(
+    /// Records for `instance_id` the first of `candidates` (in their order) that is free in
+    /// `scope`, in one statement; the address taken, or None when every candidate was taken (or
+    /// a concurrent claim won the one chosen). One round trip to the single writer whatever the
+    /// pool's fill, where probing one address at a time cost a write per taken address.
+    pub async fn claim_first_free_address(
         &self,
         scope: &str,
-        address: &str,
+        candidates: &[String],
         kind: &str,
         account_id: &str,
         instance_id: &str,
         now: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO ip_addresses (scope, address, kind, account_id, instance_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, address) DO NOTHING",
-        )
-        .bind(scope)
-        .bind(address)
-        .bind(kind)
-        .bind(account_id)
-        .bind(instance_id)
-        .bind(now)
-        .execute(self.writer())
-        .await
-        .map_err(StoreError::from_insert)?;
-        if r.rows_affected() == 1 {
-            return Ok(true);
+    ) -> Result<Option<String>> {
+        if candidates.is_empty() {
+            return Ok(None);
         }
-        let owner: Option<(String,)> =
-            sqlx::query_as("SELECT instance_id FROM ip_addresses WHERE scope = $1 AND address = $2")
-                .bind(scope)
-                .bind(address)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(owner.is_some_and(|(o,)| o == instance_id))
+        let rows: Vec<String> =
+            (0..candidates.len()).map(|i| format!("SELECT CAST(${} AS TEXT) AS address, {i} AS ord", i + 6)).collect();
+        let sql = format!(
+            "INSERT INTO ip_addresses (scope, address, kind, account_id, instance_id, created_at) \
+             SELECT $1, c.address, $2, $3, $4, $5 FROM ({}) AS c \
+             WHERE NOT EXISTS (SELECT 1 FROM ip_addresses a WHERE a.scope = $1 AND a.address = c.address) \
+             ORDER BY c.ord LIMIT 1 \
+             ON CONFLICT (scope, address) DO NOTHING RETURNING address",
+            rows.join(" UNION ALL ")
+        );
+        let mut q =
+            sqlx::query_as::<_, (String,)>(&sql).bind(scope).bind(kind).bind(account_id).bind(instance_id).bind(now);
+        for c in candidates {
+            q = q.bind(c.as_str());
+        }
+        let taken = q.fetch_optional(self.writer()).await.map_err(StoreError::from_insert)?;
+        Ok(taken.map(|(a,)| a))
     }
 
     /// Addresses held by an instance: (kind, address).

@@ -180,26 +180,26 @@ impl Store {
         Ok(rows.into_iter().filter_map(to_interval).collect())
     }
 
-    /// The resources whose usage changed after `version` (up to whatever is committed now), or
-    /// None when the changes kept (migration 0015: the last 1,024 versions of each account) no
-    /// longer reach back to `version`, given that the account is at `current`.
-    pub async fn usage_changed_since(
-        &self,
-        account_id: &str,
-        version: i64,
-        current: i64,
-    ) -> Result<Option<Vec<String>>> {
-        if current - version >= USAGE_CHANGES_KEPT {
-            return Ok(None);
-        }
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT resource_id FROM usage_changes WHERE account_id = $1 AND version > $2 ORDER BY resource_id",
+    /// The account's usage version now and, when the kept changes (migration 0015: the last
+    /// 1,024 versions of each account) reach back to `held`, the resources whose usage changed
+    /// after it (None when they do not). One statement, so one round trip and one snapshot: the
+    /// changes listed are exactly those up to the version returned.
+    pub async fn usage_changed_since(&self, account_id: &str, held: i64) -> Result<(i64, Option<Vec<String>>)> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT DISTINCT v.version, c.resource_id FROM usage_versions v \
+             LEFT JOIN usage_changes c ON c.account_id = v.account_id AND c.version > $2 AND v.version - $2 < $3 \
+             WHERE v.account_id = $1 ORDER BY c.resource_id",
         )
         .bind(account_id)
-        .bind(version)
+        .bind(held)
+        .bind(USAGE_CHANGES_KEPT)
         .fetch_all(self.pool())
         .await?;
-        Ok(Some(rows.into_iter().map(|(r,)| r).collect()))
+        let Some(&(version, _)) = rows.first() else { return Ok((0, Some(Vec::new()))) };
+        if version > held && version - held >= USAGE_CHANGES_KEPT {
+            return Ok((version, None));
+        }
+        Ok((version, Some(rows.into_iter().filter_map(|(_, r)| r).collect())))
     }
 
     /// The intervals of the account's `resources` that overlap [from, to), by resource.
