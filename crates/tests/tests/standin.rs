@@ -2,7 +2,7 @@
 //! snapshots and fixtures, on the store of the run.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openwinv_tests::{Body, Server};
 use reqwest::Method;
@@ -119,13 +119,12 @@ async fn a_reset_between_two_tests_gives_identical_first_start_answers() {
     a_busy_test(&mut s).await;
     assert_ne!(observe(&s).await.len(), 0);
 
-    let started = Instant::now();
+    // How long a reset takes is a figure of scripts/bench (section `standin`, docs/perf.md), not
+    // an assertion here.
     let r = s.admin(Method::POST, "/admin/v1/reset", None).await;
-    let took = started.elapsed();
     let done = &r.ok_rows()[0];
     assert!(done["removed_rows"].as_u64().unwrap() > 0, "{done}");
     assert_eq!((done["accounts"].as_i64(), done["access_keys"].as_i64()), (Some(1), Some(1)), "{done}");
-    assert!(took < Duration::from_secs(1), "a reset took {took:?}");
     s.sync_clock().await;
     assert_same(&first, &observe(&s).await);
 
