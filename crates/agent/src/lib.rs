@@ -82,7 +82,7 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
                 );
                 if config.network == Network::Namespaces {
                     let nets = Arc::new(networks::real_networks(&config, underlay).await?);
-                    networks::spawn_network_reconcile(nets.clone());
+                    nets.clone().spawn_reconcile();
                     networks = Some(nets.clone());
                     qemu = qemu.with_networks(nets);
                 }

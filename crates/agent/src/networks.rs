@@ -2,8 +2,6 @@
 //! and rewritten where they drifted.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::bail;
 
@@ -34,21 +32,4 @@ pub(crate) async fn real_networks(
     let nets = openwinv_qemu::Networks::new(host, config.data_dir.join("networks.json")).with_underlay(underlay);
     nets.prepare().await.map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
     Ok(nets)
-}
-
-/// Rewrites the networks that drifted, every `OPENWINV_NETWORK_RECONCILE_SECS` (default 30).
-pub(crate) fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
-    let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .unwrap_or(30.0);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(secs));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            nets.reconcile().await;
-        }
-    });
 }

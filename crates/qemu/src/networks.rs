@@ -190,6 +190,26 @@ impl Networks {
         }
     }
 
+    /// Rewrites the networks that drifted ([`Networks::reconcile`]) every
+    /// `OPENWINV_NETWORK_RECONCILE_SECS` seconds (default 30), for as long as the process runs:
+    /// a rule removed or changed by hand comes back. Each rewrite is one atomic nft transaction,
+    /// so traffic sees the old or the new ruleset, never a gap.
+    pub fn spawn_reconcile(self: Arc<Self>) {
+        let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(30.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(secs));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                self.reconcile().await;
+            }
+        });
+    }
+
     /// Compares every live network's tables with what was last applied and rewrites those
     /// that drifted (a rule deleted or edited by hand comes back; an unchanged table is not
     /// written). Returns how many were repaired.

@@ -178,7 +178,7 @@ pub async fn start(config: Config, local: SocketAddr) -> anyhow::Result<AppState
                             .with_observer(Arc::new(metrics.net.clone())),
                     );
                     nets.prepare().await.map_err(|e| anyhow::anyhow!("--network namespaces cannot start: {e}"))?;
-                    spawn_network_reconcile(nets.clone());
+                    nets.clone().spawn_reconcile();
                     networks = Some(nets.clone());
                     qemu.with_networks(nets)
                 }
@@ -299,23 +299,4 @@ fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// Rewrites every live network's ruleset from its model every `OPENWINV_NETWORK_RECONCILE_SECS`
-/// seconds (default 30): a rule removed or changed by hand comes back. Each rewrite is one
-/// atomic nft transaction, so traffic sees the old or the new ruleset, never a gap.
-fn spawn_network_reconcile(nets: Arc<openwinv_qemu::Networks>) {
-    let secs = std::env::var("OPENWINV_NETWORK_RECONCILE_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .unwrap_or(30.0);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(secs));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            nets.reconcile().await;
-        }
-    });
 }
