@@ -2,9 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use openwinv_wire::catalog::{BlockStorageType, Flavor, Image, Zone, flavor_fields};
 use openwinv_wire::{Envelope, ErrorCode};
 
@@ -22,22 +21,10 @@ pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> 
         Some(q) => format!("{}?{q}", req.uri().path()),
         None => req.uri().path().to_owned(),
     };
-    let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     if let Some(body) = answers.get(&key) {
-        return (json(), body).into_response();
+        return super::kept_answer(body);
     }
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => {
-            answers.put(key, bytes.clone());
-            Response::from_parts(parts, axum::body::Body::from(bytes))
-        }
-        Err(e) => ApiError::internal(e).into_response(),
-    }
+    super::run_and_keep(req, next, |bytes| answers.put(key, bytes)).await
 }
 
 /// Zones.

@@ -70,3 +70,31 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/instances/{instance_id}/reachability", get(reachability::reachability))
         .merge(firewalls::routes())
 }
+
+/// A JSON answer kept by one of the answer caches (the catalog's, the instance pages').
+pub(crate) fn kept_answer(body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let json = [(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))];
+    (json, body).into_response()
+}
+
+/// Runs the handler and hands the body of a 200 answer to `keep` before answering it.
+pub(crate) async fn run_and_keep(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    keep: impl FnOnce(axum::body::Bytes),
+) -> axum::response::Response {
+    use axum::response::{IntoResponse, Response};
+    let resp = next.run(req).await;
+    if resp.status() != axum::http::StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            keep(bytes.clone());
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => crate::error::ApiError::internal(e).into_response(),
+    }
+}

@@ -18,16 +18,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use openwinv_store::ViewVersion;
 
 use super::view::fields_mask;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::config::{Driver, Placement};
-use crate::error::ApiError;
 use crate::input::Query;
 
 /// Bit of `fields` asking for the console link.
@@ -167,20 +165,8 @@ pub async fn cached(State(state): State<AppState>, req: Request, next: Next) -> 
     // (A failed read answers as the uncached path does: that one reads the store too.)
     let Some(version) = state.pages.1.read(&state.store, &key.account_id).await else { return next.run(req).await };
     key.version = version;
-    let json = || [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     if let Some(body) = pages.get(&key) {
-        return (json(), body).into_response();
+        return crate::api::kept_answer(body);
     }
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => {
-            pages.insert(key, bytes.clone());
-            Response::from_parts(parts, axum::body::Body::from(bytes))
-        }
-        Err(e) => ApiError::internal(e).into_response(),
-    }
+    crate::api::run_and_keep(req, next, |bytes| pages.insert(key, bytes)).await
 }
