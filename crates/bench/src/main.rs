@@ -158,6 +158,11 @@ enum Command {
         /// Concurrent clients (closed loop: each sends its next request when the last answered).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Seconds of the same load before each measured phase, not counted: the steady state
+        /// at a size rather than the first seconds after the account grew by thousands at once
+        /// (0: measure from the first request).
+        #[arg(long, default_value_t = 0)]
+        warmup: u64,
     },
     /// Simulated hypervisor hosts heartbeating every 2 s (docs/hosts.md).
     Heartbeats {
@@ -277,14 +282,14 @@ async fn main() -> anyhow::Result<()> {
         Command::RateLimit { database, access_key, checks, concurrency } => {
             rate_limit(&database, &access_key, checks, concurrency).await
         }
-        Command::Mixed { endpoint, access_key, secret_key, sizes, seconds, concurrency } => {
+        Command::Mixed { endpoint, access_key, secret_key, sizes, seconds, concurrency, warmup } => {
             let m = Mixed {
                 client: reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?,
                 endpoint,
                 key: access_key,
                 secret: secret_key,
             };
-            mixed(Arc::new(m), &sizes, seconds, concurrency).await
+            mixed(Arc::new(m), &sizes, seconds, concurrency, warmup).await
         }
         Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
             heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await

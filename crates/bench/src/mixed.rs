@@ -117,7 +117,13 @@ struct PhaseStats {
     refused: std::collections::BTreeMap<String, u64>,
 }
 
-pub(super) async fn mixed(m: Arc<Mixed>, sizes: &[usize], seconds: u64, concurrency: usize) -> anyhow::Result<()> {
+pub(super) async fn mixed(
+    m: Arc<Mixed>,
+    sizes: &[usize],
+    seconds: u64,
+    concurrency: usize,
+    warmup: u64,
+) -> anyhow::Result<()> {
     // A firewall and a volume to read.
     let fw = m
         .call(
@@ -178,6 +184,9 @@ pub(super) async fn mixed(m: Arc<Mixed>, sizes: &[usize], seconds: u64, concurre
         {
             let p = Arc::get_mut(&mut pool).expect("no phase running");
             p.fixed.extend(grown);
+        }
+        if warmup > 0 {
+            phase(&m, &pool, warmup, concurrency).await?;
         }
         let stats = phase(&m, &pool, seconds, concurrency).await?;
         let count = stats.all.len();
