@@ -163,6 +163,11 @@ enum Command {
         /// (0: measure from the first request).
         #[arg(long, default_value_t = 0)]
         warmup: u64,
+        /// A shell command run just before and just after each measured phase, with
+        /// `MIXED_SIZE` and `MIXED_EDGE` (`start` or `end`) in its environment: for profiling a
+        /// phase alone (reset the database's statement statistics, read CPU times).
+        #[arg(long)]
+        around: Option<String>,
     },
     /// Simulated hypervisor hosts heartbeating every 2 s (docs/hosts.md).
     Heartbeats {
@@ -282,14 +287,14 @@ async fn main() -> anyhow::Result<()> {
         Command::RateLimit { database, access_key, checks, concurrency } => {
             rate_limit(&database, &access_key, checks, concurrency).await
         }
-        Command::Mixed { endpoint, access_key, secret_key, sizes, seconds, concurrency, warmup } => {
+        Command::Mixed { endpoint, access_key, secret_key, sizes, seconds, concurrency, warmup, around } => {
             let m = Mixed {
                 client: reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?,
                 endpoint,
                 key: access_key,
                 secret: secret_key,
             };
-            mixed(Arc::new(m), &sizes, seconds, concurrency, warmup).await
+            mixed(Arc::new(m), &sizes, seconds, concurrency, warmup, around.as_deref()).await
         }
         Command::Heartbeats { endpoint, admin_token, hosts, seconds, database } => {
             heartbeats::run(&endpoint, &admin_token, hosts, seconds, database.as_deref()).await

@@ -123,7 +123,20 @@ pub(super) async fn mixed(
     seconds: u64,
     concurrency: usize,
     warmup: u64,
+    around: Option<&str>,
 ) -> anyhow::Result<()> {
+    let hook = |size: usize, edge: &str| -> anyhow::Result<()> {
+        if let Some(cmd) = around {
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .env("MIXED_SIZE", size.to_string())
+                .env("MIXED_EDGE", edge)
+                .status()?;
+            anyhow::ensure!(status.success(), "--around command failed at {edge} of {size}: {status}");
+        }
+        Ok(())
+    };
     // A firewall and a volume to read.
     let fw = m
         .call(
@@ -188,7 +201,9 @@ pub(super) async fn mixed(
         if warmup > 0 {
             phase(&m, &pool, warmup, concurrency).await?;
         }
+        hook(size, "start")?;
         let stats = phase(&m, &pool, seconds, concurrency).await?;
+        hook(size, "end")?;
         let count = stats.all.len();
         let non2xx: u64 = stats.refused.values().sum();
         let mut by_op: Vec<String> = Vec::new();
