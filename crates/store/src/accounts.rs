@@ -103,8 +103,11 @@ where
 }
 
 /// Takes the account's write lock first, so that quota checks and inserts of concurrent requests
-/// serialize: a row lock on PostgreSQL; on SQLite the transaction already holds the database's
-/// write lock (`Store::begin_write`).
+/// serialize: a row lock on PostgreSQL (`FOR NO KEY UPDATE`: it excludes the other writers that
+/// take it and nothing else, not the foreign-key checks of inserts that name the account, and it
+/// writes no new row version); on SQLite the transaction already holds the database's write lock
+/// (`Store::begin_write`). Only transactions that check a quota or a per-account invariant take
+/// it; the others serialize on the rows they change (docs/architecture.md, "Write locks").
 pub(crate) async fn lock_account(
     backend: crate::Backend,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -113,9 +116,9 @@ pub(crate) async fn lock_account(
     if backend == crate::Backend::Sqlite {
         return Ok(());
     }
-    sqlx::query("UPDATE accounts SET enabled = enabled WHERE account_id = $1")
+    sqlx::query("SELECT 1 FROM accounts WHERE account_id = $1 FOR NO KEY UPDATE")
         .bind(account_id)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
     Ok(())
 }

@@ -62,6 +62,7 @@ impl Store {
     /// `bootstrap_account` names the account the first start created.
     pub async fn reset(&self, bootstrap_account: &str, keep_accounts: bool) -> Result<ResetReport> {
         let mut tx = self.begin_write().await?;
+        crate::snapshot::triggers_row_by_row(&mut tx, self.backend()).await?;
         let (running,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM operations WHERE status = 'running'").fetch_one(&mut *tx).await?;
         let mut removed = 0;

@@ -96,6 +96,17 @@ pub(crate) struct Table {
     pub columns: Vec<Column>,
 }
 
+/// Makes PostgreSQL's deferred triggers (migrations 0025 and 0028: the kept counts, the usage
+/// and view versions) run at the end of each statement in this transaction instead of at commit:
+/// a reset or a restore writes those derived tables itself, after their sources, and its own
+/// values must be the last word. SQLite's triggers always run with their statement.
+pub(crate) async fn triggers_row_by_row(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(conn).await?;
+    }
+    Ok(())
+}
+
 /// The tables of the database, parents first.
 pub(crate) async fn tables(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<Vec<Table>> {
     let names: Vec<(String,)> = match backend {
@@ -204,6 +215,7 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write().await?;
+        triggers_row_by_row(&mut tx, self.backend()).await?;
         let tables = tables(&mut tx, self.backend()).await?;
         for t in &snap.tables {
             let Some(have) = tables.iter().find(|h| h.name == t.name) else {

@@ -2,10 +2,11 @@
 //!
 //! As with instances, every change that starts an operation is one transaction: the volume row
 //! moves to its transitional status and the operation row is written together. Each of these
-//! transactions first takes the account's write lock (`lock_account`), then the instance row
-//! when one is involved, then the volume rows: one lock order everywhere, so concurrent requests
-//! serialize per account and never deadlock, and the checks (instance state, zone, volumes per
-//! instance, storage quota) hold at commit.
+//! transactions takes the account's write lock (`lock_account`) first, then the instance row when
+//! one is involved, then the volume rows: one lock order everywhere, so concurrent requests on an
+//! account's volumes serialize and never deadlock, and the checks (instance state, zone, volumes
+//! per instance, storage quota) hold at commit. An instance's delete, which checks no quota, skips
+//! the account's lock and starts at the instance row: the same order, less of it.
 
 use crate::accounts::lock_account;
 use crate::operations::{NewOperation, finish_begin};
@@ -85,23 +86,22 @@ async fn volume_in(tx: &mut Tx<'_>, account_id: &str, id: &str) -> Result<Option
         .await?)
 }
 
-/// Takes the instance's row lock and returns its (status, zone).
+/// Takes the instance's row lock and returns its (status, zone): `FOR NO KEY UPDATE` on
+/// PostgreSQL (a lock, no new row version, and so no view version bump for a change that is not
+/// one); SQLite's write transaction already excludes every other writer.
 pub(crate) async fn lock_instance(
     tx: &mut Tx<'_>,
     account_id: &str,
     instance_id: &str,
 ) -> Result<Option<(InstanceStatus, String)>> {
-    sqlx::query("UPDATE instances SET status = status WHERE account_id = $1 AND instance_id = $2")
-        .bind(account_id)
-        .bind(instance_id)
-        .execute(&mut **tx)
-        .await?;
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2")
-            .bind(account_id)
-            .bind(instance_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let lock = if tx.backend_name() == "PostgreSQL" { " FOR NO KEY UPDATE" } else { "" };
+    let row: Option<(String, String)> = sqlx::query_as(&format!(
+        "SELECT status, zone_id FROM instances WHERE account_id = $1 AND instance_id = $2{lock}"
+    ))
+    .bind(account_id)
+    .bind(instance_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     row.map(|(s, zone)| {
         let status = s.parse().map_err(|e| StoreError::Corrupt(format!("instance {instance_id}: {e}")))?;
         Ok((status, zone))
@@ -367,8 +367,9 @@ impl Store {
         from: &[InstanceStatus],
         op: &NewOperation<'_>,
     ) -> Result<Result<Vec<String>, Refused>> {
+        // No account lock: the instance's row (taken first, by `start_work`) orders this against
+        // every other change of the instance and its volumes; no quota is checked.
         let mut tx = self.begin_write().await?;
-        lock_account(self.backend(), &mut tx, account_id).await?;
         if let Err(refused) =
             crate::instances::start_work(&mut tx, account_id, instance_id, from, op.operation_id).await?
         {
