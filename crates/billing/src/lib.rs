@@ -23,6 +23,8 @@
 //!
 //! Fractions are kept exact until the single floor per resource and month.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -209,7 +211,7 @@ pub struct Line {
 /// before `upto`: the month's end for an invoice, `now + 1` for the live bill. Returns one line
 /// per resource with at least one charged second: servers first, then volumes, each by resource
 /// id.
-pub fn rate(intervals: &[Interval], period: Period, upto: i64) -> Vec<Line> {
+pub fn rate<S: InOrder + ?Sized>(intervals: &S, period: Period, upto: i64) -> Vec<Line> {
     let mut lines = Vec::new();
     for_each_resource(intervals, period, upto, |latest, acc| {
         lines.push(Line {
@@ -229,7 +231,7 @@ pub fn rate(intervals: &[Interval], period: Period, upto: i64) -> Vec<Line> {
 }
 
 /// The price (VAT excluded) that [`rate`] would give, without building the lines.
-pub fn rate_total(intervals: &[Interval], period: Period, upto: i64) -> i64 {
+pub fn rate_total<S: InOrder + ?Sized>(intervals: &S, period: Period, upto: i64) -> i64 {
     let mut sum = 0i64;
     for_each_resource(intervals, period, upto, |_, acc| sum = sum.saturating_add(acc.amount));
     sum
@@ -243,25 +245,98 @@ struct Acc {
     last: i64,
 }
 
-/// Calls `emit` once per resource with charged seconds, in resource-id order, with its latest
-/// interval and what it accrued. The store hands intervals over sorted by resource and start, so
+/// Intervals in the order the rating reads them: by resource id, kind, then start.
+pub trait InOrder {
+    fn in_order(&self) -> Box<dyn Iterator<Item = &Interval> + '_>;
+}
+
+/// Any intervals in any order: the store hands them over sorted by resource and start, so
 /// usually nothing needs sorting here.
-fn for_each_resource<'a>(
-    intervals: &'a [Interval],
+impl InOrder for [Interval] {
+    fn in_order(&self) -> Box<dyn Iterator<Item = &Interval> + '_> {
+        fn key(iv: &Interval) -> (&str, Kind, i64) {
+            (iv.resource_id.as_str(), iv.kind, iv.start)
+        }
+        if self.is_sorted_by(|a, b| key(a) <= key(b)) {
+            Box::new(self.iter())
+        } else {
+            let mut v: Vec<&Interval> = self.iter().collect();
+            v.sort_by(|a, b| key(a).cmp(&key(b)));
+            Box::new(v.into_iter())
+        }
+    }
+}
+
+impl InOrder for Vec<Interval> {
+    fn in_order(&self) -> Box<dyn Iterator<Item = &Interval> + '_> {
+        self.as_slice().in_order()
+    }
+}
+
+impl<const N: usize> InOrder for [Interval; N] {
+    fn in_order(&self) -> Box<dyn Iterator<Item = &Interval> + '_> {
+        self.as_slice().in_order()
+    }
+}
+
+/// Intervals kept by resource, always in rating order: replacing the intervals of a few
+/// resources costs those resources, not the month (the live bill's copy of an account's month,
+/// brought up to date after each change while thousands of other resources stay as they were).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    by_resource: BTreeMap<String, Vec<Interval>>,
+}
+
+impl Ledger {
+    /// The intervals of `intervals`, in any order.
+    pub fn new(intervals: Vec<Interval>) -> Ledger {
+        let mut ledger = Ledger::default();
+        ledger.add(intervals);
+        ledger
+    }
+
+    /// Replaces every interval of the resources `changed` with `fresh` (the resources' intervals
+    /// now; a resource of `changed` with none in `fresh` is gone).
+    pub fn replace<'a>(&mut self, changed: impl IntoIterator<Item = &'a str>, fresh: Vec<Interval>) {
+        for id in changed {
+            self.by_resource.remove(id);
+        }
+        self.add(fresh);
+    }
+
+    fn add(&mut self, intervals: Vec<Interval>) {
+        for iv in intervals {
+            let of = self.by_resource.entry(iv.resource_id.clone()).or_default();
+            let at = of.partition_point(|o| (o.kind, o.start) <= (iv.kind, iv.start));
+            of.insert(at, iv);
+        }
+    }
+
+    /// How many intervals it holds.
+    pub fn len(&self) -> usize {
+        self.by_resource.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_resource.is_empty()
+    }
+}
+
+impl InOrder for Ledger {
+    fn in_order(&self) -> Box<dyn Iterator<Item = &Interval> + '_> {
+        Box::new(self.by_resource.values().flatten())
+    }
+}
+
+/// Calls `emit` once per resource with charged seconds, in resource-id order, with its latest
+/// interval and what it accrued.
+fn for_each_resource<'a, S: InOrder + ?Sized>(
+    intervals: &'a S,
     period: Period,
     upto: i64,
     mut emit: impl FnMut(&'a Interval, Acc),
 ) {
-    let key = |iv: &'a Interval| (iv.resource_id.as_str(), iv.kind, iv.start);
-    let sorted: Vec<&Interval>;
-    let ordered: Box<dyn Iterator<Item = &'a Interval> + 'a> = if intervals.is_sorted_by(|a, b| key(a) <= key(b)) {
-        Box::new(intervals.iter())
-    } else {
-        let mut v: Vec<&Interval> = intervals.iter().collect();
-        v.sort_by(|a, b| key(a).cmp(&key(b)));
-        sorted = v;
-        Box::new(sorted.into_iter())
-    };
+    let ordered = intervals.in_order();
     let until = upto.min(period.end);
     let month_seconds = i128::from(period.seconds().max(1));
     // The resource being accumulated: its latest counted interval, Σ rate × seconds, the cap.
@@ -332,7 +407,7 @@ pub struct ByDay {
 /// pass. A day's amount is what [`rate`] gives at that day's end minus what it gives at the
 /// previous day's end (the floor and the cap are applied to the running sums, never per day), so
 /// the days sum to the month's amount exactly and none is negative.
-pub fn rate_by_day(intervals: &[Interval], month: Month, tz: &TimeZone, upto: i64) -> ByDay {
+pub fn rate_by_day<S: InOrder + ?Sized>(intervals: &S, month: Month, tz: &TimeZone, upto: i64) -> ByDay {
     let period = month.period(tz);
     let until = upto.min(period.end);
     // The days and their first seconds; the last day ends at `until`.
@@ -351,13 +426,7 @@ pub fn rate_by_day(intervals: &[Interval], month: Month, tz: &TimeZone, upto: i6
     let end_of = |d: usize| if d + 1 < n { starts[d + 1].min(until) } else { until };
     let month_seconds = i128::from(period.seconds().max(1));
 
-    fn key(iv: &Interval) -> (&str, Kind, i64) {
-        (iv.resource_id.as_str(), iv.kind, iv.start)
-    }
-    let mut ordered: Vec<&Interval> = intervals.iter().collect();
-    if !ordered.is_sorted_by(|a, b| key(a) <= key(b)) {
-        ordered.sort_by(|a, b| key(a).cmp(&key(b)));
-    }
+    let ordered: Vec<&Interval> = intervals.in_order().collect();
     let mut lines = Vec::new();
     // Per day of the resource being read: Σ rate × seconds, and the highest cap charged.
     let mut numerators = vec![0i128; n];

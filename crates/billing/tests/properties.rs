@@ -12,6 +12,8 @@
 //!   one that lives a whole month at one flavor pays exactly min(hours × rate, monthly);
 //! - a resize switches the rate at the right second;
 //! - time spent powered off is charged like time powered on;
+//! - a [`Ledger`] brought up to date resource by resource, as the live bill's copy is, rates
+//!   exactly as the whole table does;
 //! - the split by day (the console's chart) has the same lines, its days sum to each line's
 //!   amount exactly, and each day is the live bill at that day's end minus the one at the
 //!   previous day's end.
@@ -19,7 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::tz::TimeZone;
-use openwinv_billing::{Interval, Kind, Line, Month, date_of, end_of_second, rate, rate_by_day, rate_total, total};
+use openwinv_billing::{
+    Interval, Kind, Ledger, Line, Month, date_of, end_of_second, rate, rate_by_day, rate_total, total,
+};
 use proptest::prelude::*;
 
 /// (hourly, monthly) of a few flavors, as in the default catalog, plus odd ones (the last reaches
@@ -80,6 +84,9 @@ struct Table {
     /// deleted in. It is charged for every second from the first through the second.
     life: BTreeMap<String, (i64, Option<i64>)>,
     next_id: usize,
+    /// The same intervals, kept as the live bill keeps its copy: after each change, the changed
+    /// resource's intervals replace what it held.
+    ledger: Ledger,
 }
 
 impl Table {
@@ -93,12 +100,19 @@ impl Table {
             start,
             end: None,
         });
+        self.changed(id);
     }
 
     fn close(&mut self, id: &str, end: i64) {
         for iv in self.intervals.iter_mut().filter(|iv| iv.resource_id == id && iv.end.is_none()) {
             iv.end = Some(end);
         }
+        self.changed(id);
+    }
+
+    fn changed(&mut self, id: &str) {
+        let fresh = self.intervals.iter().filter(|iv| iv.resource_id == id).cloned().collect();
+        self.ledger.replace([id], fresh);
     }
 
     fn apply(&mut self, a: &Action, now: i64) {
@@ -160,6 +174,10 @@ fn live(t: &Table, now: i64, tz: &TimeZone) -> (Month, Vec<Line>) {
     let mut sorted = t.intervals.clone();
     sorted.sort_by(|a, b| (&a.resource_id, a.start).cmp(&(&b.resource_id, b.start)));
     assert_eq!(rate(&sorted, m.period(tz), end_of_second(now)), lines);
+    // The live bill's copy, changed resource by resource, and one built whole, rate the same.
+    assert_eq!(rate(&t.ledger, m.period(tz), end_of_second(now)), lines);
+    assert_eq!(rate_total(&t.ledger, m.period(tz), end_of_second(now)), total(&lines));
+    assert_eq!(t.ledger, Ledger::new(t.intervals.clone()));
     (m, lines)
 }
 
