@@ -150,4 +150,34 @@ impl Visitor {
         let csrf = self.get("/admin/signin").await.csrf();
         self.post("/admin/signin", &[("csrf", &csrf), ("token", token)]).await
     }
+
+    /// Signs the operator in with the right token: the answer must send them to `/admin/`.
+    pub async fn operator_signed_in(&mut self, token: &str) -> Page {
+        let r = self.operator_sign_in(token).await;
+        assert_eq!((r.status, r.location()), (303, "/admin/"), "{}", r.body);
+        r
+    }
+
+    /// Sends each form (a path and its fields) without a CSRF token, with `foreign` (another
+    /// session's) and with a made-up one: every answer must be the 403 refusal.
+    pub async fn forms_refused_without_csrf(&mut self, forms: &[(&str, Vec<(&str, &str)>)], foreign: &str) {
+        for (path, fields) in forms {
+            for token in [None, Some(foreign), Some("x")] {
+                let mut f = fields.clone();
+                if let Some(t) = token {
+                    f.push(("csrf", t));
+                }
+                let r = self.post(path, &f).await;
+                assert_eq!(r.status, 403, "{path} with {token:?}: {}", r.body);
+            }
+        }
+    }
+}
+
+/// An operator signed in to the console of `s`, and the CSRF token of their forms.
+pub async fn operator(s: &Server) -> (Visitor, String) {
+    let mut op = Visitor::new(s, "en");
+    op.operator_signed_in(&s.admin_token).await;
+    let csrf = op.get("/admin/").await.csrf();
+    (op, csrf)
 }

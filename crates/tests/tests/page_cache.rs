@@ -37,6 +37,15 @@ async fn views(s: &Server, id: &str) -> (Value, Value) {
     (rows[0].clone(), detail(s, id).await)
 }
 
+/// Reads both views (as [`views`] does) and checks that both show `want` at `pointer` (a JSON
+/// pointer: `/status`, `/zone/name`).
+async fn both_show(s: &Server, id: &str, pointer: &str, want: Value) -> (Value, Value) {
+    let (row, one) = views(s, id).await;
+    let at = |v: &Value| v.pointer(pointer).cloned().unwrap_or(Value::Null);
+    assert_eq!((at(&row), at(&one)), (want.clone(), want), "{pointer}: {row}");
+    (row, one)
+}
+
 async fn create(s: &Server, name: &str) -> String {
     let body = json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1", "name": name});
     let r = s.call(Method::POST, "/v1/instances", Some(Body::Json(body))).await;
@@ -54,6 +63,31 @@ async fn rename(s: &Server, id: &str, name: &str) {
 async fn succeeds(s: &Server, r: openwinv_tests::Resp, what: &str) {
     let op = accepted(s, r).await;
     assert_eq!(op["status"], "succeeded", "{what}: {op}");
+}
+
+/// A 10 GB volume created on the instance; its id once the operation succeeded.
+async fn create_volume(s: &Server, instance_id: &str, what: &str) -> String {
+    let body = json!({"instance_id": instance_id, "type": "ssd", "size": 10});
+    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
+    let v = r.result()[0]["block_storage_id"].as_str().expect("a volume id").to_owned();
+    succeeds(s, r, what).await;
+    v
+}
+
+async fn create_firewall(s: &Server) -> String {
+    let body = json!({"title": "web-tier", "content": "x"});
+    let r = s.call(Method::POST, "/v1/security-groups", Some(Body::Json(body))).await;
+    r.ok_rows()[0]["firewall_id"].as_str().expect("a firewall id").to_owned()
+}
+
+/// Puts the account's view version at `v`, behind the server's back.
+async fn set_version(db: &sqlx::AnyPool, account: &str, v: i64) {
+    sqlx::query("UPDATE view_versions SET v = $1 WHERE account_id = $2")
+        .bind(v)
+        .bind(account.to_owned())
+        .execute(db)
+        .await
+        .unwrap();
 }
 
 fn volume_ids(v: &Value) -> Vec<String> {
@@ -80,27 +114,16 @@ async fn every_change_to_what_a_page_shows_is_seen_on_the_next_read() {
 
     // Rename.
     rename(&s, &id, "renamed").await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((row["name"].as_str(), one["name"].as_str()), (Some("renamed"), Some("renamed")));
+    both_show(&s, &id, "/name", json!("renamed")).await;
 
     // Status changes by operations.
     succeeds(&s, act(&s, &id, "shutdown", json!({})).await, "shutdown").await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((row["status"].as_str(), one["status"].as_str()), (Some("off"), Some("off")));
+    both_show(&s, &id, "/status", json!("off")).await;
     succeeds(&s, act(&s, &id, "start", json!({})).await, "start").await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((row["status"].as_str(), one["status"].as_str()), (Some("active"), Some("active")));
+    both_show(&s, &id, "/status", json!("active")).await;
 
     // A volume created on the instance, detached, attached again.
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/block-storages",
-            Some(Body::Json(json!({"instance_id": id, "type": "ssd", "size": 10}))),
-        )
-        .await;
-    let v = r.result()[0]["block_storage_id"].as_str().expect("a volume id").to_owned();
-    succeeds(&s, r, "create the volume").await;
+    let v = create_volume(&s, &id, "create the volume").await;
     let (row, one) = views(&s, &id).await;
     assert_eq!(volume_ids(&row), [format!("\"{v}\"")], "{row}");
     assert_eq!(row["block_storage"][0]["status"], "in-use", "{row}");
@@ -115,25 +138,19 @@ async fn every_change_to_what_a_page_shows_is_seen_on_the_next_read() {
     assert_eq!(volume_ids(&one), volume_ids(&row));
 
     // A firewall attached and detached.
-    let r = s
-        .call(Method::POST, "/v1/security-groups", Some(Body::Json(json!({"title": "web-tier", "content": "x"}))))
-        .await;
-    let fw = r.ok_rows()[0]["firewall_id"].as_str().expect("a firewall id").to_owned();
+    let fw = create_firewall(&s).await;
     let body = || Some(Body::Json(json!({"instance_id": id})));
     succeeds(&s, s.call(Method::POST, &format!("/v1/security-groups/{fw}/attach"), body()).await, "attach fw").await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((&row["firewall"], &one["firewall"]), (&json!([fw]), &json!([fw])), "{row}");
+    both_show(&s, &id, "/firewall", json!([fw])).await;
     succeeds(&s, s.call(Method::POST, &format!("/v1/security-groups/{fw}/detach"), body()).await, "detach fw").await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((&row["firewall"], &one["firewall"]), (&json!([]), &json!([])), "{row}");
+    let (row, _) = both_show(&s, &id, "/firewall", json!([])).await;
 
     // The catalog: the zone's name shows on every row.
     assert_eq!(row["zone"]["name"], "서울 1");
     let catalog = s.admin(Method::GET, "/admin/v1/catalog", None).await.text;
     assert!(catalog.contains("name = \"서울 1\""), "{catalog}");
     import_catalog(&s, catalog.replace("name = \"서울 1\"", "name = \"서울 하나\"")).await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((row["zone"]["name"].as_str(), one["zone"]["name"].as_str()), (Some("서울 하나"), Some("서울 하나")));
+    both_show(&s, &id, "/zone/name", json!("서울 하나")).await;
 
     // Console links are one-time: never a kept answer.
     let vnc = |r: openwinv_tests::Resp| r.ok_rows()[0]["vnc"]["link"].as_str().expect("a console link").to_owned();
@@ -169,24 +186,14 @@ async fn a_kept_page_is_served_until_the_version_moves() {
     sqlx::query("UPDATE instances SET name = 'behind' WHERE instance_id = $1").bind(&id).execute(&db).await.unwrap();
     let (after,): (i64,) = sqlx::query_as(version).bind(&account).fetch_one(&db).await.expect("a version");
     assert!(after > before, "an update of the instance moves the version: {before} → {after}");
-    sqlx::query("UPDATE view_versions SET v = $1 WHERE account_id = $2")
-        .bind(before)
-        .bind(&account)
-        .execute(&db)
-        .await
-        .unwrap();
+    set_version(&db, &account, before).await;
     for q in query_variants {
         assert_eq!(s.get(q).await.ok_rows()[0]["name"], "kept", "{q}: the kept answer");
     }
     assert_eq!(s.get(&format!("/v1/instances/{id}")).await.ok_rows()[0]["name"], "kept");
     // A query the cache has not seen reads the rows.
     assert_eq!(s.get("/v1/instances?page_size=9").await.ok_rows()[0]["name"], "behind");
-    sqlx::query("UPDATE view_versions SET v = $1 WHERE account_id = $2")
-        .bind(after)
-        .bind(&account)
-        .execute(&db)
-        .await
-        .unwrap();
+    set_version(&db, &account, after).await;
     db.close().await;
     for q in query_variants {
         assert_eq!(s.get(q).await.ok_rows()[0]["name"], "behind", "{q}");
@@ -224,14 +231,7 @@ async fn a_write_by_another_process_is_seen_on_the_next_read() {
     assert_eq!(views(&a, &id).await.0["name"], "renamed-on-b");
     succeeds(&b, act(&b, &id, "shutdown", json!({})).await, "shutdown on B").await;
     assert_eq!(views(&a, &id).await.0["status"], "off");
-    let r = b
-        .call(
-            Method::POST,
-            "/v1/block-storages",
-            Some(Body::Json(json!({"instance_id": id, "type": "ssd", "size": 10}))),
-        )
-        .await;
-    succeeds(&b, r, "a volume on B").await;
+    create_volume(&b, &id, "a volume on B").await;
     assert_eq!(views(&a, &id).await.0["block_storage"].as_array().map(Vec::len), Some(1));
     succeeds(&b, b.call(Method::DELETE, &format!("/v1/instances/{id}"), None).await, "delete on B").await;
     assert!(page(&a).await.is_empty());
@@ -244,19 +244,8 @@ async fn a_write_by_another_process_is_seen_on_the_next_read() {
 async fn a_write_to_any_table_a_page_shows_is_seen_on_the_next_read() {
     let s = Server::start_with(FAST, &[]).await;
     let id = create(&s, "direct").await;
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/block-storages",
-            Some(Body::Json(json!({"instance_id": id, "type": "ssd", "size": 10}))),
-        )
-        .await;
-    let v = r.result()[0]["block_storage_id"].as_str().expect("a volume id").to_owned();
-    succeeds(&s, r, "create the volume").await;
-    let r = s
-        .call(Method::POST, "/v1/security-groups", Some(Body::Json(json!({"title": "web-tier", "content": "x"}))))
-        .await;
-    let fw = r.ok_rows()[0]["firewall_id"].as_str().expect("a firewall id").to_owned();
+    let v = create_volume(&s, &id, "create the volume").await;
+    let fw = create_firewall(&s).await;
     let path = format!("/v1/security-groups/{fw}/attach");
     let attach = s.call(Method::POST, &path, Some(Body::Json(json!({"instance_id": id})))).await;
     succeeds(&s, attach, "attach the firewall").await;
@@ -270,14 +259,9 @@ async fn a_write_to_any_table_a_page_shows_is_seen_on_the_next_read() {
     write("UPDATE instances SET name = 'by-sql' WHERE instance_id = $1", &id).await;
     assert_eq!(views(&s, &id).await.0["name"], "by-sql");
     write("UPDATE volumes SET name = 'disk-by-sql' WHERE block_storage_id = $1", &v).await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!(
-        (&row["block_storage"][0]["name"], &one["block_storage"][0]["name"]),
-        (&json!("disk-by-sql"), &json!("disk-by-sql"))
-    );
+    both_show(&s, &id, "/block_storage/0/name", json!("disk-by-sql")).await;
     write("DELETE FROM firewall_attachments WHERE firewall_id = $1", &fw).await;
-    let (row, one) = views(&s, &id).await;
-    assert_eq!((&row["firewall"], &one["firewall"]), (&json!([]), &json!([])), "{row}");
+    both_show(&s, &id, "/firewall", json!([])).await;
     write("UPDATE volumes SET instance_id = NULL, status = 'available' WHERE block_storage_id = $1", &v).await;
     let (row, one) = views(&s, &id).await;
     assert!(volume_ids(&row).is_empty() && volume_ids(&one).is_empty(), "{row}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use openwinv_tests::browser::{BROWSER_TIMEOUT_SECS, browser_dir, require_browser_tools};
 use openwinv_tests::hosts::{SimAgent, ZONE, hosts_mode};
-use openwinv_tests::web::{Page, Visitor};
+use openwinv_tests::web::{Page, Visitor, operator};
 use openwinv_tests::{Body, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -30,15 +30,6 @@ async fn api_hosts(s: &Server) -> Vec<String> {
 
 async fn overcommit(s: &Server) -> Value {
     s.admin(Method::GET, "/admin/v1/placements/overcommit", None).await.ok_rows()[0].clone()
-}
-
-/// An operator signed in to the console, and the CSRF token of their forms.
-async fn operator(s: &Server) -> (Visitor, String) {
-    let mut op = Visitor::new(s, "en");
-    let r = op.operator_sign_in(&s.admin_token).await;
-    assert_eq!((r.status, r.location()), (303, "/admin/"), "{}", r.body);
-    let csrf = op.get("/admin/hosts").await.csrf();
-    (op, csrf)
 }
 
 fn shows_error(p: &Page, status: u16, code: &str, message: &str) {
@@ -105,16 +96,7 @@ async fn hosts_pages_need_the_operator_and_csrf_and_do_what_the_operator_api_doe
         ("/admin/hosts/old/remove", vec![]),
         ("/admin/hosts/old/strays/destroy", vec![("instance_id", "INSTANCE-x")]),
     ];
-    for (path, fields) in &forms {
-        for token in [None, Some(person_csrf.as_str()), Some("x")] {
-            let mut f = fields.clone();
-            if let Some(t) = token {
-                f.push(("csrf", t));
-            }
-            let r = op.post(path, &f).await;
-            assert_eq!(r.status, 403, "{path} with {token:?}: {}", r.body);
-        }
-    }
+    op.forms_refused_without_csrf(&forms, &person_csrf).await;
     assert_eq!(api_hosts(&s).await, ["old"]);
     assert_eq!(api_host(&s, "old").await["state"], "enabled");
     assert_eq!(overcommit(&s).await, before);

@@ -246,14 +246,7 @@ impl QemuDriver {
         create_private_dir(&paths.dir)?;
         self.make_root_disk(paths, spec).await?;
         let seed = self.write_seed(paths, spec)?;
-        let rec = VmRecord {
-            spec: spec.clone(),
-            ssh_port: self.pick_port()?,
-            seed_instance_id: seed.instance_id,
-            generation: 1,
-            power: Power::Stopped,
-            rules: None,
-        };
+        let rec = VmRecord::new_stopped(spec, self.pick_port()?, seed.instance_id);
         // Written last: its presence means the machine is complete.
         self.save(paths, &rec)?;
         tracing::info!(instance = %spec.instance_id, ssh_port = rec.ssh_port, "machine created");

@@ -98,6 +98,12 @@ struct VmRecord {
 }
 
 impl VmRecord {
+    /// A machine just set up on this host (created or imported): stopped, at generation 1,
+    /// with no firewall rule set applied yet.
+    fn new_stopped(spec: &MachineSpec, ssh_port: u16, seed_instance_id: String) -> VmRecord {
+        VmRecord { spec: spec.clone(), ssh_port, seed_instance_id, generation: 1, power: Power::Stopped, rules: None }
+    }
+
     fn state(&self) -> MachineState {
         MachineState { power: self.power, generation: self.generation }
     }

@@ -42,14 +42,7 @@ impl QemuDriver {
             .or_else(|_| std::fs::copy(disk, paths.root_disk()).map(|_| ()))
             .map_err(|e| trans(format!("cannot move {} into {}: {e}", disk.display(), paths.dir.display())))?;
         let seed = self.write_seed(&paths, spec)?;
-        let rec = VmRecord {
-            spec: spec.clone(),
-            ssh_port: self.pick_port()?,
-            seed_instance_id: seed.instance_id,
-            generation: 1,
-            power: Power::Stopped,
-            rules: None,
-        };
+        let rec = VmRecord::new_stopped(spec, self.pick_port()?, seed.instance_id);
         self.save(&paths, &rec)?;
         tracing::info!(instance = %spec.instance_id, ssh_port = rec.ssh_port, "machine imported");
         Ok(rec.state())

@@ -233,38 +233,29 @@ impl Store {
                 return Ok(None);
             }
         }
-        let inserted = match mv {
+        // Both tables hold the reservation's six columns; a move's row adds where the instance
+        // comes from and the operation moving it.
+        let sql = match mv {
             None => {
-                sqlx::query(
-                    "INSERT INTO placements (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(req.instance_id)
-                .bind(&chosen.host_id)
-                .bind(req.vcpus)
-                .bind(req.memory_mb)
-                .bind(req.disk_gb)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
+                "INSERT INTO placements (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
             }
-            Some(m) => {
-                sqlx::query(
-                    "INSERT INTO placement_moves (instance_id, host_id, source_host_id, operation_id, vcpus, \
-                     memory_mb, disk_gb, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(req.instance_id)
-                .bind(&chosen.host_id)
-                .bind(m.source_host_id)
-                .bind(m.operation_id)
-                .bind(req.vcpus)
-                .bind(req.memory_mb)
-                .bind(req.disk_gb)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
+            Some(_) => {
+                "INSERT INTO placement_moves (instance_id, host_id, vcpus, memory_mb, disk_gb, created_at, \
+                 source_host_id, operation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             }
         };
+        let mut insert = sqlx::query(sql)
+            .bind(req.instance_id)
+            .bind(&chosen.host_id)
+            .bind(req.vcpus)
+            .bind(req.memory_mb)
+            .bind(req.disk_gb)
+            .bind(now);
+        if let Some(m) = mv {
+            insert = insert.bind(m.source_host_id).bind(m.operation_id);
+        }
+        let inserted = insert.execute(&mut *tx).await;
         match inserted.map_err(StoreError::from_insert) {
             Ok(_) => {}
             Err(StoreError::Conflict) => {

@@ -6,12 +6,11 @@ use axum::response::Response;
 use maud::html;
 use serde_json::Value;
 
-use super::Operator;
 use super::forms::{Outcome, body_of};
+use super::{CheckedForm, Operator};
 use crate::AppState;
 use crate::admin;
 use crate::input::{Path, Query};
-use crate::web::form::Form;
 use crate::web::layout::{badge, csrf_field};
 use crate::web::{reply, see_other, text};
 
@@ -92,20 +91,14 @@ pub async fn list(State(state): State<AppState>, op: Operator, q: Query) -> Resp
     accounts_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
-pub async fn create(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn create(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     match reply(admin::create_account(State(state.clone()), body_of(&form, &["name"])).await) {
         Ok(_) => see_other("/admin/?done=account_created"),
         Err(e) => accounts_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
-pub async fn quota(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn quota(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     let name = form.get("account").unwrap_or("").to_owned();
     let body = body_of(&form, &["instances", "vcpu", "block_storage_gb"]);
     match reply(admin::set_quota(State(state.clone()), Path(name), body).await) {
@@ -116,13 +109,8 @@ pub async fn quota(State(state): State<AppState>, op: Operator, form: Form) -> R
 
 pub async fn set_enabled(
     State(state): State<AppState>,
-    op: Operator,
-    Path(name): Path<String>,
-    form: Form,
+    CheckedForm { op, path: Path(name), form }: CheckedForm<Path<String>>,
 ) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
     let (r, done) = if form.get("enabled") == Some("true") {
         (admin::enable_account(State(state.clone()), Path(name)).await, "enabled")
     } else {
@@ -214,10 +202,10 @@ pub async fn keys(State(state): State<AppState>, op: Operator, Path(name): Path<
     keys_page(&state, &op, &name, Outcome::shown(op.lang, &q), None).await
 }
 
-pub async fn create_key(State(state): State<AppState>, op: Operator, Path(name): Path<String>, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn create_key(
+    State(state): State<AppState>,
+    CheckedForm { op, path: Path(name), form }: CheckedForm<Path<String>>,
+) -> Response {
     let body = body_of(&form, &["rate_limit", "allow"]);
     match reply(admin::create_key(State(state.clone()), Path(name.clone()), body).await) {
         Ok(r) => {
@@ -235,13 +223,8 @@ pub async fn create_key(State(state): State<AppState>, op: Operator, Path(name):
 
 pub async fn disable_key(
     State(state): State<AppState>,
-    op: Operator,
-    Path(access_key): Path<String>,
-    form: Form,
+    CheckedForm { op, path: Path(access_key), form }: CheckedForm<Path<String>>,
 ) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
     let account = form.get("account").unwrap_or("").to_owned();
     match reply(admin::disable_key(State(state.clone()), Path(access_key)).await) {
         Ok(r) => {

@@ -11,7 +11,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
-use super::{Operator, done_notice};
+use super::{CheckedForm, Operator, done_notice};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::input::{Body, Path, Query};
@@ -171,10 +171,7 @@ pub async fn list(State(state): State<AppState>, op: Operator, q: Query) -> Resp
     list_page(&state, &op, done_notice(op.lang, &q), None, &Form::default(), None).await
 }
 
-pub async fn add(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn add(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     match reply(admin_hosts::add_host(State(state.clone()), body_of(&form, &["name", "zone"])).await) {
         Ok(r) => {
             let row = r.rows.first().cloned().unwrap_or(Value::Null);
@@ -190,10 +187,7 @@ pub async fn add(State(state): State<AppState>, op: Operator, form: Form) -> Res
     }
 }
 
-pub async fn overcommit(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn overcommit(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     let body = body_of(&form, &["vcpu", "memory", "disk"]);
     match reply(admin_hosts::set_overcommit(State(state.clone()), body).await) {
         Ok(_) => see_other("/admin/hosts?done=overcommit"),
@@ -373,13 +367,8 @@ pub async fn show(State(state): State<AppState>, op: Operator, Path(name): Path<
 /// A move on a host: `enable`, `disable`, `drain`, `evacuate`, `declare-dead` or `remove`.
 pub async fn act(
     State(state): State<AppState>,
-    op: Operator,
-    Path((name, act)): Path<(String, String)>,
-    form: Form,
+    CheckedForm { op, path: Path((name, act)), form }: CheckedForm<Path<(String, String)>>,
 ) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
     let s = || State(state.clone());
     let p = || Path(name.clone());
     let failed = |e: ApiError| host_page(&state, &op, &name, None, Some(e.into()), Outcome::None);
@@ -431,13 +420,8 @@ pub async fn act(
 /// Destroys a stray machine of the host (the form names it in `instance_id`).
 pub async fn destroy_stray(
     State(state): State<AppState>,
-    op: Operator,
-    Path(name): Path<String>,
-    form: Form,
+    CheckedForm { op, path: Path(name), form }: CheckedForm<Path<String>>,
 ) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
     let instance_id = form.get("instance_id").unwrap_or("").trim().to_owned();
     match reply(admin_hosts::destroy_stray(State(state.clone()), Path((name.clone(), instance_id))).await) {
         Ok(_) => see_other(&format!("/admin/hosts/{name}?done=stray_destroyed")),

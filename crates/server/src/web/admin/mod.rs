@@ -26,7 +26,7 @@ mod sim;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -113,11 +113,6 @@ impl Operator {
         operator_cookie(state, &value, None)
     }
 
-    /// Checks a form's CSRF token: `Some(refusal)` when it is not this session's.
-    pub fn check(&self, form: &Form) -> Option<Response> {
-        if same(&self.csrf, form.get(csrf::FIELD).unwrap_or("")) { None } else { Some(csrf::refused(self.lang)) }
-    }
-
     /// A page of the operator's; its answer renews the session's cookie.
     pub fn page(&self, state: &AppState, active: &'static str, title: &str) -> Page {
         Page::operator(self.lang, &self.csrf, active, title).cookie(self.cookie(state))
@@ -160,6 +155,38 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Operator, OperatorSignInFirst> {
         operator_of(state, &parts.headers).ok_or(OperatorSignInFirst)
+    }
+}
+
+/// A form the signed-in operator sent with this session's CSRF token, and the request's path
+/// parameters `P` (`()` for none): what every operator `POST` takes, so a handler sees only
+/// checked forms. Read in this order, each refusal answering as before: the operator session
+/// (without one, the sign-in page, as [`Operator`] answers), the path as `P` refuses it, the
+/// form as [`Form`] refuses it, then its token (missing or wrong: the 403 page). It reads the
+/// body, so it comes last among a handler's arguments; the path is read in it so that the
+/// operator is signed in first.
+pub struct CheckedForm<P = ()> {
+    pub op: Operator,
+    pub path: P,
+    pub form: Form,
+}
+
+impl<P> FromRequest<AppState> for CheckedForm<P>
+where
+    P: FromRequestParts<AppState> + Send,
+    P::Rejection: IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<CheckedForm<P>, Response> {
+        let (mut parts, body) = req.into_parts();
+        let op = operator_of(state, &parts.headers).ok_or_else(|| OperatorSignInFirst.into_response())?;
+        let path = P::from_request_parts(&mut parts, state).await.map_err(IntoResponse::into_response)?;
+        let form = Form::from_request(Request::from_parts(parts, body), state).await?;
+        if !same(&op.csrf, form.get(csrf::FIELD).unwrap_or("")) {
+            return Err(csrf::refused(op.lang));
+        }
+        Ok(CheckedForm { op, path, form })
     }
 }
 
@@ -234,10 +261,7 @@ pub async fn signin(State(state): State<AppState>, post: SignInPost) -> Response
     r
 }
 
-pub async fn signout(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn signout(State(state): State<AppState>, _: CheckedForm) -> Response {
     let mut r = see_other("/admin/signin");
     r.headers_mut().append(SET_COOKIE, operator_cookie(&state, "", Some(0)));
     r

@@ -7,11 +7,10 @@ use axum::response::Response;
 use maud::html;
 use serde_json::Value;
 
-use super::Operator;
 use super::forms::{Outcome, body_of};
+use super::{CheckedForm, Operator};
 use crate::AppState;
 use crate::input::{Path, Query};
-use crate::web::form::Form;
 use crate::web::layout::csrf_field;
 use crate::web::{reply, see_other, text};
 use crate::{admin, admin_sim};
@@ -58,10 +57,7 @@ pub async fn clock(State(state): State<AppState>, op: Operator, q: Query) -> Res
     clock_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
-pub async fn move_clock(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn move_clock(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     let r = if form.get("action") == Some("set") {
         admin::set_clock(State(state.clone()), body_of(&form, &["now"])).await
     } else {
@@ -151,20 +147,14 @@ pub async fn faults(State(state): State<AppState>, op: Operator, q: Query) -> Re
     faults_page(&state, &op, Outcome::shown(op.lang, &q)).await
 }
 
-pub async fn add_fault(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn add_fault(State(state): State<AppState>, CheckedForm { op, form, .. }: CheckedForm) -> Response {
     match reply(admin_sim::add_fault(State(state.clone()), body_of(&form, &FAULT_FIELDS)).await) {
         Ok(_) => see_other("/admin/faults?done=fault_added"),
         Err(e) => faults_page(&state, &op, Outcome::refused(e, &form)).await,
     }
 }
 
-pub async fn clear_faults(State(state): State<AppState>, op: Operator, form: Form) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
+pub async fn clear_faults(State(state): State<AppState>, CheckedForm { op, .. }: CheckedForm) -> Response {
     match reply(admin_sim::clear_faults(State(state.clone())).await) {
         Ok(_) => see_other("/admin/faults?done=faults_cleared"),
         Err(e) => faults_page(&state, &op, Outcome::failed(e)).await,
@@ -173,13 +163,8 @@ pub async fn clear_faults(State(state): State<AppState>, op: Operator, form: For
 
 pub async fn delete_fault(
     State(state): State<AppState>,
-    op: Operator,
-    Path(fault_id): Path<String>,
-    form: Form,
+    CheckedForm { op, path: Path(fault_id), .. }: CheckedForm<Path<String>>,
 ) -> Response {
-    if let Some(r) = op.check(&form) {
-        return r;
-    }
     match reply(admin_sim::delete_fault(State(state.clone()), Path(fault_id)).await) {
         Ok(_) => see_other("/admin/faults?done=faults_cleared"),
         Err(e) => faults_page(&state, &op, Outcome::failed(e)).await,
