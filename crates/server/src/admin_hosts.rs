@@ -213,7 +213,7 @@ pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String
     let dead = state.store.declare_host_dead(&name, &reason, host_ms).await?.ok_or_else(|| unknown_host(&name))?;
     crate::remote_driver::work_answered();
     state.engine.wake();
-    tracing::warn!(host = %name, instances = dead.instances.len(), failed_work = dead.failed_work, "host declared dead");
+    tracing::warn!(host = %name, instances = dead.instances.len(), volumes = dead.volumes.len(), failed_work = dead.failed_work, "host declared dead");
     Ok(Json(Envelope::rows(vec![DeadHost {
         host: host_wire(&state, dead.host),
         instances: dead.instances,

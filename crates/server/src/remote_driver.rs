@@ -97,9 +97,14 @@ impl RemoteDriver {
         let undo = scope.as_ref().is_some_and(|s| s.undo);
         let host = self.store.host_of_instance(instance_id).await.map_err(store_error)?;
         // No host holds the machine (never placed, or its host was declared dead): nothing to
-        // destroy or undo there, and nothing else can run.
+        // destroy, detach or undo there, and nothing else can run. (A volume detached from such
+        // a machine stays `error` when its storage was on a dead host: `Store::settle_volume`.)
         let nothing_there = |why: String| {
-            if undo || call == "destroy" { Ok(Value::Null) } else { Err(DriverError::Permanent(why)) }
+            if undo || matches!(call, "destroy" | "detach_volume") {
+                Ok(Value::Null)
+            } else {
+                Err(DriverError::Permanent(why))
+            }
         };
         let Some(host) = host else {
             return nothing_there(format!(
