@@ -147,6 +147,22 @@ impl RemoteDriver {
         run_on_host(&self.store, &self.clock, self.wait, &target, call, &key, payload).await
     }
 
+    /// Runs `call` on the host `host_id` under a key the caller chose, about `instance_id` (a
+    /// machine there) or about no instance (a volume's storage): evacuation moves a machine's
+    /// volumes with it, each call keyed by the volume.
+    pub(crate) async fn keyed_on(
+        &self,
+        host_id: &str,
+        host_name: &str,
+        instance_id: Option<&str>,
+        call: &str,
+        key: &str,
+        payload: Value,
+    ) -> Result<Value, DriverError> {
+        let target = Target { host_id, host_name, instance_id };
+        run_on_host(&self.store, &self.clock, self.wait, &target, call, key, payload).await
+    }
+
     async fn machine(&self, instance_id: &str, call: &str, payload: Value) -> Result<MachineState, DriverError> {
         let v = self.call(instance_id, call, payload).await?;
         if v.is_null() {
