@@ -362,10 +362,10 @@ impl Store {
     /// placement chooses it), its unanswered work items fail for good with `reason` (the steps
     /// waiting on them unwind), its reservations and runtime reports are released, and its
     /// instances at rest (`active`, `off`) become `error` with `reason`. Instances in the middle
-    /// of an operation end `error` when the operation unwinds. The volumes whose storage it kept
-    /// become `error` in the same transaction, detached or attached, at rest or not (an operation
-    /// on one ends `error` too: [`Store::settle_volume`] never settles a volume of a dead host to
-    /// anything else). `None`: no such host.
+    /// of an operation end `error` when the operation unwinds. The volumes at rest whose storage
+    /// it kept become `error` in the same transaction, detached or attached; one in the middle of
+    /// an operation ends `error` when the operation settles ([`Store::settle_volume`] never
+    /// settles a volume of a dead host to anything else). `None`: no such host.
     pub async fn declare_host_dead(&self, name: &str, reason: &str, now_ms: i64) -> Result<Option<DeclaredDead>> {
         let mut tx = self.begin_write().await?;
         let host: Option<(String,)> = sqlx::query_as(
