@@ -258,6 +258,7 @@ async fn evacuate_moves_a_stopped_machine_with_its_volumes() {
         assert!(on_dst[2..dropped].iter().all(|c| c == "detach_volume"), "{on_dst:?}");
     }
     assert!(!dst.machines().contains_key(&id), "the target's copy of the machine is destroyed");
+    assert_eq!(src.machines().get(&id).map(String::as_str), Some("stopped"));
     assert_eq!(count(&src, "delete_volume"), 0, "the source keeps every volume: {:?}", calls(&src));
 
     // Again, without the fault: the machine and both volumes move.
