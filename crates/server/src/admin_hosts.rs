@@ -213,7 +213,7 @@ pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String
     let dead = state.store.declare_host_dead(&name, &reason, host_ms).await?.ok_or_else(|| unknown_host(&name))?;
     crate::remote_driver::work_answered();
     state.engine.wake();
-    tracing::warn!(host = %name, instances = dead.instances.len(), failed_work = dead.failed_work, "host declared dead");
+    tracing::warn!(host = %name, instances = dead.instances.len(), volumes = dead.volumes.len(), failed_work = dead.failed_work, "host declared dead");
     Ok(Json(Envelope::rows(vec![DeadHost {
         host: host_wire(&state, dead.host),
         instances: dead.instances,
@@ -265,14 +265,18 @@ pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -
             }));
             continue;
         }
-        // A volume's storage stays on its host until the volume is next attached (docs/hosts.md
-        // "Volumes"): a machine moves without its volumes, so one with volumes stays.
-        let volumes = state.store.volumes_of_instance(&inst.instance_id).await?;
-        if !volumes.is_empty() {
-            let ids: Vec<&str> = volumes.iter().map(|v| v.block_storage_id.as_str()).collect();
+        // The attached volumes move with the machine (docs/hosts.md "Evacuate"): the source must
+        // keep their storage, which it does unless a volume predates volumes having hosts.
+        let mut elsewhere = Vec::new();
+        for v in state.store.volumes_of_instance(&inst.instance_id).await? {
+            if state.store.volume_host(&v.block_storage_id).await?.is_none_or(|k| k.host_id != h.host_id) {
+                elsewhere.push(v.block_storage_id.to_string());
+            }
+        }
+        if !elsewhere.is_empty() {
             left.push(leave(format!(
-                "block storage attached ({}): detach it first; a detached volume moves to the host of the instance it is next attached to",
-                ids.join(", ")
+                "block storage attached ({}) is not kept on this host: detach it first; a detached volume moves to the host of the instance it is next attached to",
+                elsewhere.join(", ")
             )));
             continue;
         }

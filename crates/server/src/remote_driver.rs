@@ -97,9 +97,14 @@ impl RemoteDriver {
         let undo = scope.as_ref().is_some_and(|s| s.undo);
         let host = self.store.host_of_instance(instance_id).await.map_err(store_error)?;
         // No host holds the machine (never placed, or its host was declared dead): nothing to
-        // destroy or undo there, and nothing else can run.
+        // destroy, detach or undo there, and nothing else can run. (A volume detached from such
+        // a machine stays `error` when its storage was on a dead host: `Store::settle_volume`.)
         let nothing_there = |why: String| {
-            if undo || call == "destroy" { Ok(Value::Null) } else { Err(DriverError::Permanent(why)) }
+            if undo || matches!(call, "destroy" | "detach_volume") {
+                Ok(Value::Null)
+            } else {
+                Err(DriverError::Permanent(why))
+            }
         };
         let Some(host) = host else {
             return nothing_there(format!(
@@ -140,6 +145,22 @@ impl RemoteDriver {
         let key = call_key();
         let target = Target { host_id, host_name, instance_id: Some(instance_id) };
         run_on_host(&self.store, &self.clock, self.wait, &target, call, &key, payload).await
+    }
+
+    /// Runs `call` on the host `host_id` under a key the caller chose, about `instance_id` (a
+    /// machine there) or about no instance (a volume's storage): evacuation moves a machine's
+    /// volumes with it, each call keyed by the volume.
+    pub(crate) async fn keyed_on(
+        &self,
+        host_id: &str,
+        host_name: &str,
+        instance_id: Option<&str>,
+        call: &str,
+        key: &str,
+        payload: Value,
+    ) -> Result<Value, DriverError> {
+        let target = Target { host_id, host_name, instance_id };
+        run_on_host(&self.store, &self.clock, self.wait, &target, call, key, payload).await
     }
 
     async fn machine(&self, instance_id: &str, call: &str, payload: Value) -> Result<MachineState, DriverError> {

@@ -393,14 +393,17 @@ impl Store {
     }
 
     /// Ends an operation on a volume, only while `operation_id` still names it (a finished step
-    /// run twice changes nothing).
+    /// run twice changes nothing). A volume whose storage was kept on a host declared dead ends
+    /// `error` whatever the operation did (its data is lost): a detach from an instance of that
+    /// host, or one whose call was answered just before the host died, leaves no volume looking
+    /// healthy.
     pub async fn settle_volume(&self, volume_id: &str, operation_id: &str, change: &VolumeSettle<'_>) -> Result<()> {
-        sqlx::query(
-            "UPDATE volumes SET status = $1, error_reason = $2, \
+        sqlx::query(&format!(
+            "UPDATE volumes SET {SETTLE_STATUS}, \
              instance_id = CASE WHEN $3 = 1 THEN NULL ELSE instance_id END, \
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE block_storage_id = $4 AND operation_id = $5",
-        )
+        ))
         .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
@@ -411,14 +414,15 @@ impl Store {
         Ok(())
     }
 
-    /// Ends an operation on every volume it owns (the volumes of an instance create or delete).
+    /// Ends an operation on every volume it owns (the volumes of an instance create or delete);
+    /// those of a dead host end `error`, as in [`Store::settle_volume`].
     pub async fn settle_volumes_of_operation(&self, operation_id: &str, change: &VolumeSettle<'_>) -> Result<()> {
-        sqlx::query(
-            "UPDATE volumes SET status = $1, error_reason = $2, \
+        sqlx::query(&format!(
+            "UPDATE volumes SET {SETTLE_STATUS}, \
              instance_id = CASE WHEN $3 = 1 THEN NULL ELSE instance_id END, \
              attached_at = CASE WHEN $3 = 1 THEN NULL ELSE attached_at END, \
              operation_id = NULL WHERE operation_id = $4",
-        )
+        ))
         .bind(change.status.as_str())
         .bind(change.error_reason)
         .bind(i64::from(change.detach))
@@ -449,6 +453,35 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The status and reason a settle writes (`$1`, `$2`): those asked for, or `error` for a volume
+/// whose storage was kept on a host declared dead (a failed operation's own reason is kept).
+const SETTLE_STATUS: &str = "\
+    status = CASE WHEN volumes.host_id IN (SELECT d.host_id FROM hosts d WHERE d.state = 'dead') \
+        THEN 'error' ELSE $1 END, \
+    error_reason = CASE WHEN $1 <> 'error' AND volumes.host_id IN (SELECT d.host_id FROM hosts d WHERE d.state = 'dead') \
+        THEN (SELECT 'the host ' || d.name || ' that kept the volume''s storage was declared dead: its data is lost' \
+              FROM hosts d WHERE d.host_id = volumes.host_id) \
+        ELSE $2 END";
+
+/// At `declare-dead`, in its transaction: every volume at rest whose storage `host_id` kept
+/// becomes `error` with why, attached or not (an attached one stays attached; its instance is
+/// `error` too). Volumes in an operation end `error` when it settles (`SETTLE_STATUS`). Answers
+/// the volumes changed.
+pub(crate) async fn error_volumes_of_dead_host(tx: &mut Tx<'_>, host_id: &str, reason: &str) -> Result<Vec<String>> {
+    let why = format!("{reason}; the volume's storage was kept there: its data is lost");
+    let ids: Vec<(String,)> = sqlx::query_as(
+        "UPDATE volumes SET status = 'error', error_reason = $2 \
+         WHERE host_id = $1 AND operation_id IS NULL RETURNING block_storage_id",
+    )
+    .bind(host_id)
+    .bind(&why)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Volumes of an instance that are mid-operation.

@@ -1,7 +1,8 @@
 //! QEMU hosts behind agents (issue 18), what a QEMU agent does beyond running work items: it
 //! reports machines that changed on their own (a guest powered off from inside, a QEMU process
 //! killed), an agent killed and started again leaves its running guests untouched, and
-//! `evacuate` moves a stopped QEMU machine to another QEMU host with its disk (docs/hosts.md).
+//! `evacuate` moves a stopped QEMU machine to another QEMU host with its disk and its volumes
+//! (docs/hosts.md).
 //!
 //! Needs `OPENWINV_TEST_IMAGE=<dir>` (built by `scripts/build-test-image <dir>`) and QEMU; a
 //! missing prerequisite fails the test, nothing is skipped. Guests run under TCG unless
@@ -198,9 +199,11 @@ async fn a_qemu_agent_reports_machines_that_change_on_their_own_and_survives_a_r
 }
 
 /// Two QEMU agents: a machine on A with a marker written on its disk through the serial
-/// console, stopped and evacuated: A flattens its disk and hands it to the control plane by
-/// SHA-256, B fetches it by that digest and creates the machine from it; the control plane
-/// removes its copy after the switch; started on B, the guest reads the marker from its disk.
+/// console, and a volume hot-plugged into it and written by the guest, stopped and evacuated: A
+/// flattens its disk and hands it to the control plane by SHA-256, B fetches it by that digest
+/// and creates the machine from it, and the volume moves the same way and is attached there; the
+/// control plane removes its copies; started on B, the guest reads the marker from its disk and
+/// what it wrote on the volume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     let s = hosts_server().await;
@@ -212,6 +215,18 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     s.admin(Method::POST, "/admin/v1/hosts/qb/enable", None).await.ok_rows();
     // `openwinv-marker` writes the marker on the root disk; the guest prints it at each boot.
     type_on_console(&s, &id, "openwinv-marker moved-with-its-disk && echo marked-$((40+2))", "marked-42").await;
+    // A volume hot-plugged into it, written by the guest: it moves with the machine.
+    let mut log_a = serial_log(a.vm(&id).join("serial.log"));
+    log_a.boot("moving").await;
+    let body = json!({"instance_id": id, "type": "ssd", "size": 10, "name": "data"});
+    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "volume create: {op}\nA:\n{}", a.log());
+    assert_eq!(log_a.value("disk-added").await, format!("vdb {}", 10u64 << 30));
+    type_on_console(&s, &id, "echo volume-data-$((40+2)) > /dev/vdb && sync && echo written-$((40+2))", "written-42")
+        .await;
     act(&s, &id, "shutdown").await;
     s.admin(Method::POST, "/admin/v1/hosts/qa/drain", None).await.ok_rows();
 
@@ -234,7 +249,19 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|e| e["event"] == "fetched" && e["kind"] == "disk")
         .collect();
-    assert_eq!(fetched.len(), 1, "B fetched the disk once, by its digest: {fetched:?}");
+    assert_eq!(fetched.len(), 2, "B fetched the machine's disk and the volume once, by digest: {fetched:?}");
+    assert_ne!(fetched[0]["sha256"], fetched[1]["sha256"], "{fetched:?}");
+    // The volume went with it: its storage is on B, gone from A, and the row names B.
+    let volume_file = |g: &Agent| g.data().join("volumes").join(format!("{v}.qcow2"));
+    assert!(!volume_file(&a).exists() && volume_file(&b).is_file(), "the volume's storage moved to B");
+    let kept_on_b = format!(
+        "SELECT COUNT(*) FROM volumes v JOIN hosts h ON h.host_id = v.host_id \
+         WHERE v.block_storage_id = '{v}' AND h.name = 'qb' AND v.instance_id = '{id}' AND v.status = 'in-use'"
+    );
+    assert_eq!(s.db_count(&kept_on_b).await, 1, "the volume is kept on B, still attached");
+    let calls = |g: &Agent| g.done().into_iter().map(|(c, _)| c).filter(|c| c.ends_with("_volume")).collect::<Vec<_>>();
+    assert_eq!(calls(&a), ["create_volume", "attach_volume", "detach_volume", "export_volume", "delete_volume"]);
+    assert_eq!(calls(&b), ["import_volume", "attach_volume"]);
 
     // The disks route itself: a host's token, a body that is what its digest says.
     // A connection per request: an answer given before the body was read (401, 400) may close
@@ -270,6 +297,8 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     assert_eq!(log.value("boot").await, "2", "the disk booted on A, then on B");
     assert_eq!(log.value("marker").await, "moved-with-its-disk", "the marker written on A, read on B");
     assert_eq!(b.did("start", &id), 1);
+    // The volume is attached at boot on B, with what the guest wrote on A.
+    type_on_console(&s, &id, "head -c 15 /dev/vdb; echo", "volume-data-42").await;
 }
 
 /// A volume's storage follows the instance it is attached to (docs/hosts.md "Volumes"): made on

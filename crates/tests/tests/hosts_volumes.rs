@@ -2,8 +2,9 @@
 //! plane in hosts mode (SQLite or PostgreSQL) and two sim agents. A volume's storage is made on
 //! the host of the instance it is first attached to, stays there when detached, moves (export on
 //! the old host, import on the new one, delete on the old) when it is attached to an instance on
-//! another host, and is deleted on the host that keeps it. Evacuation leaves a machine with
-//! volumes attached where it is, saying why.
+//! another host, and is deleted on the host that keeps it. Evacuation moves a stopped machine's
+//! attached volumes with it (a failed move leaves both on the source). A host declared dead takes
+//! its volumes with it: they are `error` at once, and can be deleted.
 
 use openwinv_tests::hosts::{SimAgent, act, create_succeeded, hosts_mode, placements};
 use openwinv_tests::{Body, Server};
@@ -90,18 +91,202 @@ async fn a_volume_is_kept_on_its_instances_host_and_moves_with_its_next_attach()
     let shown = s.get(&format!("/v1/block-storages/{v}")).await.ok_rows()[0].clone();
     assert_eq!(shown["instance_id"], json!(b), "{shown}");
 
-    // Evacuating the host of an instance with a volume attached leaves it there, saying why.
-    act(&s, &b, "shutdown").await;
-    let ev = s.admin(Method::POST, &format!("/admin/v1/hosts/{}/evacuate", host_b.name), None).await;
-    let ev = ev.ok_rows()[0].clone();
-    assert_eq!(ev["moving"], json!([]), "{ev}");
-    let left = &ev["left"][0];
-    assert_eq!(left["instance_id"], json!(b), "{ev}");
-    assert!(left["reason"].as_str().unwrap().contains(&v), "{ev}");
-
     // Deleted: on the host that keeps it, and nowhere else.
     succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await).await;
     succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{v}"), None).await).await;
     assert_eq!(count(host_b, "delete_volume"), 1, "{:?}", calls(host_b));
     assert_eq!(count(host_a, "delete_volume"), 1, "only the move's: {:?}", calls(host_a));
+}
+
+/// The volume's row as the API shows it.
+async fn volume(s: &Server, v: &str) -> Value {
+    s.get(&format!("/v1/block-storages/{v}")).await.ok_rows()[0].clone()
+}
+
+/// Makes a volume attached to `instance`; its id.
+async fn volume_on(s: &Server, instance: &str, name: &str) -> String {
+    let body = json!({"instance_id": instance, "type": "ssd", "size": 10, "name": name});
+    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
+    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
+    succeeded(s, r).await;
+    v
+}
+
+/// Open (charging) usage intervals of a resource.
+async fn open_intervals(s: &Server, id: &str) -> i64 {
+    s.db_count(&format!("SELECT COUNT(*) FROM usage_intervals WHERE resource_id = '{id}' AND end_at IS NULL")).await
+}
+
+/// `declare-dead` turns every volume the dead host kept to `error` at once, detached or
+/// attached, and leaves a volume on another host alone; such a volume can be detached (it stays
+/// `error`) and deleted (nothing to delete on the dead host), which ends its charge.
+#[tokio::test]
+async fn the_volumes_of_a_host_declared_dead_are_error_at_once_and_can_be_deleted() {
+    let mut s = hosts_mode(&[]).await;
+    let mut agents = [SimAgent::start(&s, "h1", &[]).await, SimAgent::start(&s, "h2", &[]).await];
+    let a = create_succeeded(&s, "doomed", "IMG-ubuntu-2404").await;
+    let b = create_succeeded(&s, "spared", "IMG-ubuntu-2404").await;
+    let placed = placements(&s).await;
+    assert_ne!(placed[&a], placed[&b], "{placed:?}");
+    let (dead, alive) = (placed[&a].clone(), placed[&b].clone());
+
+    let attached = volume_on(&s, &a, "attached").await;
+    let detached = volume_on(&s, &a, "detached").await;
+    let with_instance = volume_on(&s, &a, "with-instance").await;
+    let elsewhere = volume_on(&s, &b, "elsewhere").await;
+    succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{detached}/detach"), None).await).await;
+    assert_eq!(volume(&s, &detached).await["status"], "available");
+    for v in [&attached, &detached, &with_instance] {
+        assert_eq!(kept_on(&s, v).await.as_deref(), Some(dead.as_str()), "{v}");
+    }
+
+    // The host's agent stops; once offline the operator declares it dead.
+    agents.iter_mut().find(|g| g.name == dead).unwrap().kill9().await;
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    openwinv_tests::hosts::wait_host(&s, &dead, "offline").await;
+    let r = s.admin(Method::POST, &format!("/admin/v1/hosts/{dead}/declare-dead"), None).await;
+    assert_eq!(r.ok_rows()[0]["host"]["state"], "dead", "{}", r.text);
+
+    // Right after, with no operation in between: the volumes it kept are `error`, those
+    // attached still attached to their instance (itself `error`); the other host's is untouched.
+    for (v, on) in [(&attached, Some(&a)), (&detached, None), (&with_instance, Some(&a))] {
+        let row = volume(&s, v).await;
+        assert_eq!(row["status"], "error", "{row}");
+        assert_eq!(row["instance_id"], json!(on), "{row}");
+        let why = format!(
+            "SELECT COUNT(*) FROM volumes WHERE block_storage_id = '{v}' \
+             AND error_reason LIKE '%{dead} was declared dead%its data is lost%'"
+        );
+        assert_eq!(s.db_count(&why).await, 1, "{v}: the reason names the host and the loss");
+    }
+    assert_eq!(s.wait_status(&a, "error").await["status"], "error");
+    let row = volume(&s, &elsewhere).await;
+    assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(b.as_str())), "{row}");
+    assert_eq!(kept_on(&s, &elsewhere).await.as_deref(), Some(alive.as_str()));
+
+    // Attaching it elsewhere fails (its data is lost) and leaves it `error`.
+    let op = accepted(&s, s.call(Method::POST, &format!("/v1/block-storages/{detached}/attach/{b}"), None).await).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert!(op.to_string().contains("its data is lost"), "{op}");
+    assert_eq!(volume(&s, &detached).await["status"], "error");
+
+    // The detached one is deleted: the row goes and its charge ends (its bill line stays,
+    // frozen).
+    assert_eq!(open_intervals(&s, &detached).await, 1);
+    succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{detached}"), None).await).await;
+    s.get(&format!("/v1/block-storages/{detached}")).await.assert_error(404, "NOT_FOUND");
+    assert_eq!(open_intervals(&s, &detached).await, 0);
+    s.sync_clock().await;
+    let line = |bill: &Value, id: &str| {
+        bill["items"].as_array().unwrap().iter().find(|i| i["id"] == id).cloned().unwrap_or_else(|| panic!("{bill}"))
+    };
+    let before = line(&s.get("/v1/bill/live?explain=1").await.ok_rows()[0], &detached)["seconds"].clone();
+    s.admin(Method::POST, "/admin/v1/clock/advance", Some(json!({"duration": "1h"}))).await.ok_rows();
+    s.sync_clock().await;
+    let bill = s.get("/v1/bill/live?explain=1").await.ok_rows()[0].clone();
+    assert_eq!(line(&bill, &detached)["seconds"], before, "no charge after the delete: {bill}");
+    assert!(line(&bill, &elsewhere)["seconds"].as_i64().unwrap() >= 3600, "the other still charges: {bill}");
+
+    // The attached one: detached from its dead instance (nothing to detach there), it stays
+    // `error`, and is deleted.
+    succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{attached}/detach"), None).await).await;
+    let row = volume(&s, &attached).await;
+    assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("error"), None), "{row}");
+    succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{attached}"), None).await).await;
+    assert_eq!(open_intervals(&s, &attached).await, 0);
+
+    // Deleting the dead instance detaches the last one, which stays `error`, and is deleted.
+    succeeded(&s, s.call(Method::DELETE, &format!("/v1/instances/{a}"), None).await).await;
+    let row = volume(&s, &with_instance).await;
+    assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("error"), None), "{row}");
+    succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{with_instance}"), None).await).await;
+    assert_eq!(open_intervals(&s, &with_instance).await, 0);
+
+    // Nothing of it reached the living host; its own volume is as it was.
+    let living = agents.iter().find(|g| g.name == alive).unwrap();
+    assert_eq!(count(living, "delete_volume") + count(living, "import_volume"), 0, "{:?}", calls(living));
+    assert_eq!(volume(&s, &elsewhere).await["status"], "in-use");
+    assert_eq!(open_intervals(&s, &elsewhere).await, 1);
+}
+
+/// The calls of `agent` about volume `v` (its storage, or its attachment), in order.
+fn volume_calls(agent: &SimAgent, v: &str) -> Vec<String> {
+    agent
+        .runs()
+        .iter()
+        .filter(|r| r["event"] == "done" && r["key"].as_str().unwrap_or("").contains(&format!("/volumes/{v}/")))
+        .map(|r| r["call"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Evacuation moves a stopped machine with the volumes attached to it: each is detached and
+/// exported on the source, imported and attached on the target, and after the switch the target
+/// keeps it and the source's copy is deleted. A move that fails (a fault at the switch) unwinds
+/// to the source: the target's copies are dropped and the volumes attached there again.
+#[tokio::test]
+async fn evacuate_moves_a_stopped_machine_with_its_volumes() {
+    let s = hosts_mode(&[]).await;
+    let src = SimAgent::start(&s, "src", &[]).await;
+    let id = create_succeeded(&s, "mover", "IMG-ubuntu-2404").await;
+    let dst = SimAgent::start(&s, "dst", &[]).await;
+    let vols = [volume_on(&s, &id, "one").await, volume_on(&s, &id, "two").await];
+    for v in &vols {
+        assert_eq!(kept_on(&s, v).await.as_deref(), Some("src"));
+    }
+    act(&s, &id, "shutdown").await;
+
+    // A move that fails at the switch: machine and volumes stay on the source.
+    let fault = json!({"kind": "instance.evacuate", "step": "switch", "mode": "once"});
+    s.admin(Method::POST, "/admin/v1/faults", Some(fault)).await.ok_rows();
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/src/evacuate", None).await.ok_rows()[0].clone();
+    assert_eq!(ev["left"], json!([]), "{ev}");
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(placements(&s).await[&id], "src");
+    assert_eq!(openwinv_tests::hosts::instance(&s, &id).await["status"], "off");
+    for v in &vols {
+        assert_eq!(kept_on(&s, v).await.as_deref(), Some("src"), "{v}");
+        let row = volume(&s, v).await;
+        assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(id.as_str())), "{row}");
+        // Copied to the target, then taken back: dropped there, attached on the source again.
+        let on_src = volume_calls(&src, v);
+        assert_eq!(&on_src[..2], ["detach_volume", "export_volume"], "{on_src:?}");
+        assert!(on_src[2..].iter().all(|c| c == "attach_volume") && on_src.len() > 2, "{on_src:?}");
+        let on_dst = volume_calls(&dst, v);
+        assert_eq!(&on_dst[..2], ["import_volume", "attach_volume"], "{on_dst:?}");
+        let dropped = on_dst.iter().position(|c| c == "delete_volume").unwrap_or_else(|| panic!("{on_dst:?}"));
+        assert!(on_dst[2..dropped].iter().all(|c| c == "detach_volume"), "{on_dst:?}");
+    }
+    assert!(!dst.machines().contains_key(&id), "the target's copy of the machine is destroyed");
+    assert_eq!(src.machines().get(&id).map(String::as_str), Some("stopped"));
+    assert_eq!(count(&src, "delete_volume"), 0, "the source keeps every volume: {:?}", calls(&src));
+
+    // Again, without the fault: the machine and both volumes move.
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/src/evacuate", None).await.ok_rows()[0].clone();
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(placements(&s).await[&id], "dst");
+    for v in &vols {
+        assert_eq!(kept_on(&s, v).await.as_deref(), Some("dst"), "{v}");
+        let row = volume(&s, v).await;
+        assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(id.as_str())), "{row}");
+        let on_src = volume_calls(&src, v);
+        assert_eq!(on_src.last().map(String::as_str), Some("delete_volume"), "the source's copy goes: {on_src:?}");
+        let on_dst = volume_calls(&dst, v);
+        assert_eq!(&on_dst[on_dst.len() - 2..], ["import_volume", "attach_volume"], "{on_dst:?}");
+    }
+    assert_eq!(count(&src, "delete_volume"), 2, "{:?}", calls(&src));
+    assert!(!src.machines().contains_key(&id), "the source's copy of the machine is destroyed");
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM placement_moves").await, 0);
+
+    // On the target they work as any volume: the machine starts there, a volume detaches and is
+    // deleted there.
+    act(&s, &id, "start").await;
+    assert_eq!(dst.did("start", &id), 1);
+    let v = &vols[0];
+    let dropped = count(&dst, "delete_volume");
+    succeeded(&s, s.call(Method::POST, &format!("/v1/block-storages/{v}/detach"), None).await).await;
+    succeeded(&s, s.call(Method::DELETE, &format!("/v1/block-storages/{v}"), None).await).await;
+    assert_eq!(count(&dst, "delete_volume"), dropped + 1, "{:?}", calls(&dst));
+    assert_eq!(count(&src, "delete_volume"), 2, "{:?}", calls(&src));
 }

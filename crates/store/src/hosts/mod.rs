@@ -303,6 +303,8 @@ pub struct DeclaredDead {
     pub host: HostRecord,
     /// The instances that were placed on it (their reservations are released).
     pub instances: Vec<String>,
+    /// The volumes whose storage it kept, turned `error` (their data is lost).
+    pub volumes: Vec<String>,
     /// Work items failed (their steps unwind).
     pub failed_work: u64,
 }
@@ -360,7 +362,10 @@ impl Store {
     /// placement chooses it), its unanswered work items fail for good with `reason` (the steps
     /// waiting on them unwind), its reservations and runtime reports are released, and its
     /// instances at rest (`active`, `off`) become `error` with `reason`. Instances in the middle
-    /// of an operation end `error` when the operation unwinds. `None`: no such host.
+    /// of an operation end `error` when the operation unwinds. The volumes at rest whose storage
+    /// it kept become `error` in the same transaction, detached or attached; one in the middle of
+    /// an operation ends `error` when the operation settles ([`Store::settle_volume`] never
+    /// settles a volume of a dead host to anything else). `None`: no such host.
     pub async fn declare_host_dead(&self, name: &str, reason: &str, now_ms: i64) -> Result<Option<DeclaredDead>> {
         let mut tx = self.begin_write().await?;
         let host: Option<(String,)> = sqlx::query_as(
@@ -396,6 +401,7 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
+        let volumes = crate::volumes::error_volumes_of_dead_host(&mut tx, &host_id, reason).await?;
         sqlx::query("DELETE FROM placements WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
         // Moves onto the dead host lose their target (their operations unwind on the failed work).
         sqlx::query("DELETE FROM placement_moves WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
@@ -403,6 +409,6 @@ impl Store {
         sqlx::query("DELETE FROM instance_runtime WHERE host_id = $1").bind(&host_id).execute(&mut *tx).await?;
         tx.commit().await?;
         let host = self.host(&host_id).await?.ok_or_else(|| StoreError::Corrupt(format!("host {host_id} vanished")))?;
-        Ok(Some(DeclaredDead { host, instances, failed_work: failed }))
+        Ok(Some(DeclaredDead { host, instances, volumes, failed_work: failed }))
     }
 }

@@ -75,7 +75,8 @@ impl Store {
 
     /// The move's pivot, in one transaction: the instance's placement names the target with the
     /// move's sizes (so the source's reservation is released only now), the move row goes, and
-    /// the source's runtime report with it. `None` when there is no such move (switched already,
+    /// the source's runtime report with it; the volumes attached to the instance that the source
+    /// kept are kept by the target from now on (evacuation copied them before the switch). `None` when there is no such move (switched already,
     /// or cancelled); otherwise the source's host id.
     pub async fn switch_move(&self, instance_id: &str, operation_id: &str) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
@@ -103,6 +104,13 @@ impl Store {
         }
         sqlx::query("DELETE FROM placement_moves WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM instance_runtime WHERE instance_id = $1").bind(instance_id).execute(&mut *tx).await?;
+        // The volumes attached to it were copied to the target with it: the target keeps them now.
+        sqlx::query("UPDATE volumes SET host_id = $2 WHERE instance_id = $1 AND host_id = $3")
+            .bind(instance_id)
+            .bind(&target)
+            .bind(&source)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(source))
     }
