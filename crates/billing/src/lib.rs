@@ -213,7 +213,7 @@ pub struct Line {
 /// id.
 pub fn rate<S: InOrder + ?Sized>(intervals: &S, period: Period, upto: i64) -> Vec<Line> {
     let mut lines = Vec::new();
-    for_each_resource(intervals, period, upto, |latest, acc| {
+    for_each_resource(intervals.in_order(), period, upto, |latest, acc| {
         lines.push(Line {
             resource_id: latest.resource_id.clone(),
             kind: latest.kind,
@@ -233,7 +233,7 @@ pub fn rate<S: InOrder + ?Sized>(intervals: &S, period: Period, upto: i64) -> Ve
 /// The price (VAT excluded) that [`rate`] would give, without building the lines.
 pub fn rate_total<S: InOrder + ?Sized>(intervals: &S, period: Period, upto: i64) -> i64 {
     let mut sum = 0i64;
-    for_each_resource(intervals, period, upto, |_, acc| sum = sum.saturating_add(acc.amount));
+    for_each_resource(intervals.in_order(), period, upto, |_, acc| sum = sum.saturating_add(acc.amount));
     sum
 }
 
@@ -320,6 +320,18 @@ impl Ledger {
     pub fn is_empty(&self) -> bool {
         self.by_resource.is_empty()
     }
+
+    /// What the resources `ids` (any order, repeats allowed) add to [`rate_total`] of the whole
+    /// ledger: each resource's amount is floored and capped on its own, so the total of a ledger
+    /// whose resources `ids` changed is the total before, minus this before the change, plus
+    /// this after it. A rate-by-resource, not a rate of the month: costs `ids`' intervals.
+    pub fn rate_total_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>, period: Period, upto: i64) -> i64 {
+        let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+        let ordered = Box::new(ids.into_iter().filter_map(|id| self.by_resource.get(id)).flatten());
+        let mut sum = 0i64;
+        for_each_resource(ordered, period, upto, |_, acc| sum = sum.saturating_add(acc.amount));
+        sum
+    }
 }
 
 impl InOrder for Ledger {
@@ -330,13 +342,12 @@ impl InOrder for Ledger {
 
 /// Calls `emit` once per resource with charged seconds, in resource-id order, with its latest
 /// interval and what it accrued.
-fn for_each_resource<'a, S: InOrder + ?Sized>(
-    intervals: &'a S,
+fn for_each_resource<'a>(
+    ordered: Box<dyn Iterator<Item = &'a Interval> + 'a>,
     period: Period,
     upto: i64,
     mut emit: impl FnMut(&'a Interval, Acc),
 ) {
-    let ordered = intervals.in_order();
     let until = upto.min(period.end);
     let month_seconds = i128::from(period.seconds().max(1));
     // The resource being accumulated: its latest counted interval, Σ rate × seconds, the cap.

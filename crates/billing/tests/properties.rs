@@ -178,6 +178,13 @@ fn live(t: &Table, now: i64, tz: &TimeZone) -> (Month, Vec<Line>) {
     assert_eq!(rate(&t.ledger, m.period(tz), end_of_second(now)), lines);
     assert_eq!(rate_total(&t.ledger, m.period(tz), end_of_second(now)), total(&lines));
     assert_eq!(t.ledger, Ledger::new(t.intervals.clone()));
+    // Resources add up on their own (the live bill updates its total by the changed ones).
+    let ids: Vec<&str> = t.intervals.iter().map(|iv| iv.resource_id.as_str()).collect();
+    let distinct: BTreeSet<&str> = ids.iter().copied().collect();
+    let each_once: i64 =
+        distinct.iter().map(|id| t.ledger.rate_total_of([*id], m.period(tz), end_of_second(now))).sum();
+    assert_eq!(each_once, total(&lines));
+    assert_eq!(t.ledger.rate_total_of(ids.iter().copied(), m.period(tz), end_of_second(now)), total(&lines));
     (m, lines)
 }
 

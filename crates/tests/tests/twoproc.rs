@@ -173,3 +173,91 @@ async fn snapshots_are_shared_by_every_process_on_the_database() {
     b.admin(Method::POST, "/admin/v1/snapshots/base/restore", None).await.assert_error(404, "NOT_FOUND");
     assert_eq!(names(b.admin(Method::GET, "/admin/v1/snapshots", None).await), ["second"]);
 }
+
+/// Creates, deletes and reboots of one account raced across two processes. The quota holds
+/// (creates check it under the account's lock), and what the triggers keep per account (the
+/// instance and operation counts and the usage version, written at commit on PostgreSQL,
+/// migration 0028) equals the rows it counts, whichever transaction committed first.
+#[tokio::test]
+async fn racing_writes_of_one_account_keep_the_quota_and_the_kept_counts() {
+    use futures_util::future::join_all;
+    let a = Server::start_with(FAST, &[]).await;
+    let b = Server::start_sharing(&a, FAST).await;
+    a.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 12, "vcpu": 100}))).await.ok_rows();
+    let body = || json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1"});
+    let create = |i: usize| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        s.call(Method::POST, "/v1/instances", Some(Body::Json(body())))
+    };
+    // 24 creates at once, half on each process: exactly 12 fit.
+    let answers = join_all((0..24).map(create)).await;
+    let mut made = Vec::new();
+    for r in &answers {
+        match r.status {
+            202 => made.push(r.result()[0]["instance_id"].as_str().unwrap().to_owned()),
+            403 => assert_eq!(r.error_code(), "LIMIT_EXCEEDED", "{}", r.text),
+            _ => panic!("create: {} {}", r.status, r.text),
+        }
+    }
+    assert_eq!(made.len(), 12, "the quota admits 12 instances");
+    for id in &made {
+        a.wait_status(id, "active").await;
+    }
+
+    // Half deleted, a quarter rebooted and three more created, all at once across both (the
+    // quota raised so that the creates fit whichever order they meet the deletes in).
+    a.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 15, "vcpu": 100}))).await.ok_rows();
+    let racing = made.iter().enumerate().map(|(i, id)| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let path = format!("/v1/instances/{id}");
+        async move {
+            match i % 4 {
+                0 | 1 => s.call(Method::DELETE, &path, None).await,
+                2 => s.call(Method::POST, &format!("{path}/reboot"), None).await,
+                _ => s.call(Method::POST, "/v1/instances", Some(Body::Json(body()))).await,
+            }
+        }
+    });
+    for r in join_all(racing).await {
+        assert!(r.status == 202 || r.status == 200, "{} {}", r.status, r.text);
+    }
+    for s in [&a, &b] {
+        for _ in 0..200 {
+            if s.db_count("SELECT COUNT(*) FROM operations WHERE status = 'running'").await == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(a.db_count("SELECT COUNT(*) FROM operations WHERE status = 'running'").await, 0, "operations settle");
+    let rows = a.db_count("SELECT COUNT(*) FROM instances").await;
+    assert_eq!(rows, 12 - 6 + 3, "12 made, 6 deleted, 3 created");
+    assert_eq!(
+        a.db_count("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM instance_counts").await,
+        rows,
+        "the kept instance count"
+    );
+    assert_eq!(
+        a.db_count("SELECT CAST(COALESCE(SUM(vcpu), 0) AS BIGINT) FROM instance_counts").await,
+        a.db_count("SELECT CAST(COALESCE(SUM(vcpu), 0) AS BIGINT) FROM instances").await,
+        "the kept vCPU count"
+    );
+    assert_eq!(
+        a.db_count("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM operation_counts").await,
+        a.db_count("SELECT COUNT(*) FROM operations").await,
+        "the kept operation count"
+    );
+    // Every usage write bumped the version once and recorded its change under that version.
+    let version = a.db_count("SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM usage_versions").await;
+    assert!(version >= 15 + 6, "15 intervals opened, 6 closed: version {version}");
+    assert_eq!(
+        a.db_count("SELECT COUNT(DISTINCT version) FROM usage_changes").await,
+        version,
+        "one change per version"
+    );
+    for s in [&a, &b] {
+        let r = s.get("/v1/instances?page_size=100").await;
+        assert_eq!(r.ok_rows().len() as i64, rows);
+        assert_eq!(r.json["total"], json!(rows), "{}", r.text);
+    }
+}

@@ -42,6 +42,11 @@ impl Prices for CatalogFile {
 /// the version held (migration 0015 keeps which resource each version changed), or all of them
 /// when the held copy is too old; so the answer is always what the store holds, and an account
 /// with thousands of resources is rated from memory even while it changes.
+///
+/// The price is kept with the copy for the second it was rated at: the reads of that second
+/// share it, and a change of some resources moves it by what those resources owed before and
+/// owe after ([`Ledger::rate_total_of`]: each resource is floored and capped on its own). So the
+/// month is rated whole at most once per second per account, not once per read.
 pub async fn live(
     store: &Store,
     cache: &LiveCache,
@@ -54,13 +59,23 @@ pub async fn live(
     let period = month.period(tz);
     let upto = end_of_second(now).min(period.end);
     let entry = month_intervals(store, cache, account_id, month, &period).await?;
-    let entry = entry.read().expect("live bill copy");
     if explain {
-        let lines = rate(&entry.intervals, period, upto);
-        Ok((month, total(&lines), Some(lines)))
-    } else {
-        Ok((month, rate_total(&entry.intervals, period, upto), None))
+        let c = entry.read().expect("live bill copy");
+        let lines = rate(&c.intervals, period, upto);
+        return Ok((month, total(&lines), Some(lines)));
     }
+    if let Some((at, price)) = entry.read().expect("live bill copy").price
+        && at == upto
+    {
+        return Ok((month, price, None));
+    }
+    let mut c = entry.write().expect("live bill copy");
+    let price = match c.price {
+        Some((at, price)) if at == upto => price,
+        _ => rate_total(&c.intervals, period, upto),
+    };
+    c.price = Some((upto, price));
+    Ok((month, price, None))
 }
 
 /// The live bill's lines at `now` with each resource's amount split by day of the billing time
@@ -106,7 +121,7 @@ async fn month_intervals(
     // than its version, and the next read reloads what it changed again.
     let version = store.usage_version(account_id).await?;
     let intervals = Ledger::new(store.account_intervals(account_id, period.start, period.end).await?);
-    let c = Arc::new(RwLock::new(Cached { version, month, intervals }));
+    let c = Arc::new(RwLock::new(Cached { version, month, intervals, price: None }));
     cache.put(account_id, c.clone());
     Ok(c)
 }
@@ -144,7 +159,15 @@ async fn up_to_date(
         // Another request may have brought the copy on meanwhile: what it read is older than
         // this (read after `version`) unless it reached `version` or beyond.
         if c.version < version {
-            c.intervals.replace(changed.iter().map(String::as_str), fresh);
+            let ids = || changed.iter().map(String::as_str);
+            let before = c.price.map(|(at, _)| c.intervals.rate_total_of(ids(), *period, at));
+            c.intervals.replace(ids(), fresh);
+            c.price = match (c.price, before) {
+                (Some((at, price)), Some(before)) => {
+                    Some((at, price - before + c.intervals.rate_total_of(ids(), *period, at)))
+                }
+                _ => None,
+            };
             c.version = version;
         }
     }
@@ -179,6 +202,8 @@ struct Cached {
     version: i64,
     month: Month,
     intervals: Ledger,
+    /// The price rated at a second (`upto`), kept up to date with `intervals`.
+    price: Option<(i64, i64)>,
 }
 
 /// Accounts kept; the least recently used goes first.
