@@ -186,7 +186,7 @@ async fn racing_writes_of_one_account_keep_the_quota_and_the_kept_counts() {
     a.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 12, "vcpu": 100}))).await.ok_rows();
     let body = || json!({"zone_id": "KR1-Z01", "image_id": "IMG-ubuntu-2404", "flavor_id": "ss1.c1m1"});
     let create = |i: usize| {
-        let s = if i % 2 == 0 { &a } else { &b };
+        let s = if i.is_multiple_of(2) { &a } else { &b };
         s.call(Method::POST, "/v1/instances", Some(Body::Json(body())))
     };
     // 24 creates at once, half on each process: exactly 12 fit.
@@ -208,7 +208,7 @@ async fn racing_writes_of_one_account_keep_the_quota_and_the_kept_counts() {
     // quota raised so that the creates fit whichever order they meet the deletes in).
     a.admin(Method::PUT, "/admin/v1/accounts/dev/quota", Some(json!({"instances": 15, "vcpu": 100}))).await.ok_rows();
     let racing = made.iter().enumerate().map(|(i, id)| {
-        let s = if i % 2 == 0 { &a } else { &b };
+        let s = if i.is_multiple_of(2) { &a } else { &b };
         let path = format!("/v1/instances/{id}");
         async move {
             match i % 4 {
