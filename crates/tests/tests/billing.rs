@@ -667,3 +667,37 @@ async fn a_failed_create_is_not_charged_until_the_instance_is_started() {
     done(&s, s.call(Method::POST, &format!("/v1/instances/{id}/start"), None).await).await;
     assert_eq!(s.db_count(&format!("SELECT COUNT(*) FROM usage_intervals WHERE resource_id = '{id}'")).await, 1);
 }
+
+/// The list of which resource each usage version changed (migration 0015) is trimmed at every
+/// 64th version (0029): it keeps the last 1,024 to 1,087 versions of an account, never fewer than
+/// the 1,024 the live bill reads, and it does not grow without bound.
+#[tokio::test]
+async fn the_usage_change_list_keeps_the_last_1024_versions() {
+    let s = fast().await;
+    let pool = s.db().await;
+    let (account,): (String,) =
+        sqlx::query_as("SELECT account_id FROM accounts WHERE name = 'dev'").fetch_one(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO usage_intervals (interval_id, account_id, resource_id, kind, name, product, size, hourly, \
+         monthly, start_at, end_at) VALUES ('IV-trim', $1, 'INSTANCE-trim', 'server', 'trim', 'ss1.c1m1', 0, 14, \
+         9900, 0, NULL)",
+    )
+    .bind(&account)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for i in 0..1200 {
+        sqlx::query("UPDATE usage_intervals SET name = $1 WHERE interval_id = 'IV-trim'")
+            .bind(format!("trim-{i}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let version = s.db_count(&format!("SELECT version FROM usage_versions WHERE account_id = '{account}'")).await;
+    assert!(version >= 1201, "one version per write: {version}");
+    let kept = s.db_count(&format!("SELECT COUNT(*) FROM usage_changes WHERE account_id = '{account}'")).await;
+    assert!((1024..1088).contains(&kept), "{kept} versions kept at version {version}");
+    let oldest = s.db_count(&format!("SELECT MIN(version) FROM usage_changes WHERE account_id = '{account}'")).await;
+    assert_eq!(oldest, version - kept + 1, "the newest versions are the ones kept");
+}
