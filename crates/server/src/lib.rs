@@ -197,6 +197,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     admin_state::import_snapshot_files(&state).await;
     state.engine.spawn();
     tokio::spawn(refresh_shared_state(state.clone()));
+    tokio::spawn(refresh_statistics(state.clone()));
     tokio::spawn(billing::close::run(state.clone()));
     if state.driver.reconciles() {
         tokio::spawn(reconcile::run(state.clone()));
@@ -264,6 +265,24 @@ async fn refresh_shared_state(state: AppState) {
         }
         if let Err(e) = state.catalog.refresh(&state.store).await {
             tracing::warn!(error = %e, "could not refresh the catalog");
+        }
+    }
+}
+
+/// Keeps PostgreSQL's planner statistics up with tables that grow faster than autovacuum looks
+/// (`Store::refresh_statistics`): every 5 s, the tables whose rows changed by as many as they
+/// hold are analyzed. Nothing on SQLite.
+async fn refresh_statistics(state: AppState) {
+    if state.store.backend() != openwinv_store::Backend::Postgres {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        match state.store.refresh_statistics().await {
+            Ok(tables) if !tables.is_empty() => tracing::info!(?tables, "planner statistics refreshed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not refresh the planner statistics"),
         }
     }
 }

@@ -31,6 +31,7 @@ mod reset;
 mod scripts;
 pub mod snapshot;
 mod ssh_keys;
+pub mod statistics;
 pub mod usage;
 mod users;
 pub mod volumes;
