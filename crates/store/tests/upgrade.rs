@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 
 use openwinv_store::Store;
-use sqlx::Connection;
 use sqlx::migrate::Migrator;
+
+mod common;
 
 /// The migrations of this release up to and including `last`.
 fn up_to(migrator: Migrator, last: i64) -> Migrator {
@@ -30,21 +31,7 @@ const ROWS: &[(&str, &str, &str, i64, i64, i64)] = &[
 #[tokio::test]
 async fn create_operations_in_flight_keep_their_step_when_place_comes_first() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, pg) = match std::env::var("OPENWINV_TEST_STORE").as_deref() {
-        Ok("postgres") => {
-            let base = std::env::var("OPENWINV_TEST_DATABASE_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .expect("OPENWINV_TEST_STORE=postgres needs OPENWINV_TEST_DATABASE_URL");
-            let name = format!("owu_{}", rand::random::<u64>());
-            let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
-            let (head, _) = base.rsplit_once('/').expect("a database URL with a path");
-            (format!("{head}/{name}"), Some((base, name)))
-        }
-        Ok("sqlite") | Err(_) => (format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), None),
-        Ok(other) => panic!("OPENWINV_TEST_STORE must be sqlite or postgres, not {other}"),
-    };
+    let (url, pg) = common::fresh_url(dir.path()).await;
 
     // The database as the release before wrote it: migrations up to 0020, then its rows.
     sqlx::any::install_default_drivers();
@@ -91,7 +78,6 @@ async fn create_operations_in_flight_keep_their_step_when_place_comes_first() {
     }
     pool.close().await;
     if let Some((base, name)) = pg {
-        let mut conn = sqlx::postgres::PgConnection::connect(&base).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+        common::drop_database(&base, &name).await;
     }
 }

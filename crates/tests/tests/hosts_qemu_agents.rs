@@ -131,6 +131,16 @@ async fn placed_on(s: &Server, id: &str) -> String {
     rows[0]["host"].as_str().unwrap().to_owned()
 }
 
+/// Asks for a 10 GB volume attached to `id` (a machine on `agent`) and waits for it; its id.
+async fn new_volume(s: &Server, id: &str, agent: &Agent) -> String {
+    let body = json!({"instance_id": id, "type": "ssd", "size": 10, "name": "data"});
+    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "volume create: {op}\nagent:\n{}", agent.log());
+    r.result()[0]["block_storage_id"].as_str().unwrap().to_owned()
+}
+
 /// Types `line` on the instance's serial console through the control plane and reads until
 /// `answer` appears; panics with what was read otherwise.
 async fn type_on_console(s: &Server, id: &str, line: &str, answer: &str) {
@@ -218,12 +228,7 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     // A volume hot-plugged into it, written by the guest: it moves with the machine.
     let mut log_a = serial_log(a.vm(&id).join("serial.log"));
     log_a.boot("moving").await;
-    let body = json!({"instance_id": id, "type": "ssd", "size": 10, "name": "data"});
-    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "volume create: {op}\nA:\n{}", a.log());
+    let v = new_volume(&s, &id, &a).await;
     assert_eq!(log_a.value("disk-added").await, format!("vdb {}", 10u64 << 30));
     type_on_console(&s, &id, "echo volume-data-$((40+2)) > /dev/vdb && sync && echo written-$((40+2))", "written-42")
         .await;
@@ -322,12 +327,7 @@ async fn a_volume_moves_to_the_host_of_its_next_instance_with_its_data() {
     log_x.boot("x").await;
     let mut log_y = serial_log(b.vm(&y).join("serial.log"));
     log_y.boot("y").await;
-    let body = json!({"instance_id": x, "type": "ssd", "size": 10, "name": "data"});
-    let r = s.call(Method::POST, "/v1/block-storages", Some(Body::Json(body))).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let v = r.result()[0]["block_storage_id"].as_str().unwrap().to_owned();
-    let op = s.wait_operation(r.header("x-operation-id").unwrap()).await;
-    assert_eq!(op["status"], "succeeded", "volume create: {op}\nA:\n{}", a.log());
+    let v = new_volume(&s, &x, &a).await;
     assert_eq!(log_x.value("disk-added").await, format!("vdb {}", 10u64 << 30));
     let on_a = a.data().join("volumes").join(format!("{v}.qcow2"));
     assert!(on_a.is_file(), "the storage is made on the instance's host");

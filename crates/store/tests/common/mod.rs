@@ -4,8 +4,10 @@
 use openwinv_store::Store;
 use sqlx::Connection;
 
-/// A fresh database: a SQLite file in `dir`, or a new PostgreSQL database (dropped by [`close`]).
-pub async fn open(dir: &std::path::Path) -> Store {
+/// A fresh, empty database: a SQLite file in `dir`, or a new PostgreSQL database. Returns its URL
+/// and, on PostgreSQL, the server's URL and the database's name (to drop it: [`drop_database`]).
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn fresh_url(dir: &std::path::Path) -> (String, Option<(String, String)>) {
     match std::env::var("OPENWINV_TEST_STORE").as_deref() {
         Ok("postgres") => {
             let base = std::env::var("OPENWINV_TEST_DATABASE_URL")
@@ -16,17 +18,29 @@ pub async fn open(dir: &std::path::Path) -> Store {
             let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
             let (head, _) = base.rsplit_once('/').expect("a database URL with a path");
-            Store::open(&format!("{head}/{name}")).await.expect("open the store")
+            (format!("{head}/{name}"), Some((base, name)))
         }
-        Ok("sqlite") | Err(_) => {
-            Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display())).await.expect("open the store")
-        }
+        Ok("sqlite") | Err(_) => (format!("sqlite://{}?mode=rwc", dir.join("t.db").display()), None),
         Ok(other) => panic!("OPENWINV_TEST_STORE must be sqlite or postgres, not {other}"),
     }
 }
 
+/// Drops a PostgreSQL database made by [`fresh_url`], with whatever is still connected to it.
+#[allow(dead_code)]
+pub async fn drop_database(base: &str, name: &str) {
+    let mut conn = sqlx::postgres::PgConnection::connect(base).await.expect("connect to PostgreSQL");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop");
+}
+
+/// A store on a fresh database ([`fresh_url`]; dropped by [`close`]).
+#[allow(dead_code)]
+pub async fn open(dir: &std::path::Path) -> Store {
+    Store::open(&fresh_url(dir).await.0).await.expect("open the store")
+}
+
 /// Closes the store and drops its PostgreSQL database (its own only: other tests run at the
 /// same time in other processes, and a database one has just created has no connection yet).
+#[allow(dead_code)]
 pub async fn close(store: &Store) {
     let own: Option<String> = if store.backend() == openwinv_store::Backend::Postgres {
         let (name,): (String,) =
@@ -37,8 +51,6 @@ pub async fn close(store: &Store) {
     };
     store.close().await;
     if let Some(name) = own {
-        let base = std::env::var("OPENWINV_TEST_DATABASE_URL").unwrap();
-        let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop");
+        drop_database(&std::env::var("OPENWINV_TEST_DATABASE_URL").unwrap(), &name).await;
     }
 }
