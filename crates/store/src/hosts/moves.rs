@@ -76,8 +76,9 @@ impl Store {
     /// The move's pivot, in one transaction: the instance's placement names the target with the
     /// move's sizes (so the source's reservation is released only now), the move row goes, and
     /// the source's runtime report with it; the volumes attached to the instance that the source
-    /// kept are kept by the target from now on (evacuation copied them before the switch). `None` when there is no such move (switched already,
-    /// or cancelled); otherwise the source's host id.
+    /// kept are kept by the target from now on (evacuation copied them before the switch).
+    /// `None` when there is no such move (switched already, or cancelled); otherwise the source's
+    /// host id.
     pub async fn switch_move(&self, instance_id: &str, operation_id: &str) -> Result<Option<String>> {
         let mut tx = self.begin_write().await?;
         let mv: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
