@@ -33,33 +33,27 @@ impl Store {
         if !locked {
             return Ok(Vec::new());
         }
-        let stale: Result<Vec<(String,)>> = sqlx::query_as(
-            "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables \
-             WHERE schemaname = current_schema() AND n_mod_since_analyze >= GREATEST($1, n_live_tup) \
-             ORDER BY relname",
-        )
-        .bind(MIN_CHANGED)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Into::into);
-        let mut done = Vec::new();
-        let result = match stale {
-            Ok(tables) => {
-                let mut result = Ok(());
-                for (table,) in tables {
-                    if let Err(e) =
-                        sqlx::query(&format!("ANALYZE {}", crate::snapshot::quoted(&table))).execute(&mut *conn).await
-                    {
-                        result = Err(e.into());
-                        break;
-                    }
-                    done.push(table);
-                }
-                result
-            }
-            Err(e) => Err(e),
-        };
+        // The lock is a session's: released whatever the analyze did.
+        let analyzed = analyze_stale(&mut conn).await;
         sqlx::query("SELECT pg_advisory_unlock($1)").bind(LOCK).execute(&mut *conn).await?;
-        result.map(|()| done)
+        analyzed
     }
+}
+
+/// Analyzes the tables whose rows changed by as many as they hold (at least [`MIN_CHANGED`]).
+async fn analyze_stale(conn: &mut sqlx::AnyConnection) -> Result<Vec<String>> {
+    let stale: Vec<(String,)> = sqlx::query_as(
+        "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables \
+         WHERE schemaname = current_schema() AND n_mod_since_analyze >= GREATEST($1, n_live_tup) \
+         ORDER BY relname",
+    )
+    .bind(MIN_CHANGED)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut done = Vec::with_capacity(stale.len());
+    for (table,) in stale {
+        sqlx::query(&format!("ANALYZE {}", crate::snapshot::quoted(&table))).execute(&mut *conn).await?;
+        done.push(table);
+    }
+    Ok(done)
 }

@@ -131,6 +131,15 @@ async fn placed_on(s: &Server, id: &str) -> String {
     rows[0]["host"].as_str().unwrap().to_owned()
 }
 
+/// Creates an instance on host `on` (`other`, the only other host, disabled meanwhile).
+async fn create_on(s: &Server, name: &str, on: &str, other: &str) -> String {
+    s.admin(Method::POST, &format!("/admin/v1/hosts/{other}/disable"), None).await.ok_rows();
+    let id = create(s, name).await;
+    assert_eq!(placed_on(s, &id).await, on);
+    s.admin(Method::POST, &format!("/admin/v1/hosts/{other}/enable"), None).await.ok_rows();
+    id
+}
+
 /// Asks for a 10 GB volume attached to `id` (a machine on `agent`) and waits for it; its id.
 async fn new_volume(s: &Server, id: &str, agent: &Agent) -> String {
     let body = json!({"instance_id": id, "type": "ssd", "size": 10, "name": "data"});
@@ -219,10 +228,7 @@ async fn evacuate_moves_a_qemu_machine_with_its_disk() {
     let s = hosts_server().await;
     let a = Agent::start(&s, "qa").await;
     let b = Agent::start(&s, "qb").await;
-    s.admin(Method::POST, "/admin/v1/hosts/qb/disable", None).await.ok_rows();
-    let id = create(&s, "moving").await;
-    assert_eq!(placed_on(&s, &id).await, "qa");
-    s.admin(Method::POST, "/admin/v1/hosts/qb/enable", None).await.ok_rows();
+    let id = create_on(&s, "moving", "qa", "qb").await;
     // `openwinv-marker` writes the marker on the root disk; the guest prints it at each boot.
     type_on_console(&s, &id, "openwinv-marker moved-with-its-disk && echo marked-$((40+2))", "marked-42").await;
     // A volume hot-plugged into it, written by the guest: it moves with the machine.
@@ -315,9 +321,7 @@ async fn a_volume_moves_to_the_host_of_its_next_instance_with_its_data() {
     let s = hosts_server().await;
     let a = Agent::start(&s, "qa").await;
     let b = Agent::start(&s, "qb").await;
-    s.admin(Method::POST, "/admin/v1/hosts/qb/disable", None).await.ok_rows();
-    let x = create(&s, "x").await;
-    s.admin(Method::POST, "/admin/v1/hosts/qb/enable", None).await.ok_rows();
+    let x = create_on(&s, "x", "qa", "qb").await;
     s.admin(Method::POST, "/admin/v1/hosts/qa/disable", None).await.ok_rows();
     let y = create(&s, "y").await;
     assert_eq!((placed_on(&s, &x).await, placed_on(&s, &y).await), ("qa".to_owned(), "qb".to_owned()));
