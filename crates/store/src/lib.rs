@@ -59,7 +59,7 @@ pub use reset::ResetReport;
 pub use scripts::ScriptRecord;
 pub use snapshot::{SavedSnapshot, Snapshot, TableRows};
 pub use ssh_keys::SshKeyRecord;
-pub use usage::{Prices, Rate};
+pub use usage::{Prices, Rate, UsageChanges};
 pub use users::{SessionRecord, UserRecord};
 pub use volumes::{VolumeFilter, VolumeRecord, VolumeRefused, VolumeSettle};
 

@@ -130,16 +130,26 @@ impl Store {
     ) -> Result<Option<String>> {
         let JsonRows { table, columns, names, id_column } = *rows;
         let Some(w) = Window::of(id_column, total, page) else { return Ok(None) };
-        let inner = w.select(table, columns, filter);
+        // The window's ids first, then `columns` of those rows alone: the correlated subqueries
+        // `columns` may hold (an instance's volumes and firewalls) run for the page's rows, not
+        // for every row its `OFFSET` skips as well (a page read 87 rows from the far end ran
+        // them 97 times: docs/perf.md). On PostgreSQL the ids are an array that the primary
+        // key is searched for: a generic plan of `IN (…)` or of a window in a subquery is a
+        // sequential scan and a sort of the account's rows, since it cannot know `LIMIT`.
+        let window = w.select(table, id_column, filter);
         let pairs: Vec<String> = names.iter().map(|n| format!("'{n}', t.{n}")).collect();
         let order = format!("t.created_at, t.{id_column}");
         let sql = match self.backend() {
-            crate::Backend::Sqlite => format!(
-                "SELECT CASE WHEN COUNT(*) = 0 THEN NULL ELSE json_group_array(json_object({}) ORDER BY {order}) END \
-                 FROM ({inner}) AS t",
-                pairs.join(", ")
-            ),
+            crate::Backend::Sqlite => {
+                let inner = format!("SELECT {columns} FROM {table} WHERE {id_column} IN ({window})");
+                format!(
+                    "SELECT CASE WHEN COUNT(*) = 0 THEN NULL ELSE json_group_array(json_object({}) ORDER BY {order}) END \
+                     FROM ({inner}) AS t",
+                    pairs.join(", ")
+                )
+            }
             crate::Backend::Postgres => {
+                let inner = format!("SELECT {columns} FROM {table} WHERE {id_column} = ANY(ARRAY({window}))");
                 format!(
                     "SELECT CAST(json_agg(json_build_object({}) ORDER BY {order}) AS TEXT) FROM ({inner}) AS t",
                     pairs.join(", ")

@@ -150,6 +150,15 @@ fn to_interval((resource_id, kind, name, hourly, monthly, start, end): IntervalR
     Some(Interval { resource_id, kind: Kind::parse(&kind)?, name, hourly, monthly, start, end })
 }
 
+/// What changed in an account's usage after a version ([`Store::usage_changes_since`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UsageChanges {
+    /// The resources whose usage changed, in id order.
+    pub resources: Vec<String>,
+    /// Their intervals overlapping the period asked for, by resource then start.
+    pub intervals: Vec<Interval>,
+}
+
 /// Usage versions of an account whose changed resource is kept (migration 0015).
 const USAGE_CHANGES_KEPT: i64 = 1024;
 
@@ -181,49 +190,53 @@ impl Store {
     }
 
     /// The account's usage version now and, when the kept changes (migration 0015: the last
-    /// 1,024 versions of each account) reach back to `held`, the resources whose usage changed
-    /// after it (None when they do not). One statement, so one round trip and one snapshot: the
-    /// changes listed are exactly those up to the version returned.
-    pub async fn usage_changed_since(&self, account_id: &str, held: i64) -> Result<(i64, Option<Vec<String>>)> {
-        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT DISTINCT v.version, c.resource_id FROM usage_versions v \
-             LEFT JOIN usage_changes c ON c.account_id = v.account_id AND c.version > $2 AND v.version - $2 < $3 \
-             WHERE v.account_id = $1 ORDER BY c.resource_id",
+    /// 1,024 versions of each account) reach back to `held`, what changed after it: the resources
+    /// whose usage changed and their intervals that overlap [from, to) (None when the kept changes
+    /// do not reach back). One statement, so one round trip and one snapshot: the changes listed
+    /// are exactly those up to the version returned, and the intervals are read at that version.
+    pub async fn usage_changes_since(
+        &self,
+        account_id: &str,
+        held: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<(i64, Option<UsageChanges>)> {
+        type Row =
+            (i64, Option<String>, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT v.version, c.resource_id, i.kind, i.name, i.hourly, i.monthly, i.start_at, i.end_at \
+             FROM usage_versions v \
+             LEFT JOIN (SELECT DISTINCT resource_id FROM usage_changes WHERE account_id = $1 AND version > $4) c \
+               ON v.version - $4 < $5 \
+             LEFT JOIN usage_intervals i ON i.account_id = $1 AND i.resource_id = c.resource_id \
+               AND i.start_at < $2 AND (i.end_at IS NULL OR (i.end_at > $3 AND i.end_at > i.start_at)) \
+             WHERE v.account_id = $1 ORDER BY c.resource_id, i.start_at",
         )
         .bind(account_id)
+        .bind(to)
+        .bind(from)
         .bind(held)
         .bind(USAGE_CHANGES_KEPT)
         .fetch_all(self.pool())
         .await?;
-        let Some(&(version, _)) = rows.first() else { return Ok((0, Some(Vec::new()))) };
+        let Some(&(version, ..)) = rows.first() else { return Ok((0, Some(UsageChanges::default()))) };
         if version > held && version - held >= USAGE_CHANGES_KEPT {
             return Ok((version, None));
         }
-        Ok((version, Some(rows.into_iter().filter_map(|(_, r)| r).collect())))
-    }
-
-    /// The intervals of the account's `resources` that overlap [from, to), by resource.
-    pub async fn resource_intervals(
-        &self,
-        account_id: &str,
-        resources: &[String],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<Interval>> {
-        if resources.is_empty() {
-            return Ok(Vec::new());
+        let mut changes = UsageChanges::default();
+        for (_, resource, kind, name, hourly, monthly, start, end) in rows {
+            let Some(resource_id) = resource else { continue };
+            if changes.resources.last() != Some(&resource_id) {
+                changes.resources.push(resource_id.clone());
+            }
+            if let (Some(kind), Some(name), Some(hourly), Some(monthly), Some(start)) =
+                (kind, name, hourly, monthly, start)
+                && let Some(interval) = to_interval((resource_id, kind, name, hourly, monthly, start, end))
+            {
+                changes.intervals.push(interval);
+            }
         }
-        let ids: Vec<String> = (4..4 + resources.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT resource_id, kind, name, hourly, monthly, start_at, end_at FROM usage_intervals \
-             WHERE account_id = $1 AND {OVERLAPS} AND resource_id IN ({}) ORDER BY resource_id, start_at",
-            ids.join(", ")
-        );
-        let mut q = sqlx::query_as::<_, IntervalRow>(&sql).bind(account_id).bind(to).bind(from);
-        for r in resources {
-            q = q.bind(r.as_str());
-        }
-        Ok(q.fetch_all(self.pool()).await?.into_iter().filter_map(to_interval).collect())
+        Ok((version, Some(changes)))
     }
 
     /// Accounts with usage in [from, to), in id order, after `after` (exclusive), at most `limit`.

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use jiff::tz::TimeZone;
 use openwinv_billing::{ByDay, Ledger, Line, Month, Period, end_of_second, rate, rate_by_day, rate_total, total};
-use openwinv_store::{Prices, Rate, Store};
+use openwinv_store::{Prices, Rate, Store, UsageChanges};
 
 use crate::AppState;
 use crate::catalog::CatalogFile;
@@ -148,12 +148,13 @@ async fn up_to_date(
         }
         c.version
     };
-    let (version, changed) = store.usage_changed_since(account_id, held).await?;
+    let (version, changes) = store.usage_changes_since(account_id, held, period.start, period.end).await?;
     if held == version {
         return Ok(Some(entry));
     }
-    let Some(changed) = changed.filter(|_| held < version) else { return Ok(None) };
-    let fresh = store.resource_intervals(account_id, &changed, period.start, period.end).await?;
+    let Some(UsageChanges { resources: changed, intervals: fresh }) = changes.filter(|_| held < version) else {
+        return Ok(None);
+    };
     {
         let mut c = entry.write().expect("live bill copy");
         // Another request may have brought the copy on meanwhile: what it read is older than
