@@ -813,3 +813,30 @@ async fn failed_volume_operations_can_be_retried() {
     assert_eq!(s.db_count("SELECT COUNT(*) FROM volumes").await, 0);
     assert_eq!(s.get(&format!("/v1/instances/{a}")).await.ok_rows()[0]["status"], "active");
 }
+
+/// Each page of the instance list shows its instances' volumes, whichever end the page is read
+/// from (a filtered list past the middle is read from the far end, its related rows for the
+/// page's rows alone) and whatever the rows an `OFFSET` skips hold.
+#[tokio::test]
+async fn every_list_page_shows_its_instances_volumes() {
+    let s = Server::start_with(FAST, &[]).await;
+    let mut instances = Vec::new();
+    for _ in 0..5 {
+        instances.push(instance(&s, basic()).await.0);
+    }
+    let first = volume(&s, &instances[0], 10).await;
+    let (fourth_a, fourth_b) = (volume(&s, &instances[3], 10).await, volume(&s, &instances[3], 20).await);
+    let fifth = volume(&s, &instances[4], 10).await;
+    let expected = [vec![first], vec![], vec![], vec![fourth_a, fourth_b], vec![fifth]];
+    for filter in ["", "&status=active"] {
+        for (page, (id, volumes)) in instances.iter().zip(&expected).enumerate() {
+            let rows = s.get(&format!("/v1/instances?page_size=1&page_no={}&fields=8193{filter}", page + 1)).await;
+            let rows = rows.ok_rows();
+            assert_eq!(rows.len(), 1, "page {} of {filter:?}", page + 1);
+            assert_eq!(rows[0]["instance_id"], id.as_str(), "page {} of {filter:?}", page + 1);
+            let shown = ids_of(rows[0]["block_storage"].as_array().unwrap());
+            assert_eq!(&shown, volumes, "page {} of {filter:?}", page + 1);
+            assert_eq!(ids_of(&attached(&s, id).await), shown, "the detail agrees");
+        }
+    }
+}
