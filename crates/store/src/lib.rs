@@ -125,6 +125,10 @@ pub struct Store {
     creates: std::sync::Arc<instances::CreateBatches>,
 }
 
+/// How long a PostgreSQL connection may sit in the pool and still be used without a ping first
+/// (a connection is pinged when it comes back to the pool).
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Connects to `sqlite://…` or `postgres://…` and runs the embedded migrations.
     pub async fn open(url: &str) -> Result<Store> {
@@ -162,11 +166,24 @@ impl Store {
                 (sqlite(8).connect_with(options).await?, writer)
             }
             Backend::Postgres => {
+                // sqlx pings a connection when it goes back to the pool; pinging it again when it
+                // is taken was one more round trip for every statement (docs/perf.md: 11-15% of
+                // the mixed load's throughput). A connection idle for less than a second was
+                // alive when it came back; one idle for longer (the database restarted, a proxy
+                // closed it) is pinged and replaced before use.
                 let pool = AnyPoolOptions::new()
                     .acquire_timeout(Duration::from_secs(10))
                     .max_connections(16)
-                    .connect_with(options)
-                    .await?;
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    });
+                let pool = pool.connect_with(options).await?;
                 (pool.clone(), pool)
             }
         };
