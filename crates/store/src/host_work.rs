@@ -65,7 +65,8 @@ pub enum WorkOutcome {
 
 impl Store {
     /// Queues a call unless its key is queued already; an item that ended in a transient error
-    /// is queued again. Answers the item as it now is.
+    /// is queued again, and an item for a host declared dead fails for good. Answers the item as
+    /// it now is.
     pub async fn queue_work(&self, w: &NewWork<'_>) -> Result<WorkRecord> {
         let inserted = sqlx::query(
             "INSERT INTO host_work (work_key, host_id, instance_id, call, payload, state, created_at) \
@@ -93,6 +94,23 @@ impl Store {
             .execute(self.writer())
             .await?;
         }
+        // A host declared dead answers nothing: its item fails for good at once, as declare-dead
+        // failed those queued before it. Checked after the insert, so an item that raced with
+        // the declaration (queued after it failed the host's items) fails at its next retry
+        // instead of waiting for the host forever.
+        sqlx::query(
+            "UPDATE host_work SET state = $2, error_kind = 'permanent', done_at = $3, \
+             error = (SELECT 'the host ' || h.name || ' was declared dead: ' || host_work.call || ' was not sent to it' \
+                      FROM hosts h WHERE h.host_id = host_work.host_id) \
+             WHERE work_key = $1 AND state <> $2 \
+             AND host_id IN (SELECT host_id FROM hosts WHERE state = $4)",
+        )
+        .bind(w.work_key)
+        .bind(DONE)
+        .bind(w.now_ms)
+        .bind(crate::hosts::DEAD)
+        .execute(self.writer())
+        .await?;
         self.work(w.work_key).await?.ok_or_else(|| crate::StoreError::Corrupt(format!("work {} vanished", w.work_key)))
     }
 

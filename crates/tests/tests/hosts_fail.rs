@@ -168,6 +168,50 @@ async fn a_failed_move_unwinds_to_the_source() {
     assert_eq!(b.did("start", &id), 1);
 }
 
+/// A call for a host already declared dead fails for good at once instead of waiting for the
+/// host forever: an evacuation held before its export (a transient fault retries the step
+/// without running it) whose source is then declared dead unwinds when it goes on, and nothing
+/// is left queued for the dead host.
+#[tokio::test]
+async fn a_call_for_a_host_declared_dead_fails_at_once() {
+    let s = hosts_mode(&[]).await;
+    let mut a = Agent::start(&s, "a", &[]).await;
+    let id = created(&s, "one").await;
+    let _b = Agent::start(&s, "b", &[]).await;
+    act(&s, &id, "shutdown").await;
+    let fault = json!({"kind": "instance.evacuate", "step": "export", "mode": "sticky", "effect": "transient"});
+    let fault_id = s.admin(Method::POST, "/admin/v1/faults", Some(fault)).await.ok_rows()[0]["fault_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/a/evacuate", None).await.ok_rows()[0].clone();
+    let op_id = ev["moving"][0]["operation_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + WAIT;
+    while s.admin(Method::GET, "/admin/v1/faults", None).await.ok_rows()[0]["hits"].as_i64() < Some(1) {
+        assert!(std::time::Instant::now() < deadline, "the fault never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    a.kill9().await;
+    s.cli_run(&["admin", "clock", "advance", "21s"]).await.ok();
+    wait_host(&s, "a", "offline").await;
+    s.admin(Method::POST, "/admin/v1/hosts/a/declare-dead", None).await.ok_rows();
+    s.admin(Method::DELETE, &format!("/admin/v1/faults/{fault_id}"), None).await;
+    // The step's next try is due at once.
+    s.cli_run(&["admin", "clock", "advance", "60s"]).await.ok();
+
+    let op = s.wait_operation(&op_id).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert!(op.to_string().contains("the host a was declared dead: export was not sent to it"), "{op}");
+    assert_eq!(
+        s.db_count("SELECT COUNT(*) FROM host_work w JOIN hosts h ON h.host_id = w.host_id WHERE h.name = 'a' AND w.state <> 'done'")
+            .await,
+        0,
+        "nothing waits for the dead host"
+    );
+    assert_eq!(instance(&s, &id).await["status"], "error");
+}
+
 /// After the agent registers again it reports every machine it has: a placed machine it lacks
 /// becomes `error` with the reason, one no placement names is a stray in `hosts show` (and a log
 /// line), left alone until the operator destroys it.
