@@ -217,7 +217,8 @@ pub async fn declare_dead(State(state): State<AppState>, Path(name): Path<String
     Ok(Json(Envelope::rows(vec![DeadHost {
         host: host_wire(&state, dead.host),
         instances: dead.instances,
-        failed_work: dead.failed_work as i64,
+        volumes: dead.volumes,
+        failed_work: i64::try_from(dead.failed_work).unwrap_or(i64::MAX),
         reason,
     }])))
 }
@@ -234,7 +235,8 @@ pub async fn evacuate(State(state): State<AppState>, Path(name): Path<String>) -
     if state.config.placement != crate::config::Placement::Hosts {
         return Err(ApiError::new(
             ErrorCode::CheckParam,
-            "Evacuation moves machines between hosts' agents; this control plane runs every machine itself              (start it with `serve --placement hosts`)."
+            "Evacuation moves machines between hosts' agents; this control plane runs every machine itself \
+             (start it with `serve --placement hosts`)."
                 .to_owned(),
         )
         .with_status(StatusCode::CONFLICT));

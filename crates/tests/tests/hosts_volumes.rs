@@ -146,6 +146,11 @@ async fn the_volumes_of_a_host_declared_dead_are_error_at_once_and_can_be_delete
     openwinv_tests::hosts::wait_host(&s, &dead, "offline").await;
     let r = s.admin(Method::POST, &format!("/admin/v1/hosts/{dead}/declare-dead"), None).await;
     assert_eq!(r.ok_rows()[0]["host"]["state"], "dead", "{}", r.text);
+    let mut lost: Vec<&str> = r.ok_rows()[0]["volumes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    lost.sort_unstable();
+    let mut kept = [attached.as_str(), detached.as_str(), with_instance.as_str()];
+    kept.sort_unstable();
+    assert_eq!(lost, kept, "the answer lists the volumes it kept, not the other host's: {}", r.text);
 
     // Right after, with no operation in between: the volumes it kept are `error`, those
     // attached still attached to their instance (itself `error`); the other host's is untouched.

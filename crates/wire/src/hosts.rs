@@ -89,6 +89,9 @@ pub struct DeadHost {
     /// The instances that were placed on it: at rest they are `error` now; in an operation they
     /// end `error` as it unwinds. Their reservations are released.
     pub instances: Vec<String>,
+    /// The volumes whose storage it kept, attached or not: `error` now, their data lost.
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// Work items that were waiting for the host and failed.
     pub failed_work: i64,
     /// The reason the instances carry.

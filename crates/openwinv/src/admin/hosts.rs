@@ -200,13 +200,14 @@ impl Tabular for Overcommit {
 
 impl Tabular for DeadHost {
     const COLUMNS: &'static [Column] =
-        &[long("NAME"), text("STATE"), number("INSTANCES"), number("FAILED WORK"), long("REASON")];
+        &[long("NAME"), text("STATE"), number("INSTANCES"), number("VOLUMES"), number("FAILED WORK"), long("REASON")];
 
     fn cells(&self) -> Vec<String> {
         vec![
             self.host.name.clone(),
             self.host.state.clone(),
             self.instances.len().to_string(),
+            self.volumes.len().to_string(),
             self.failed_work.to_string(),
             self.reason.clone(),
         ]

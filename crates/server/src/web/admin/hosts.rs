@@ -290,6 +290,11 @@ async fn host_page(
                         p { (lang.t("admin.dead_instances")) }
                         ul id="dead-instances" { @for i in &lost { li { code { (i.as_str().unwrap_or("")) } } } }
                     }
+                    @let volumes = d["volumes"].as_array().cloned().unwrap_or_default();
+                    @if !volumes.is_empty() {
+                        p { (lang.t("admin.dead_volumes")) }
+                        ul id="dead-volumes" { @for v in &volumes { li { code { (v.as_str().unwrap_or("")) } } } }
+                    }
                 }
             }
             Outcome::None => {}
