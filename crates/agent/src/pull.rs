@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use openwinv_wire::hosts::{WorkAck, WorkItem};
+use openwinv_wire::hosts::{WorkAck, WorkItem, WorkPull};
 
 use crate::control::{Backoff, CallError, Control, REQUEST_TIMEOUT};
 use crate::reports::report;
@@ -26,20 +26,33 @@ pub(crate) async fn pull_work(
     (broker, consoles): ConsoleParts,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new();
-    let body = serde_json::json!({ "wait_ms": PULL_WAIT_MS });
     let timeout = Duration::from_millis(PULL_WAIT_MS) + REQUEST_TIMEOUT;
+    let held = Held::default();
     loop {
+        // Every pull says what the agent holds, so that an item handed to a poll whose answer
+        // was lost (a partition, a timeout) comes back in this one.
+        let body = serde_json::to_value(WorkPull { wait_ms: PULL_WAIT_MS, held: Some(held.keys()) })
+            .expect("a pull serializes");
         match control.call_rows::<WorkItem>("work", Some(&body), timeout).await {
             Ok(items) => {
                 backoff.reset();
                 for item in items {
+                    // Held from now until its answer is taken (or refused): not handed out again.
+                    let Some(guard) = held.take(&item.key) else { continue };
                     // A console session is no machine call: no record, no runtime report.
                     if item.call == "console" {
-                        tokio::spawn(console::serve(control.clone(), broker.clone(), consoles.clone(), item));
+                        let (control, broker, consoles) = (control.clone(), broker.clone(), consoles.clone());
+                        tokio::spawn(async move {
+                            console::serve(control, broker, consoles, item).await;
+                            drop(guard);
+                        });
                         continue;
                     }
                     let (control, runner) = (control.clone(), runner.clone());
-                    tokio::spawn(async move { handle(&control, &runner, item).await });
+                    tokio::spawn(async move {
+                        handle(&control, &runner, item).await;
+                        drop(guard);
+                    });
                 }
             }
             Err(CallError::Refused(m)) => bail!("the control plane refused the host token: {m}"),
@@ -80,5 +93,30 @@ async fn handle(control: &Control, runner: &work::Runner, item: WorkItem) {
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// The keys of the items the agent received and has not had answered.
+#[derive(Clone, Default)]
+struct Held(Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>);
+
+impl Held {
+    fn keys(&self) -> Vec<String> {
+        self.0.lock().expect("held items").iter().cloned().collect()
+    }
+
+    /// Holds `key` until the guard drops; None when it is held already (the same item handed
+    /// out again while its first delivery still runs: that one answers it).
+    fn take(&self, key: &str) -> Option<HeldGuard> {
+        self.0.lock().expect("held items").insert(key.to_owned()).then(|| HeldGuard(self.clone(), key.to_owned()))
+    }
+}
+
+/// An item held by the agent: let go when dropped.
+struct HeldGuard(Held, String);
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        self.0.0.lock().expect("held items").remove(&self.1);
     }
 }

@@ -161,6 +161,31 @@ impl Store {
         Ok(rows)
     }
 
+    /// Hands out again, at the host's next take, the items delivered to it that its agent does
+    /// not hold (`held`: the keys it received and has not had answered): an item given to a long
+    /// poll whose answer was lost. One read of the host's delivered keys; a write only for those
+    /// missing. The number handed out again.
+    pub async fn redeliver_unheld(&self, host_id: &str, held: &std::collections::HashSet<String>) -> Result<u64> {
+        let delivered: Vec<(String,)> =
+            sqlx::query_as("SELECT work_key FROM host_work WHERE host_id = $1 AND state = $2")
+                .bind(host_id)
+                .bind(DELIVERED)
+                .fetch_all(self.pool())
+                .await?;
+        let mut again = 0;
+        for (key,) in delivered.into_iter().filter(|(k,)| !held.contains(k)) {
+            again += sqlx::query("UPDATE host_work SET state = $3 WHERE host_id = $1 AND work_key = $2 AND state = $4")
+                .bind(host_id)
+                .bind(&key)
+                .bind(PENDING)
+                .bind(DELIVERED)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+        }
+        Ok(again)
+    }
+
     /// Puts a host's delivered, unanswered items back in the queue (its agent started again).
     pub async fn redeliver_work(&self, host_id: &str) -> Result<u64> {
         let r = sqlx::query("UPDATE host_work SET state = $2 WHERE host_id = $1 AND state = $3")

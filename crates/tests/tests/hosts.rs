@@ -280,6 +280,14 @@ async fn agent_protocol_checks_and_runtime_generations() {
     let r = internal(&s, &t1, "runtime", Some(json!({"machines": [{"instance_id": id, "state": "running"}]}))).await;
     r.assert_error(400, "REQUIRED_POST_PARAM_MISSING");
     internal(&s, &t1, "runtime", Some(json!({}))).await.assert_error(400, "REQUIRED_POST_PARAM_MISSING");
+    // A pull names what the agent holds as work items' keys.
+    for held in [json!(5), json!([""]), json!([7]), json!(["a\u{1}b"]), json!(vec!["k"; 10_001])] {
+        let r = internal(&s, &t1, "work", Some(json!({"wait_ms": 0, "held": held}))).await;
+        r.assert_error(400, "CHECK_PARAM");
+        assert!(r.json["message"].as_str().unwrap().contains("`held`"), "{}", r.text);
+    }
+    let r = internal(&s, &t1, "work", Some(json!({"wait_ms": 0, "held": ["nothing-delivered/1"]}))).await;
+    r.ok_rows();
 
     // A host with instances is not removed; deleting the instance releases its reservation.
     s.wait_status(id, "active").await;

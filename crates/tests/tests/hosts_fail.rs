@@ -378,9 +378,10 @@ async fn a_partitioned_agent_is_offline_then_reconciled() {
     assert_eq!(a.machines().get(&id).map(String::as_str), Some("running"), "the machine was untouched");
     assert_eq!(instance(&s, &id).await["status"], "active");
     // The long poll the agent had open when the partition began was held by the control plane
-    // on a connection the partition took: an item handed to it would be lost until redelivered
-    // (120 s, docs/hosts.md). Once the agent has given that poll up (at most 25 s after it began)
-    // its next one gets the work.
+    // on a connection the partition took: an item handed to it is handed out again only at the
+    // agent's next poll (`an_item_lost_with_its_long_poll_is_handed_out_again_at_the_next_poll`).
+    // Once the agent has given that poll up (at most 25 s after it began) its next one gets the
+    // work at once.
     let deadline = std::time::Instant::now() + WAIT;
     while !std::fs::read_to_string(a.log()).unwrap().contains("work pull failed") {
         assert!(std::time::Instant::now() < deadline, "the agent never gave up its long poll");
@@ -388,6 +389,38 @@ async fn a_partitioned_agent_is_offline_then_reconciled() {
     }
     act(&s, &id, "shutdown").await;
     assert_eq!(a.did("stop", &id), 1);
+}
+
+/// An item handed to a long poll whose answer is lost (the partition took its connection) is
+/// handed out again at the agent's next poll, which lists the items the agent holds, not 120 s
+/// after its delivery (docs/hosts.md).
+#[tokio::test]
+async fn an_item_lost_with_its_long_poll_is_handed_out_again_at_the_next_poll() {
+    let mut s = hosts_mode(&[]).await;
+    let proxy = Partition::start(&s.endpoint).await;
+    let a = Agent::start_via(&s, &proxy.endpoint, "h1", &[]).await;
+    let id = created(&s, "vm").await;
+    // The agent's next long poll is open at the control plane once the create is answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.block();
+    let r = s.call(Method::POST, &format!("/v1/instances/{id}/shutdown"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = r.header("x-operation-id").unwrap().to_owned();
+    // The open poll takes the stop; its answer goes nowhere.
+    let delivered = "SELECT COUNT(*) FROM host_work WHERE call = 'stop' AND state = 'delivered' AND deliveries = 1";
+    let deadline = std::time::Instant::now() + WAIT;
+    while s.db_count(delivered).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "the stop was never handed to the open poll");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.heal();
+    // The agent gives the lost poll up 25 s after it began; its next one gets the stop again.
+    s.set_wait_timeout(Duration::from_secs(60));
+    let done = s.wait_operation(&op).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(a.did("stop", &id), 1);
+    assert_eq!(s.db_count("SELECT MAX(deliveries) FROM host_work WHERE call = 'stop'").await, 2, "handed out twice");
+    assert!(std::fs::read_to_string(s.log_path()).unwrap().contains("handed out again"), "the control plane says why");
 }
 
 /// Two control planes on one database with the same agents (which talk to the first): creates

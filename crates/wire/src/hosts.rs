@@ -236,12 +236,18 @@ pub struct RuntimeAck {
 }
 
 /// Body of `POST /internal/v1/hosts/work`: how long the control plane may hold the request
-/// open while the host has no work (long poll).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// open while the host has no work (long poll), and which items the agent holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkPull {
     /// Milliseconds, 0 to 25,000 (0: answer at once).
     #[serde(default)]
     pub wait_ms: u64,
+    /// The keys of the items the agent received and has not had answered (at most 10,000). An
+    /// item delivered to the host and not among them was handed to a poll whose answer was lost,
+    /// and is handed out again in this one. Without the field such an item is handed out again
+    /// 120 s after its delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Vec<String>>,
 }
 
 /// One driver call for the host to make: the rows of `POST /internal/v1/hosts/work`.

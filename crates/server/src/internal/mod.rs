@@ -306,8 +306,11 @@ async fn follow_runtime(
 
 /// Longest long poll an agent may ask for.
 const MAX_WAIT_MS: u64 = 25_000;
-/// A delivered item unanswered for this long is handed out again (the agent may have lost it).
+/// A delivered item unanswered for this long is handed out again (the agent may have lost it;
+/// an agent that lists what it holds in its pull gets a lost item back at once).
 const REDELIVER_AFTER_MS: i64 = 120_000;
+/// Most work item keys a pull may say the agent holds.
+const MAX_HELD: usize = 10_000;
 /// How often a long poll reads the queue besides the wake-ups of this process (work queued by
 /// another control-plane process).
 const POLL_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -334,6 +337,23 @@ pub async fn work(
             return Err(ApiError::param(format!("The field `wait_ms` must be an integer from 0 to {MAX_WAIT_MS}.")));
         }
     };
+    // What the agent holds: an item delivered to this host and not among them was handed to a
+    // poll whose answer the agent never got (a partition, a timeout); it is handed out again now
+    // rather than REDELIVER_AFTER_MS after its delivery. An agent that does not say keeps that.
+    if let Some(held) = body.str_list("held")? {
+        if held.len() > MAX_HELD {
+            return Err(ApiError::param(format!("The field `held` lists at most {MAX_HELD} work item keys.")));
+        }
+        if let Some(bad) = held.iter().find(|k| k.is_empty() || k.len() > 200 || k.chars().any(char::is_control)) {
+            return Err(ApiError::param(format!(
+                "The field `held` must list work items' keys (1-200 characters each), not `{bad}`."
+            )));
+        }
+        let again = state.store.redeliver_unheld(&host.host_id, &held.into_iter().collect()).await?;
+        if again > 0 {
+            tracing::warn!(host = %host.name, again, "work items the agent does not hold are handed out again");
+        }
+    }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
     let queue = crate::remote_driver::queue_of(&host.host_id);
     loop {
