@@ -41,6 +41,8 @@ pub struct Config {
     pub disk_gb: Option<i64>,
     /// How long each machine call takes on a simulated host.
     pub sim_delay: Duration,
+    /// A simulated host refuses the Nth run of this call (`--sim-refuse CALL:N`).
+    pub sim_refuse: Option<(String, u32)>,
     /// QEMU's accelerator (`--driver qemu`).
     pub accel: openwinv_qemu::Accel,
     /// Cached image files no machine uses are removed after this long unused.

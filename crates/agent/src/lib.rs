@@ -98,6 +98,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
     if let Some(nets) = networks {
         runner = runner.with_networks(nets);
     }
+    if let Some((call, nth)) = config.sim_refuse.clone() {
+        runner = runner.with_refusal(call, nth);
+    }
     if config.driver == Driver::Qemu {
         let cache = Arc::new(images::ImageCache::open(&config.data_dir, control.clone(), config.image_cache_ttl)?);
         runner = runner.with_images(cache.clone());

@@ -76,6 +76,10 @@ pub struct Runner {
     activity: std::sync::Mutex<BTreeMap<String, (u32, u64)>>,
     /// The QEMU driver itself, for what only it does (a machine's disk exported and imported).
     qemu: Option<Arc<openwinv_qemu::QemuDriver>>,
+    /// A simulated host's refusal (`--sim-refuse CALL:N`): the Nth run of CALL since the agent
+    /// started fails for good, and the runs of CALL so far.
+    refuse: Option<(String, u32)>,
+    runs_of_refused: std::sync::atomic::AtomicU32,
 }
 
 /// A machine's state as the agent reports it.
@@ -109,6 +113,8 @@ impl Runner {
             networks: None,
             activity: Default::default(),
             qemu: None,
+            refuse: None,
+            runs_of_refused: Default::default(),
         };
         runner.prune();
         Ok(runner)
@@ -125,6 +131,20 @@ impl Runner {
     pub fn with_networks(mut self, networks: Arc<openwinv_qemu::Networks>) -> Runner {
         self.networks = Some(networks);
         self
+    }
+
+    /// The `nth` run of `call` (counted from 1 since the agent started) fails for good, as if
+    /// the host refused it (`--sim-refuse`: a fault for tests of what the control plane undoes).
+    pub fn with_refusal(mut self, call: String, nth: u32) -> Runner {
+        self.refuse = Some((call, nth));
+        self
+    }
+
+    /// The refusal of this run of `item`, when it is the one `--sim-refuse` names.
+    fn refused(&self, item: &WorkItem) -> Option<DriverError> {
+        let (call, nth) = self.refuse.as_ref().filter(|(call, _)| *call == item.call)?;
+        let run = self.runs_of_refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (run == *nth).then(|| DriverError::Permanent(format!("the simulated host refuses run {run} of {call}")))
     }
 
     /// Evacuation moves this QEMU driver's machines with their disks.
@@ -201,7 +221,10 @@ impl Runner {
             tokio::time::sleep(self.delay).await;
         }
         self.busy(item, true);
-        let answer = self.execute(item).await;
+        let answer = match self.refused(item) {
+            Some(refusal) => Err(refusal),
+            None => self.execute(item).await,
+        };
         let result = match &answer {
             Ok(v) => WorkResult { key: item.key.clone(), outcome: "ok".into(), result: v.clone(), error: None },
             Err(DriverError::Transient(e)) => WorkResult {

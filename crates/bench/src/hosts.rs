@@ -55,6 +55,7 @@ pub async fn run(a: Args<'_>) -> anyhow::Result<()> {
             memory_mb: Some(262_144),
             disk_gb: Some(4000),
             sim_delay: Duration::ZERO,
+            sim_refuse: None,
             accel: Default::default(),
             image_cache_ttl: Duration::from_secs(7 * 86_400),
             underlay: None,

@@ -45,6 +45,10 @@ pub struct AgentArgs {
     /// in progress [default: 0]
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     sim_delay: f64,
+    /// A simulated host (--driver sim) refuses the Nth run of CALL since the agent started, for
+    /// good: a fault for testing what the control plane undoes (e.g. import_volume:2)
+    #[arg(long, value_name = "CALL:N")]
+    sim_refuse: Option<String>,
     /// QEMU's accelerator (--driver qemu): auto (KVM when it works, else TCG), kvm or tcg
     #[arg(long, value_name = "ACCEL", default_value = "auto")]
     accel: String,
@@ -118,6 +122,22 @@ pub async fn run(args: AgentArgs, ca_file: Option<PathBuf>) -> anyhow::Result<()
             .ok()
             .filter(|d| *d <= std::time::Duration::from_secs(3600))
             .ok_or_else(|| anyhow::anyhow!("--sim-delay must be 0 to 3600 seconds, not {}", args.sim_delay))?,
+        sim_refuse: match args.sim_refuse.as_deref() {
+            None => None,
+            Some(_) if !matches!(args.driver, DriverArg::Sim) => {
+                anyhow::bail!("--sim-refuse is for simulated hosts (--driver sim)")
+            }
+            Some(v) => Some(
+                v.split_once(':')
+                    .and_then(|(call, n)| {
+                        Some((call.to_owned(), n.parse::<u32>().ok().filter(|n| *n > 0)?))
+                            .filter(|(call, _)| !call.is_empty())
+                    })
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--sim-refuse must be CALL:N with N from 1 (e.g. import_volume:2), not `{v}`")
+                    })?,
+            ),
+        },
         accel: args
             .accel
             .parse()

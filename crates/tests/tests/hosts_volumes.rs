@@ -295,3 +295,56 @@ async fn evacuate_moves_a_stopped_machine_with_its_volumes() {
     assert_eq!(count(&dst, "delete_volume"), dropped + 1, "{:?}", calls(&dst));
     assert_eq!(count(&src, "delete_volume"), 2, "{:?}", calls(&src));
 }
+
+/// A move that fails after some of the machine's volumes moved: the target refuses the second
+/// volume's import (`--sim-refuse`), after the first was imported and attached there. The move
+/// unwinds: the first volume's copy on the target is dropped, both volumes are kept on the
+/// source and attached to the machine there, which stays on the source, stopped.
+#[tokio::test]
+async fn a_move_that_fails_after_one_volume_moved_takes_it_back() {
+    let s = hosts_mode(&[]).await;
+    let src = SimAgent::start(&s, "src", &[]).await;
+    let id = create_succeeded(&s, "mover", "IMG-ubuntu-2404").await;
+    let dst = SimAgent::start(&s, "dst", &["--sim-refuse", "import_volume:2"]).await;
+    let vols = [volume_on(&s, &id, "one").await, volume_on(&s, &id, "two").await];
+    act(&s, &id, "shutdown").await;
+
+    let ev = s.admin(Method::POST, "/admin/v1/hosts/src/evacuate", None).await.ok_rows()[0].clone();
+    let op = s.wait_operation(ev["moving"][0]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert!(op.to_string().contains("the simulated host refuses run 2 of import_volume"), "{op}");
+    let imports: Vec<String> = vols.iter().filter(|v| !volume_calls(&dst, v).is_empty()).cloned().collect();
+    assert_eq!(count(&dst, "import_volume"), 2, "{:?}", calls(&dst));
+    assert_eq!(imports.len(), 2, "both imports were tried: {:?}", calls(&dst));
+    // The volume that moved (imported and attached there) was taken back, and the one refused
+    // is cleaned up alike: each detached and dropped on the target.
+    let moved: Vec<&String> =
+        vols.iter().filter(|v| volume_calls(&dst, v).contains(&"attach_volume".to_owned())).collect();
+    assert_eq!(moved.len(), 1, "one volume moved before the refusal: {:?}", calls(&dst));
+    for v in &vols {
+        let on_dst = volume_calls(&dst, v);
+        assert_eq!(&on_dst[on_dst.len() - 2..], ["detach_volume", "delete_volume"], "{v}: {on_dst:?}");
+    }
+    for v in &vols {
+        assert_eq!(kept_on(&s, v).await.as_deref(), Some("src"), "{v}");
+        let row = volume(&s, v).await;
+        assert_eq!((row["status"].as_str(), row["instance_id"].as_str()), (Some("in-use"), Some(id.as_str())), "{row}");
+        let on_src = volume_calls(&src, v);
+        assert_eq!(
+            on_src.last().map(String::as_str),
+            Some("attach_volume"),
+            "attached on the source again: {on_src:?}"
+        );
+    }
+    assert_eq!(count(&src, "delete_volume"), 0, "the source keeps every volume: {:?}", calls(&src));
+    assert_eq!(placements(&s).await[&id], "src");
+    assert_eq!(openwinv_tests::hosts::instance(&s, &id).await["status"], "off");
+    assert!(!dst.machines().contains_key(&id), "the target's copy of the machine is destroyed");
+    assert_eq!(src.machines().get(&id).map(String::as_str), Some("stopped"));
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM placement_moves").await, 0);
+
+    // It starts where it is, with both volumes.
+    let starts = src.did("start", &id);
+    act(&s, &id, "start").await;
+    assert_eq!(src.did("start", &id), starts + 1);
+}

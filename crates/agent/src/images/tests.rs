@@ -44,6 +44,7 @@ fn cache(dir: &Path, base: String, ttl: Duration) -> ImageCache {
         memory_mb: None,
         disk_gb: None,
         sim_delay: Duration::ZERO,
+        sim_refuse: None,
         accel: openwinv_qemu::Accel::Tcg,
         image_cache_ttl: ttl,
         underlay: None,

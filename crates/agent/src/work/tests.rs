@@ -45,6 +45,24 @@ async fn a_duplicate_delivery_is_answered_from_the_record_even_after_a_restart()
     assert_eq!(r, None);
 }
 
+/// `--sim-refuse stop:2`: the second run of `stop` fails for good (recorded, so a redelivery
+/// answers the same), the others and other calls run.
+#[tokio::test]
+async fn the_refused_run_fails_for_good_and_only_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner::open(Arc::new(SimDriver::new(Pacing::Immediate)), dir.path(), Duration::ZERO)
+        .unwrap()
+        .with_refusal("stop".into(), 2);
+    let outcome = |r: WorkResult| (r.outcome, r.error);
+    assert_eq!(runner.process(&item("OP-1/0/run/0", "start")).await.0.outcome, "ok");
+    assert_eq!(runner.process(&item("OP-2/0/run/0", "stop")).await.0.outcome, "ok");
+    let refused = runner.process(&item("OP-3/0/run/0", "stop")).await.0;
+    assert_eq!(outcome(refused.clone()), ("permanent".into(), Some("the simulated host refuses run 2 of stop".into())));
+    assert_eq!(runner.process(&item("OP-3/0/run/0", "stop")).await.0, refused, "answered from the record");
+    assert_eq!(runner.process(&item("OP-4/0/run/0", "stop")).await.0.outcome, "ok");
+    assert_eq!(runner.process(&item("OP-5/0/run/0", "start")).await.0.outcome, "ok");
+}
+
 #[tokio::test]
 async fn transient_errors_are_not_recorded_and_unknown_calls_are_permanent() {
     let dir = tempfile::tempdir().unwrap();
