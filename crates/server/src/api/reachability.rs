@@ -63,7 +63,7 @@ async fn machine(state: &AppState, r: &InstanceRecord) -> ApiResult<Option<(Stri
     params(("instance_id" = String, Path),
         ("from" = String, Query, description = "An IPv4 address, or an instance id of the same account."),
         ("protocol" = String, Query, description = "TCP, UDP or ICMP."),
-        ("port" = Option<u16>, Query, description = "The destination port, 1–65535; required for TCP and UDP, refused for ICMP.")),
+        ("port" = Option<u16>, Query, minimum = 1, maximum = 65535, description = "The destination port, 1–65535; required for TCP and UDP, refused for ICMP.")),
     responses((status = 200, body = Envelope<Vec<Reachability>>),
         (status = 400, description = "A missing or malformed parameter", body = openwinv_wire::ErrorEnvelope),
         (status = 404, description = "The instance, or the `from` instance, is not the account's", body = openwinv_wire::ErrorEnvelope),
