@@ -39,6 +39,9 @@ struct SetPeers {
     zone_id: String,
     /// The underlay addresses of the other hosts of the network.
     peers: Vec<std::net::Ipv4Addr>,
+    /// The list's version (higher: read later); absent from items of older control planes.
+    #[serde(default)]
+    version: Option<i64>,
 }
 
 /// What the agent remembers of its machines.
@@ -80,6 +83,8 @@ pub struct Runner {
     /// started fails for good, and the runs of CALL so far.
     refuse: Option<(String, u32)>,
     runs_of_refused: std::sync::atomic::AtomicU32,
+    /// Per (account, zone) network: the version of the peer list applied last (`set_peers`).
+    peers_applied: tokio::sync::Mutex<BTreeMap<(String, String), i64>>,
 }
 
 /// A machine's state as the agent reports it.
@@ -115,6 +120,7 @@ impl Runner {
             qemu: None,
             refuse: None,
             runs_of_refused: Default::default(),
+            peers_applied: Default::default(),
         };
         runner.prune();
         Ok(runner)
@@ -472,11 +478,23 @@ impl Runner {
             }
             "set_peers" => {
                 let p: SetPeers = serde_json::from_value(item.payload.clone()).map_err(bad)?;
+                // One list at a time, and never an older one after a newer (items run
+                // concurrently, so two lists of a network can arrive in either order).
+                let mut applied = self.peers_applied.lock().await;
+                let network = (p.account_id.clone(), p.zone_id.clone());
+                if let (Some(v), Some(held)) = (p.version, applied.get(&network))
+                    && v <= *held
+                {
+                    return Ok(json!({ "peers": p.peers.len(), "applied": false, "newer": held }));
+                }
                 // The simulator and user-mode networking keep no network to span hosts.
                 if let Some(nets) = &self.networks {
                     nets.set_peers(&p.account_id, &p.zone_id, &p.peers).await?;
                 }
-                Ok(json!({ "peers": p.peers.len() }))
+                if let Some(v) = p.version {
+                    applied.insert(network, v);
+                }
+                Ok(json!({ "peers": p.peers.len(), "applied": true }))
             }
             other => Err(DriverError::Permanent(format!("this agent does not know the call `{other}`"))),
         }

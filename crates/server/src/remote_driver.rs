@@ -271,8 +271,10 @@ pub async fn tell_peers(
     zone_id: &str,
     except: Option<&str>,
 ) -> Result<(), DriverError> {
-    let Some(vni) = store.known_vni(account_id, zone_id).await.map_err(store_error)? else { return Ok(()) };
-    let hosts = store.network_hosts(account_id, zone_id, except).await.map_err(store_error)?;
+    let Some((vni, version, hosts)) = store.network_peers(account_id, zone_id, except).await.map_err(store_error)?
+    else {
+        return Ok(());
+    };
     let underlays: Vec<(String, Option<std::net::Ipv4Addr>)> = hosts
         .iter()
         .map(|h| {
@@ -291,7 +293,8 @@ pub async fn tell_peers(
             .filter(|(id, _)| *id != h.host_id)
             .filter_map(|(_, ip)| ip.map(|ip| ip.to_string()))
             .collect();
-        let payload = json!({ "account_id": account_id, "zone_id": zone_id, "vni": vni, "peers": peers });
+        let payload =
+            json!({ "account_id": account_id, "zone_id": zone_id, "vni": vni, "peers": peers, "version": version });
         let key = format!("{base}/{}", h.host_id);
         async move {
             let target = Target { host_id: &h.host_id, host_name: &h.host_name, instance_id: None };

@@ -18,6 +18,13 @@ pub struct NetworkHost {
     pub underlay: Option<String>,
 }
 
+/// The hosts of an (account, zone) network: `$1` account, `$2` zone, `$3` an instance left out.
+const NETWORK_HOSTS: &str = "SELECT DISTINCT h.host_id, h.name AS host_name, COALESCE(h.underlay, h.address) AS underlay \
+     FROM placements p JOIN instances i ON i.instance_id = p.instance_id \
+     JOIN hosts h ON h.host_id = p.host_id \
+     WHERE i.account_id = $1 AND i.zone_id = $2 AND h.state <> 'dead' AND p.instance_id <> $3 \
+     ORDER BY h.name";
+
 impl Store {
     /// The VNI of the (account, zone) network, handed out on first use (the network's first
     /// address): the next number after the largest one given, unique cloud-wide. Two processes
@@ -80,18 +87,41 @@ impl Store {
         zone_id: &str,
         except: Option<&str>,
     ) -> Result<Vec<NetworkHost>> {
-        Ok(sqlx::query_as(
-            "SELECT DISTINCT h.host_id, h.name AS host_name, COALESCE(h.underlay, h.address) AS underlay \
-             FROM placements p JOIN instances i ON i.instance_id = p.instance_id \
-             JOIN hosts h ON h.host_id = p.host_id \
-             WHERE i.account_id = $1 AND i.zone_id = $2 AND h.state <> 'dead' AND p.instance_id <> $3 \
-             ORDER BY h.name",
+        Ok(sqlx::query_as(NETWORK_HOSTS)
+            .bind(account_id)
+            .bind(zone_id)
+            .bind(except.unwrap_or(""))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// The network's VNI, a new peer-list version and its hosts (as [`Store::network_hosts`]),
+    /// read in one transaction under the network's row: a list read later has a higher version
+    /// and sees every placement committed before it (migration 0030). `None`: no network yet.
+    pub async fn network_peers(
+        &self,
+        account_id: &str,
+        zone_id: &str,
+        except: Option<&str>,
+    ) -> Result<Option<(u32, i64, Vec<NetworkHost>)>> {
+        let mut tx = self.begin_write().await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE networks SET peers_version = peers_version + 1 WHERE account_id = $1 AND zone_id = $2 \
+             RETURNING vni, peers_version",
         )
         .bind(account_id)
         .bind(zone_id)
-        .bind(except.unwrap_or(""))
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((vni, version)) = row else { return Ok(None) };
+        let hosts = sqlx::query_as(NETWORK_HOSTS)
+            .bind(account_id)
+            .bind(zone_id)
+            .bind(except.unwrap_or(""))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some((u32::try_from(vni).unwrap_or_default(), version, hosts)))
     }
 
     /// The zones where `account_id` has a network (a VNI).

@@ -160,5 +160,23 @@ async fn hosts_of_a_network_are_told_their_peers() {
         }
     }
     assert_eq!(told(&s, &vni_a).await[&x], Vec::<String>::new(), "the hosts that left are no peers of a1's host");
+
+    // Each list carries its network's version, higher for a list read later (the lists here
+    // were read one after another), and each host applied every list it was told.
+    let mut versions: BTreeMap<String, i64> = BTreeMap::new();
+    for (host, p) in set_peers_items(&s).await {
+        let v = p["version"].as_i64().unwrap_or_else(|| panic!("a version: {p}"));
+        let last = versions.insert(p["vni"].to_string(), v).unwrap_or(0);
+        assert!(v >= last && v > 0, "{host}: version {v} after {last}: {p}");
+    }
+    assert!(versions[&vni_a.to_string()] >= 4, "three creates and a2's delete told a's network: {versions:?}");
+    let db = s.db().await;
+    let results: Vec<(String,)> = sqlx::query_as("SELECT result FROM host_work WHERE call = 'set_peers'")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    for (r,) in results {
+        assert_eq!(serde_json::from_str::<Value>(&r).unwrap()["applied"], true, "{r}");
+    }
     drop(agents);
 }

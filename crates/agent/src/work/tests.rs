@@ -63,6 +63,30 @@ async fn the_refused_run_fails_for_good_and_only_it() {
     assert_eq!(runner.process(&item("OP-5/0/run/0", "start")).await.0.outcome, "ok");
 }
 
+/// Peer lists of one network arriving out of order: an older version than the one applied is
+/// answered without being applied; another network, or a list without a version (an older
+/// control plane), is applied.
+#[tokio::test]
+async fn an_older_peer_list_never_replaces_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner::open(Arc::new(SimDriver::new(Pacing::Immediate)), dir.path(), Duration::ZERO).unwrap();
+    let peers = |key: &str, zone: &str, version: Option<i64>| WorkItem {
+        key: key.into(),
+        call: "set_peers".into(),
+        instance_id: None,
+        payload: json!({"account_id": "ACC-a", "zone_id": zone, "vni": 4097, "peers": ["192.0.2.1"], "version": version}),
+        deliveries: 1,
+    };
+    let applied = |r: WorkResult| (r.outcome, r.result["applied"].clone());
+    let ok = |b: bool| ("ok".to_owned(), json!(b));
+    assert_eq!(applied(runner.process(&peers("OP-1/1/run/0/h", "KR1-Z01", Some(2))).await.0), ok(true));
+    assert_eq!(applied(runner.process(&peers("OP-2/1/run/0/h", "KR1-Z01", Some(1))).await.0), ok(false));
+    assert_eq!(applied(runner.process(&peers("OP-3/1/run/0/h", "KR1-Z01", Some(2))).await.0), ok(false), "the same");
+    assert_eq!(applied(runner.process(&peers("OP-4/1/run/0/h", "KR1-Z02", Some(1))).await.0), ok(true));
+    assert_eq!(applied(runner.process(&peers("OP-5/1/run/0/h", "KR1-Z01", Some(3))).await.0), ok(true));
+    assert_eq!(applied(runner.process(&peers("OP-6/1/run/0/h", "KR1-Z01", None)).await.0), ok(true));
+}
+
 #[tokio::test]
 async fn transient_errors_are_not_recorded_and_unknown_calls_are_permanent() {
     let dir = tempfile::tempdir().unwrap();
