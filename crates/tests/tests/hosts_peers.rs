@@ -171,10 +171,8 @@ async fn hosts_of_a_network_are_told_their_peers() {
     }
     assert!(versions[&vni_a.to_string()] >= 4, "three creates and a2's delete told a's network: {versions:?}");
     let db = s.db().await;
-    let results: Vec<(String,)> = sqlx::query_as("SELECT result FROM host_work WHERE call = 'set_peers'")
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    let results: Vec<(String,)> =
+        sqlx::query_as("SELECT result FROM host_work WHERE call = 'set_peers'").fetch_all(&db).await.unwrap();
     for (r,) in results {
         assert_eq!(serde_json::from_str::<Value>(&r).unwrap()["applied"], true, "{r}");
     }
