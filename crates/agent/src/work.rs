@@ -83,8 +83,9 @@ pub struct Runner {
     /// started fails for good, and the runs of CALL so far.
     refuse: Option<(String, u32)>,
     runs_of_refused: std::sync::atomic::AtomicU32,
-    /// Per (account, zone) network: the version of the peer list applied last (`set_peers`).
-    peers_applied: tokio::sync::Mutex<BTreeMap<(String, String), i64>>,
+    /// Per network (`{account}/{zone}`): the version of the peer list applied last
+    /// (`set_peers`), kept in `work/peers.json` so that a restart does not forget it.
+    peers_applied: tokio::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 /// A machine's state as the agent reports it.
@@ -107,6 +108,13 @@ impl Runner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Machines::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", machines_file.display())),
         };
+        let peers_file = dir.join("peers.json");
+        let peers_applied = match std::fs::read(&peers_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not the agent's record of peer lists", peers_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", peers_file.display())),
+        };
         let runner = Runner {
             driver,
             dir,
@@ -120,7 +128,7 @@ impl Runner {
             qemu: None,
             refuse: None,
             runs_of_refused: Default::default(),
-            peers_applied: Default::default(),
+            peers_applied: tokio::sync::Mutex::new(peers_applied),
         };
         runner.prune();
         Ok(runner)
@@ -481,7 +489,7 @@ impl Runner {
                 // One list at a time, and never an older one after a newer (items run
                 // concurrently, so two lists of a network can arrive in either order).
                 let mut applied = self.peers_applied.lock().await;
-                let network = (p.account_id.clone(), p.zone_id.clone());
+                let network = format!("{}/{}", p.account_id, p.zone_id);
                 if let (Some(v), Some(held)) = (p.version, applied.get(&network))
                     && v <= *held
                 {
@@ -493,6 +501,11 @@ impl Runner {
                 }
                 if let Some(v) = p.version {
                     applied.insert(network, v);
+                    let file = self.dir.join("peers.json");
+                    if let Err(e) = write_atomically(&file, &serde_json::to_vec(&*applied).expect("versions serialize"))
+                    {
+                        tracing::warn!(error = %e, "cannot record the peer lists applied; a restart forgets them");
+                    }
                 }
                 Ok(json!({ "peers": p.peers.len(), "applied": true }))
             }

@@ -271,7 +271,8 @@ pub async fn tell_peers(
     zone_id: &str,
     except: Option<&str>,
 ) -> Result<(), DriverError> {
-    let Some((vni, version, hosts)) = store.network_peers(account_id, zone_id, except).await.map_err(store_error)?
+    let Some((vni, version, hosts)) =
+        store.network_peers(account_id, zone_id, except, host_ms()).await.map_err(store_error)?
     else {
         return Ok(());
     };

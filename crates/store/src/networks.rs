@@ -98,19 +98,26 @@ impl Store {
     /// The network's VNI, a new peer-list version and its hosts (as [`Store::network_hosts`]),
     /// read in one transaction under the network's row: a list read later has a higher version
     /// and sees every placement committed before it (migration 0030). `None`: no network yet.
+    ///
+    /// The version is the host's time in milliseconds (`now_ms`), or one more than the last when
+    /// that is not behind: it keeps growing across an `admin reset` (which deletes the row) and a
+    /// restored snapshot (which puts an older one back), so an agent that applied a list before
+    /// either still takes the next one.
     pub async fn network_peers(
         &self,
         account_id: &str,
         zone_id: &str,
         except: Option<&str>,
+        now_ms: i64,
     ) -> Result<Option<(u32, i64, Vec<NetworkHost>)>> {
         let mut tx = self.begin_write().await?;
         let row: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE networks SET peers_version = peers_version + 1 WHERE account_id = $1 AND zone_id = $2 \
-             RETURNING vni, peers_version",
+            "UPDATE networks SET peers_version = CASE WHEN peers_version >= $3 THEN peers_version + 1 ELSE $3 END \
+             WHERE account_id = $1 AND zone_id = $2 RETURNING vni, peers_version",
         )
         .bind(account_id)
         .bind(zone_id)
+        .bind(now_ms)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((vni, version)) = row else { return Ok(None) };

@@ -64,8 +64,8 @@ async fn the_refused_run_fails_for_good_and_only_it() {
 }
 
 /// Peer lists of one network arriving out of order: an older version than the one applied is
-/// answered without being applied; another network, or a list without a version (an older
-/// control plane), is applied.
+/// answered without being applied, also after a restart; another network, or a list without a
+/// version (an older control plane), is applied.
 #[tokio::test]
 async fn an_older_peer_list_never_replaces_a_newer_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,6 +85,10 @@ async fn an_older_peer_list_never_replaces_a_newer_one() {
     assert_eq!(applied(runner.process(&peers("OP-4/1/run/0/h", "KR1-Z02", Some(1))).await.0), ok(true));
     assert_eq!(applied(runner.process(&peers("OP-5/1/run/0/h", "KR1-Z01", Some(3))).await.0), ok(true));
     assert_eq!(applied(runner.process(&peers("OP-6/1/run/0/h", "KR1-Z01", None)).await.0), ok(true));
+    // The agent started again still knows the versions it applied.
+    let runner = Runner::open(Arc::new(SimDriver::new(Pacing::Immediate)), dir.path(), Duration::ZERO).unwrap();
+    assert_eq!(applied(runner.process(&peers("OP-7/1/run/0/h", "KR1-Z01", Some(3))).await.0), ok(false));
+    assert_eq!(applied(runner.process(&peers("OP-8/1/run/0/h", "KR1-Z02", Some(2))).await.0), ok(true));
 }
 
 #[tokio::test]
