@@ -165,10 +165,24 @@ async fn hosts_pages_need_the_operator_and_csrf_and_do_what_the_operator_api_doe
         shows_error(&r, 400, "CHECK_PARAM", "The field `confirm` must be the host's name, `h1`");
     }
     assert_eq!(api_host(&s, "h1").await["state"], "enabled");
+    // A volume whose storage the host keeps (written straight to the store: h1 has no agent).
+    let db = s.db().await;
+    sqlx::query(
+        "INSERT INTO volumes (block_storage_id, account_id, name, type, size, status, zone_id, created_at, host_id) \
+         SELECT 'BS-keptonh1', account_id, 'kept', 'ssd', 10, 'available', $1, 0, \
+         (SELECT host_id FROM hosts WHERE name = 'h1') FROM accounts ORDER BY created_at LIMIT 1",
+    )
+    .bind(ZONE)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
     let r = op.post("/admin/hosts/h1/declare-dead", &[("csrf", &csrf), ("confirm", " h1 ")]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.text("declared-dead").contains("the host h1 was declared dead at"), "{}", r.body);
     assert_eq!(r.text("dead-failed-work"), "0");
+    assert!(r.text("declared-dead").contains("Volumes whose storage it kept"), "{}", r.body);
+    assert_eq!(r.text("dead-volumes"), "BS-keptonh1");
     assert_eq!(api_host(&s, "h1").await["state"], "dead");
     assert!(op.get("/admin/hosts").await.body.contains(r#"data-status="dead""#));
 
