@@ -97,24 +97,22 @@ fn power_name(p: Power) -> &'static str {
     }
 }
 
+/// A JSON record of the agent's (`what`), or its default when the file is not there yet.
+fn read_record<T: serde::de::DeserializeOwned + Default>(path: &Path, what: &str) -> anyhow::Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("{} is not {what}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 impl Runner {
     pub fn open(driver: Arc<dyn ComputeDriver>, data_dir: &Path, delay: Duration) -> anyhow::Result<Runner> {
         let dir = data_dir.join("work");
         std::fs::create_dir_all(dir.join("done")).with_context(|| format!("cannot create {}", dir.display()))?;
         let machines_file = data_dir.join("machines.json");
-        let machines = match std::fs::read(&machines_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not the agent's machine record", machines_file.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Machines::default(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", machines_file.display())),
-        };
-        let peers_file = dir.join("peers.json");
-        let peers_applied = match std::fs::read(&peers_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not the agent's record of peer lists", peers_file.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", peers_file.display())),
-        };
+        let machines: Machines = read_record(&machines_file, "the agent's machine record")?;
+        let peers_applied = read_record(&dir.join("peers.json"), "the agent's record of peer lists")?;
         let runner = Runner {
             driver,
             dir,
