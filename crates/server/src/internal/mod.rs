@@ -311,6 +311,11 @@ const MAX_WAIT_MS: u64 = 25_000;
 const REDELIVER_AFTER_MS: i64 = 120_000;
 /// Most work item keys a pull may say the agent holds.
 const MAX_HELD: usize = 10_000;
+
+/// A work item's key as an agent may send it back: 1-200 bytes, no control characters.
+fn is_work_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 200 && !key.chars().any(char::is_control)
+}
 /// How often a long poll reads the queue besides the wake-ups of this process (work queued by
 /// another control-plane process).
 const POLL_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -344,7 +349,7 @@ pub async fn work(
         if held.len() > MAX_HELD {
             return Err(ApiError::param(format!("The field `held` lists at most {MAX_HELD} work item keys.")));
         }
-        if let Some(bad) = held.iter().find(|k| k.is_empty() || k.len() > 200 || k.chars().any(char::is_control)) {
+        if let Some(bad) = held.iter().find(|k| !is_work_key(k)) {
             return Err(ApiError::param(format!(
                 "The field `held` must list work items' keys (1-200 characters each), not `{bad}`."
             )));
@@ -395,7 +400,7 @@ pub async fn work_result(
     body: Body,
 ) -> Reply<WorkAck> {
     let key = body.required_str("key")?;
-    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+    if !is_work_key(&key) {
         return Err(ApiError::param("The field `key` must be a work item's key (1-200 characters)."));
     }
     let kind = body.required_str("outcome")?;
